@@ -1,0 +1,253 @@
+"""The clip label schema (docs/labels.md): loading, validation and messages that name file, line, clip and field.
+
+A label file is JSON (`{"schema_version": 1, "clips": [...]}`) or JSONL (one clip object per line). Validation never
+stops at the first bad clip: every clip is checked, good clips are returned, bad ones become `LabelProblem`s that the
+data-prep stage reports under `rejected`. Only an unreadable file as a whole raises `LabelFileError`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+SCHEMA_VERSION = 1
+LABEL_NAMES = ("ghost_probing", "cut_in", "other_hazard", "normal")
+SPLIT_NAMES = ("train", "val", "test")
+
+Label = Literal["ghost_probing", "cut_in", "other_hazard", "normal"]
+
+
+class _Strict(BaseModel):
+    # Unknown fields are kept (so they can be warned about) rather than rejected: label files grow fields over time.
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class Event(_Strict):
+    """When and how the event happens; times are seconds from the start of the clip."""
+
+    t_first_visible_s: float | None = None
+    t_event_s: float | None = None
+    t_end_s: float | None = None
+    actor: str | None = None
+    occluder: str | None = None
+    side: Literal["left", "right"] | None = None
+    outcome: Literal["collision", "near_miss", "none"] | None = None
+
+    @model_validator(mode="after")
+    def _times_in_order(self) -> Event:
+        times = [("t_first_visible_s", self.t_first_visible_s), ("t_event_s", self.t_event_s), ("t_end_s", self.t_end_s)]
+        present = [(name, t) for name, t in times if t is not None]
+        for name, t in present:
+            if t < 0:
+                raise ValueError(f"{name} is negative ({t})")
+        for (name_a, a), (name_b, b) in zip(present, present[1:]):
+            if a > b:
+                raise ValueError(f"times are inverted: {name_a}={a} > {name_b}={b}")
+        return self
+
+
+class Context(_Strict):
+    light: Literal["day", "night", "dusk"] | None = None
+    weather: str | None = None
+    scene: str | None = None
+    road: str | None = None
+
+
+class ClipLabel(_Strict):
+    """One annotated clip. `video` is relative to the label file's folder (or `videos_dir`)."""
+
+    clip_id: str
+    video: str
+    label: Label
+    event: Event | None = None
+    context: Context = Context()
+    group: str | None = None
+    split: Literal["train", "val", "test"] | None = None
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def _ghost_probing_needs_times(self) -> ClipLabel:
+        if self.label == "ghost_probing":
+            if self.event is None:
+                raise ValueError("label 'ghost_probing' requires an 'event' object")
+            for name in ("t_first_visible_s", "t_event_s"):
+                if getattr(self.event, name) is None:
+                    raise ValueError(f"label 'ghost_probing' requires event.{name}")
+        if not self.clip_id.strip():
+            raise ValueError("clip_id is empty")
+        return self
+
+    @property
+    def is_ghost_probing(self) -> bool:
+        return self.label == "ghost_probing"
+
+    def to_json(self) -> dict:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+@dataclass(frozen=True)
+class LabelProblem:
+    """A clip (or line) that cannot be used, with where and why."""
+
+    file: str
+    line: int | None
+    clip_id: str | None
+    field: str | None
+    message: str
+    video: str | None = None
+
+    def __str__(self) -> str:
+        where = [self.file + (f" line {self.line}" if self.line else "")]
+        if self.clip_id:
+            where.append(f"clip {self.clip_id!r}")
+        if self.field:
+            where.append(f"field {self.field}")
+        return ", ".join(where) + f": {self.message}"
+
+
+@dataclass
+class LabelSet:
+    path: Path
+    clips: list[ClipLabel] = field(default_factory=list)
+    lines: dict[str, int] = field(default_factory=dict)  # clip_id -> line in the label file
+    problems: list[LabelProblem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class LabelFileError(ValueError):
+    """The label file as a whole cannot be read (missing, not JSON, wrong top-level shape)."""
+
+
+def load_labels(path: str | Path) -> LabelSet:
+    """Read and validate a JSON or JSONL label file.
+
+    Returns the valid clips plus one `LabelProblem` per unusable clip; raises `LabelFileError` only when nothing in the
+    file can be read (missing file, JSON syntax error in a `.json` file, wrong top-level shape).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LabelFileError(f"{path}: label file not found") from None
+    except UnicodeDecodeError as err:
+        raise LabelFileError(f"{path}: not UTF-8 text ({err})") from None
+    out = LabelSet(path=path)
+    if path.suffix.lower() == ".jsonl":
+        entries = list(_jsonl_entries(path, text, out))
+    else:
+        entries = list(_json_entries(path, text, out))
+    seen: dict[str, int | None] = {}
+    for line, raw in entries:
+        clip = _validate_clip(path, line, raw, out)
+        if clip is None:
+            continue
+        if clip.clip_id in seen:
+            first = seen[clip.clip_id]
+            out.problems.append(LabelProblem(str(path), line, clip.clip_id, "clip_id",
+                                             f"duplicate clip_id (first defined at line {first})", clip.video))
+            continue
+        seen[clip.clip_id] = line
+        out.clips.append(clip)
+        if line is not None:
+            out.lines[clip.clip_id] = line
+    return out
+
+
+def _jsonl_entries(path: Path, text: str, out: LabelSet):
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield line_no, json.loads(line)
+        except json.JSONDecodeError as err:
+            out.problems.append(LabelProblem(str(path), line_no, None, None,
+                                             f"JSON syntax error at column {err.colno}: {err.msg}"))
+
+
+def _json_entries(path: Path, text: str, out: LabelSet):
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise LabelFileError(f"{path} line {err.lineno} column {err.colno}: JSON syntax error: {err.msg}") from None
+    if isinstance(doc, list):
+        clips = doc
+    elif isinstance(doc, dict) and isinstance(doc.get("clips"), list):
+        version = doc.get("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise LabelFileError(f"{path}: schema_version {version!r} is not supported (this version reads "
+                                 f"{SCHEMA_VERSION})")
+        clips = doc["clips"]
+        extra = sorted(set(doc) - {"schema_version", "clips"})
+        if extra:
+            out.warnings.append(f"{path}: unknown top-level fields ignored: {', '.join(extra)}")
+    else:
+        raise LabelFileError(f"{path}: expected an object {{\"schema_version\": 1, \"clips\": [...]}} or a list of "
+                             "clips")
+    lines = _clip_lines(text, clips)
+    yield from zip(lines, clips)
+
+
+def _clip_lines(text: str, clips: list) -> list[int | None]:
+    """Best-effort line numbers for clips in a JSON document: the line of each clip's `"clip_id"` key, in order."""
+    positions = [m.start() for m in re.finditer(r'"clip_id"\s*:', text)]
+    line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+    lines: list[int | None] = []
+    cursor = 0
+    for clip in clips:
+        if isinstance(clip, dict) and "clip_id" in clip and cursor < len(positions):
+            pos = positions[cursor]
+            cursor += 1
+            lines.append(bisect.bisect_right(line_starts, pos))
+        else:
+            lines.append(None)
+    return lines
+
+
+def _validate_clip(path: Path, line: int | None, raw, out: LabelSet) -> ClipLabel | None:
+    clip_id = raw.get("clip_id") if isinstance(raw, dict) else None
+    clip_id = str(clip_id) if clip_id is not None else None
+    video = raw.get("video") if isinstance(raw, dict) and isinstance(raw.get("video"), str) else None
+    if not isinstance(raw, dict):
+        out.problems.append(LabelProblem(str(path), line, None, None, f"a clip must be a JSON object, got {raw!r:.60}"))
+        return None
+    try:
+        clip = ClipLabel.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or None
+        more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+        out.problems.append(LabelProblem(str(path), line, clip_id, loc, _pydantic_message(first) + more, video))
+        return None
+    for name in _unknown_fields(clip):
+        out.warnings.append(str(LabelProblem(str(path), line, clip.clip_id, name, "unknown field ignored")))
+    return clip
+
+
+def _pydantic_message(error: dict) -> str:
+    msg = error["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if error["type"] != "value_error" and "input" in error and not isinstance(error["input"], dict):
+        msg += f" (got {error['input']!r:.60})"
+    return msg
+
+
+def _unknown_fields(clip: ClipLabel) -> list[str]:
+    names = [name for name in (clip.model_extra or {})]
+    for part in ("event", "context"):
+        sub = getattr(clip, part)
+        if sub is not None:
+            names += [f"{part}.{name}" for name in (sub.model_extra or {})]
+    return names
+
+
+def write_labels(path: str | Path, clips: list[ClipLabel]) -> None:
+    """Write clips as a schema-v1 JSON label file (one clip per block, stable key order)."""
+    doc = {"schema_version": SCHEMA_VERSION, "clips": [clip.to_json() for clip in clips]}
+    Path(path).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
