@@ -71,17 +71,16 @@ class ClipLabel(_Strict):
     split: Literal["train", "val", "test"] | None = None
     notes: str | None = None
 
-    @model_validator(mode="after")
-    def _ghost_probing_needs_times(self) -> ClipLabel:
-        if self.label == "ghost_probing":
-            if self.event is None:
-                raise ValueError("label 'ghost_probing' requires an 'event' object")
-            for name in ("t_first_visible_s", "t_event_s"):
-                if getattr(self.event, name) is None:
-                    raise ValueError(f"label 'ghost_probing' requires event.{name}")
-        if not self.clip_id.strip():
-            raise ValueError("clip_id is empty")
-        return self
+    def missing_for_label(self) -> str | None:
+        """The first field this clip's label requires but the clip lacks (ghost probing needs its event times)."""
+        if self.label != "ghost_probing":
+            return None
+        if self.event is None:
+            return "event"
+        for name in ("t_first_visible_s", "t_event_s"):
+            if getattr(self.event, name) is None:
+                return f"event.{name}"
+        return None
 
     @property
     def is_ghost_probing(self) -> bool:
@@ -223,6 +222,14 @@ def _validate_clip(path: Path, line: int | None, raw, out: LabelSet) -> ClipLabe
         loc = ".".join(str(p) for p in first["loc"]) or None
         more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
         out.problems.append(LabelProblem(str(path), line, clip_id, loc, _pydantic_message(first) + more, video))
+        return None
+    if not clip.clip_id.strip():
+        out.problems.append(LabelProblem(str(path), line, None, "clip_id", "clip_id is empty", video))
+        return None
+    missing = clip.missing_for_label()
+    if missing:
+        out.problems.append(LabelProblem(str(path), line, clip.clip_id, missing,
+                                         "required for label 'ghost_probing' but missing", video))
         return None
     for name in _unknown_fields(clip):
         out.warnings.append(str(LabelProblem(str(path), line, clip.clip_id, name, "unknown field ignored")))

@@ -1,0 +1,123 @@
+"""Per-clip work of the data-prep stage, run in worker processes: probe, check, sample, decode, resize, cache.
+
+Each prepared clip is written to one cache file (`<cache key>.npz`, written to a temporary name and renamed, so a
+kill never leaves a half-written entry). The key covers the clip's label, the video file's size and mtime and every
+prep setting that changes the output, so a re-run reuses exactly the clips whose inputs did not change. A worker
+returns only a small dict: memory stays bounded by the clip in flight, however large the dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ghostprobe.frames import encode_jpeg, resize_frames
+from ghostprobe.labels import ClipLabel
+from ghostprobe.sampling import SamplingError, sample_windows
+from ghostprobe.video import VideoReadError, probe_video, read_frames
+
+CACHE_FORMAT = 1
+# The settings that change what a clip's cache entry holds; anything else (num_proc, paths) does not.
+OUTPUT_SETTINGS = ("sampling", "frame_size", "resize", "storage", "jpeg_quality", "seed")
+
+
+@dataclass(frozen=True)
+class ClipTask:
+    clip_json: str
+    video_path: str
+    cache_path: str
+    settings: dict
+
+
+class EventTimeError(ValueError):
+    """Labelled event times that do not fit the real video."""
+
+
+def cache_key(clip: ClipLabel, video_path: Path, settings: dict) -> str:
+    stat = video_path.stat() if video_path.is_file() else None
+    payload = {
+        "format": CACHE_FORMAT,
+        "clip": clip.to_json(),
+        "video": [str(video_path), stat.st_size if stat else None, stat.st_mtime_ns if stat else None],
+        "settings": {name: settings[name] for name in OUTPUT_SETTINGS},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def prepare_clip(task: ClipTask) -> dict:
+    """Prepare one clip into its cache file. Never raises: a failure comes back as {"ok": False, "reason": ...}."""
+    clip = ClipLabel.model_validate_json(task.clip_json)
+    try:
+        _prepare(clip, Path(task.video_path), Path(task.cache_path), task.settings)
+    except (VideoReadError, SamplingError, EventTimeError) as err:
+        return {"clip_id": clip.clip_id, "ok": False, "reason": str(err)}
+    except Exception as err:  # a decoder bug on one odd file must not stop the other clips
+        return {"clip_id": clip.clip_id, "ok": False, "reason": f"unexpected {type(err).__name__}: {err}"}
+    return {"clip_id": clip.clip_id, "ok": True}
+
+
+def _prepare(clip: ClipLabel, video_path: Path, cache_path: Path, settings: dict) -> None:
+    info = probe_video(video_path, settings["decode_threads"])
+    _check_event_times(clip, info.duration_s, info.fps)
+    event = clip.event
+    windows = sample_windows(settings["sampling"], fps=info.fps, num_frames=info.num_frames,
+                             t_event_s=event.t_event_s if event else None, is_positive=clip.is_ghost_probing,
+                             seed_key=f"{settings['seed']}:{clip.clip_id}")
+    unique = sorted({i for window in windows for i in window.frame_indices})
+    frames = resize_frames(read_frames(video_path, unique, info, settings["decode_threads"]),
+                           settings["frame_size"], settings["resize"])
+    position = {index: k for k, index in enumerate(unique)}
+    meta = {
+        "video_info": info.to_json(),
+        "unique_indices": unique,
+        "windows": [{"frame_indices": list(w.frame_indices), "rows": [position[i] for i in w.frame_indices],
+                     "start_s": w.start_s, "end_s": w.end_s} for w in windows],
+    }
+    arrays = {}
+    if settings["storage"] == "jpeg":
+        blobs = encode_jpeg(frames, settings["jpeg_quality"])
+        arrays["jpeg"] = np.frombuffer(b"".join(blobs), np.uint8)
+        arrays["jpeg_offsets"] = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
+        digest_source = arrays["jpeg"].tobytes()
+    else:
+        arrays["frames"] = frames
+        digest_source = frames.tobytes()
+    meta["content_sha256"] = hashlib.sha256(digest_source + json.dumps(meta, sort_keys=True).encode()).hexdigest()
+    arrays["meta"] = np.array(json.dumps(meta))
+    tmp = cache_path.with_name(cache_path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, cache_path)
+
+
+def _check_event_times(clip: ClipLabel, duration_s: float, fps: float) -> None:
+    if clip.event is None:
+        return
+    tolerance_s = 1.0 / fps  # a label may name the time of the last frame's end
+    for name in ("t_first_visible_s", "t_event_s", "t_end_s"):
+        t = getattr(clip.event, name)
+        if t is not None and t > duration_s + tolerance_s:
+            raise EventTimeError(f"event.{name}={t:g} s is beyond the video's real duration {duration_s:.2f} s")
+
+
+def load_cache_meta(cache_path: Path) -> dict:
+    """A cache entry's metadata alone (npz members load lazily: the frames are not read)."""
+    with np.load(cache_path, allow_pickle=False) as data:
+        return json.loads(str(data["meta"]))
+
+
+def load_cached_clip(cache_path: Path) -> tuple[dict, list[np.ndarray] | list[bytes]]:
+    """Read a cache entry: its metadata and the unique frames (uint8 arrays, or JPEG bytes)."""
+    with np.load(cache_path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        if "jpeg" in data:
+            blob, offsets = data["jpeg"].tobytes(), data["jpeg_offsets"]
+            frames = [blob[offsets[k]:offsets[k + 1]] for k in range(len(offsets) - 1)]
+        else:
+            frames = list(data["frames"])
+    return meta, frames

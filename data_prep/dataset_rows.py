@@ -1,0 +1,61 @@
+"""The row layout of a prepared dataset: one row per sampled window (one per clip for whole-clip policies).
+
+Columns are documented in docs/labels.md ("Prepared dataset"). Train and eval read these columns only; they never
+open the video again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from datasets import Array4D, ClassLabel, Features, Image, List, Value
+
+from ghostprobe.labels import LABEL_NAMES, ClipLabel
+
+
+def dataset_features(settings: dict) -> Features:
+    size = settings["frame_size"]
+    frames = (Array4D(shape=(None, size, size, 3), dtype="uint8") if settings["storage"] == "uint8"
+              else List(Image()))
+    text = Value("string")
+    seconds = Value("float32")
+    return Features({
+        "sample_id": text, "clip_id": text, "window_index": Value("int32"), "video": text,
+        "label": ClassLabel(names=list(LABEL_NAMES)), "is_ghost_probing": Value("bool"),
+        "frames": frames, "frame_indices": List(Value("int32")), "timestamps_s": List(seconds),
+        "window_start_s": seconds, "window_end_s": seconds,
+        "t_first_visible_s": seconds, "t_event_s": seconds, "t_end_s": seconds,
+        "actor": text, "occluder": text, "side": text, "outcome": text,
+        "light": text, "weather": text, "scene": text, "road": text, "group": text, "notes": text,
+        "video_fps": seconds, "video_num_frames": Value("int32"), "video_duration_s": seconds,
+        "video_width": Value("int32"), "video_height": Value("int32"), "video_codec": text, "decode_backend": text,
+    })
+
+
+def rows_for_clip(clip: ClipLabel, meta: dict, frames: list, storage: str):
+    """Yield the dataset rows of one prepared clip from its cache entry."""
+    info = meta["video_info"]
+    event = clip.event
+    base = {
+        "clip_id": clip.clip_id, "video": clip.video, "label": clip.label, "is_ghost_probing": clip.is_ghost_probing,
+        "t_first_visible_s": event.t_first_visible_s if event else None,
+        "t_event_s": event.t_event_s if event else None, "t_end_s": event.t_end_s if event else None,
+        "actor": event.actor if event else None, "occluder": event.occluder if event else None,
+        "side": event.side if event else None, "outcome": event.outcome if event else None,
+        "light": clip.context.light, "weather": clip.context.weather, "scene": clip.context.scene,
+        "road": clip.context.road, "group": clip.group, "notes": clip.notes,
+        "video_fps": info["fps"], "video_num_frames": info["num_frames"], "video_duration_s": info["duration_s"],
+        "video_width": info["width"], "video_height": info["height"], "video_codec": info["codec"],
+        "decode_backend": info["backend"],
+    }
+    for k, window in enumerate(meta["windows"]):
+        if storage == "uint8":
+            window_frames = np.stack([frames[r] for r in window["rows"]])
+        else:
+            window_frames = [{"bytes": frames[r], "path": None} for r in window["rows"]]
+        yield {
+            **base,
+            "sample_id": f"{clip.clip_id}#w{k}" if len(meta["windows"]) > 1 else clip.clip_id,
+            "window_index": k, "frames": window_frames, "frame_indices": window["frame_indices"],
+            "timestamps_s": [i / info["fps"] for i in window["frame_indices"]],
+            "window_start_s": window["start_s"], "window_end_s": window["end_s"],
+        }

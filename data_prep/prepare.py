@@ -1,0 +1,169 @@
+"""Stage 1: annotated clips + a label file -> a `datasets.DatasetDict` (train/val/test) on disk, plus a report.
+
+Order of work: validate labels -> resolve video paths -> prepare clips in parallel into a content-addressed cache
+(resumable) -> assign splits -> stream cache entries into Arrow, one split at a time -> `save_to_disk`. Bad clips
+are collected with a reason in `prep_report.json` and never stop the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import shutil
+import statistics
+import time
+from collections import Counter
+from pathlib import Path
+
+from tqdm import tqdm
+
+from data_prep.clip_worker import ClipTask, cache_key, load_cache_meta, load_cached_clip, prepare_clip
+from data_prep.dataset_rows import dataset_features, rows_for_clip
+from data_prep.splits import assign_splits
+from ghostprobe.labels import ClipLabel, LabelFileError, load_labels
+
+CACHE_DIR = ".prep_cache"
+
+
+def prepare_dataset(labels_path: str | Path, out_dir: str | Path, settings: dict,
+                    videos_dir: str | Path | None = None) -> dict:
+    """Prepare every clip of `labels_path` into a DatasetDict at `out_dir`; return the report (also written to
+    `out_dir/prep_report.json`). `settings` is the resolved data-prep config (see conf/data_prep.yaml)."""
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    cache_dir = out_dir / CACHE_DIR / "clips"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    report: dict = {"labels": str(labels_path), "out_dir": str(out_dir), "rejected": [], "warnings": []}
+
+    try:
+        label_set = load_labels(labels_path)
+    except LabelFileError as err:
+        report["rejected"].append({"clip_id": None, "video": None, "reason": str(err)})
+        return _finish(report, out_dir, {}, [], started, total_entries=1)
+    report["warnings"] += label_set.warnings
+    report["rejected"] += [{"clip_id": p.clip_id, "video": p.video, "reason": str(p)} for p in label_set.problems]
+    videos_root = Path(videos_dir) if videos_dir else Path(labels_path).parent
+    total_entries = len(label_set.clips) + len(label_set.problems)
+
+    tasks, clips_by_id, reused = [], {}, 0
+    for clip in label_set.clips:
+        video_path = _resolve_video(videos_root, clip, report)
+        if video_path is None:
+            continue
+        cache_path = cache_dir / f"{cache_key(clip, video_path, settings)}.npz"
+        clips_by_id[clip.clip_id] = (clip, cache_path, video_path)
+        if cache_path.exists():
+            reused += 1
+        else:
+            tasks.append(ClipTask(clip.model_dump_json(), str(video_path), str(cache_path), settings))
+    report["reused_from_cache"] = reused
+
+    for result in _run_tasks(tasks, settings["num_proc"]):
+        if not result["ok"]:
+            clip, _, video_path = clips_by_id.pop(result["clip_id"])
+            report["rejected"].append({"clip_id": clip.clip_id, "video": clip.video, "reason": result["reason"]})
+
+    prepared = [clips_by_id[clip_id][0] for clip_id in sorted(clips_by_id)]
+    if not prepared:
+        return _finish(report, out_dir, {}, [], started, total_entries)
+    metas = {clip.clip_id: load_cache_meta(clips_by_id[clip.clip_id][1]) for clip in prepared}
+    split_of, split_warnings = assign_splits(prepared, settings["split_ratios"], settings["seed"])
+    report["warnings"] += split_warnings
+    splits = _write_dataset(out_dir, prepared, clips_by_id, metas, split_of, settings)
+    for split, info in splits.items():
+        members = [c for c in prepared if split_of[c.clip_id] == split]
+        info.update(_split_stats(members, [metas[c.clip_id]["video_info"]["duration_s"] for c in members]))
+    return _finish(report, out_dir, splits, prepared, started, total_entries)
+
+
+def _resolve_video(videos_root: Path, clip: ClipLabel, report: dict) -> Path | None:
+    root = videos_root.resolve()
+    path = (root / clip.video).resolve()
+    if not path.is_relative_to(root):
+        report["rejected"].append({"clip_id": clip.clip_id, "video": clip.video,
+                                   "reason": f"video path {clip.video!r} escapes the videos folder {root}"})
+        return None
+    return path
+
+
+def _run_tasks(tasks: list[ClipTask], num_proc: int):
+    progress = tqdm(total=len(tasks), desc="prepare clips", unit="clip", disable=not tasks)
+    if num_proc <= 1:
+        for task in tasks:
+            yield prepare_clip(task)
+            progress.update()
+    else:
+        # spawn, not fork: decord is not fork-safe once its threads exist (decord issue #363).
+        with multiprocessing.get_context("spawn").Pool(num_proc, maxtasksperchild=200) as pool:
+            for result in pool.imap_unordered(prepare_clip, tasks, chunksize=1):
+                yield result
+                progress.update()
+    progress.close()
+
+
+def _write_dataset(out_dir: Path, prepared: list[ClipLabel], clips_by_id: dict, metas: dict, split_of: dict,
+                   settings: dict) -> dict:
+    from datasets import Dataset, DatasetDict
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()  # our own bar counts clips; Arrow writing is short next to decoding
+
+    features = dataset_features(settings)
+    hf_cache = out_dir / CACHE_DIR / "hf"
+    splits, fingerprints = {}, {}
+    for split in ("train", "val", "test"):
+        members = [clip for clip in prepared if split_of[clip.clip_id] == split]
+        if not members:
+            continue
+        entries = [(clip.model_dump_json(), str(clips_by_id[clip.clip_id][1])) for clip in members]
+        fingerprint = _split_fingerprint(split, entries, [metas[c.clip_id] for c in members], settings)
+        fingerprints[split] = fingerprint
+        splits[split] = Dataset.from_generator(
+            _generate_rows, features=features, gen_kwargs={"entries": entries, "storage": settings["storage"]},
+            cache_dir=str(hf_cache), fingerprint=fingerprint, writer_batch_size=settings["writer_batch_size"])
+    DatasetDict(splits).save_to_disk(str(out_dir), max_shard_size=settings["max_shard_size"])
+    shutil.rmtree(hf_cache, ignore_errors=True)  # save_to_disk made its own copy
+    return {split: {"samples": len(ds), "fingerprint": fingerprints[split]} for split, ds in splits.items()}
+
+
+def _generate_rows(entries: list[tuple[str, str]], storage: str):
+    for clip_json, cache_path in entries:
+        meta, frames = load_cached_clip(Path(cache_path))
+        yield from rows_for_clip(ClipLabel.model_validate_json(clip_json), meta, frames, storage)
+
+
+def _split_fingerprint(split: str, entries: list[tuple[str, str]], metas: list[dict], settings: dict) -> str:
+    # Content, not paths or times: an interrupted-then-resumed run hashes to the same value as an uninterrupted one.
+    digest = hashlib.sha256(json.dumps({"split": split, "storage": settings["storage"]}).encode())
+    for (clip_json, _), meta in zip(entries, metas):
+        digest.update(clip_json.encode() + meta["content_sha256"].encode())
+    return digest.hexdigest()[:16]
+
+
+def _finish(report: dict, out_dir: Path, splits: dict, prepared: list[ClipLabel], started: float,
+            total_entries: int) -> dict:
+    report["num_label_entries"] = total_entries
+    report["num_prepared"] = len(prepared)
+    report["num_rejected"] = len(report["rejected"])
+    report["rejected_fraction"] = report["num_rejected"] / max(total_entries, 1)
+    report["dataset_fingerprint"] = hashlib.sha256(
+        json.dumps({s: v["fingerprint"] for s, v in sorted(splits.items())}).encode()).hexdigest()[:16] if splits \
+        else None
+    report["splits"] = splits
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "prep_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    return report
+
+
+def _split_stats(clips: list[ClipLabel], durations_s: list[float]) -> dict:
+    return {
+        "clips": len(clips),
+        "labels": dict(Counter(c.label for c in clips)),
+        "actors": dict(Counter(c.event.actor for c in clips if c.event and c.event.actor)),
+        "light": dict(Counter(c.context.light or "unknown" for c in clips)),
+        "groups": len({c.group or c.clip_id for c in clips}),
+        "duration_s": {"total": round(sum(durations_s), 2), "min": round(min(durations_s), 2),
+                       "median": round(statistics.median(durations_s), 2), "max": round(max(durations_s), 2)},
+    }

@@ -1,0 +1,176 @@
+"""Video probing and frame decoding: decord first, PyAV when decord cannot read a file.
+
+Metadata (fps, frame count, duration, resolution) always comes from the file, never from labels. Every failure is a
+`VideoReadError` whose message says what is wrong with which file, so the data-prep stage can reject one clip and
+carry on with the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+
+class VideoReadError(RuntimeError):
+    """A video file that cannot be probed or decoded; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    fps: float
+    num_frames: int
+    width: int
+    height: int
+    codec: str
+    backend: str  # the decoder that will read this file: "decord" or "pyav"
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.fps
+
+    def to_json(self) -> dict:
+        return asdict(self) | {"duration_s": self.duration_s}
+
+
+def probe_video(path: str | Path, decode_threads: int = 1) -> VideoInfo:
+    """Read a video's metadata; decodes the first frame with the chosen backend to prove the file is readable."""
+    path = _check_file(path)
+    try:
+        return _probe_decord(path, decode_threads)
+    except Exception as decord_err:  # decord raises its own error types, and sometimes plain RuntimeError
+        try:
+            return _probe_pyav(path)
+        except Exception as pyav_err:
+            raise VideoReadError(f"{path}: cannot decode ({_diagnose(path)}); decord: {_short(decord_err)}; "
+                                 f"PyAV: {_short(pyav_err)}") from None
+
+
+def read_frames(path: str | Path, indices: list[int], info: VideoInfo, decode_threads: int = 1) -> np.ndarray:
+    """Decode the frames at `indices` (any order, repeats allowed) as uint8 RGB [N, H, W, 3]."""
+    path = Path(path)
+    wanted = sorted(set(indices))
+    if not wanted:
+        return np.zeros((0, info.height, info.width, 3), np.uint8)
+    if wanted[0] < 0 or wanted[-1] >= info.num_frames:
+        raise VideoReadError(f"{path}: frame index out of range 0..{info.num_frames - 1}: {wanted[0]}..{wanted[-1]}")
+    if info.backend == "decord":
+        try:
+            frames = _read_decord(path, wanted, decode_threads)
+        except Exception as decord_err:
+            try:
+                frames = _read_pyav(path, wanted)
+            except Exception as pyav_err:
+                raise VideoReadError(f"{path}: decoding frames {wanted[0]}..{wanted[-1]} failed (truncated or "
+                                     f"corrupt?); decord: {_short(decord_err)}; PyAV: {_short(pyav_err)}") from None
+    else:
+        try:
+            frames = _read_pyav(path, wanted)
+        except VideoReadError:
+            raise
+        except Exception as err:
+            raise VideoReadError(f"{path}: decoding frames {wanted[0]}..{wanted[-1]} failed: {_short(err)}") from None
+    by_index = dict(zip(wanted, frames))
+    return np.stack([by_index[i] for i in indices])
+
+
+def _check_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise VideoReadError(f"{path}: video file not found")
+    if not path.is_file():
+        raise VideoReadError(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise VideoReadError(f"{path}: empty file (0 bytes)")
+    return path
+
+
+def _probe_decord(path: Path, decode_threads: int) -> VideoInfo:
+    import decord
+
+    reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=decode_threads)
+    num_frames = len(reader)
+    if num_frames == 0:
+        raise VideoReadError("no frames")
+    height, width = reader[0].shape[:2]
+    fps = float(reader.get_avg_fps())
+    if not fps > 0:
+        raise VideoReadError(f"invalid frame rate {fps}")
+    return VideoInfo(fps=fps, num_frames=num_frames, width=int(width), height=int(height),
+                     codec=_codec_name(path), backend="decord")
+
+
+def _probe_pyav(path: Path) -> VideoInfo:
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise VideoReadError("no video stream")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        if not rate:
+            raise VideoReadError("unknown frame rate")
+        num_frames = 0
+        first = None
+        # Count by decoding: container frame counts are missing or wrong in many avi/mkv files.
+        for frame in container.decode(stream):
+            if first is None:
+                first = frame
+            num_frames += 1
+        if first is None:
+            raise VideoReadError("no decodable frames")
+        return VideoInfo(fps=float(Fraction(rate)), num_frames=num_frames, width=first.width, height=first.height,
+                         codec=stream.codec_context.name, backend="pyav")
+
+
+def _read_decord(path: Path, wanted: list[int], decode_threads: int) -> np.ndarray:
+    import decord
+
+    reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=decode_threads)
+    return reader.get_batch(wanted).asnumpy()
+
+
+def _read_pyav(path: Path, wanted: list[int]) -> list[np.ndarray]:
+    import av
+
+    want = set(wanted)
+    out: dict[int, np.ndarray] = {}
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        # Sequential decode: on long-GOP files a seek per frame costs ~2x (docs/benchmarks.md).
+        for index, frame in enumerate(container.decode(stream)):
+            if index in want:
+                out[index] = frame.to_ndarray(format="rgb24")
+            if index >= wanted[-1]:
+                break
+    missing = want - set(out)
+    if missing:
+        raise VideoReadError(f"{path}: stream ended before frame {min(missing)} (truncated?)")
+    return [out[i] for i in wanted]
+
+
+def _codec_name(path: Path) -> str:
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            return container.streams.video[0].codec_context.name
+    except Exception:
+        return "unknown"
+
+
+def _diagnose(path: Path) -> str:
+    """A human hint for an undecodable file: not a video at all, or a video that is damaged."""
+    head = path.read_bytes()[:16]
+    looks_like_video = (head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide") or head[:4] == b"RIFF"
+                        or head[:4] == b"\x1aE\xdf\xa3")
+    if looks_like_video:
+        return "video container found but it is truncated, corrupt or uses an unsupported codec"
+    return "not a video file"
+
+
+def _short(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return (text[-1] if text else type(err).__name__)[:200]

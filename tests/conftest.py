@@ -1,0 +1,59 @@
+"""Shared fixtures: small real videos made on the spot (no downloaded data anywhere in the suite)."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Stage packages (data_prep, train, eval) are imported by tests the way their scripts import them.
+sys.path.insert(0, str(REPO_ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+
+def moving_pattern(num_frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Frames that differ from each other (a bar sweeping over a noise background), so decode errors show."""
+    rng = np.random.default_rng(seed)
+    background = rng.integers(0, 255, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
+    background = np.kron(background, np.ones((8, 8, 1), np.uint8))[:height, :width]
+    frames = np.repeat(background[None], num_frames, axis=0)
+    for t in range(num_frames):
+        x = int(t * (width - 16) / max(num_frames - 1, 1))
+        frames[t, :, x:x + 16] = (255, 255, 255)
+    return frames
+
+
+@pytest.fixture
+def make_video(tmp_path):
+    """make_video(name, num_frames=75, fps=15, width=320, height=180, codec="libx264") -> Path of a real video."""
+    from ghostprobe.synth.encode import write_video
+
+    def _make(name, num_frames=75, fps=15, width=320, height=180, codec="libx264", seed=0):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_video(path, moving_pattern(num_frames, height, width, seed), fps, codec=codec)
+        return path
+
+    return _make
+
+
+def write_label_file(path: Path, clips: list[dict]) -> Path:
+    path.write_text(json.dumps({"schema_version": 1, "clips": clips}, indent=2))
+    return path
+
+
+def prep_settings(**overrides) -> dict:
+    """The data-prep settings of conf/data_prep.yaml, composed by Hydra exactly as the stage does."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    args = [f"prep.{k}={v}" for k, v in overrides.items() if k != "sampling"]
+    if "sampling" in overrides:
+        args.append(f"sampling@prep.sampling={overrides['sampling']}")
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="data_prep", overrides=["out_dir=unused", *args])
+    return OmegaConf.to_container(cfg.prep, resolve=True)

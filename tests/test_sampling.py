@@ -1,0 +1,68 @@
+"""Frame sampling policies: which frames the model sees."""
+
+import math
+
+import pytest
+
+from ghostprobe.sampling import SamplingError, sample_windows, uniform_indices
+
+
+def test_uniform_matches_original_video_llama_formula():
+    # floor(arange(0, n, n / 8)) as in the original evaluation code.
+    assert uniform_indices(75, 8) == [0, 9, 18, 28, 37, 46, 56, 65]
+    assert uniform_indices(8, 8) == list(range(8))
+    with pytest.raises(SamplingError, match="7 frames, fewer than the 8 requested"):
+        uniform_indices(7, 8)
+
+
+def test_fps_policy_rate_and_cap():
+    (window,) = sample_windows({"policy": "fps", "target_fps": 2.0, "max_frames": 32, "min_frames": 4},
+                               fps=30, num_frames=300, t_event_s=None, is_positive=False, seed_key="a")
+    assert len(window.frame_indices) == 20 and window.frame_indices[1] - window.frame_indices[0] == 15
+    (window,) = sample_windows({"policy": "fps", "target_fps": 10.0, "max_frames": 32, "min_frames": 4},
+                               fps=30, num_frames=300, t_event_s=None, is_positive=False, seed_key="a")
+    assert len(window.frame_indices) == 32
+
+
+SLIDING = {"policy": "sliding", "num_frames": 8, "window_s": 2.0, "stride_s": 0.5}
+
+
+def test_sliding_windows_of_a_positive_end_before_the_event():
+    windows = sample_windows(SLIDING, fps=15, num_frames=150, t_event_s=6.2, is_positive=True, seed_key="a")
+    assert [w.end_s for w in windows] == [2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0]
+    for window in windows:
+        assert max(window.timestamps_s(15)) < 6.2 and len(window.frame_indices) == 8
+    negatives = sample_windows(SLIDING, fps=15, num_frames=150, t_event_s=6.2, is_positive=False, seed_key="a")
+    assert negatives[-1].end_s == 10.0
+
+
+def test_sliding_rejects_event_before_first_window():
+    with pytest.raises(SamplingError, match="no 2.0 s window ends before the event at 1.50 s"):
+        sample_windows(SLIDING, fps=15, num_frames=150, t_event_s=1.5, is_positive=True, seed_key="a")
+
+
+EVENT = {"policy": "event_windows", "num_frames": 8, "window_s": 4.0, "event_position": 0.75, "jitter_s": 0.5,
+         "windows_per_clip": 3}
+
+
+def test_event_windows_contain_event_and_are_seeded():
+    windows = sample_windows(EVENT, fps=30, num_frames=600, t_event_s=10.0, is_positive=True, seed_key="0:c1")
+    again = sample_windows(EVENT, fps=30, num_frames=600, t_event_s=10.0, is_positive=True, seed_key="0:c1")
+    other = sample_windows(EVENT, fps=30, num_frames=600, t_event_s=10.0, is_positive=True, seed_key="1:c1")
+    assert windows == again and windows != other
+    for window in windows:
+        assert window.end_s - window.start_s == pytest.approx(4.0)
+        assert 10.0 - 3.0 - 0.5 <= window.start_s <= 10.0 - 3.0 + 0.5
+        assert window.start_s <= 10.0 <= window.end_s
+
+
+def test_event_windows_stay_inside_clip_and_reject_short_clips():
+    (window, *_) = sample_windows(EVENT, fps=30, num_frames=150, t_event_s=0.5, is_positive=True, seed_key="x")
+    assert window.start_s == 0.0 and max(window.frame_indices) < 150
+    with pytest.raises(SamplingError, match="shorter than window_s 4.0"):
+        sample_windows(EVENT, fps=30, num_frames=90, t_event_s=1.0, is_positive=True, seed_key="x")
+
+
+def test_unknown_policy_is_named():
+    with pytest.raises(ValueError, match="unknown sampling policy 'random'"):
+        sample_windows({"policy": "random"}, fps=30, num_frames=90, t_event_s=None, is_positive=False, seed_key="x")
