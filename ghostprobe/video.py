@@ -7,7 +7,7 @@ carry on with the others.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -39,13 +39,21 @@ def probe_video(path: str | Path, decode_threads: int = 1) -> VideoInfo:
     """Read a video's metadata; decodes the first frame with the chosen backend to prove the file is readable."""
     path = _check_file(path)
     try:
-        return _probe_decord(path, decode_threads)
+        info = _probe_decord(path, decode_threads)
     except Exception as decord_err:  # decord raises its own error types, and sometimes plain RuntimeError
         try:
-            return _probe_pyav(path)
+            info = _probe_pyav(path)
         except Exception as pyav_err:
-            raise VideoReadError(f"{path}: cannot decode ({_diagnose(path)}); decord: {_short(decord_err)}; "
-                                 f"PyAV: {_short(pyav_err)}") from None
+            raise VideoReadError(f"{path}: cannot decode ({_diagnose(path, pyav_err)}); decord: "
+                                 f"{_short(decord_err)}; PyAV: {_short(pyav_err)}") from None
+    codec, declared = _container_header(path)
+    if info.codec == "unknown":
+        info = replace(info, codec=codec)
+    # A cut-off avi still opens and reads as a shorter clip; its header still declares the full length.
+    if declared and info.num_frames < declared - 1:
+        raise VideoReadError(f"{path}: truncated: the container declares {declared} frames but only "
+                             f"{info.num_frames} are readable")
+    return info
 
 
 def read_frames(path: str | Path, indices: list[int], info: VideoInfo, decode_threads: int = 1) -> np.ndarray:
@@ -99,7 +107,7 @@ def _probe_decord(path: Path, decode_threads: int) -> VideoInfo:
     if not fps > 0:
         raise VideoReadError(f"invalid frame rate {fps}")
     return VideoInfo(fps=fps, num_frames=num_frames, width=int(width), height=int(height),
-                     codec=_codec_name(path), backend="decord")
+                     codec="unknown", backend="decord")
 
 
 def _probe_pyav(path: Path) -> VideoInfo:
@@ -151,24 +159,29 @@ def _read_pyav(path: Path, wanted: list[int]) -> list[np.ndarray]:
     return [out[i] for i in wanted]
 
 
-def _codec_name(path: Path) -> str:
+def _container_header(path: Path) -> tuple[str, int]:
+    """(codec name, frame count the container declares or 0), from the header alone: no decoding."""
     try:
         import av
 
         with av.open(str(path)) as container:
-            return container.streams.video[0].codec_context.name
+            stream = container.streams.video[0]
+            return stream.codec_context.name, int(stream.frames or 0)
     except Exception:
-        return "unknown"
+        return "unknown", 0
 
 
-def _diagnose(path: Path) -> str:
-    """A human hint for an undecodable file: not a video at all, or a video that is damaged."""
-    head = path.read_bytes()[:16]
+def _diagnose(path: Path, pyav_err: Exception) -> str:
+    """A human hint for an undecodable file: not a video at all, a codec nobody decodes, or a damaged video."""
+    if "Decoder not found" in str(pyav_err) or "codec not currently supported" in str(pyav_err):
+        return "unsupported codec: neither decord nor PyAV has a decoder for its video stream"
+    with open(path, "rb") as f:
+        head = f.read(16)
     looks_like_video = (head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide") or head[:4] == b"RIFF"
                         or head[:4] == b"\x1aE\xdf\xa3")
     if looks_like_video:
-        return "video container found but it is truncated, corrupt or uses an unsupported codec"
-    return "not a video file"
+        return "video container found but it is truncated or corrupt"
+    return "not a video file, or its header is corrupt"
 
 
 def _short(err: Exception) -> str:

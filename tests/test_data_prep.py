@@ -1,0 +1,218 @@
+"""The data-prep stage end to end: real videos made on the spot, every kind of bad input, exactness, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from datasets import load_from_disk
+
+from data_prep.prepare import prepare_dataset
+from ghostprobe.frames import encode_jpeg, frames_from_row, resize_frames
+from ghostprobe.sampling import uniform_indices
+from ghostprobe.video import probe_video, read_frames
+
+from conftest import REPO_ROOT, prep_settings, write_label_file
+
+
+def clip(clip_id, video, label="normal", **extra):
+    entry = {"clip_id": clip_id, "video": video, "label": label, **extra}
+    if label == "ghost_probing" and "event" not in extra:
+        entry["event"] = {"t_first_visible_s": 2.0, "t_event_s": 3.0, "actor": "pedestrian"}
+    return entry
+
+
+def test_every_bad_input_is_rejected_by_name_and_the_rest_survive(tmp_path, make_video):
+    good = [clip(f"good{i}", f"videos/good{i}.mp4", "ghost_probing" if i % 2 else "normal") for i in range(6)]
+    for i in range(6):
+        make_video(f"videos/good{i}.mp4", seed=i)
+    whole = make_video("videos/whole.mp4").read_bytes()
+    (tmp_path / "videos/empty.mp4").write_bytes(b"")
+    (tmp_path / "videos/truncated.mp4").write_bytes(whole[: len(whole) * 6 // 10])
+    rng = np.random.default_rng(0)
+    (tmp_path / "videos/corrupt.mp4").write_bytes(rng.integers(0, 255, 4096, dtype=np.uint8).tobytes() + whole[4096:])
+    (tmp_path / "videos/notes.mp4").write_text("this is a text file, not a video\n" * 20)
+    (tmp_path / "videos/codec.mp4").write_bytes(whole.replace(b"avc1", b"zzzz"))  # a codec nobody decodes
+    avi = make_video("videos/cut.avi", num_frames=60, fps=30, codec="mpeg4").read_bytes()
+    (tmp_path / "videos/cut.avi").write_bytes(avi[: len(avi) // 2])
+    make_video("videos/short.mp4", num_frames=5)
+    bad = {
+        "missing": (clip("missing", "videos/nope.mp4"), "video file not found"),
+        "empty": (clip("empty", "videos/empty.mp4"), "empty file (0 bytes)"),
+        "truncated": (clip("truncated", "videos/truncated.mp4"), "truncated or corrupt"),
+        "corrupt": (clip("corrupt", "videos/corrupt.mp4"), "cannot decode"),
+        "notvideo": (clip("notvideo", "videos/notes.mp4"), "not a video file"),
+        "codec": (clip("codec", "videos/codec.mp4"), "unsupported codec"),
+        "cut_avi": (clip("cut_avi", "videos/cut.avi"), "truncated: the container declares 60 frames"),
+        "late": (clip("late", "videos/good0.mp4", "ghost_probing",
+                      event={"t_first_visible_s": 2.0, "t_event_s": 9.5}), "event.t_event_s=9.5 s is beyond"),
+        "inverted": (clip("inverted", "videos/good0.mp4", "ghost_probing",
+                          event={"t_first_visible_s": 3.0, "t_event_s": 2.0}), "inverted"),
+        "escape": (clip("escape", "../outside.mp4"), "escapes the videos folder"),
+        "short": (clip("short", "videos/short.mp4"), "5 frames, fewer than the 8 requested"),
+    }
+    entries = good + [entry for entry, _ in bad.values()] + [clip("good0", "videos/good1.mp4")]
+    (tmp_path / "outside.mp4").write_bytes(whole)
+    report = prepare_dataset(write_label_file(tmp_path / "labels.json", entries), tmp_path / "out", prep_settings())
+
+    reasons = {r["clip_id"]: r["reason"] for r in report["rejected"] if r["clip_id"] != "good0"}
+    assert set(reasons) == set(bad)
+    for clip_id, (entry, words) in bad.items():
+        assert words in reasons[clip_id], (clip_id, reasons[clip_id])
+    duplicate = [r for r in report["rejected"] if r["clip_id"] == "good0"]
+    assert len(duplicate) == 1 and "duplicate clip_id" in duplicate[0]["reason"]
+    assert report["num_prepared"] == 6
+    on_disk = json.loads((tmp_path / "out/prep_report.json").read_text())
+    assert on_disk["num_rejected"] == len(bad) + 1
+    dataset = load_from_disk(str(tmp_path / "out"))
+    assert sorted(c for split in dataset.values() for c in split["clip_id"]) == [f"good{i}" for i in range(6)]
+
+
+def test_frames_equal_a_direct_decode_and_metadata_comes_from_the_file(tmp_path, make_video):
+    make_video("videos/a.mp4", num_frames=90, seed=3)
+    labels = write_label_file(tmp_path / "labels.json", [clip("a", "videos/a.mp4", split="test")])
+    prepare_dataset(labels, tmp_path / "out", prep_settings())
+    row = load_from_disk(str(tmp_path / "out"))["test"].with_format("numpy")[0]
+
+    path = tmp_path / "videos/a.mp4"
+    info = probe_video(path)
+    indices = uniform_indices(90, 8)
+    expected = resize_frames(read_frames(path, indices, info), 224, "straight")
+    np.testing.assert_array_equal(frames_from_row(row["frames"]), expected)
+    assert list(row["frame_indices"]) == indices
+    np.testing.assert_allclose(row["timestamps_s"], np.array(indices) / 15, atol=1e-6)
+    assert (row["video_fps"], row["video_num_frames"], row["video_width"], row["video_height"]) == (15, 90, 320, 180)
+    assert row["video_codec"] == "h264" and row["decode_backend"] == "decord"
+
+
+def test_real_world_formats_mpeg4_avi_and_h264_mp4(tmp_path, make_video):
+    make_video("videos/dashcam.avi", num_frames=60, fps=30, width=1584, height=660, codec="mpeg4")
+    make_video("videos/phone.mp4", num_frames=50, fps=25, width=1280, height=720)
+    labels = write_label_file(tmp_path / "labels.json", [
+        clip("avi", "videos/dashcam.avi", "ghost_probing", split="test",
+             event={"t_first_visible_s": 0.8, "t_event_s": 1.2}),
+        clip("mp4", "videos/phone.mp4", split="test")])
+    report = prepare_dataset(labels, tmp_path / "out", prep_settings(resize="pad", storage="jpeg"))
+    assert report["rejected"] == []
+    rows = {r["clip_id"]: r for r in load_from_disk(str(tmp_path / "out"))["test"]}
+    avi = rows["avi"]
+    assert (avi["video_codec"], avi["video_width"], avi["video_height"], avi["video_fps"]) == ("mpeg4", 1584, 660, 30)
+    frames = frames_from_row(avi["frames"])
+    assert frames.shape == (8, 224, 224, 3)
+    # keep-aspect: 1584x660 -> 224x93 centred, black bars above and below
+    assert frames[:, :60].max() == 0 and frames[:, 170:].max() == 0 and frames[:, 100:120].mean() > 20
+    assert rows["mp4"]["video_codec"] == "h264"
+
+
+def test_splits_are_deterministic_stratified_and_keep_groups_together(tmp_path, make_video):
+    make_video("videos/v.mp4")
+    entries = []
+    for i in range(60):
+        label = "ghost_probing" if i % 3 == 0 else "normal"
+        entries.append(clip(f"c{i:02d}", "videos/v.mp4", label, group=f"g{i // 2}"))
+    entries += [clip("fixed_train", "videos/v.mp4", split="train", group="g0"), clip("fixed_val", "videos/v.mp4",
+                                                                                    split="val")]
+    labels = write_label_file(tmp_path / "labels.json", entries)
+    first = prepare_dataset(labels, tmp_path / "a", prep_settings())
+    second = prepare_dataset(labels, tmp_path / "b", prep_settings(num_proc=2))
+    assert first["dataset_fingerprint"] == second["dataset_fingerprint"]
+    datasets = [load_from_disk(str(tmp_path / d)) for d in "ab"]
+    assert {s: ds["clip_id"] for s, ds in datasets[0].items()} == {s: ds["clip_id"] for s, ds in datasets[1].items()}
+
+    split_of = {c: s for s, ds in datasets[0].items() for c in ds["clip_id"]}
+    assert split_of["fixed_val"] == "val"
+    group_splits = {}
+    for entry in entries:
+        group_splits.setdefault(entry.get("group"), set()).add(split_of[entry["clip_id"]])
+    assert all(len(splits) == 1 for group, splits in group_splits.items() if group is not None)
+    assert group_splits["g0"] == {"train"}  # the group follows its fixed member
+    for label, total in (("ghost_probing", 20), ("normal", 42)):
+        train = first["splits"]["train"]["labels"][label]
+        assert abs(train / total - 0.7) < 0.1, (label, train, total)
+        assert first["splits"]["test"]["labels"][label] >= 2
+
+
+def test_windows_policies_make_one_row_per_window(tmp_path, make_video):
+    make_video("videos/long.mp4", num_frames=150)
+    labels = write_label_file(tmp_path / "labels.json", [
+        clip("pos", "videos/long.mp4", "ghost_probing", split="test",
+             event={"t_first_visible_s": 5.0, "t_event_s": 6.0})])
+    prepare_dataset(labels, tmp_path / "out", prep_settings(sampling="sliding"))
+    rows = load_from_disk(str(tmp_path / "out"))["test"]
+    assert rows["sample_id"][:2] == ["pos#w0", "pos#w1"] and len(rows) == 9  # windows ending 2.0 .. 6.0 s
+    assert max(max(ts) for ts in rows["timestamps_s"]) < 6.0
+
+
+def run_prep(labels, out, *extra):
+    return subprocess.run([sys.executable, str(REPO_ROOT / "data_prep/main.py"), f"labels={labels}", f"out_dir={out}",
+                           *extra], capture_output=True, text=True, timeout=300)
+
+
+def test_exit_code_follows_rejected_share(tmp_path, make_video):
+    make_video("videos/ok.mp4")
+    entries = [clip(f"ok{i}", "videos/ok.mp4") for i in range(9)] + [clip("gone", "videos/gone.mp4")]
+    labels = write_label_file(tmp_path / "labels.json", entries)
+    within = run_prep(labels, tmp_path / "o1", "max_rejected_fraction=0.1")
+    assert within.returncode == 0, within.stderr
+    assert "prepared 9 of 10 clips" in within.stdout and "gone: " in within.stdout
+    over = run_prep(labels, tmp_path / "o2", "max_rejected_fraction=0.05")
+    assert over.returncode == 1 and "rejected share 10.0% exceeds" in over.stderr
+    assert (tmp_path / "o2/dataset_dict.json").exists()  # nothing lost: the dataset is still written
+
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"schema_version": 1, "clips": [\n  {"clip_id": "x",}\n]}')
+    none = run_prep(broken, tmp_path / "o3")
+    assert none.returncode == 1 and "no clip survived" in none.stderr
+    assert "broken.json line 2 column 19" in json.loads((tmp_path / "o3/prep_report.json").read_text())[
+        "rejected"][0]["reason"]
+
+
+def test_resume_after_kill_reuses_clips_and_gives_the_same_fingerprint(tmp_path, make_video):
+    entries = []
+    for i in range(24):
+        make_video(f"videos/v{i}.mp4", num_frames=60, width=640, height=360, seed=i)
+        entries.append(clip(f"c{i:02d}", f"videos/v{i}.mp4", "ghost_probing" if i % 2 else "normal"))
+    labels = write_label_file(tmp_path / "labels.json", entries)
+    cache = tmp_path / "killed/.prep_cache/clips"
+    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "data_prep/main.py"), f"labels={labels}",
+                             f"out_dir={tmp_path / 'killed'}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (cache.exists() and len(list(cache.glob("*.npz"))) >= 3):
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(cache.glob("*.npz")))
+    assert 3 <= done_before < 24, "the run should have been killed part-way"
+    assert not (tmp_path / "killed/dataset_dict.json").exists()
+
+    resumed = run_prep(labels, tmp_path / "killed")
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads((tmp_path / "killed/prep_report.json").read_text())
+    assert report["reused_from_cache"] == done_before
+    clean = run_prep(labels, tmp_path / "clean")
+    clean_report = json.loads((tmp_path / "clean/prep_report.json").read_text())
+    assert report["dataset_fingerprint"] == clean_report["dataset_fingerprint"]
+    a, b = load_from_disk(str(tmp_path / "killed")), load_from_disk(str(tmp_path / "clean"))
+    for split in a:
+        assert a[split]._fingerprint == b[split]._fingerprint
+        np.testing.assert_array_equal(np.asarray(a[split].with_format("numpy")["frames"]),
+                                      np.asarray(b[split].with_format("numpy")["frames"]))
+
+
+@pytest.mark.parametrize("storage", ["uint8", "jpeg"])
+def test_storage_modes_read_back_alike(tmp_path, make_video, storage):
+    make_video("videos/a.mp4")
+    labels = write_label_file(tmp_path / "labels.json", [clip("a", "videos/a.mp4", split="test")])
+    prepare_dataset(labels, tmp_path / storage, prep_settings(storage=storage, frame_size=112))
+    frames = frames_from_row(load_from_disk(str(tmp_path / storage))["test"][0]["frames"])
+    assert frames.shape == (8, 112, 112, 3) and frames.dtype == np.uint8
+    if storage == "jpeg":
+        exact = resize_frames(read_frames(tmp_path / "videos/a.mp4", uniform_indices(75, 8),
+                                          probe_video(tmp_path / "videos/a.mp4")), 112)
+        # Lossy, but exactly the JPEG round trip of the exact frames at the configured quality.
+        round_trip = frames_from_row([{"bytes": b} for b in encode_jpeg(exact, 90)])
+        np.testing.assert_array_equal(frames, round_trip)
