@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ghostprobe.config import prep_settings  # noqa: F401  (re-exported for tests)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Stage packages (data_prep, train, eval) are imported by tests the way their scripts import them.
 sys.path.insert(0, str(REPO_ROOT))
@@ -44,16 +46,3 @@ def make_video(tmp_path):
 def write_label_file(path: Path, clips: list[dict]) -> Path:
     path.write_text(json.dumps({"schema_version": 1, "clips": clips}, indent=2))
     return path
-
-
-def prep_settings(**overrides) -> dict:
-    """The data-prep settings of conf/data_prep.yaml, composed by Hydra exactly as the stage does."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    args = [f"prep.{k}={v}" for k, v in overrides.items() if k != "sampling"]
-    if "sampling" in overrides:
-        args.append(f"sampling@prep.sampling={overrides['sampling']}")
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="data_prep", overrides=["out_dir=unused", *args])
-    return OmegaConf.to_container(cfg.prep, resolve=True)

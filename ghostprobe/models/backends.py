@@ -1,0 +1,8 @@
+"""Imports every backend module so that their `@register` decorators run (see base.build_model)."""
+
+from importlib import import_module
+
+BACKEND_MODULES = ("ghostprobe.models.api_models",)
+
+for _module in BACKEND_MODULES:
+    import_module(_module)
