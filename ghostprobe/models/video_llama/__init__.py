@@ -1,10 +1,11 @@
 """Video-LLaMA-2 (vision-language branch) as a transformers model, its presets and checkpoint conversion."""
 
+from transformers import AutoConfig
+
 from .configuration import VideoLlamaConfig
 from .modeling import VideoLlamaForConditionalGeneration, VideoLlamaPreTrainedModel
+from .convert import VIDEO_PLACEHOLDER_TOKEN
 from .presets import PRESETS, video_llama_config
-
-VIDEO_PLACEHOLDER_TOKEN = "<ImageHere>"
 
 __all__ = [
     "PRESETS",
@@ -14,3 +15,6 @@ __all__ = [
     "VideoLlamaPreTrainedModel",
     "video_llama_config",
 ]
+
+# Lets AutoConfig (and AutoTokenizer, which reads config.json) recognise converted folders.
+AutoConfig.register(VideoLlamaConfig.model_type, VideoLlamaConfig, exist_ok=True)

@@ -62,6 +62,8 @@ def _tiny() -> VideoLlamaConfig:
         vision_config=dict(
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
             image_size=28, patch_size=14, layer_norm_eps=1e-6, qkv_bias=True,
+            # Blip2VisionConfig's default 1e-10 would make a random ViT blind to the pixels.
+            initializer_range=0.02,
         ),
         qformer_config=dict(qformer, num_hidden_layers=2, cross_attention_frequency=2),
         video_qformer_config=dict(qformer, num_hidden_layers=2, cross_attention_frequency=1),
