@@ -157,6 +157,17 @@ def test_in_memory_sources_convert_cleanly():
     assert "visual_encoder.encoder.layers.1.self_attn.qkv.bias" in state
 
 
+def test_vision_weights_may_come_from_the_blip2_file_and_override_eva():
+    config, sources = _in_memory_sources()
+    eva = sources[0][1]
+    blip2_with_vit = dict(sources[1][1], **{k: v + 1 for k, v in eva.items()})
+    state, _ = convert_state_dicts([(name, source) for name, source in [("blip2", blip2_with_vit), *sources[2:]]],
+                                   config, torch.float32)  # no eva_vit_g.pth at all
+    assert torch.equal(state["visual_encoder.embeddings.class_embedding"], eva["visual_encoder.cls_token"] + 1)
+    _, reports = convert_state_dicts([sources[0], ("blip2", blip2_with_vit), *sources[2:]], config, torch.float32)
+    assert len(reports[1].overridden) == len([k for k in eva if not k.startswith("visual_encoder.blocks.2.")])
+
+
 def test_missing_key_fails_naming_it():
     config, sources = _in_memory_sources()
     del sources[2][1]["llama_proj.bias"]
@@ -195,6 +206,8 @@ def test_script_exits_non_zero_naming_the_bad_key(originals, tmp_path):
 def test_pickled_objects_need_the_explicit_opt_in(tmp_path):
     path = tmp_path / "with_objects.pth"
     torch.save({"model": {"w": torch.ones(1)}, "config": argparse.Namespace(lr=1e-5)}, path)
+    with pytest.raises(ConversionError, match="no such file"):
+        load_torch_checkpoint(tmp_path / "absent.pth")
     with pytest.raises(ConversionError, match="--allow-pickle"):
         load_torch_checkpoint(path)
     assert load_torch_checkpoint(path, allow_pickle=True)["config"].lr == 1e-5

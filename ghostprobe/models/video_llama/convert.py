@@ -11,6 +11,7 @@ no rule matches, any model key left without a value and any shape mismatch stops
 
 import copy
 import json
+import pickle
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -118,9 +119,11 @@ class SourceReport:
 
 def load_torch_checkpoint(path: str | Path, allow_pickle: bool = False) -> dict:
     """torch.load a .pth/.bin on CPU with weights_only=True; full unpickling only when the user opts in."""
+    if not Path(path).is_file():
+        raise ConversionError(f"{path}: no such file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # weights_only refusals surface as UnpicklingError or RuntimeError
+    except pickle.UnpicklingError as error:  # what weights_only=True raises for anything but plain tensors/dicts
         if not allow_pickle:
             raise ConversionError(
                 f"{path}: cannot be read with torch.load(weights_only=True): {error}\n"
@@ -141,6 +144,8 @@ def load_llama_folder(folder: str | Path, allow_pickle: bool = False) -> dict:
     from safetensors.torch import load_file
 
     folder = Path(folder)
+    if not folder.is_dir():
+        raise ConversionError(f"{folder}: not a folder (expected the llama-2-*-chat-hf folder)")
     for index_name, single_name in (("model.safetensors.index.json", "model.safetensors"),
                                     ("pytorch_model.bin.index.json", "pytorch_model.bin")):
         index = folder / index_name
@@ -226,6 +231,8 @@ def convert_state_dicts(
 
 def text_config_from_llama_folder(folder: str | Path) -> LlamaConfig:
     """The LLaMA folder's own config.json (its rms_norm_eps, rope and vocabulary are what the original ran with)."""
+    if not Path(folder, "config.json").is_file():
+        raise ConversionError(f"{folder}: no config.json (expected the llama-2-*-chat-hf folder)")
     text_config = LlamaConfig.from_pretrained(folder)
     # LLaMA-2 unties input and output embeddings; a config that says otherwise would silently drop lm_head.
     if text_config.tie_word_embeddings:
@@ -265,7 +272,13 @@ def convert_checkpoints(
 
     config = copy.deepcopy(base_config or video_llama_config("7b"))
     config.text_config = text_config_from_llama_folder(llama)
-    tokenizer = AutoTokenizer.from_pretrained(llama)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(llama)
+    except Exception as error:  # the causes vary by tokenizer backend; the user needs the folder and the cause
+        raise ConversionError(
+            f"{llama}: cannot load the LLaMA tokenizer ({error}). A folder with tokenizer.model but no "
+            "tokenizer.json needs the `sentencepiece` package to convert it."
+        ) from error
     if VIDEO_PLACEHOLDER_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_tokens([VIDEO_PLACEHOLDER_TOKEN], special_tokens=True)  # as the original does at start-up
     if tokenizer.pad_token is None:
