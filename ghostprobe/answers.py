@@ -36,7 +36,8 @@ _LABEL_RE = re.compile(
 )
 _UNCERTAIN_START_RE = re.compile(
     r"^(?:i\s+(?:cannot|can't|can\s+not|am\s+unable\s+to|am\s+not\s+able\s+to)\s+(?:determine|tell|say|judge|be\s+sure"
-    r"|confirm|answer|identify|assess|analy[sz]e|view|access|process|help)|i\s+am\s+not\s+sure|i\s+don't\s+know|unable|not\s+sure"
+    r"|confirm|answer|identify|assess|analy[sz]e|view|access|process|help)"
+    r"|i\s+am\s+not\s+sure|i\s+don't\s+know|unable|not\s+sure"
     r"|(?:it\s+is|it's)\s+(?:unclear|uncertain|hard|difficult|impossible|not\s+possible)|unclear|uncertain"
     r"|hard\s+to|difficult\s+to|cannot\s+(?:determine|tell|say)|insufficient"
     r"|无法|不确定|不能确定|难以|不清楚|看不清|不好说|说不清|不知道)"

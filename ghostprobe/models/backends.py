@@ -2,7 +2,7 @@
 
 from importlib import import_module
 
-BACKEND_MODULES = ("ghostprobe.models.api_models",)
+BACKEND_MODULES = ("ghostprobe.models.api.openai_model", "ghostprobe.models.api.gemini_model")
 
 for _module in BACKEND_MODULES:
     import_module(_module)

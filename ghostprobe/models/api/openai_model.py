@@ -1,0 +1,144 @@
+"""GPT-4o (and other OpenAI vision chat models) as a baseline, through the official `openai` client.
+
+Each clip is one chat-completions request: the prompt's system message, then the sampled frames as JPEG data URLs
+(`image_url` parts) and the question. `score()` asks for `logprobs` with `top_logprobs` and reads P(yes) against
+P(no) at the first answer token; `generate()` returns free text. conf/model/gpt4o.yaml holds every setting.
+The client's own retries are off (`max_retries=0`): common.ClipRunner's policy is the only one that runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ghostprobe.models.api.common import (
+    CLIP,
+    FATAL,
+    TRANSIENT,
+    ApiConfig,
+    ClipRunner,
+    Reply,
+    jpeg_bytes,
+    jpeg_data_url,
+    read_api_key,
+    redactor,
+    reply_to_output,
+    retry_after_s,
+    select_frames,
+    user_text,
+)
+from ghostprobe.models.base import ClipInput, ModelOutput, Prompt, register
+
+
+@dataclass(kw_only=True)
+class OpenAIConfig(ApiConfig):
+    image_detail: str  # "low" | "high" | "auto": how many tokens each image costs
+
+
+@register("openai")
+class OpenAIChatModel:
+    """A VideoQAModel answering through OpenAI chat completions with images (build it with `kind: openai`)."""
+
+    def __init__(self, **cfg):
+        import openai
+
+        self.config = OpenAIConfig(**cfg)
+        self.name = self.config.name
+        key = read_api_key(self.config.api_key_env, self.name)
+        self._redact = redactor(key)
+        self._client = openai.OpenAI(
+            api_key=key, base_url=self.config.base_url, timeout=self.config.timeout_s, max_retries=0
+        )
+        self._runner = ClipRunner(self.config, self._classify, self._describe, self._retry_after)
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatModel({self.config!r})"  # the config names the key's variable, never the key
+
+    def score(self, clips: list[ClipInput], prompt: Prompt) -> list[ModelOutput]:
+        """P(ghost probing) per clip from the first answer token's logprobs; the parsed answer where there are none."""
+        return self._runner.run(
+            clips,
+            lambda clip: self._send(clip, prompt, prompt.question, self.config.max_tokens_score, logprobs=True),
+            lambda clip, reply: reply_to_output(clip, reply, prompt, "detect", want_score=True),
+        )
+
+    def generate(self, clips: list[ClipInput], prompt: Prompt, question: str = "detect") -> list[ModelOutput]:
+        """Free-text answers, parsed into yes/no and, for question="when", the event time in seconds."""
+        text = {"detect": prompt.question, "when": prompt.when_question}[question]
+        return self._runner.run(
+            clips,
+            lambda clip: self._send(clip, prompt, text, self.config.max_tokens_generate, logprobs=False),
+            lambda clip, reply: reply_to_output(clip, reply, prompt, question, want_score=False),
+        )
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._client.close()
+
+    def _send(self, clip: ClipInput, prompt: Prompt, question: str, max_tokens: int, logprobs: bool) -> Reply:
+        frames, timestamps_s = select_frames(clip, self.config.max_frames)
+        content = [
+            {
+                "type": "image_url",
+                "image_url": {
+                    "url": jpeg_data_url(jpeg_bytes(frame, self.config.image_size, self.config.jpeg_quality)),
+                    "detail": self.config.image_detail,
+                },
+            }
+            for frame in frames
+        ]
+        content.append({"type": "text", "text": user_text(prompt, question, timestamps_s)})
+        messages = [{"role": "system", "content": prompt.system}] if prompt.system else []
+        messages.append({"role": "user", "content": content})
+        extra = {"logprobs": True, "top_logprobs": self.config.top_logprobs} if logprobs else {}
+        response = self._client.chat.completions.create(
+            model=self.config.model,
+            messages=messages,
+            temperature=self.config.temperature,
+            max_tokens=max_tokens,
+            **extra,
+        )
+        choice = response.choices[0]
+        steps = None
+        if choice.logprobs is not None and choice.logprobs.content:
+            steps = [
+                {**{alt.token: alt.logprob for alt in position.top_logprobs}, position.token: position.logprob}
+                for position in choice.logprobs.content
+            ]
+        usage = response.usage
+        return Reply(
+            text=choice.message.content,
+            top_logprobs=steps,
+            tokens_in=usage.prompt_tokens if usage else 0,
+            tokens_out=usage.completion_tokens if usage else 0,
+            finish_reason=choice.finish_reason,
+        )
+
+    @staticmethod
+    def _classify(exc: Exception) -> str:
+        import openai
+
+        if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+            return TRANSIENT
+        if isinstance(exc, openai.APIStatusError):
+            if exc.status_code in (401, 403, 404):
+                return FATAL
+            if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
+                return TRANSIENT
+        return CLIP
+
+    def _describe(self, exc: Exception) -> str:
+        import openai
+
+        if isinstance(exc, openai.APITimeoutError):
+            return f"request timed out after {self.config.timeout_s} s (timeout_s)"
+        if isinstance(exc, openai.APIStatusError):
+            message = exc.message
+            if isinstance(exc.body, dict) and exc.body.get("message"):
+                message = str(exc.body["message"])
+            return self._redact(f"HTTP {exc.status_code} from the OpenAI API: {message}"[:500])
+        return self._redact(f"{type(exc).__name__}: {exc}"[:500])
+
+    @staticmethod
+    def _retry_after(exc: Exception) -> float | None:
+        response = getattr(exc, "response", None)
+        return retry_after_s(getattr(response, "headers", None))
