@@ -295,14 +295,16 @@ def test_many_failed_clips_in_a_row_stop_the_run(api):
     assert len(api.server.requests) == 3
 
 
-def test_rejected_key_stops_the_run_with_an_error_free_of_the_key(api):
+@pytest.mark.parametrize("max_concurrency", [1, 3])
+def test_rejected_key_stops_the_run_with_an_error_free_of_the_key(api, max_concurrency):
     # Servers echo (parts of) a bad key back; that must not travel into our messages.
     status = 401 if api.backend == "openai" else 400
-    api.server.default = Scripted(status=status, error_message=f"API key not valid: {api.key}")
-    model = api.model()
+    api.server.default = Scripted(status=status, error_message=f"API key not valid: {api.key}", delay_s=0.05)
+    model = api.model(max_concurrency=max_concurrency)
     with pytest.raises(ApiModelError) as caught:
-        model.score([make_clip("a"), make_clip("b")], PROMPT_EN)
-    assert len(api.server.requests) == 1  # not retried, and the second clip is not tried
+        model.score([make_clip(str(i)) for i in range(12)], PROMPT_EN)
+    # Not retried, and the clips not in flight yet are never sent.
+    assert len(api.server.requests) <= max_concurrency
     message = str(caught.value)
     assert KEY_ENV[api.backend] in message and "[redacted]" in message and api.key not in message
     assert caught.value.__cause__ is None and caught.value.__context__ is None

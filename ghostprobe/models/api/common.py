@@ -17,6 +17,7 @@ import email.utils
 import io
 import logging
 import math
+import os
 import random
 import threading
 import time
@@ -80,8 +81,6 @@ class Reply:
 
 def read_api_key(env_var: str, model_name: str) -> str:
     """The API key from the environment variable the config names; a clear error (naming the variable) if unset."""
-    import os
-
     key = os.environ.get(env_var, "").strip()
     if not key:
         raise ApiModelError(
@@ -269,17 +268,25 @@ class ClipRunner:
         self._failed_in_a_row, self._abort_reason = 0, None
         if self.config.max_concurrency <= 1 or len(clips) <= 1:
             return [self._one(clip, send, to_output) for clip in clips]
-        with ThreadPoolExecutor(self.config.max_concurrency, thread_name_prefix=self.config.name) as pool:
+        pool = ThreadPoolExecutor(self.config.max_concurrency, thread_name_prefix=self.config.name)
+        try:
             return list(pool.map(lambda clip: self._one(clip, send, to_output), clips))
+        finally:
+            # After a fatal error the clips not started yet are dropped, not sent only to fail the same way.
+            pool.shutdown(cancel_futures=True)
 
     def _one(self, clip, send, to_output) -> ModelOutput:
-        if self._abort_reason:
-            raise ApiModelError(self._abort_reason)
         start = time.monotonic()
         try:
             reply, latency_s, attempts = self._send_with_retries(clip, send)
+        except ApiModelError as fatal:
+            with self._lock:
+                self._abort_reason = self._abort_reason or str(fatal)  # stops the clips in flight on other threads
+            raise
         except ClipFailed as failure:
             self._count(failed=True, clip_id=clip.clip_id, message=str(failure))
+            if self._abort_reason:
+                raise ApiModelError(self._abort_reason) from None
             return ModelOutput(clip_id=clip.clip_id, extra={"error": str(failure), "attempts": failure.attempts,
                                                              "model": self.config.model})
         self._count(failed=False)
@@ -294,6 +301,8 @@ class ClipRunner:
     def _send_with_retries(self, clip, send) -> tuple[Reply, float, int]:
         """(reply, latency of the successful request, attempts); raises ClipFailed or, if fatal, ApiModelError."""
         for attempt in range(self.config.max_retries + 1):
+            if self._abort_reason:
+                raise ApiModelError(self._abort_reason)
             self.rate_limiter.acquire()
             start = time.monotonic()
             try:
@@ -322,14 +331,14 @@ class ClipRunner:
         return backoff
 
     def _count(self, failed: bool, clip_id: str = "", message: str = "") -> None:
+        """Count failed clips in a row; enough of them set the reason that stops the run."""
         with self._lock:
             self._failed_in_a_row = self._failed_in_a_row + 1 if failed else 0
-            if failed:
-                log.error("%s: clip %s failed: %s", self.config.name, clip_id, message)
+            if not failed:
+                return
+            log.error("%s: clip %s failed: %s", self.config.name, clip_id, message)
             if self._failed_in_a_row >= self.config.abort_after_failed_clips and not self._abort_reason:
                 self._abort_reason = (
-                    f"model {self.config.name!r}: {self._failed_in_a_row} clips in a row failed, the last "
-                    f"({clip_id}) with: {message}; stopping (abort_after_failed_clips={self.config.abort_after_failed_clips})"
+                    f"model {self.config.name!r}: {self._failed_in_a_row} clips in a row failed, the last ({clip_id}) "
+                    f"with: {message}; stopping (abort_after_failed_clips={self.config.abort_after_failed_clips})"
                 )
-            if self._abort_reason and failed:
-                raise ApiModelError(self._abort_reason)
