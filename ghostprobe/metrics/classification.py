@@ -35,8 +35,9 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def _auroc(y: np.ndarray, p: np.ndarray, scored: np.ndarray) -> np.ndarray:
-    """Mann-Whitney AUROC per row: ties count one half, as in sklearn's roc_auc_score."""
+def auroc_rows(y: np.ndarray, p: np.ndarray, scored: np.ndarray) -> np.ndarray:
+    """AUROC of each row of (rows x clips) label/score/scored matrices (Mann-Whitney: ties count one half, as in
+    sklearn's roc_auc_score); NaN for a row without both classes among its scored clips."""
     # Unscored clips get -inf so they rank below every real score; subtracting their count per row gives ranks
     # among scored clips only (how the unscored ones tie among themselves does not matter).
     ranks = rankdata(np.where(scored, p, -np.inf), axis=1)
@@ -117,7 +118,7 @@ def _batch_metrics(y: np.ndarray, p: np.ndarray, threshold: float, n_bins: int, 
         "fpr": _ratio(fp, fp + tn),
         "fnr": _ratio(fn, fn + tp),
         "mcc": _ratio(tpf * tnf - fpf * fnf, mcc_den),
-        "auroc": _auroc(y, p, scored),
+        "auroc": auroc_rows(y, p, scored),
         "auprc": _average_precision(y, p, scored),
         "ece": _ece(y, p, scored, n_bins) if with_ece else np.full(len(y), np.nan),
     }

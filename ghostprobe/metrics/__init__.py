@@ -1,0 +1,43 @@
+"""Metrics for the eval harness: pure functions on labels, scores and times, no model code.
+
+- classification: clip-level metrics from P(ghost probing) with the NaN policy (scored clips only + coverage +
+  accuracy_nan_as_wrong), bootstrap CIs, threshold choice on a val set;
+- breakdown: trivial baselines (always yes / always no / class-prior random), per-group metrics, one report, a table;
+- earliness: AP, mTTA and TTA at 80% recall from sliding-window scores;
+- localisation: event-time hit rates within 1 s / 2 s and absolute errors;
+- timing: response-time percentiles, throughput, GPU-seconds and cost;
+- decision: the planning document's deploy / optimise / fine-tune rule with a reason in numbers;
+- paired: McNemar and paired-bootstrap AUROC for two models on the same clips.
+Results are plain dicts (or the `Decision` dataclass); `to_jsonable` makes them strict JSON for metrics.json.
+"""
+
+from ghostprobe.metrics.breakdown import (
+    classification_report,
+    format_table,
+    group_metrics,
+    prior_baseline,
+    trivial_baselines,
+)
+from ghostprobe.metrics.classification import (
+    SCALAR_METRICS,
+    THRESHOLD_CRITERIA,
+    answers_to_scores,
+    bootstrap_ci,
+    calibration_bins,
+    choose_threshold,
+    classification_metrics,
+)
+from ghostprobe.metrics.common import to_jsonable
+from ghostprobe.metrics.decision import Decision, decide, rule_action
+from ghostprobe.metrics.earliness import clip_scores_from_windows, counted_windows, earliness_metrics
+from ghostprobe.metrics.localisation import localisation_metrics
+from ghostprobe.metrics.paired import align, compare_decisions, mcnemar_test, paired_bootstrap_auroc
+from ghostprobe.metrics.timing import timing_stats
+
+__all__ = [
+    "SCALAR_METRICS", "THRESHOLD_CRITERIA", "Decision", "align", "answers_to_scores", "bootstrap_ci",
+    "calibration_bins", "choose_threshold", "classification_metrics", "classification_report",
+    "clip_scores_from_windows", "compare_decisions", "counted_windows", "decide", "earliness_metrics",
+    "format_table", "group_metrics", "localisation_metrics", "mcnemar_test", "paired_bootstrap_auroc",
+    "prior_baseline", "rule_action", "timing_stats", "to_jsonable", "trivial_baselines",
+]
