@@ -1,4 +1,4 @@
-"""Tiny Video-LLaMA pieces made offline for tests: tokenizer, model, and fake ORIGINAL checkpoints.
+"""Tiny Video-LLaMA pieces made offline for tests: model, inputs, and fake ORIGINAL checkpoints.
 
 The fake checkpoints use the original key names (EVA ViT, LAVIS BLIP-2 Q-Former, Video-LLaMA VL file, HF LLaMA
 folder) with tiny shapes, including the keys a real conversion must drop.
@@ -7,47 +7,11 @@ folder) with tiny shapes, including the keys a real conversion must drop.
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaForCausalLM
 
 from ghostprobe.models.video_llama import VideoLlamaConfig, VideoLlamaForConditionalGeneration, video_llama_config
-
-VIDEO_TOKEN = "<ImageHere>"
-PROMPT_TOKENS = ["[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "<Video>", "</Video>"]
-WORDS = [
-    "Yes", "No", "是", "否", "yes", "no", "Is", "there", "a", "ghost", "probing", "event", "in", "the", "video",
-    "?", ".", ",", ":", "The", "contains", "frames", "sampled", "at", "seconds", "Answer", "with", "or",
-    "pedestrian", "car", "road", "dashcam", "You", "are", "driving", "assistant", "suddenly", "appears",
-]
-
-
-def tiny_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
-    """A LLaMA-like tokenizer of exactly `vocab_size` tokens (<unk>=0, <s>=1, </s>=2), bos added, no placeholder.
-
-    Whitespace-split word level; the prompt markers ([INST], <<SYS>>, ...) are never split. Filling the vocabulary
-    to the model's size means `<ImageHere>`, once added, gets id == vocab_size, as 32000 for LLaMA-2.
-    """
-    vocab = ["<unk>", "<s>", "</s>", *PROMPT_TOKENS, *WORDS]
-    vocab += [f"<extra_{i}>" for i in range(vocab_size - len(vocab))]
-    backend = Tokenizer(models.WordLevel({token: i for i, token in enumerate(vocab)}, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    backend.decoder = decoders.WordPiece(prefix="##")  # joins word-level tokens with spaces
-    backend.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
-    )
-    tokenizer.add_tokens(PROMPT_TOKENS)  # already in the vocabulary: only marks them unsplittable
-    return tokenizer
-
-
-def tiny_video_tokenizer() -> PreTrainedTokenizerFast:
-    """`tiny_tokenizer()` with `<ImageHere>` added (id 1024 = the tiny preset's video_token_index) and pad = unk."""
-    tokenizer = tiny_tokenizer()
-    tokenizer.add_tokens([VIDEO_TOKEN], special_tokens=True)
-    tokenizer.pad_token = tokenizer.unk_token
-    return tokenizer
+# The tokenizers live in the library (the tiny checkpoint uses them); re-exported for the tests.
+from ghostprobe.models.video_llama.tiny import tiny_tokenizer, tiny_video_tokenizer  # noqa: F401
 
 
 def tiny_model(seed: int = 0) -> VideoLlamaForConditionalGeneration:

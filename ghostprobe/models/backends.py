@@ -2,7 +2,11 @@
 
 from importlib import import_module
 
-BACKEND_MODULES = ("ghostprobe.models.api.openai_model", "ghostprobe.models.api.gemini_model")
+BACKEND_MODULES = (
+    "ghostprobe.models.api.openai_model",
+    "ghostprobe.models.api.gemini_model",
+    "ghostprobe.models.video_llama.backend",
+)
 
 for _module in BACKEND_MODULES:
     import_module(_module)

@@ -1,0 +1,245 @@
+"""`kind: video_llama`: a converted Video-LLaMA-2 folder behind the score/generate model interface.
+
+score: one forward pass per batch. P(ghost probing) = P(yes) / (P(yes) + P(no)), the softmax over the logits of the
+prompt's yes/no answer tokens where the answer starts; `extra["answer_token_mass"]` keeps P(yes) + P(no) over the
+whole vocabulary (low when the model would rather start "The video shows ...").
+generate: greedy by default; `generation:` in conf/model/*.yaml turns on the original's sampling (top_p 0.9,
+temperature 1.0, max_new_tokens 300). Answers are parsed with ghostprobe.answers.
+Loading keys (dtype, device_map, max_memory, sdpa_backends, ...) come from conf/hardware/*.yaml.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from ghostprobe.answers import parse_event_time_s, parse_yes_no
+from ghostprobe.models.base import ClipInput, ModelOutput, Prompt, register
+
+from .modeling import VideoLlamaForConditionalGeneration
+from .processing import AnswerChoice, VideoLlamaProcessor
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+SDPA_BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+                 "math": SDPBackend.MATH, "cudnn": SDPBackend.CUDNN_ATTENTION}
+GENERATION_DEFAULTS = {"do_sample": False, "max_new_tokens": 300, "top_p": 0.9, "temperature": 1.0, "seed": 0}
+# 8/4-bit loading quantizes the LLM only: the vision side is small and the Q-Formers are kept in fp32 anyway.
+_NOT_QUANTIZED = ["visual_encoder", "qformer", "video_qformer", "llama_proj", "language_model.lm_head"]
+
+
+def from_pretrained_kwargs(dtype: str = "fp32", device_map=None, max_memory: Mapping | None = None,
+                           attn_implementation: str = "sdpa", load_in_8bit: bool = False,
+                           load_in_4bit: bool = False) -> dict:
+    """The `from_pretrained` arguments for conf/hardware/ settings (dtype name -> torch dtype, quantization...)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    kwargs = {"dtype": DTYPES[dtype], "attn_implementation": attn_implementation}
+    if max_memory is not None:
+        if device_map is None:
+            raise ValueError("max_memory needs a device_map (e.g. device_map=auto)")
+        # Keys written on the command line arrive as strings; accelerate wants GPU indices as ints.
+        kwargs["max_memory"] = {int(k) if str(k).isdigit() else k: v for k, v in dict(max_memory).items()}
+    if load_in_8bit or load_in_4bit:
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ImportError("load_in_8bit/load_in_4bit need the bitsandbytes package (CUDA only): "
+                              "pip install bitsandbytes, or set hardware.load_in_8bit=false hardware.load_in_4bit=false")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit, llm_int8_skip_modules=_NOT_QUANTIZED,
+            bnb_4bit_compute_dtype=DTYPES[dtype])
+        device_map = device_map or "auto"  # bitsandbytes places weights while loading
+    if device_map is not None:
+        kwargs["device_map"] = dict(device_map) if isinstance(device_map, Mapping) else device_map
+    return kwargs
+
+
+def answer_logits(model: VideoLlamaForConditionalGeneration, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Next-token logits [B, vocab] (float32) after the last position of a left-padded processor batch."""
+    text_device = model.get_input_embeddings().weight.device
+    vision_device = model.visual_encoder.embeddings.patch_embedding.weight.device
+    out = model(input_ids=batch["input_ids"].to(text_device), attention_mask=batch["attention_mask"].to(text_device),
+                position_ids=batch["position_ids"].to(text_device),
+                pixel_values=batch["pixel_values"].to(vision_device), logits_to_keep=1, use_cache=False)
+    return out.logits[:, -1].float()
+
+
+def yes_probability_from_logits(logits: torch.Tensor, choice: AnswerChoice) -> torch.Tensor:
+    """P(yes) / (P(yes) + P(no)) per row; NaN where any logit of the row is not finite (fp16 overflow)."""
+    pair = logits[:, [choice.yes_id, choice.no_id]].float()
+    p_yes = pair.softmax(-1)[:, 0]
+    return p_yes.masked_fill(~torch.isfinite(logits).all(-1), float("nan"))
+
+
+def yes_probability(model: VideoLlamaForConditionalGeneration, batch: Mapping[str, torch.Tensor],
+                    choice: AnswerChoice) -> torch.Tensor:
+    """P(ghost probing) [B] for a processor batch built with `suffix_ids=choice.prefix_ids` (also the trainer's
+    validation score). Runs under the caller's grad mode."""
+    return yes_probability_from_logits(answer_logits(model, batch), choice)
+
+
+class _NonFiniteRows(LogitsProcessor):
+    """Marks rows whose next-token scores are not finite and ends them with </s> (sampling would crash on NaN)."""
+
+    def __init__(self, eos_id: int):
+        self.eos_id, self.bad = eos_id, None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        bad = ~torch.isfinite(scores).all(-1)
+        self.bad = bad if self.bad is None else self.bad | bad
+        if bad.any():
+            scores = scores.masked_fill(bad[:, None], float("-inf"))
+            scores[bad, self.eos_id] = 0.0
+        return scores
+
+
+@register("video_llama")
+class VideoLlamaBackend:
+    """A converted Video-LLaMA-2 folder (scripts/convert_video_llama.py, or the tiny one) as a `VideoQAModel`.
+
+    Args:
+        path: the converted folder (model, tokenizer with `<ImageHere>`, optional processor_config.json).
+        batch_size: clips per forward pass / generate call.
+        dtype, device_map, max_memory, attn_implementation, load_in_8bit, load_in_4bit: see `from_pretrained_kwargs`.
+        device: where the whole model goes when device_map is null ("auto": cuda if available, else cpu).
+        sdpa_backends: torch SDPA kernels allowed, e.g. [efficient, math] on V100 (no flash); null lets torch pick.
+        nan_guard: true: a clip with non-finite logits gets a NaN score / no answer, a warning and extra["error"];
+            false: raise FloatingPointError at the first one (for debugging precision problems).
+        generation: do_sample, max_new_tokens, top_p, temperature, seed (GENERATION_DEFAULTS).
+        resize: how frames not already image_size square are resized ("straight" or "pad").
+    """
+
+    def __init__(self, path: str | Path, name: str | None = None, batch_size: int = 1, dtype: str = "fp32",
+                 device: str = "auto", device_map=None, max_memory: Mapping | None = None,
+                 attn_implementation: str = "sdpa", sdpa_backends: Sequence[str] | None = None,
+                 load_in_8bit: bool = False, load_in_4bit: bool = False, nan_guard: bool = True,
+                 generation: Mapping | None = None, resize: str = "straight"):
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{path}: not a converted Video-LLaMA folder (no config.json). Convert the original checkpoints with "
+                f"scripts/convert_video_llama.py, or build the tiny test model: python -m "
+                f"ghostprobe.models.video_llama.tiny {path}")
+        unknown = set(generation or {}) - set(GENERATION_DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown generation setting(s) {sorted(unknown)}; known: {sorted(GENERATION_DEFAULTS)}")
+        unknown = set(sdpa_backends or ()) - set(SDPA_BACKENDS)
+        if unknown:
+            raise ValueError(f"unknown sdpa_backends {sorted(unknown)}; known: {sorted(SDPA_BACKENDS)}")
+        self.name = name or path.name
+        self.batch_size, self.nan_guard = int(batch_size), nan_guard
+        self.generation = {**GENERATION_DEFAULTS, **(generation or {})}
+        self._sdpa_backends = [SDPA_BACKENDS[b] for b in sdpa_backends] if sdpa_backends else None
+        kwargs = from_pretrained_kwargs(dtype, device_map, max_memory, attn_implementation, load_in_8bit, load_in_4bit)
+        self.model = VideoLlamaForConditionalGeneration.from_pretrained(path, **kwargs).eval()
+        if "device_map" not in kwargs:
+            self.model.to("cuda" if device == "auto" and torch.cuda.is_available() else
+                          "cpu" if device == "auto" else device)
+        self.processor = VideoLlamaProcessor.from_pretrained(path, resize=resize)
+        config = self.model.config
+        if (self.processor.video_token_id, self.processor.num_video_query_tokens) != (
+                config.video_token_index, config.num_video_query_tokens):
+            raise ValueError(f"{path}: the tokenizer/processor ({self.processor.video_token_id}, "
+                             f"{self.processor.num_video_query_tokens} placeholders) disagree with config.json "
+                             f"(video_token_index {config.video_token_index}, {config.num_video_query_tokens})")
+
+    def _inference(self):
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        if self._sdpa_backends:
+            stack.enter_context(sdpa_kernel(self._sdpa_backends))
+        return stack
+
+    def _batches(self, clips: Sequence[ClipInput], prompt: Prompt, question: str, outputs: list[ModelOutput],
+                 suffix_ids: Sequence[int] = ()):
+        """(clip indices, processor batch) per batch_size chunk and frame count; bad clips get extra["error"]."""
+        for start in range(0, len(clips), self.batch_size):
+            by_frames: dict[int, list[int]] = {}
+            for i in range(start, min(start + self.batch_size, len(clips))):
+                try:
+                    self.processor.check_frames(clips[i].frames, clips[i].clip_id, len(clips[i].timestamps_s))
+                except ValueError as error:
+                    outputs[i].extra["error"] = str(error)
+                    warnings.warn(str(error))
+                    continue
+                by_frames.setdefault(len(clips[i].frames), []).append(i)
+            for indices in by_frames.values():
+                yield indices, self.processor([clips[i] for i in indices], prompt, question, suffix_ids=suffix_ids)
+
+    def _non_finite(self, output: ModelOutput) -> None:
+        message = (f"clip {output.clip_id!r}: non-finite logits (fp16 overflow? try dtype=bf16 or fp32); "
+                   "no score/answer")
+        if not self.nan_guard:
+            raise FloatingPointError(message)
+        output.extra["error"] = message
+        warnings.warn(message)
+
+    def score(self, clips: list[ClipInput], prompt: Prompt) -> list[ModelOutput]:
+        """P(ghost probing) per clip from one forward pass per batch (NaN for clips that could not be scored)."""
+        choice = self.processor.answer_choice(prompt.yes_word, prompt.no_word)
+        outputs = [ModelOutput(clip.clip_id) for clip in clips]
+        for indices, batch in self._batches(clips, prompt, "detect", outputs, suffix_ids=choice.prefix_ids):
+            started = time.perf_counter()
+            with self._inference():
+                logits = answer_logits(self.model, batch)
+            p_yes = yes_probability_from_logits(logits, choice)
+            mass = logits.softmax(-1)[:, [choice.yes_id, choice.no_id]].sum(-1)
+            latency_s = (time.perf_counter() - started) / len(indices)  # the batch's time, shared by its clips
+            for row, i in enumerate(indices):
+                output = outputs[i]
+                output.p_ghost_probing, output.latency_s = float(p_yes[row]), latency_s
+                output.tokens_in = int(batch["attention_mask"][row].sum())
+                output.extra["answer_token_mass"] = float(mass[row])
+                if p_yes[row].isnan():
+                    self._non_finite(output)
+        return outputs
+
+    def _generate_kwargs(self) -> dict:
+        settings = self.generation
+        kwargs = {"max_new_tokens": int(settings["max_new_tokens"]), "do_sample": bool(settings["do_sample"]),
+                  "eos_token_id": self.processor.eos_id, "pad_token_id": self.processor.pad_id}
+        if kwargs["do_sample"]:  # greedy decoding ignores them, and transformers warns when they are set
+            kwargs.update(top_p=float(settings["top_p"]), temperature=float(settings["temperature"]))
+        return kwargs
+
+    def generate(self, clips: list[ClipInput], prompt: Prompt, question: str = "detect") -> list[ModelOutput]:
+        """Answer the "detect" (yes/no) or "when" (event time) question per clip; parsed with ghostprobe.answers."""
+        outputs = [ModelOutput(clip.clip_id) for clip in clips]
+        text_device = self.model.get_input_embeddings().weight.device
+        for indices, batch in self._batches(clips, prompt, question, outputs):
+            non_finite = _NonFiniteRows(self.processor.eos_id)
+            if self.generation["do_sample"]:
+                torch.manual_seed(int(self.generation["seed"]))  # each batch samples reproducibly
+            started = time.perf_counter()
+            with self._inference():
+                # position_ids are left out: generate derives the same ones from the attention mask at every step.
+                sequences = self.model.generate(
+                    input_ids=batch["input_ids"].to(text_device),
+                    attention_mask=batch["attention_mask"].to(text_device),
+                    pixel_values=batch["pixel_values"].to(self.model.visual_encoder.device),
+                    logits_processor=LogitsProcessorList([non_finite]), **self._generate_kwargs())
+            latency_s = (time.perf_counter() - started) / len(indices)
+            new_tokens = sequences[:, batch["input_ids"].shape[1]:].tolist()
+            for row, i in enumerate(indices):
+                output, ids = outputs[i], new_tokens[row]
+                if self.processor.eos_id in ids:
+                    ids = ids[:ids.index(self.processor.eos_id) + 1]
+                output.latency_s, output.tokens_out = latency_s, len(ids)
+                output.tokens_in = int(batch["attention_mask"][row].sum())
+                if non_finite.bad is not None and bool(non_finite.bad[row]):
+                    self._non_finite(output)
+                    continue
+                output.answer = self.processor.decode(ids)
+                if question == "detect":
+                    output.parsed_answer = parse_yes_no(output.answer)
+                else:
+                    output.event_time_s = parse_event_time_s(output.answer)
+        return outputs
