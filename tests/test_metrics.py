@@ -1,0 +1,457 @@
+"""Metrics: hand-computed cases (arithmetic written out), parity with scikit-learn, the NaN policy, degenerate inputs,
+bootstrap behaviour, threshold choice, baselines, groups, earliness, localisation, timing and the decision rule."""
+
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from ghostprobe.metrics import (
+    answers_to_scores,
+    bootstrap_ci,
+    choose_threshold,
+    classification_metrics,
+    classification_report,
+    clip_scores_from_windows,
+    decide,
+    earliness_metrics,
+    format_table,
+    group_metrics,
+    localisation_metrics,
+    prior_baseline,
+    rule_action,
+    timing_stats,
+    to_jsonable,
+    trivial_baselines,
+)
+
+NAN = float("nan")
+# 3 positives, 5 negatives; the last negative has no answer.
+HAND_Y = [True, True, True, False, False, False, False, False]
+HAND_P = [0.9, 0.6, 0.3, 0.7, 0.2, 0.1, 0.4, NAN]
+
+
+def strict_json(obj) -> str:
+    return json.dumps(to_jsonable(obj), allow_nan=False)
+
+
+def random_case(seed, n=None, nan_fraction=0.0):
+    rng = np.random.default_rng(seed)
+    n = n or int(rng.integers(20, 200))
+    y = rng.random(n) < rng.uniform(0.2, 0.8)
+    # Rounded to one decimal so that tied scores (and their handling) are exercised.
+    p = np.round(np.clip(0.35 * y + rng.random(n) * 0.65, 0, 1), 1)
+    p[rng.random(n) < nan_fraction] = np.nan
+    return y, p
+
+
+# --- classification: hand case -------------------------------------------------------------------------------------
+
+def test_hand_case_every_metric():
+    m = classification_metrics(HAND_Y, HAND_P, threshold=0.5)
+    # Scored: 7 clips (3 pos, 4 neg). Yes at p >= 0.5: 0.9 (pos), 0.6 (pos), 0.7 (neg) -> TP 2, FP 1; FN 1 (0.3);
+    # TN 3 (0.2, 0.1, 0.4).
+    assert m["confusion"] == {"tn": 3, "fp": 1, "fn": 1, "tp": 2}
+    assert (m["n"], m["n_scored"], m["n_missing"], m["n_positive"], m["n_negative"]) == (8, 7, 1, 3, 4)
+    assert m["coverage"] == pytest.approx(7 / 8)
+    assert m["accuracy"] == pytest.approx(5 / 7)  # (TP + TN) / scored
+    assert m["accuracy_nan_as_wrong"] == pytest.approx(5 / 8)  # the unanswered clip is an error
+    assert m["precision"] == pytest.approx(2 / 3)
+    assert m["recall"] == pytest.approx(2 / 3)
+    assert m["specificity"] == pytest.approx(3 / 4)
+    assert m["fpr"] == pytest.approx(1 / 4)
+    assert m["fnr"] == pytest.approx(1 / 3)
+    assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 3 / 4) / 2)  # 17/24
+    assert m["f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))  # 2/3
+    assert m["mcc"] == pytest.approx((2 * 3 - 1 * 1) / math.sqrt(3 * 3 * 4 * 4))  # 5/12
+    # AUROC: positive 0.9 beats all 4 negatives, 0.6 beats 3 (0.2, 0.1, 0.4), 0.3 beats 2 -> 9 of 12 pairs.
+    assert m["auroc"] == pytest.approx(9 / 12)
+    # AP: descending 0.9(+) P=1, 0.7(-), 0.6(+) P=2/3, 0.4(-), 0.3(+) P=3/5 -> (1 + 2/3 + 3/5) / 3 = 34/45.
+    assert m["auprc"] == pytest.approx(34 / 45)
+    # ECE, 10 bins: one clip per bin, gaps |y - p|: .1 + .4 + .7 + .7 + .2 + .1 + .4 = 2.6, over 7 clips.
+    assert m["ece"] == pytest.approx(2.6 / 7)
+    assert m["notes"] == []
+
+
+def test_ece_two_bins_by_hand():
+    # Bin [0, .5): scores .3 .2 .1 .4 (1 positive) -> mean y 1/4, mean p 1.0/4: gap 0.
+    # Bin [.5, 1]: scores .9 .6 .7 (2 positives) -> sum y 2, sum p 2.2: weighted gap |2 - 2.2| / 7.
+    m = classification_metrics(HAND_Y, HAND_P, n_bins=2)
+    assert m["ece"] == pytest.approx(0.2 / 7)
+    assert [b["n"] for b in m["calibration_bins"]] == [4, 3]
+    assert m["calibration_bins"][1]["fraction_positive"] == pytest.approx(2 / 3)
+
+
+def test_score_exactly_at_threshold_is_yes_and_one_goes_in_last_bin():
+    m = classification_metrics([True, False], [0.5, 1.0], threshold=0.5, n_bins=4)
+    assert m["confusion"] == {"tn": 0, "fp": 1, "fn": 0, "tp": 1}
+    assert m["calibration_bins"][-1] == {"low": 0.75, "high": 1.0, "n": 1, "mean_score": 1.0, "fraction_positive": 0.0}
+
+
+# --- classification: parity with scikit-learn --------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_sklearn_on_random_data(seed):
+    y, p = random_case(seed)
+    threshold = [0.5, 0.3, 0.7][seed % 3]
+    m = classification_metrics(y, p, threshold)
+    pred = p >= threshold
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
+    assert m["precision"] == pytest.approx(skm.precision_score(y, pred))
+    assert m["recall"] == pytest.approx(skm.recall_score(y, pred))
+    assert m["f1"] == pytest.approx(skm.f1_score(y, pred))
+    assert m["mcc"] == pytest.approx(skm.matthews_corrcoef(y, pred))
+    assert m["auroc"] == pytest.approx(skm.roc_auc_score(y, p))
+    assert m["auprc"] == pytest.approx(skm.average_precision_score(y, p))
+    tn, fp, fn, tp = skm.confusion_matrix(y, pred).ravel()
+    assert m["confusion"] == {"tn": tn, "fp": fp, "fn": fn, "tp": tp}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nan_scores_are_left_out_never_read_as_no(seed):
+    y, p = random_case(seed, n=150, nan_fraction=0.2)
+    scored = ~np.isnan(p)
+    m = classification_metrics(y, p)
+    # Metrics equal sklearn's on the scored subset ...
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y[scored], p[scored] >= 0.5))
+    assert m["auroc"] == pytest.approx(skm.roc_auc_score(y[scored], p[scored]))
+    assert m["auprc"] == pytest.approx(skm.average_precision_score(y[scored], p[scored]))
+    # ... and differ from what reading NaN as "no" (score 0) would give.
+    as_no = np.where(scored, p, 0.0)
+    assert m["confusion"]["tn"] < skm.confusion_matrix(y, as_no >= 0.5).ravel()[0]
+    assert m["coverage"] == pytest.approx(scored.mean())
+    assert m["accuracy_nan_as_wrong"] == pytest.approx(((p[scored] >= 0.5) == y[scored]).sum() / len(y))
+
+
+def test_missing_clip_ids_are_named_and_none_reads_as_nan():
+    m = classification_metrics([True, False, True], [0.8, None, None], clip_ids=["a", "b", "c"])
+    assert m["missing_clip_ids"] == ["b", "c"]
+    assert m["n_missing"] == 2
+
+
+# --- classification: degenerate inputs ----------------------------------------------------------------------------
+
+def test_one_class_gives_nan_auroc_with_a_note_not_a_crash():
+    m = classification_metrics([True, True, True], [0.9, 0.2, 0.7])
+    assert math.isnan(m["auroc"]) and math.isnan(m["balanced_accuracy"]) and math.isnan(m["fpr"])
+    assert m["recall"] == pytest.approx(2 / 3)
+    assert any("AUROC" in note and "only positives" in note for note in m["notes"])
+    neg = classification_metrics([False, False], [0.9, 0.2])
+    assert math.isnan(neg["auroc"]) and math.isnan(neg["auprc"]) and neg["fpr"] == 0.5
+    assert any("only negatives" in note for note in neg["notes"])
+    strict_json(m), strict_json(neg)
+
+
+def test_all_nan_and_empty_inputs():
+    m = classification_metrics([True, False], [NAN, NAN])
+    assert m["coverage"] == 0 and m["accuracy_nan_as_wrong"] == 0 and math.isnan(m["accuracy"])
+    assert "no clip has a score" in m["notes"][0]
+    empty = classification_metrics([], [])
+    assert empty["n"] == 0 and math.isnan(empty["accuracy"])
+
+
+def test_no_predicted_positive_makes_precision_nan_with_note():
+    m = classification_metrics([True, False], [0.1, 0.2])
+    assert math.isnan(m["precision"]) and m["recall"] == 0 and m["f1"] == 0
+    assert any("precision is undefined" in note for note in m["notes"])
+
+
+def test_scores_outside_unit_interval_leave_ece_undefined():
+    m = classification_metrics([True, False], [3.0, -1.0], threshold=0.0)
+    assert math.isnan(m["ece"]) and m["auroc"] == 1.0
+    assert any("ECE" in note for note in m["notes"])
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="missing labels"):
+        classification_metrics([True, None], [0.1, 0.2])
+    with pytest.raises(ValueError, match="expected \\(2,\\)"):
+        classification_metrics([True, False], [0.1])
+    with pytest.raises(ValueError, match="infinite"):
+        classification_metrics([True, False], [0.1, np.inf])
+    with pytest.raises(ValueError, match="bool or 0/1"):
+        classification_metrics([2, 0], [0.1, 0.2])
+
+
+# --- bootstrap ----------------------------------------------------------------------------------------------------
+
+def test_bootstrap_contains_estimate_narrows_with_data_and_is_seeded():
+    y_small, p_small = random_case(0, n=60)
+    y_big, p_big = random_case(0, n=1200)
+    small = bootstrap_ci(y_small, p_small, n_resamples=500, seed=3)
+    big = bootstrap_ci(y_big, p_big, n_resamples=500, seed=3)
+    for name in ("accuracy", "balanced_accuracy", "f1", "fpr", "auroc", "auprc", "mcc"):
+        for ci in (small, big):
+            interval = ci["intervals"][name]
+            assert interval["low"] <= interval["estimate"] <= interval["high"], name
+        width = {k: c["intervals"][name]["high"] - c["intervals"][name]["low"] for k, c in (("s", small), ("b", big))}
+        assert width["b"] < width["s"] / 2, name  # 20x the clips -> ~4.5x narrower
+    assert bootstrap_ci(y_small, p_small, n_resamples=500, seed=3) == small
+    assert bootstrap_ci(y_small, p_small, n_resamples=500, seed=4) != small
+
+
+def test_bootstrap_point_estimates_equal_classification_metrics():
+    y, p = random_case(5, n=80, nan_fraction=0.1)
+    ci = bootstrap_ci(y, p, threshold=0.4, n_resamples=50)
+    m = classification_metrics(y, p, threshold=0.4)
+    for name, interval in ci["intervals"].items():
+        assert interval["estimate"] == pytest.approx(m[name], nan_ok=True), name
+    assert ci["intervals"]["coverage"]["low"] < 1  # unscored clips are resampled too
+
+
+def test_bootstrap_counts_undefined_resamples():
+    # 1 positive in 30 clips: many resamples draw no positive, so AUROC is undefined there and counted.
+    y = np.zeros(30, bool)
+    y[0] = True
+    ci = bootstrap_ci(y, np.linspace(0, 1, 30), n_resamples=200)
+    assert 0 < ci["intervals"]["auroc"]["n_undefined"] < 200
+    assert ci["intervals"]["accuracy"]["n_undefined"] == 0
+
+
+def test_bootstrap_1000_resamples_of_100_clips_is_fast():
+    y, p = random_case(1, n=100)
+    start = time.perf_counter()
+    bootstrap_ci(y, p, n_resamples=1000)
+    assert time.perf_counter() - start < 1.0
+
+
+# --- threshold choice ---------------------------------------------------------------------------------------------
+
+def test_choose_threshold_by_hand_with_tie_break():
+    y, p = [False, False, True, True], [0.1, 0.4, 0.35, 0.8]
+    # Candidates (yes at p >= c): .8 -> TPR .5 FPR 0 (BA .75); .4 -> .5/.5 (.5); .35 -> 1/.5 (.75); .1 -> 1/1 (.5).
+    # Tie .8 vs .35: thresholds are midpoints (.8+.4)/2 = .6 and (.35+.1)/2 = .225; .6 is nearer 0.5.
+    chosen = choose_threshold(y, p)
+    assert chosen["threshold"] == pytest.approx(0.6) and chosen["value"] == pytest.approx(0.75)
+    assert chosen["source"] == "val"
+    assert choose_threshold(y, p, "youden")["threshold"] == pytest.approx(0.6)  # J = 2 BA - 1: same argmax
+    # F1: .8 -> 2/(2+0+1) = .667; .35 -> 4/(4+1+0) = .8; .1 -> 4/(4+2) = .667 -> .35, threshold .225.
+    assert choose_threshold(y, p, "f1")["threshold"] == pytest.approx(0.225)
+
+
+def test_choose_threshold_falls_back_and_reads_answers():
+    fallback = choose_threshold([True, True], [0.2, 0.9])
+    assert fallback["threshold"] == 0.5 and fallback["source"] == "default" and "0 scored negatives" in fallback["note"]
+    assert choose_threshold([True, False], [NAN, NAN], default=0.3)["threshold"] == 0.3
+    scores = answers_to_scores([True, False, None, True, False])
+    assert np.array_equal(scores, [1.0, 0.0, NAN, 1.0, 0.0], equal_nan=True)
+    assert choose_threshold([True, False, True, True, False], scores)["threshold"] == 0.5
+    with pytest.raises(ValueError, match="unknown threshold criterion"):
+        choose_threshold([True, False], [0.1, 0.2], "auc")
+
+
+def test_chosen_threshold_maximises_balanced_accuracy_on_random_val():
+    y, p = random_case(7, n=120)
+    chosen = choose_threshold(y, p)
+    best = max(skm.balanced_accuracy_score(y, p >= t) for t in np.unique(p))
+    assert skm.balanced_accuracy_score(y, p >= chosen["threshold"]) == pytest.approx(best)
+
+
+# --- baselines, groups, report ------------------------------------------------------------------------------------
+
+def test_baselines_by_hand():
+    y = [True] * 3 + [False] * 5  # pi = 3/8
+    b = trivial_baselines(y)
+    assert b["always_yes"]["accuracy"] == pytest.approx(3 / 8)
+    assert b["always_yes"]["f1"] == pytest.approx(2 * 3 / (2 * 3 + 5))  # = 2 pi / (1 + pi) = 6/11
+    assert b["always_yes"]["fpr"] == 1 and b["always_yes"]["recall"] == 1
+    assert b["always_no"]["accuracy"] == pytest.approx(5 / 8) and b["always_no"]["recall"] == 0
+    assert math.isnan(b["always_no"]["precision"])
+    assert b["prior"]["accuracy"] == pytest.approx((3 / 8) ** 2 + (5 / 8) ** 2)  # 34/64
+    assert b["prior"]["recall"] == b["prior"]["fpr"] == b["prior"]["precision"] == pytest.approx(3 / 8)
+    assert b["prior"]["auroc"] == 0.5 and b["prior"]["mcc"] == 0
+
+
+def test_always_yes_f1_on_the_dada_split_is_the_published_gpt4o_number():
+    # 101 clips, 54 positive: F1 = 2*54 / (2*54 + 47) = 108/155 = 0.697 -> "0.70".
+    b = trivial_baselines([True] * 54 + [False] * 47)
+    assert round(b["always_yes"]["f1"], 2) == 0.70
+
+
+def test_prior_baseline_expectations_match_simulation():
+    rng = np.random.default_rng(0)
+    y = np.array([True] * 30 + [False] * 70)
+    says_yes = rng.random((20000, len(y))) < 0.3
+    analytic = prior_baseline(y)
+    assert (says_yes == y).mean() == pytest.approx(analytic["accuracy"], abs=0.003)
+    assert says_yes[:, y].mean() == pytest.approx(analytic["recall"], abs=0.003)
+    assert says_yes[:, ~y].mean() == pytest.approx(analytic["fpr"], abs=0.003)
+
+
+def test_group_breakdown_reports_what_each_group_can_measure():
+    y = [True, True, False, False, False, True]
+    p = [0.9, 0.2, 0.7, 0.1, 0.3, NAN]
+    label = ["ghost_probing", "ghost_probing", "cut_in", "cut_in", "normal", "ghost_probing"]
+    by_label = group_metrics(y, p, label)
+    assert by_label["cut_in"]["kind"] == "negatives_only"
+    assert by_label["cut_in"]["fpr"] == 0.5 and by_label["cut_in"]["specificity"] == 0.5  # 0.7 says yes, 0.1 no
+    assert "recall" not in by_label["cut_in"]
+    assert by_label["ghost_probing"]["kind"] == "positives_only"
+    assert by_label["ghost_probing"]["recall"] == 0.5 and by_label["ghost_probing"]["coverage"] == pytest.approx(2 / 3)
+    assert "fpr" not in by_label["ghost_probing"]
+    light = group_metrics(y, p, ["day", "day", "day", "night", None, None], n_resamples=100)
+    assert set(light) == {"day", "night", "unknown"}
+    assert light["day"]["kind"] == "both" and light["day"]["ci"]["accuracy"][0] <= light["day"]["accuracy"]
+
+
+def test_report_is_strict_json_and_table_lists_baselines():
+    y, p = random_case(2, n=60, nan_fraction=0.05)
+    report = classification_report(y, p, 0.5, clip_ids=[f"c{i}" for i in range(60)],
+                                   groups={"light": ["day", "night"] * 30}, n_resamples=200)
+    text = strict_json(report)
+    assert json.loads(text)["model"]["n"] == 60
+    table = format_table({"model": report["model"], **report["baselines"]})
+    lines = table.splitlines()
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["model", "always_yes", "always_no", "prior"]
+    assert " - " in lines[4]  # always-no precision is undefined and printed as "-"
+
+
+# --- timing -------------------------------------------------------------------------------------------------------
+
+def test_timing_by_hand():
+    t = timing_stats([10, 20, 30, 40, None], n_gpus=2, price_per_gpu_hour=3.0)
+    assert t["n_failed"] == 1
+    assert t["latency_p50_s"] == 25  # median of 10, 20, 30, 40
+    assert t["latency_p95_s"] == pytest.approx(38.5)  # linear: position 0.95 * 3 = 2.85 -> 30 + 0.85 * 10
+    assert t["latency_max_s"] == 40
+    assert t["wall_s"] == 100 and t["clips_per_s"] == pytest.approx(5 / 100)
+    assert t["gpu_seconds"] == 200 and t["gpu_cost_usd"] == pytest.approx(200 / 3600 * 3.0)
+    measured = timing_stats([10, 20], wall_s=12.0)
+    assert measured["clips_per_s"] == pytest.approx(2 / 12) and math.isnan(measured["gpu_cost_usd"])
+    strict_json(measured)
+
+
+# --- earliness ----------------------------------------------------------------------------------------------------
+
+# Clip a (positive, event at 2.5 s): windows ending 1, 2 count; the one ending 3 shows the event and does not.
+# Clip b (positive, event at 3.0 s), clip c (negative): every window counts.
+EARLY_WINDOWS = [("a", 1.0, 0.1), ("a", 2.0, 0.6), ("a", 3.0, 0.95), ("b", 1.0, 0.7), ("b", 2.0, 0.2),
+                 ("c", 1.0, 0.3), ("c", 2.0, 0.4)]
+EARLY_CLIPS = {"a": (True, 2.5), "b": (True, 3.0), "c": (False, None)}
+
+
+def test_earliness_by_hand():
+    e = earliness_metrics(EARLY_WINDOWS, EARLY_CLIPS)
+    # Clip maxima over counted windows: a .6, b .7, c .4 (a's .95 comes after its event).
+    # th .7: b flagged at 1 s -> TTA 3 - 1 = 2; recall 1/2, precision 1.
+    # th .6: a flagged at 2 s -> TTA 0.5; mean (2 + 0.5) / 2 = 1.25; recall 1, precision 1.
+    # th .4: c flagged too -> precision 2/3.  th .1: a's first alert moves to 1 s -> mean (1.5 + 2) / 2 = 1.75.
+    curve = {round(pt["threshold"], 2): pt for pt in e["curve"]}
+    assert curve[0.7]["mean_tta_s"] == 2 and curve[0.7]["recall"] == 0.5
+    assert curve[0.6]["mean_tta_s"] == 1.25 and curve[0.4]["precision"] == pytest.approx(2 / 3)
+    assert curve[0.1]["mean_tta_s"] == 1.75 and 0.95 not in curve
+    assert e["ap"] == 1.0  # 0.5 * 1 + 0.5 * 1
+    assert e["mtta_s"] == pytest.approx(0.5 * 2 + 0.5 * 1.25)  # TTA weighted by recall gained: 1.625
+    assert e["mtta_dad_style_s"] == pytest.approx((2 + 1.75) / 2)  # max TTA per recall level (.5, 1): 1.875
+    assert e["tta_at_recall_target_s"] == 1.25 and e["threshold_at_recall_target"] == 0.6
+    assert e["precision_at_recall_target"] == 1.0
+    assert clip_scores_from_windows(EARLY_WINDOWS, EARLY_CLIPS) == {"a": 0.6, "b": 0.7, "c": 0.4}
+    strict_json(e)
+
+
+def test_earliness_exclusions_and_window_at_event():
+    windows = EARLY_WINDOWS + [("d", 3.0, 0.8), ("e", 1.0, 0.9), {"clip_id": "f", "window_end_s": 2.0, "p": 0.9},
+                               ("g", 1.0, None)]
+    clips = {**EARLY_CLIPS, "d": (True, 2.0), "e": (True, None), "f": (True, 2.0), "g": (False, None),
+             "h": (False, None)}
+    e = earliness_metrics(windows, clips)
+    assert e["excluded"] == {"d": "no scored window before the event", "e": "positive clip without t_event_s",
+                             "g": "no scored window", "h": "no windows"}
+    assert e["n_positive"] == 3  # a, b and f, whose window ends exactly at the event (TTA 0)
+    assert e["curve"][0]["threshold"] == 0.9 and e["curve"][0]["mean_tta_s"] == 0.0
+    with pytest.raises(ValueError, match="no label: zz"):
+        earliness_metrics([("zz", 1.0, 0.5)], EARLY_CLIPS)
+
+
+@pytest.mark.parametrize("max_thresholds", [2000, 5])
+def test_earliness_ap_equals_sklearn_on_clip_maxima(max_thresholds):
+    rng = np.random.default_rng(11)
+    windows, clips = [], {}
+    for i in range(40):
+        positive = bool(rng.random() < 0.5)
+        clips[f"c{i}"] = (positive, 6.0 if positive else None)
+        for end in np.arange(1.0, 9.0):
+            windows.append((f"c{i}", end, float(rng.random() * (0.5 + 0.5 * positive * end / 8))))
+    e = earliness_metrics(windows, clips, max_thresholds=max_thresholds)
+    scores = clip_scores_from_windows(windows, clips)
+    ids = sorted(scores)
+    assert e["ap"] == pytest.approx(skm.average_precision_score([clips[i][0] for i in ids], [scores[i] for i in ids]))
+    assert 0 <= e["mtta_s"] <= e["mtta_dad_style_s"] <= 5.0  # first counted window ends at 1 s, event at 6 s
+
+
+def test_earliness_without_positives_or_reaching_recall():
+    none = earliness_metrics([("c", 1.0, 0.3)], {"c": (False, None)})
+    assert math.isnan(none["ap"]) and "undefined" in none["notes"][0]
+    low = earliness_metrics(EARLY_WINDOWS, EARLY_CLIPS, recall_target=1.01)
+    assert math.isnan(low["tta_at_recall_target_s"]) and any("never reaches" in n for n in low["notes"])
+
+
+# --- event-time localisation --------------------------------------------------------------------------------------
+
+def test_localisation_by_hand():
+    # Errors: |1.0 - 1.5| = .5, |5.5 - 4.0| = 1.5, |0.3 - 1.3| = 1.0 (the 1 s boundary is a hit); one missing
+    # prediction; one clip without a labelled time (left out).
+    m = localisation_metrics([1.0, None, 5.5, 0.3, 3.0], [1.5, 2.0, 4.0, 1.3, None], clip_ids=list("abcde"))
+    assert (m["n_labelled"], m["n_predicted"], m["n_missing_pred"], m["n_unlabelled"]) == (4, 3, 1, 1)
+    assert m["missing_clip_ids"] == ["b"]
+    assert m["mae_s"] == pytest.approx((0.5 + 1.5 + 1.0) / 3) and m["median_abs_error_s"] == pytest.approx(1.0)
+    assert m["hit_rate_within_1s"] == pytest.approx(2 / 3) and m["hit_rate_within_1s_missing_as_miss"] == 0.5
+    assert m["hit_rate_within_2s"] == 1.0 and m["hit_rate_within_2s_missing_as_miss"] == 0.75
+
+
+# --- decision rule ------------------------------------------------------------------------------------------------
+
+def decision_inputs(n_correct, n=10, n_pos=5, missing=0):
+    """n clips, n_pos positives; the model is right on the first n_correct clips, unanswered on the last `missing`."""
+    y = np.array([True] * n_pos + [False] * (n - n_pos))
+    p = np.where(y, 0.9, 0.1)
+    p[n_correct:] = np.where(y[n_correct:], 0.1, 0.9)
+    if missing:
+        p[n - missing:] = np.nan
+    return classification_metrics(y, p), trivial_baselines(y)
+
+
+@pytest.mark.parametrize("n_correct, action", [(9, "deploy"), (8, "optimise"), (7, "optimise"), (6, "optimise"),
+                                               (5, "fine-tune")])
+def test_decision_branches_and_exact_boundaries(n_correct, action):
+    metrics, baselines = decision_inputs(n_correct)
+    d = decide(metrics, baselines)
+    assert d.action == action
+    assert f"{n_correct}/10" in d.reason and action in d.reason
+    strict_json(d.to_dict())
+
+
+def test_rule_boundaries_with_float_noise():
+    assert rule_action(0.8) == rule_action(0.7 + 0.1) == rule_action(0.8 + 1e-12) == "optimise"
+    assert rule_action(0.6) == rule_action(0.6 - 1e-12) == "optimise"
+    assert rule_action(0.8001) == "deploy" and rule_action(0.5999) == "fine-tune"
+    with pytest.raises(ValueError, match="NaN"):
+        rule_action(NAN)
+
+
+def test_decision_flags_a_model_no_better_than_always_yes():
+    # 20 clips, 17 positive; the model says yes to everything: 85% accuracy -> "deploy" by the rule, but flagged.
+    y = [True] * 17 + [False] * 3
+    d = decide(classification_metrics(y, [0.9] * 20), trivial_baselines(y))
+    assert d.action == "deploy" and not d.beats_baselines
+    assert "NO BETTER THAN ALWAYS YES" in d.reason and "0.850 <= always-yes 0.850" in d.reason
+    assert not d.meets_accuracy_target  # exactly 85% is not above 85%
+
+
+def test_decision_targets_timing_coverage_and_ci():
+    metrics, baselines = decision_inputs(8, missing=1)  # 8 right of 9 answered, 1 unanswered -> 8/10 = 0.8
+    fast = timing_stats([100.0] * 19 + [119.9])
+    d = decide(metrics, baselines, timing=fast)
+    assert d.action == "optimise" and d.accuracy == pytest.approx(0.8)
+    assert "1 clips had no usable answer" in d.reason and d.meets_time_target and not d.meets_accuracy_target
+    assert not decide(metrics, baselines, timing=timing_stats([120.0] * 5)).meets_time_target  # 120 s is not < 120
+    assert decide(metrics, baselines).meets_time_target is None
+    good, good_baselines = decision_inputs(10, n=10)
+    ci = {"confidence": 0.95, "intervals": {"accuracy_nan_as_wrong": {"low": 0.75, "high": 0.95}}}
+    d = decide(good, good_baselines, ci=ci)
+    assert d.action == "deploy" and d.meets_accuracy_target and d.beats_baselines
+    assert "straddles the 80% line" in d.reason
