@@ -213,7 +213,8 @@ class FakeGeminiServer(FakeApiServer):
         return None
 
     def error_json(self, scripted):
-        status = {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}.get(scripted.status, "INVALID_ARGUMENT")
+        names = {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
+        status = names.get(scripted.status, "INVALID_ARGUMENT")
         error = {"code": scripted.status, "message": scripted.error_message, "status": status}
         if scripted.error_details:
             error["details"] = scripted.error_details

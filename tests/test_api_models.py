@@ -6,6 +6,7 @@ rate limit, cost, and that the API key never shows up anywhere but in the reques
 
 import logging
 import math
+import socket
 import threading
 import time
 from pathlib import Path
@@ -157,7 +158,8 @@ def test_chinese_prompt_sends_chinese_frame_line_and_matches_chinese_answer_toke
 
 
 def test_all_spellings_of_the_answer_word_add_up(api):
-    api.server.default = Scripted(text="Yes", top_logprobs=[[("Yes", -1.0), ("No", -0.9), (" yes", -2.0), ("YES", -3.0)]])
+    alternatives = [("Yes", -1.0), ("No", -0.9), (" yes", -2.0), ("YES", -3.0)]
+    api.server.default = Scripted(text="Yes", top_logprobs=[alternatives])
     [out] = api.model().score([make_clip()], PROMPT_EN)
     p_yes = math.exp(-1.0) + math.exp(-2.0) + math.exp(-3.0)
     assert out.p_ghost_probing == pytest.approx(p_yes / (p_yes + math.exp(-0.9)))
@@ -271,6 +273,16 @@ def test_timeouts_are_retried_then_the_clip_gets_nan_and_the_next_clip_goes_on(a
     assert "timed out" in failed.extra["error"] and failed.extra["attempts"] == 3
     assert recovered.p_ghost_probing == pytest.approx(p_hand(-0.2, -1.8)) and recovered.extra["attempts"] == 2
     assert len(api.server.requests) == 5
+
+
+def test_refused_connections_are_retried_then_the_clip_fails(api):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    base_url = api.server.base_url.replace(str(api.server.port), str(closed_port))
+    [out] = api.model(base_url=base_url, max_retries=2).score([make_clip()], PROMPT_EN)
+    assert math.isnan(out.p_ghost_probing) and out.extra["attempts"] == 3
+    assert "Connect" in out.extra["error"]
 
 
 def test_a_rejected_request_is_not_retried(api):

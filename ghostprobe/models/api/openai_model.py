@@ -131,6 +131,9 @@ class OpenAIChatModel:
 
         if isinstance(exc, openai.APITimeoutError):
             return f"request timed out after {self.config.timeout_s} s (timeout_s)"
+        if isinstance(exc, openai.APIConnectionError):  # the client's message hides why: the cause says it
+            where = self.config.base_url or "the OpenAI API"
+            return self._redact(f"APIConnectionError: cannot reach {where}: {exc.__cause__ or exc}"[:500])
         if isinstance(exc, openai.APIStatusError):
             message = exc.message
             if isinstance(exc.body, dict) and exc.body.get("message"):
