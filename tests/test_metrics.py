@@ -131,6 +131,9 @@ def test_missing_clip_ids_are_named_and_none_reads_as_nan():
     m = classification_metrics([True, False, True], [0.8, None, None], clip_ids=["a", "b", "c"])
     assert m["missing_clip_ids"] == ["b", "c"]
     assert m["n_missing"] == 2
+    # The same through numpy object arrays (what a DataFrame column with None becomes).
+    as_arrays = classification_metrics(np.array([True, False, True], dtype=object), np.array([0.8, None, None]))
+    assert as_arrays["n_missing"] == 2 and as_arrays["recall"] == 1.0
 
 
 # --- classification: degenerate inputs ----------------------------------------------------------------------------
@@ -293,7 +296,7 @@ def test_group_breakdown_reports_what_each_group_can_measure():
     assert by_label["ghost_probing"]["kind"] == "positives_only"
     assert by_label["ghost_probing"]["recall"] == 0.5 and by_label["ghost_probing"]["coverage"] == pytest.approx(2 / 3)
     assert "fpr" not in by_label["ghost_probing"]
-    light = group_metrics(y, p, ["day", "day", "day", "night", None, None], n_resamples=100)
+    light = group_metrics(y, p, ["day", "day", "day", "night", None, NAN], n_resamples=100)  # NaN: pandas' None
     assert set(light) == {"day", "night", "unknown"}
     assert light["day"]["kind"] == "both" and light["day"]["ci"]["accuracy"][0] <= light["day"]["accuracy"]
 

@@ -79,7 +79,8 @@ def group_metrics(y_true, p, groups: Sequence, threshold: float = 0.5, n_resampl
     """
     y = as_labels(y_true)
     scores = as_scores(p, len(y))
-    values = ["unknown" if g is None else str(g) for g in groups]
+    # None and NaN (how pandas spells a missing value) are both "unknown".
+    values = ["unknown" if g is None or (isinstance(g, float) and np.isnan(g)) else str(g) for g in groups]
     if len(values) != len(y):
         raise ValueError(f"groups has {len(values)} entries for {len(y)} clips")
     out = {}

@@ -102,7 +102,7 @@ def _batch_metrics(y: np.ndarray, p: np.ndarray, threshold: float, n_bins: int, 
     n_scored = scored.sum(axis=1)
     recall = _ratio(tp, tp + fn)
     specificity = _ratio(tn, tn + fp)
-    # MCC with float products: tp*tn etc. overflow int64 only for absurd sizes, but floats cost nothing here.
+    # MCC in floats: its product of four counts overflows int64 from about 55k clips.
     tpf, tnf, fpf, fnf = (x.astype(np.float64) for x in (tp, tn, fp, fn))
     mcc_den = np.sqrt((tpf + fpf) * (tpf + fnf) * (tnf + fpf) * (tnf + fnf))
     return {
@@ -129,10 +129,10 @@ def _notes(row: dict, n_pos: int, n_neg: int, ece_in_range: bool) -> list[str]:
     if row["n_scored"] == 0:
         return ["no clip has a score: every metric except coverage and accuracy_nan_as_wrong is undefined"]
     if n_pos == 0 or n_neg == 0:
-        present = "positives" if n_neg == 0 else "negatives"
-        notes.append(f"only {present} among the scored clips ({n_pos} positive, {n_neg} negative): AUROC, AUPRC "
-                     "(if no positives), balanced accuracy and MCC are undefined (NaN); report "
-                     + ("recall" if n_neg == 0 else "FPR / specificity") + " for this set")
+        present, measure = ("positives", "recall") if n_neg == 0 else ("negatives", "FPR / specificity")
+        undefined = "AUROC, balanced accuracy, MCC" + (", AUPRC, recall" if n_pos == 0 else ", FPR")
+        notes.append(f"only {present} among the scored clips ({n_pos} positive, {n_neg} negative): {undefined} are "
+                     f"undefined (NaN); {measure} is what this set measures")
     if row["tp"] + row["fp"] == 0:
         notes.append("no scored clip is predicted positive at this threshold: precision is undefined (NaN)")
     elif n_pos and n_neg and np.isnan(row["mcc"]):

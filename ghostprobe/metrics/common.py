@@ -11,13 +11,17 @@ import numpy as np
 
 def as_labels(y_true, name: str = "y_true") -> np.ndarray:
     """Labels as a bool array; refuses None/NaN so that a missing label is never silently read as "negative"."""
-    if _has_none(y_true):
-        raise ValueError(f"{name} has missing labels (None); drop those clips before scoring")
     arr = np.asarray(y_true)
+    if arr.dtype == object:
+        if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in arr.ravel()):
+            raise ValueError(f"{name} has missing labels (None/NaN); drop those clips before scoring")
+        arr = np.array(arr.tolist())
     if arr.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
     if arr.dtype.kind == "b":
         return arr
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        raise ValueError(f"{name} has missing labels (NaN); drop those clips before scoring")
     if arr.dtype.kind not in "iuf" or not np.isin(arr, (0, 1)).all():
         bad = [v for v in arr.tolist() if v not in (0, 1)][:5]
         raise ValueError(f"{name} must be bool or 0/1, found {bad} (dtype {arr.dtype})")
@@ -26,18 +30,16 @@ def as_labels(y_true, name: str = "y_true") -> np.ndarray:
 
 def as_scores(p, n: int, name: str = "p") -> np.ndarray:
     """Scores as float64 with None -> NaN (NaN = no usable answer); infinities are rejected as a scoring bug."""
-    arr = np.array([np.nan if v is None else v for v in p], dtype=np.float64) if _has_none(p) else np.asarray(
-        p, dtype=np.float64)
+    arr = np.asarray(p)
+    if arr.dtype == object:
+        arr = np.array([np.nan if v is None else v for v in arr.ravel()], dtype=np.float64).reshape(arr.shape)
+    arr = arr.astype(np.float64)
     if arr.shape != (n,):
         raise ValueError(f"{name} has shape {arr.shape}, expected ({n},) to match the labels")
     if np.isinf(arr).any():
         raise ValueError(f"{name} has infinite scores at positions {np.flatnonzero(np.isinf(arr))[:5].tolist()}; "
                          "pass probabilities (or NaN for clips without an answer)")
     return arr
-
-
-def _has_none(values) -> bool:
-    return isinstance(values, (list, tuple)) and any(v is None for v in values)
 
 
 def nan_to_none(x):
