@@ -6,6 +6,7 @@ BACKEND_MODULES = (
     "ghostprobe.models.api.openai_model",
     "ghostprobe.models.api.gemini_model",
     "ghostprobe.models.video_llama.backend",
+    "ghostprobe.models.hf_native",
 )
 
 for _module in BACKEND_MODULES:

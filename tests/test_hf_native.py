@@ -1,0 +1,273 @@
+"""`kind: hf_native` on a tiny random Qwen2.5-VL saved to a folder with its processor, built here offline.
+
+The tokenizer is a small byte-level BPE trained on the spot (so "Yes" and " Yes" are different tokens, as in Qwen's),
+with the special tokens Qwen2.5-VL's chat template and processor need. transformers' video processors need
+torchvision, which cannot load next to the CPU torch wheel: where it cannot, `TorchOnlyVideoProcessor` below stands in
+for Qwen2VLVideoProcessor and the rest of the processor (chat template, placeholder expansion, metadata, padding) is
+the library's own.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import BatchFeature, PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+from transformers.video_processing_utils import VideoProcessorMixin
+from transformers.video_utils import make_batched_metadata
+
+from ghostprobe.answers import parse_yes_no
+from ghostprobe.config import CONF_DIR
+from ghostprobe.models import hf_native
+from ghostprobe.models.base import ClipInput, build_model
+from ghostprobe.prompts import frames_message, load_prompt
+
+try:
+    import torchvision  # noqa: F401
+    HAS_TORCHVISION = True
+except Exception:  # absent, or a CUDA build that cannot load against the CPU torch
+    HAS_TORCHVISION = False
+
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+           "<|video_pad|>"]
+# A chat template written for this test in the shape of Qwen's: system, user (video, then text), assistant header.
+TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{% if m.content is string %}{{ m.content }}{% else %}"
+    "{% for c in m.content %}{% if c.type == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif c.type == 'text' %}{{ c.text }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+PATCH, MERGE, TEMPORAL = 4, 2, 2  # frames of 32x32 px -> 8x8 patches -> 16 tokens per 2 frames
+CONF = {"kind": "hf_native", "dtype": "fp32", "device": "cpu", "batch_size": 4, "max_new_tokens": 6}
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    # A fixed corpus, so the merges never change: " No", " 是", " 否" become tokens, " Yes" stays "Ġ" + "Yes".
+    corpus = ["是", "否", "Yes. No, No! 是 否 是 否. (Yes)", "鬼探头 ghost probing 3.5 seconds 秒",
+              frames_message([0.0, 1.5], "en"), frames_message([0.0, 1.5], "zh")] * 3
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=500, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL[1:]})
+    return tokenizer
+
+
+class TorchOnlyVideoProcessor(VideoProcessorMixin):
+    """Qwen2VLVideoProcessor's outputs for frames already a multiple of patch*merge pixels, without torchvision.
+
+    Same shapes, grid and metadata; the patch order inside a row differs, which random weights cannot tell.
+    """
+
+    model_input_names = ["pixel_values_videos", "video_grid_thw"]
+    patch_size, merge_size, temporal_patch_size = PATCH, MERGE, TEMPORAL
+
+    def preprocess(self, videos, video_metadata=None, return_metadata=False, return_tensors=None, **_):
+        metadata = make_batched_metadata(videos, video_metadata=video_metadata)
+        rows, grids = [], []
+        for video in videos:
+            frames = torch.as_tensor(np.asarray(video)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            frames = torch.cat([frames, frames[-1:].expand(-len(frames) % TEMPORAL, -1, -1, -1)])
+            t, c, h, w = frames.shape
+            grid = (t // TEMPORAL, h // PATCH, w // PATCH)
+            patches = frames.reshape(grid[0], TEMPORAL, c, grid[1], PATCH, grid[2], PATCH)
+            rows.append(patches.permute(0, 3, 5, 2, 1, 4, 6).reshape(grid[0] * grid[1] * grid[2], -1))
+            grids.append(grid)
+        data = {"pixel_values_videos": torch.cat(rows), "video_grid_thw": torch.tensor(grids)}
+        if return_metadata:
+            data["video_metadata"] = metadata
+        return BatchFeature(data, skip_tensor_conversion=["video_metadata"])
+
+
+class ProcessorWithTorchOnlyVideo(Qwen2_5_VLProcessor):
+    def check_argument_for_proper_class(self, argument_name, argument):
+        # The library's class check looks video processors up in a registry that is empty without torchvision.
+        if argument_name == "video_processor":
+            return type(argument)
+        return super().check_argument_for_proper_class(argument_name, argument)
+
+
+def tiny_processor(tokenizer):
+    size = {"shortest_edge": 16 * 16, "longest_edge": 64 * 64}
+    image_processor = Qwen2VLImageProcessorPil(patch_size=PATCH, merge_size=MERGE, temporal_patch_size=TEMPORAL,
+                                               size=size)
+    if not HAS_TORCHVISION:
+        return ProcessorWithTorchOnlyVideo(image_processor, tokenizer, TorchOnlyVideoProcessor(),
+                                           chat_template=TEMPLATE)
+    from transformers import Qwen2VLVideoProcessor
+
+    video_processor = Qwen2VLVideoProcessor(patch_size=PATCH, merge_size=MERGE, temporal_patch_size=TEMPORAL,
+                                            size=size, cap_pixels_per_frame=True)
+    return Qwen2_5_VLProcessor(image_processor, tokenizer, video_processor, chat_template=TEMPLATE)
+
+
+@pytest.fixture(scope="module")
+def qwen_folder(tmp_path_factory):
+    """A saved tiny Qwen2.5-VL folder and its processor (the one AutoProcessor loads where torchvision works)."""
+    tokenizer = tiny_tokenizer()
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL}
+    config = Qwen2_5_VLConfig(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 1024,
+                     # head_dim 16: the 8 rotary frequencies split into time, height and width sections
+                     "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+                     "bos_token_id": None, "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"]},
+        vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2, "patch_size": PATCH,
+                       "spatial_merge_size": MERGE, "temporal_patch_size": TEMPORAL, "window_size": 16,
+                       "out_hidden_size": 32, "fullatt_block_indexes": [1], "tokens_per_second": 2},
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("qwen2_5_vl_tiny")
+    Qwen2_5_VLForConditionalGeneration(config).save_pretrained(folder)
+    processor = tiny_processor(tokenizer)
+    processor.save_pretrained(folder)
+    return folder, processor
+
+
+@pytest.fixture
+def load(qwen_folder, monkeypatch):
+    """load(**overrides) -> build_model of the tiny folder; without torchvision the stand-in processor is served."""
+    folder, processor = qwen_folder
+    if not HAS_TORCHVISION:
+        class Served:
+            @staticmethod
+            def from_pretrained(path):
+                assert Path(path) == folder
+                return processor
+        monkeypatch.setattr(hf_native, "AutoProcessor", Served)
+    return lambda **overrides: build_model({**CONF, "path": str(folder), **overrides})
+
+
+def clip(clip_id, num_frames=4, start_s=0.0, seed=0, size=(32, 32)):
+    frames = np.random.default_rng(seed).integers(0, 256, (num_frames, *size, 3), dtype=np.uint8)
+    return ClipInput(clip_id, frames, tuple(start_s + 0.5 * i for i in range(num_frames)))
+
+
+def prompt(language):
+    """The shipped zh_brief prompt, or the shipped en prompt with short texts (long prompts only cost test time)."""
+    if language == "zh":
+        return load_prompt(yaml.safe_load((CONF_DIR / "prompt" / "zh_brief.yaml").read_text()))
+    shipped = load_prompt(yaml.safe_load((CONF_DIR / "prompt" / "en.yaml").read_text()))
+    return dataclasses.replace(shipped, system="You review dashcam videos.",
+                               question='Is there ghost probing? Answer "Yes" or "No".',
+                               when_question="At what second does it happen?")
+
+
+CLIPS = [clip("a", seed=1), clip("b", start_s=12.5, seed=2), clip("c", num_frames=5, seed=3),
+         clip("d", size=(24, 40), seed=4)]
+
+
+@pytest.mark.parametrize("prompt_name", ["zh", "en"])
+def test_score_batched_equals_unbatched(load, prompt_name):
+    model = load()
+    batched = model.score(CLIPS, prompt(prompt_name))
+    assert [o.clip_id for o in batched] == ["a", "b", "c", "d"]
+    assert all(0.0 <= o.p_ghost_probing <= 1.0 for o in batched)
+    assert batched[0].tokens_in != batched[1].tokens_in  # same frames, longer times text: the batch was padded
+    model.batch_size = 1
+    single = model.score(CLIPS, prompt(prompt_name))
+    np.testing.assert_allclose([o.p_ghost_probing for o in batched], [o.p_ghost_probing for o in single], atol=1e-5)
+    assert all(o.latency_s > 0 and 0 < o.extra["answer_token_mass"] <= 1 for o in single)
+
+
+# The answer tokens by their byte-level spellings: " Yes" has no token of its own (its first token is a bare space,
+# which score() must skip), " No", 是, " 是", 否 and " 否" are single tokens.
+@pytest.mark.parametrize("prompt_name,yes,no", [("en", ["Yes"], ["No", "ĠNo"]),
+                                                ("zh", ["æĺ¯", "Ġæĺ¯"], ["åĲ¦", "ĠåĲ¦"])])
+def test_score_is_the_softmax_of_the_answer_token_logits(load, qwen_folder, prompt_name, yes, no):
+    model, (_, processor), p = load(), qwen_folder, prompt(prompt_name)
+    x = clip("x", seed=5)
+    conversation = [
+        {"role": "system", "content": [{"type": "text", "text": p.system}]},
+        {"role": "user", "content": [{"type": "video"},
+                                     {"type": "text", "text": f"{frames_message(x.timestamps_s, p.language)}\n"
+                                                              f"{p.question}"}]}]
+    text = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=[text], videos=[x.frames], return_tensors="pt",
+                       videos_kwargs={"do_sample_frames": False, "video_metadata": [
+                           {"fps": 2.0, "total_num_frames": 4, "frames_indices": [0, 1, 2, 3]}]})
+    with torch.no_grad():
+        logits = model.model(**inputs).logits[0, -1]
+    assert processor.tokenizer.tokenize(" Yes") == ["Ġ", "Yes"]
+    yes_mass = torch.exp(logits[torch.tensor(processor.tokenizer.convert_tokens_to_ids(yes))]).sum()
+    no_mass = torch.exp(logits[torch.tensor(processor.tokenizer.convert_tokens_to_ids(no))]).sum()
+    expected = float(yes_mass / (yes_mass + no_mass))
+    assert model.score([x], p)[0].p_ghost_probing == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("question", ["detect", "when"])
+def test_generate_answers_and_parses(load, question):
+    model = load()
+    outputs = model.generate(CLIPS[:3], prompt("en"), question=question)
+    model.batch_size = 1
+    single = model.generate(CLIPS[:3], prompt("en"), question=question)
+    assert [o.answer for o in outputs] == [o.answer for o in single]  # greedy and left-padded: batch-independent
+    for out in outputs:
+        assert isinstance(out.answer, str) and 1 <= out.tokens_out <= 6 and out.tokens_in > 0 and out.latency_s > 0
+        if question == "detect":  # random weights answer gibberish: only the plumbing is checked
+            assert out.parsed_answer == parse_yes_no(out.answer)
+        else:
+            assert out.parsed_answer is None and (out.event_time_s is None or isinstance(out.event_time_s, float))
+
+
+def test_non_finite_logits_give_nan_and_a_warning(load):
+    model = load()
+    model.model.lm_head.weight.data.fill_(float("nan"))
+    with pytest.warns(UserWarning, match="non-finite logits"):
+        scored = model.score(CLIPS[:2], prompt("en"))
+    with pytest.warns(UserWarning, match="non-finite logits"):
+        answered = model.generate(CLIPS[:2], prompt("en"))
+    assert all(np.isnan(o.p_ghost_probing) and "non-finite" in o.extra["error"] for o in scored)
+    assert all(o.answer is None and o.parsed_answer is None and "non-finite" in o.extra["error"] for o in answered)
+    model.nan_guard = False
+    with pytest.raises(FloatingPointError, match="non-finite logits"):
+        model.score(CLIPS[:2], prompt("en"))
+
+
+def test_a_bad_clip_does_not_stop_the_others(load):
+    bad = ClipInput("bad", CLIPS[0].frames, (0.0, 0.5))  # 4 frames, 2 timestamps
+    with pytest.warns(UserWarning, match="2 timestamps"):
+        out = load().score([CLIPS[0], bad, CLIPS[1]], prompt("en"))
+    assert np.isnan(out[1].p_ghost_probing) and "2 timestamps" in out[1].extra["error"]
+    assert np.isfinite([out[0].p_ghost_probing, out[2].p_ghost_probing]).all()
+
+
+@pytest.mark.parametrize("limits,kept", [({"num_frames": 3}, [0, 4, 8]), ({"fps": 0.5}, [0, 4, 8]),
+                                         ({"num_frames": 20, "fps": 4.0}, list(range(9)))])
+def test_num_frames_and_fps_thin_the_stored_frames_evenly(load, limits, kept):
+    full = clip("long", num_frames=9, seed=6)  # frames every 0.5 s over 4 s
+    thinned = ClipInput("long", full.frames[kept], tuple(full.timestamps_s[i] for i in kept))
+    expected = load().score([thinned], prompt("zh"))[0]
+    out = load(**limits).score([full], prompt("zh"))[0]
+    assert out.tokens_in == expected.tokens_in
+    assert out.p_ghost_probing == pytest.approx(expected.p_ghost_probing, abs=1e-6)
+
+
+def test_answer_words_with_the_same_first_token_are_refused(load):
+    clash = dataclasses.replace(prompt("en"), yes_word="Yes", no_word="Yesno")
+    with pytest.raises(ValueError, match="same token"):
+        load().score(CLIPS[:1], clash)
+
+
+def test_missing_folder_is_named(tmp_path):
+    missing = tmp_path / "checkpoints" / "Qwen2.5-VL-7B-Instruct"
+    with pytest.raises(FileNotFoundError, match="huggingface-cli download") as error:
+        build_model({**CONF, "path": str(missing)})
+    assert str(missing) in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["qwen2_5_vl_7b", "videollama3_7b", "llava_onevision_7b"])
+def test_shipped_configs_reach_the_checkpoint_check(name, tmp_path):
+    cfg = yaml.safe_load((CONF_DIR / "model" / f"{name}.yaml").read_text())
+    assert cfg["kind"] == "hf_native" and cfg["name"] == name
+    # every key is an argument of the backend; the only failure left is the absent checkpoint folder
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "absent")):
+        build_model({**cfg, "path": str(tmp_path / "absent")})
