@@ -12,7 +12,13 @@ from omegaconf import OmegaConf
 from ghostprobe.config import CONF_DIR
 from ghostprobe.models.base import ClipInput, build_model
 from ghostprobe.models.video_llama import VideoLlamaForConditionalGeneration, video_llama_config
-from ghostprobe.models.video_llama.backend import VideoLlamaBackend, answer_logits, from_pretrained_kwargs
+from ghostprobe.models.video_llama.backend import (
+    VideoLlamaBackend,
+    _NonFiniteRows,
+    answer_logits,
+    from_pretrained_kwargs,
+    yes_probability,
+)
 from ghostprobe.models.video_llama.tiny import build_tiny_checkpoint
 from ghostprobe.prompts import load_prompt
 
@@ -85,11 +91,15 @@ def test_score_is_the_softmax_of_the_two_answer_logits_where_the_answer_starts(b
         assert output.p_ghost_probing == pytest.approx(float(by_hand[row]), abs=1e-6)
         assert output.extra["answer_token_mass"] == pytest.approx(float(mass[row]), abs=1e-6)
         assert output.tokens_in == int(batch["attention_mask"][row].sum()) and output.latency_s > 0
+    with torch.no_grad():  # the function the trainer scores validation clips with
+        torch.testing.assert_close(yes_probability(backend.model, batch, choice).double(), by_hand, atol=1e-6, rtol=0)
     if prompt_name == "zh":  # " 是" is ["▁", "是"]: the score is read after "▁", not at "[/INST]"
         plain = backend.processor(clips, prompt)
         with torch.no_grad():
             early = backend.model(**plain).logits[:, -1]
         assert choice.prefix_ids and not torch.allclose(early[:, choice.yes_id], logits[:, choice.yes_id].float())
+        with pytest.raises(ValueError, match="suffix_ids=choice.prefix_ids"):
+            yes_probability(backend.model, plain, choice)
 
 
 def test_generate_decodes_cuts_at_eos_and_parses(backend, monkeypatch):
@@ -128,8 +138,20 @@ def test_generate_runs_the_real_model_greedily(backend, tiny_dir):
     sampling = build_model({"kind": "video_llama", "path": str(tiny_dir), **HARDWARE["cpu"],
                             "generation": {"do_sample": True, "max_new_tokens": 6}})
     assert sampling._generate_kwargs() | {"top_p": 0.9, "temperature": 1.0} == sampling._generate_kwargs()
-    assert [o.answer for o in sampling.generate(clips[:2], prompt)] == \
-        [o.answer for o in sampling.generate(clips[:2], prompt)]  # seeded
+    sampled = [o.answer for o in sampling.generate(clips[:2], prompt)]
+    assert all(isinstance(answer, str) for answer in sampled)
+    assert [o.answer for o in sampling.generate(clips[:2], prompt)] == sampled  # seeded
+
+
+def test_generation_guard_tells_overflow_from_removed_tokens():
+    guard = _NonFiniteRows(eos_id=2)
+    scores = torch.randn(4, 8)
+    scores[0, 3:] = float("-inf")  # what top-p or min_new_tokens leave: fine
+    scores[1, 5], scores[2, 0], scores[3, :] = float("nan"), float("inf"), float("-inf")  # broken rows
+    out = guard(None, scores.clone())
+    assert guard.bad.tolist() == [False, True, True, True]
+    torch.testing.assert_close(out[0], scores[0])
+    assert (out[1:].argmax(-1) == 2).all() and out[1:].isfinite().sum() == 3  # broken rows end with </s>
 
 
 def test_a_clip_with_too_many_frames_is_reported_and_the_others_are_scored(backend):
@@ -189,7 +211,8 @@ def test_v100x4_places_the_whole_model_on_16gb_gpus_with_the_vision_side_on_gpu_
 
 def test_model_configs_bind_to_the_backend_and_name_missing_checkpoints(tiny_dir):
     names = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
-    local = [n for n in names if yaml.safe_load((CONF_DIR / "model" / f"{n}.yaml").read_text())["kind"] == "video_llama"]
+    local = [n for n in names
+             if yaml.safe_load((CONF_DIR / "model" / f"{n}.yaml").read_text())["kind"] == "video_llama"]
     assert {"7b_pretrained", "7b_finetuned", "13b_pretrained", "13b_finetuned", "tiny"} <= set(local)
     for name in local:
         cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml"))

@@ -50,7 +50,7 @@ def from_pretrained_kwargs(dtype: str = "fp32", device_map=None, max_memory: Map
     if load_in_8bit or load_in_4bit:
         if importlib.util.find_spec("bitsandbytes") is None:
             raise ImportError("load_in_8bit/load_in_4bit need the bitsandbytes package (CUDA only): "
-                              "pip install bitsandbytes, or set hardware.load_in_8bit=false hardware.load_in_4bit=false")
+                              "pip install bitsandbytes, or set load_in_8bit=false and load_in_4bit=false")
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -82,18 +82,27 @@ def yes_probability_from_logits(logits: torch.Tensor, choice: AnswerChoice) -> t
 def yes_probability(model: VideoLlamaForConditionalGeneration, batch: Mapping[str, torch.Tensor],
                     choice: AnswerChoice) -> torch.Tensor:
     """P(ghost probing) [B] for a processor batch built with `suffix_ids=choice.prefix_ids` (also the trainer's
-    validation score). Runs under the caller's grad mode."""
+    validation score: `choice = processor.answer_choice(prompt.yes_word, prompt.no_word)`, no `answers=`).
+    Runs under the caller's grad mode."""
+    prefix = torch.tensor(choice.prefix_ids, dtype=torch.long)
+    if len(prefix) and not (batch["input_ids"][:, -len(prefix):].cpu() == prefix).all():
+        raise ValueError("the batch does not end with the answers' shared prefix tokens: build it with "
+                         "processor(clips, prompt, suffix_ids=choice.prefix_ids)")
     return yes_probability_from_logits(answer_logits(model, batch), choice)
 
 
 class _NonFiniteRows(LogitsProcessor):
-    """Marks rows whose next-token scores are not finite and ends them with </s> (sampling would crash on NaN)."""
+    """Marks rows whose next-token scores are broken and ends them with </s> (sampling would crash on NaN).
+
+    -inf is legitimate (generate's processors and top-p remove tokens so, and the order they run in varies between
+    transformers versions); NaN, +inf or a row with nothing left are not.
+    """
 
     def __init__(self, eos_id: int):
         self.eos_id, self.bad = eos_id, None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        bad = ~torch.isfinite(scores).all(-1)
+        bad = scores.isnan().any(-1) | scores.isposinf().any(-1) | scores.isneginf().all(-1)
         self.bad = bad if self.bad is None else self.bad | bad
         if bad.any():
             scores = scores.masked_fill(bad[:, None], float("-inf"))

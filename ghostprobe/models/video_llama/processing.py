@@ -51,7 +51,7 @@ class AnswerChoice:
 
 
 class VideoLlamaProcessor:
-    """Turns `ClipInput`s and a `Prompt` into `input_ids`, `attention_mask`, `position_ids`, `pixel_values` (+ `labels`).
+    """`ClipInput`s + a `Prompt` -> `input_ids`, `attention_mask`, `position_ids`, `pixel_values` (+ `labels`).
 
     Args:
         tokenizer: the checkpoint folder's LLaMA tokenizer, holding the `<ImageHere>` placeholder token.
@@ -208,7 +208,7 @@ class VideoLlamaProcessor:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **overrides) -> VideoLlamaProcessor:
-        """Load from a model folder; without processor_config.json (converter output) the sizes come from config.json."""
+        """Load from a model folder; without processor_config.json (converter output), sizes come from config.json."""
         path = Path(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
         config_file = path / PROCESSOR_CONFIG_NAME

@@ -54,7 +54,7 @@ def _training_texts() -> list[str]:
 
 
 def tiny_tokenizer(vocab_size: int = 1024) -> LlamaTokenizer:
-    """A LLaMA-2-like tokenizer of exactly `vocab_size` tokens (<unk>=0, <s>=1, </s>=2, 256 byte tokens), no placeholder.
+    """A LLaMA-2-like tokenizer of exactly `vocab_size` tokens (<unk>=0, <s>=1, </s>=2, 256 bytes), no placeholder.
 
     Filling the vocabulary to the model's size means `<ImageHere>`, once added, gets id == vocab_size, as 32000
     for LLaMA-2. Deterministic: the same texts always give the same pieces and ids.
