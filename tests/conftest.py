@@ -46,3 +46,24 @@ def make_video(tmp_path):
 def write_label_file(path: Path, clips: list[dict]) -> Path:
     path.write_text(json.dumps({"schema_version": 1, "clips": clips}, indent=2))
     return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory) -> Path:
+    """A small prepared dataset of synthetic clips (train/val/test), made once per test session."""
+    from data_prep.prepare import prepare_dataset
+    from ghostprobe.synth import generate
+
+    root = tmp_path_factory.mktemp("synthetic")
+    generate(out_dir=root / "clips", num_clips=30, seed=7, fps=10, duration_s=3.0)
+    report = prepare_dataset(root / "clips" / "labels.json", root / "prepared", prep_settings(frame_size=64))
+    assert report["num_rejected"] == 0, report["rejected"]
+    return root / "prepared"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A random-init tiny Video-LLaMA folder (model, tokenizer, processor) as the demo builds it."""
+    from ghostprobe.models.video_llama.tiny import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "model", seed=0)

@@ -1,0 +1,83 @@
+"""Predictions that survive: one JSONL row per evaluated sample, appended and flushed as it goes.
+
+A row's `key` hashes the sample, the model, the prompt (its text, not only its name), the data fingerprint and the
+questions asked, so a re-run skips exactly the samples already answered under the same conditions and re-asks the
+rest (an API outage mid-run, a kill, a changed prompt). A kill loses at most the batch in flight; a torn last line
+(killed mid-write) is ignored on reading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+
+from ghostprobe.models.base import Prompt
+
+# Per-sample label columns copied from the dataset into each row, for metrics and reports without the dataset.
+LABEL_COLUMNS = ("clip_id", "window_index", "window_end_s", "is_ghost_probing", "t_event_s", "actor", "occluder",
+                 "light", "weather")
+
+
+def run_identity(model_cfg: dict, prompt: Prompt, questions: tuple[str, ...], data_fingerprint: str) -> str:
+    """What must match for a stored row to count as done: model name and weights path, prompt text, questions."""
+    identity = {
+        "model": {k: model_cfg.get(k) for k in ("kind", "name", "path", "model")},
+        "prompt": asdict(prompt), "questions": list(questions), "data": data_fingerprint,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def row_key(identity: str, split: str, sample_id: str) -> str:
+    return f"{identity}:{split}:{sample_id}"
+
+
+def read_rows(paths: Iterable[Path]) -> list[dict]:
+    """All complete rows of the given JSONL files (a torn final line from a kill is skipped)."""
+    rows = []
+    for path in paths:
+        if not path.exists():
+            continue
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # only the last line of a killed run can be torn; its sample is asked again
+    return rows
+
+
+class PredictionWriter:
+    """Appends rows to a JSONL file, one flush + fsync per batch so a kill loses at most the batch in flight."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._repair_torn_tail()
+        self._file = open(path, "a", encoding="utf-8")
+
+    def _repair_torn_tail(self) -> None:
+        # A row half-written by a killed run would glue onto the next appended row: cut it off first.
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        data = self.path.read_bytes()
+        if not data.endswith(b"\n"):
+            self.path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+    def write(self, rows: list[dict]) -> None:
+        for row in rows:
+            self._file.write(json.dumps(_finite(row), ensure_ascii=False) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _finite(row: dict) -> dict:
+    # JSON has no NaN: a score the model could not give is null, never 0 (which would read as "no").
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}

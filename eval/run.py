@@ -1,0 +1,187 @@
+"""Stage 3 entry: `python eval/run.py model=NAME data.path=DS [data.split=test] [prompt=...] output_dir=DIR`.
+
+Writes DIR/predictions.jsonl (resumable), DIR/metrics.json, DIR/report.md and DIR/report.html. Under `torchrun`
+each rank scores its share of the clips into its own predictions file and rank 0 merges and reports.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+# A stage script runs as `python eval/run.py`: put the repository root on the path so `eval.*` imports.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from eval.evaluate import evaluate_split  # noqa: E402
+from eval.predictions import PredictionWriter, read_rows, row_key, run_identity  # noqa: E402
+from eval.summarize import summarize  # noqa: E402
+from ghostprobe.prompts import load_prompt  # noqa: E402
+
+
+class EvalSetupError(SystemExit):
+    """A problem found before any clip is scored: the message says what to fix."""
+
+
+def load_splits(cfg: DictConfig) -> tuple[dict, str]:
+    """The test split (and val split when present) of the prepared dataset, plus its fingerprint."""
+    from datasets import load_from_disk
+
+    path = Path(cfg.data.path)
+    if not (path / "dataset_dict.json").exists():
+        raise EvalSetupError(f"eval: data.path={path} is not a prepared dataset (no dataset_dict.json); "
+                             "prepare one with `python data_prep/main.py labels=... out_dir=...`")
+    dataset = load_from_disk(str(path))
+    if cfg.data.split not in dataset:
+        raise EvalSetupError(f"eval: split {cfg.data.split!r} is not in {path} (it has: {', '.join(dataset)}); "
+                             "set data.split=")
+    splits = {cfg.data.split: dataset[cfg.data.split]}
+    if cfg.data.val_split and cfg.data.val_split in dataset and cfg.data.val_split != cfg.data.split:
+        splits["val"] = dataset[cfg.data.val_split]
+    if cfg.data.earliness_path:
+        windows = load_from_disk(str(cfg.data.earliness_path))
+        if cfg.data.split not in windows:
+            raise EvalSetupError(f"eval: split {cfg.data.split!r} is not in data.earliness_path "
+                                 f"{cfg.data.earliness_path}")
+        splits["earliness"] = windows[cfg.data.split]
+    if cfg.data.limit:
+        splits = {name: ds.select(range(min(int(cfg.data.limit), len(ds)))) for name, ds in splits.items()}
+    fingerprint = "+".join(f"{name}:{ds._fingerprint}" for name, ds in sorted(splits.items()))
+    # Frames as numpy arrays: the python-list default costs more than the model on small models.
+    return {name: ds.with_format("numpy", columns=["frames"], output_all_columns=True)
+            for name, ds in splits.items()}, fingerprint
+
+
+def model_config(cfg: DictConfig) -> dict:
+    """The backend's keyword arguments: the model entry, plus the hardware profile for local-weights models."""
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    if model_cfg["kind"] in ("video_llama", "hf_native"):
+        hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
+        model_cfg = {**model_cfg, **{k: v for k, v in hardware.items() if k not in model_cfg or k == "dtype"}}
+        if model_cfg["kind"] == "hf_native":
+            model_cfg = {k: v for k, v in model_cfg.items() if k in _HF_NATIVE_KEYS}
+        path = model_cfg.get("path")
+        if path and not Path(path).exists():
+            raise EvalSetupError(f"eval: model path {path} does not exist. Convert the original checkpoints with "
+                                 "scripts/convert_video_llama.py (README), or point model.path= at a converted "
+                                 "folder, a training run or one of its checkpoints")
+    if cfg.batch_size:
+        model_cfg["batch_size"] = int(cfg.batch_size)
+    return model_cfg
+
+
+_HF_NATIVE_KEYS = {"kind", "name", "path", "dtype", "device_map", "batch_size", "max_new_tokens", "attn_implementation",
+                   "num_frames", "fps", "max_memory", "nan_guard", "device"}
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    from ghostprobe.models.base import build_model
+
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    out_dir = Path(cfg.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    splits, fingerprint = load_splits(cfg)
+    prompt = load_prompt(OmegaConf.to_container(cfg.prompt, resolve=True))
+    model_cfg = model_config(cfg)
+    questions = ("score",) + (("detect",) if cfg.generate_answers else ()) + (("when",) if cfg.ask_event_time else ())
+    identity = run_identity(model_cfg, prompt, questions, fingerprint)
+    pred_path = out_dir / ("predictions.jsonl" if world_size == 1 else f"predictions.rank{rank}.jsonl")
+    # Rows that failed (API outage, unreadable frames) are asked again: a re-run resumes after the outage.
+    done = {row["key"] for row in read_rows(sorted(out_dir.glob("predictions*.jsonl"))) if row["error"] is None}
+
+    model = build_model(model_cfg)
+    model_name = model_cfg.get("name") or getattr(model, "name", model_cfg["kind"])
+    writer = PredictionWriter(pred_path)
+    wall_s = 0.0
+    try:
+        for split, dataset in splits.items():
+            wall_s += evaluate_split(
+                model, prompt, dataset, split, identity, writer, done, int(model_cfg.get("batch_size", 1)),
+                int(cfg.prefetch_batches), bool(cfg.generate_answers), bool(cfg.ask_event_time), model_name,
+                fingerprint, rank, world_size)
+    finally:
+        writer.close()
+        if hasattr(model, "close"):
+            model.close()
+    if world_size > 1:
+        _merge_ranks(out_dir, world_size, rank)
+        if rank != 0:
+            return
+    rows = read_rows([out_dir / "predictions.jsonl"])
+    by_split = {split: _latest(rows, identity, split, ds["sample_id"]) for split, ds in splits.items()}
+    summary = summarize(by_split[cfg.data.split], by_split.get("val", []), by_split.get("earliness", []),
+                        OmegaConf.to_container(cfg, resolve=True), wall_s if wall_s > 0 else None)
+    metrics = {"model": model_name, "prompt": prompt.name,
+               "data": {"path": str(cfg.data.path), "split": cfg.data.split, "fingerprint": fingerprint,
+                        "num_samples": len(by_split[cfg.data.split])},
+               **summary, "config": OmegaConf.to_container(cfg, resolve=True)}
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    _print_summary(metrics, out_dir)
+    _write_report(out_dir)
+    _log_wandb(cfg, metrics, out_dir)
+
+
+def _latest(rows: list[dict], identity: str, split: str, sample_ids) -> list[dict]:
+    """This run's rows of one split, one per sample in dataset order (a re-asked sample keeps its newest row)."""
+    by_key = {row["key"]: row for row in rows}
+    missing = [s for s in sample_ids if row_key(identity, split, s) not in by_key]
+    if missing:
+        raise RuntimeError(f"eval: {len(missing)} samples of split {split!r} have no prediction (e.g. {missing[0]})")
+    return [by_key[row_key(identity, split, s)] for s in sample_ids]
+
+
+def _merge_ranks(out_dir: Path, world_size: int, rank: int) -> None:
+    """Wait for every rank, then rank 0 appends their rows to predictions.jsonl (deduplicated by key)."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    dist.barrier()
+    if rank == 0:
+        merged = out_dir / "predictions.jsonl"
+        known = {row["key"] for row in read_rows([merged])}
+        new = [row for r in range(world_size) for row in read_rows([out_dir / f"predictions.rank{r}.jsonl"])
+               if row["key"] not in known]
+        writer = PredictionWriter(merged)
+        writer.write(new)
+        writer.close()
+    dist.barrier()
+
+
+def _print_summary(metrics: dict, out_dir: Path) -> None:
+    model = metrics["classification"]["model"]
+    timing = metrics["timing"]
+    print(f"{metrics['model']} on {metrics['data']['num_samples']} clips ({metrics['data']['split']}), "
+          f"threshold {metrics['threshold']['value']:.3f} ({metrics['threshold']['source']})")
+    print(f"  accuracy {model['accuracy_nan_as_wrong']:.3f}  FPR {_fmt(model['fpr'])}  F1 {_fmt(model['f1'])}  "
+          f"AUROC {_fmt(model['auroc'])}  p95 latency {_fmt(timing['latency_p95_s'])} s")
+    print(f"  decision: {metrics['decision']['action']}: {metrics['decision']['reason']}")
+    print(f"  -> {out_dir / 'metrics.json'}")
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _write_report(out_dir: Path) -> None:
+    try:
+        from eval.report import write_report
+    except ImportError:  # the report module arrives with its own change; metrics.json is complete without it
+        return
+    md, html = write_report(out_dir)
+    print(f"  report: {html}")
+
+
+def _log_wandb(cfg: DictConfig, metrics: dict, out_dir: Path) -> None:
+    if not cfg.wandb.enabled or cfg.wandb.mode == "disabled":
+        return
+    from eval.wandb_log import log_eval
+
+    log_eval(cfg, metrics, out_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""The eval harness end to end on the tiny model and synthetic clips: outputs, resume, clear errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from eval.predictions import read_rows
+
+from conftest import REPO_ROOT
+
+
+def run_eval(*args, check=True):
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "eval/run.py"), "wandb.enabled=false", *args],
+                            capture_output=True, text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, synthetic_dataset, tiny_checkpoint):
+    out = tmp_path_factory.mktemp("eval") / "run"
+    run_eval("model=tiny", f"model.path={tiny_checkpoint}", f"data.path={synthetic_dataset}", f"output_dir={out}")
+    return out
+
+
+def test_tiny_end_to_end_writes_predictions_and_consistent_metrics(finished_run, synthetic_dataset):
+    from datasets import load_from_disk
+
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    rows = [r for r in read_rows([finished_run / "predictions.jsonl"]) if r["split"] == "test"]
+    test = load_from_disk(str(synthetic_dataset))["test"]
+    assert sorted(r["sample_id"] for r in rows) == sorted(test["sample_id"])
+    assert metrics["data"]["num_samples"] == len(test)
+    # the headline accuracy is what the stored scores and the chosen threshold give
+    threshold = metrics["threshold"]["value"]
+    correct = [(r["p_ghost_probing"] >= threshold) == r["is_ghost_probing"] for r in rows]
+    assert metrics["classification"]["model"]["accuracy_nan_as_wrong"] == pytest.approx(np.mean(correct))
+    assert metrics["threshold"]["source"].startswith("val split")
+    baselines = metrics["classification"]["baselines"]
+    assert baselines["always_no"]["accuracy"] == pytest.approx(1 - np.mean([r["is_ghost_probing"] for r in rows]))
+    assert metrics["decision"]["action"] in ("deploy", "optimise", "fine-tune")
+    assert set(metrics["classification"]["by_group"]) == {"label", "actor", "occluder", "light", "weather"}
+    assert all(0.0 <= r["p_ghost_probing"] <= 1.0 and r["latency_s"] > 0 for r in rows)
+
+
+def test_resume_after_kill_gives_same_metrics_without_duplicates(finished_run, tmp_path, synthetic_dataset,
+                                                                 tiny_checkpoint):
+    lines = (finished_run / "predictions.jsonl").read_text().splitlines(keepends=True)
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    # What a kill mid-run leaves: the first rows, then half a row being written.
+    (resumed / "predictions.jsonl").write_text("".join(lines[:7]) + lines[7][: len(lines[7]) // 2])
+    run_eval("model=tiny", f"model.path={tiny_checkpoint}", f"data.path={synthetic_dataset}", f"output_dir={resumed}")
+    rows = read_rows([resumed / "predictions.jsonl"])
+    keys = [r["key"] for r in rows]
+    assert len(keys) == len(set(keys)) == len(lines)
+    first = json.loads((finished_run / "metrics.json").read_text())
+    second = json.loads((resumed / "metrics.json").read_text())
+    assert second["classification"] == first["classification"]
+    assert second["threshold"] == first["threshold"]
+
+
+def test_failed_rows_are_asked_again_on_rerun(finished_run, tmp_path, synthetic_dataset, tiny_checkpoint):
+    rows = read_rows([finished_run / "predictions.jsonl"])
+    rows[0] = {**rows[0], "p_ghost_probing": None, "error": "HTTP 503 from the API"}  # an outage hit this clip
+    out = tmp_path / "outage"
+    out.mkdir()
+    (out / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run_eval("model=tiny", f"model.path={tiny_checkpoint}", f"data.path={synthetic_dataset}", f"output_dir={out}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["errors"] == [] and metrics["classification"]["model"]["coverage"] == 1.0
+    assert len(read_rows([out / "predictions.jsonl"])) == len(rows) + 1  # the re-asked clip appended once
+
+
+def test_missing_model_path_and_split_are_named(tmp_path, synthetic_dataset):
+    result = run_eval("model=tiny", f"model.path={tmp_path / 'nowhere'}", f"data.path={synthetic_dataset}",
+                      f"output_dir={tmp_path / 'a'}", check=False)
+    assert result.returncode != 0 and f"model path {tmp_path / 'nowhere'} does not exist" in result.stderr
+    result = run_eval("model=tiny", f"data.path={synthetic_dataset}", "data.split=holdout",
+                      f"output_dir={tmp_path / 'b'}", check=False)
+    assert result.returncode != 0 and "split 'holdout' is not in" in result.stderr and "train, val, test" in result.stderr
+    result = run_eval("model=tiny", f"data.path={tmp_path}", f"output_dir={tmp_path / 'c'}", check=False)
+    assert result.returncode != 0 and "is not a prepared dataset" in result.stderr
+
+
+def test_corrupt_frames_are_reported_by_clip_and_field(tmp_path, tiny_checkpoint):
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, List, Value
+
+    from ghostprobe.frames import encode_jpeg
+    from ghostprobe.labels import LABEL_NAMES
+
+    good = encode_jpeg(np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8), 90)
+    rows = {"sample_id": ["ok1", "broken", "ok2"], "clip_id": ["ok1", "broken", "ok2"],
+            "label": [0, 3, 3], "is_ghost_probing": [True, False, False],
+            "frames": [[{"bytes": b, "path": None} for b in good],
+                       [{"bytes": b"\xff\xd8 not really a jpeg", "path": None}] * 4,
+                       [{"bytes": b, "path": None} for b in good]],
+            "timestamps_s": [[0.0, 1.0, 2.0, 3.0]] * 3}
+    features = Features({"sample_id": Value("string"), "clip_id": Value("string"),
+                         "label": ClassLabel(names=list(LABEL_NAMES)), "is_ghost_probing": Value("bool"),
+                         "frames": List(Image()), "timestamps_s": List(Value("float32"))})
+    DatasetDict({"test": Dataset.from_dict(rows, features=features)}).save_to_disk(str(tmp_path / "ds"))
+    run_eval("model=tiny", f"model.path={tiny_checkpoint}", f"data.path={tmp_path / 'ds'}",
+             f"output_dir={tmp_path / 'out'}", "metrics.bootstrap_resamples=50")
+    metrics = json.loads((tmp_path / "out/metrics.json").read_text())
+    (error,) = metrics["errors"]
+    assert error["sample_id"] == "broken" and "clip 'broken' field 'frames': unreadable" in error["error"]
+    assert metrics["classification"]["model"]["n_scored"] == 2
