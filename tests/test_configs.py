@@ -9,8 +9,6 @@ from omegaconf import OmegaConf
 from ghostprobe.config import CONF_DIR, compose
 
 TOP_LEVEL = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
-# Placeholders for mandatory values (???) so that everything else can be resolved.
-REQUIRED = {"out_dir": "/tmp/unused", "data.path": "/tmp/unused"}
 
 
 def _group_overrides() -> dict[str, tuple[str, str]]:
@@ -26,15 +24,27 @@ def _group_overrides() -> dict[str, tuple[str, str]]:
     return found
 
 
-def _required_overrides(config_name: str) -> list[str]:
-    text = (CONF_DIR / f"{config_name}.yaml").read_text()
-    return [f"{key}={value}" for key, value in REQUIRED.items() if f"{key.split('.')[-1]}: ???" in text]
+def _composed(config_name: str, overrides: list[str]):
+    """Compose, fill every mandatory value (???) with a placeholder path, and resolve every interpolation."""
+    cfg = compose(config_name, overrides)
+    missing = sorted(_missing(OmegaConf.to_container(cfg, resolve=False)))
+    if missing:
+        cfg = compose(config_name, [*overrides, *(f"{key}=/tmp/placeholder" for key in missing)])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def _missing(node, prefix: str = ""):
+    """Dotted keys whose value is the mandatory marker ??? (unresolved container, so interpolations don't fail)."""
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _missing(value, f"{prefix}{key}.")
+        elif value == "???":
+            yield f"{prefix}{key}"
 
 
 @pytest.mark.parametrize("config_name", TOP_LEVEL)
 def test_top_level_config_composes(config_name):
-    cfg = compose(config_name, _required_overrides(config_name))
-    OmegaConf.to_container(cfg, resolve=True)
+    _composed(config_name, [])
 
 
 GROUP_FILES = sorted(str(p.relative_to(CONF_DIR)) for p in CONF_DIR.glob("*/*.yaml"))
@@ -49,5 +59,5 @@ def test_every_group_option_composes(relative):
     else:
         assert group in usages, f"conf/{relative}: no top-level config lists group {group!r} in its defaults"
         config_name, key = usages[group]
-    cfg = compose(config_name, [*_required_overrides(config_name), f"{key}={option}"])
-    OmegaConf.to_container(cfg, resolve=True)
+    resolved = _composed(config_name, [f"{key}={option}"])
+    assert resolved, relative
