@@ -15,7 +15,10 @@ import pytest
 import torch
 import yaml
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import BatchFeature, PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+from transformers import (BatchFeature, LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration,
+                          PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration)
+from transformers.models.llava_onevision.image_processing_pil_llava_onevision import LlavaOnevisionImageProcessorPil
+from transformers.models.llava_onevision.processing_llava_onevision import LlavaOnevisionProcessor
 from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.video_processing_utils import VideoProcessorMixin
@@ -34,15 +37,18 @@ except Exception:  # absent, or a CUDA build that cannot load against the CPU to
     HAS_TORCHVISION = False
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
-           "<|video_pad|>"]
-# A chat template written for this test in the shape of Qwen's: system, user (video, then text), assistant header.
-TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m.role }}\n{% if m.content is string %}{{ m.content }}{% else %}"
-    "{% for c in m.content %}{% if c.type == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif c.type == 'text' %}{{ c.text }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-PATCH, MERGE, TEMPORAL = 4, 2, 2  # frames of 32x32 px -> 8x8 patches -> 16 tokens per 2 frames
+           "<|video_pad|>", "<image>", "<video>"]  # Qwen2.5-VL's, then LLaVA-OneVision's placeholders
+PATCH, MERGE, TEMPORAL = 4, 2, 2  # Qwen2.5-VL: 32x32 px frames -> 8x8 patches -> 16 tokens per 2 frames
+SIZE = 16  # LLaVA-OneVision: frames resized to 16x16 px -> 4x4 SigLIP patches -> pooled to 2x2 tokens per frame
 CONF = {"kind": "hf_native", "dtype": "fp32", "device": "cpu", "batch_size": 4, "max_new_tokens": 6}
+
+
+def chat_template(video_placeholder: str) -> str:
+    """A chat template written for these tests in the shape of Qwen's: system, user (video, text), assistant."""
+    return ("{% for m in messages %}<|im_start|>{{ m.role }}\n{% if m.content is string %}{{ m.content }}{% else %}"
+            "{% for c in m.content %}{% if c.type == 'video' %}" + video_placeholder +
+            "{% elif c.type == 'text' %}{{ c.text }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
@@ -60,20 +66,21 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-class TorchOnlyVideoProcessor(VideoProcessorMixin):
-    """Qwen2VLVideoProcessor's outputs for frames already a multiple of patch*merge pixels, without torchvision.
+def as_float_frames(video) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(video)).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # [T, C, H, W] in [-1, 1]
 
-    Same shapes, grid and metadata; the patch order inside a row differs, which random weights cannot tell.
-    """
+
+class TorchOnlyQwenVideoProcessor(VideoProcessorMixin):
+    """Qwen2VLVideoProcessor's outputs for frames already a multiple of patch*merge pixels, without torchvision:
+    same shapes, grid and metadata; the patch order inside a row differs, which random weights cannot tell."""
 
     model_input_names = ["pixel_values_videos", "video_grid_thw"]
     patch_size, merge_size, temporal_patch_size = PATCH, MERGE, TEMPORAL
 
-    def preprocess(self, videos, video_metadata=None, return_metadata=False, return_tensors=None, **_):
-        metadata = make_batched_metadata(videos, video_metadata=video_metadata)
+    def preprocess(self, videos, video_metadata=None, return_metadata=False, **_):
         rows, grids = [], []
         for video in videos:
-            frames = torch.as_tensor(np.asarray(video)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            frames = as_float_frames(video)
             frames = torch.cat([frames, frames[-1:].expand(-len(frames) % TEMPORAL, -1, -1, -1)])
             t, c, h, w = frames.shape
             grid = (t // TEMPORAL, h // PATCH, w // PATCH)
@@ -82,37 +89,33 @@ class TorchOnlyVideoProcessor(VideoProcessorMixin):
             grids.append(grid)
         data = {"pixel_values_videos": torch.cat(rows), "video_grid_thw": torch.tensor(grids)}
         if return_metadata:
-            data["video_metadata"] = metadata
+            data["video_metadata"] = make_batched_metadata(videos, video_metadata=video_metadata)
         return BatchFeature(data, skip_tensor_conversion=["video_metadata"])
 
 
-class ProcessorWithTorchOnlyVideo(Qwen2_5_VLProcessor):
-    def check_argument_for_proper_class(self, argument_name, argument):
-        # The library's class check looks video processors up in a registry that is empty without torchvision.
-        if argument_name == "video_processor":
-            return type(argument)
-        return super().check_argument_for_proper_class(argument_name, argument)
+class TorchOnlyLlavaVideoProcessor(VideoProcessorMixin):
+    """LlavaOnevisionVideoProcessor's outputs without torchvision: frames resized to SIZE x SIZE, stacked."""
+
+    model_input_names = ["pixel_values_videos"]
+
+    def preprocess(self, videos, **_):
+        frames = [torch.nn.functional.interpolate(as_float_frames(v), size=(SIZE, SIZE), mode="bilinear")
+                  for v in videos]
+        return BatchFeature({"pixel_values_videos": torch.stack(frames)})
 
 
-def tiny_processor(tokenizer):
-    size = {"shortest_edge": 16 * 16, "longest_edge": 64 * 64}
-    image_processor = Qwen2VLImageProcessorPil(patch_size=PATCH, merge_size=MERGE, temporal_patch_size=TEMPORAL,
-                                               size=size)
-    if not HAS_TORCHVISION:
-        return ProcessorWithTorchOnlyVideo(image_processor, tokenizer, TorchOnlyVideoProcessor(),
-                                           chat_template=TEMPLATE)
-    from transformers import Qwen2VLVideoProcessor
-
-    video_processor = Qwen2VLVideoProcessor(patch_size=PATCH, merge_size=MERGE, temporal_patch_size=TEMPORAL,
-                                            size=size, cap_pixels_per_frame=True)
-    return Qwen2_5_VLProcessor(image_processor, tokenizer, video_processor, chat_template=TEMPLATE)
+def with_video_stand_in(processor_class):
+    class Processor(processor_class):
+        def check_argument_for_proper_class(self, argument_name, argument):
+            # the library's check looks video processors up in a registry that is empty without torchvision
+            if argument_name == "video_processor":
+                return type(argument)
+            return super().check_argument_for_proper_class(argument_name, argument)
+    return Processor
 
 
-@pytest.fixture(scope="module")
-def qwen_folder(tmp_path_factory):
-    """A saved tiny Qwen2.5-VL folder and its processor (the one AutoProcessor loads where torchvision works)."""
-    tokenizer = tiny_tokenizer()
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL}
+def tiny_qwen2_5_vl(tokenizer, ids):
+    """A random Qwen2.5-VL with 2 text layers of width 32 and 2 vision blocks of width 16, and its processor."""
     config = Qwen2_5_VLConfig(
         text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
                      "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 1024,
@@ -124,18 +127,73 @@ def qwen_folder(tmp_path_factory):
                        "out_hidden_size": 32, "fullatt_block_indexes": [1], "tokens_per_second": 2},
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("qwen2_5_vl_tiny")
-    Qwen2_5_VLForConditionalGeneration(config).save_pretrained(folder)
-    processor = tiny_processor(tokenizer)
-    processor.save_pretrained(folder)
-    return folder, processor
+    size = {"shortest_edge": 16 * 16, "longest_edge": 64 * 64}
+    image_processor = Qwen2VLImageProcessorPil(patch_size=PATCH, merge_size=MERGE, temporal_patch_size=TEMPORAL,
+                                               size=size)
+    template = chat_template("<|vision_start|><|video_pad|><|vision_end|>")
+    if HAS_TORCHVISION:
+        from transformers import Qwen2VLVideoProcessor
+
+        video_processor = Qwen2VLVideoProcessor(patch_size=PATCH, merge_size=MERGE, temporal_patch_size=TEMPORAL,
+                                                size=size, cap_pixels_per_frame=True)
+        processor = Qwen2_5_VLProcessor(image_processor, tokenizer, video_processor, chat_template=template)
+    else:
+        processor = with_video_stand_in(Qwen2_5_VLProcessor)(
+            image_processor, tokenizer, TorchOnlyQwenVideoProcessor(), chat_template=template)
+    return Qwen2_5_VLForConditionalGeneration(config), processor
+
+
+def tiny_llava_onevision(tokenizer, ids):
+    """A random LLaVA-OneVision: a 1-block SigLIP of width 16 on 16 px frames, a 2-layer Qwen2 of width 32."""
+    config = LlavaOnevisionConfig(
+        text_config={"model_type": "qwen2", "vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
+                     "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+                     "bos_token_id": None, "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"]},
+        vision_config={"model_type": "siglip_vision_model", "hidden_size": 16, "intermediate_size": 32,
+                       "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": SIZE, "patch_size": 4,
+                       "vision_use_head": False},
+        image_token_id=ids["<image>"], video_token_id=ids["<video>"], image_grid_pinpoints=[[SIZE, SIZE]])
+    image_processor = LlavaOnevisionImageProcessorPil(size={"height": SIZE, "width": SIZE},
+                                                      image_grid_pinpoints=[[SIZE, SIZE]])
+    settings = {"num_image_tokens": (SIZE // 4) ** 2, "vision_feature_select_strategy": "full",
+                "chat_template": chat_template("<video>")}
+    if HAS_TORCHVISION:
+        from transformers import LlavaOnevisionVideoProcessor
+
+        video_processor = LlavaOnevisionVideoProcessor(size={"height": SIZE, "width": SIZE})
+        processor = LlavaOnevisionProcessor(image_processor, tokenizer, video_processor, **settings)
+    else:
+        processor = with_video_stand_in(LlavaOnevisionProcessor)(
+            image_processor, tokenizer, TorchOnlyLlavaVideoProcessor(), **settings)
+    return LlavaOnevisionForConditionalGeneration(config), processor
+
+
+ARCHITECTURES = {"qwen2_5_vl": tiny_qwen2_5_vl, "llava_onevision": tiny_llava_onevision}
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """name -> (folder, processor): each tiny model saved with its processor once per module, on first use."""
+    built = {}
+
+    def get(name):
+        if name not in built:
+            tokenizer = tiny_tokenizer()
+            torch.manual_seed(0)
+            model, processor = ARCHITECTURES[name](tokenizer, {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL})
+            folder = tmp_path_factory.mktemp(name)
+            model.save_pretrained(folder)
+            processor.save_pretrained(folder)
+            built[name] = folder, processor
+        return built[name]
+    return get
 
 
 @pytest.fixture
-def load(qwen_folder, monkeypatch):
-    """load(**overrides) -> build_model of the tiny folder; without torchvision the stand-in processor is served."""
-    folder, processor = qwen_folder
+def load(request, folders, monkeypatch):
+    """load(**overrides) -> build_model of a tiny folder (Qwen2.5-VL unless parametrized indirectly); without
+    torchvision, AutoProcessor serves the processor with the stand-in video processor."""
+    folder, processor = folders(getattr(request, "param", "qwen2_5_vl"))
     if not HAS_TORCHVISION:
         class Served:
             @staticmethod
@@ -143,7 +201,9 @@ def load(qwen_folder, monkeypatch):
                 assert Path(path) == folder
                 return processor
         monkeypatch.setattr(hf_native, "AutoProcessor", Served)
-    return lambda **overrides: build_model({**CONF, "path": str(folder), **overrides})
+    built = lambda **overrides: build_model({**CONF, "path": str(folder), **overrides})  # noqa: E731
+    built.processor = processor
+    return built
 
 
 def clip(clip_id, num_frames=4, start_s=0.0, seed=0, size=(32, 32)):
@@ -165,25 +225,26 @@ CLIPS = [clip("a", seed=1), clip("b", start_s=12.5, seed=2), clip("c", num_frame
          clip("d", size=(24, 40), seed=4)]
 
 
-@pytest.mark.parametrize("prompt_name", ["zh", "en"])
-def test_score_batched_equals_unbatched(load, prompt_name):
+@pytest.mark.parametrize("load", list(ARCHITECTURES), indirect=True)
+def test_score_batched_equals_unbatched(load):
     model = load()
-    batched = model.score(CLIPS, prompt(prompt_name))
+    batched = model.score(CLIPS, prompt("zh"))
     assert [o.clip_id for o in batched] == ["a", "b", "c", "d"]
     assert all(0.0 <= o.p_ghost_probing <= 1.0 for o in batched)
     assert batched[0].tokens_in != batched[1].tokens_in  # same frames, longer times text: the batch was padded
     model.batch_size = 1
-    single = model.score(CLIPS, prompt(prompt_name))
+    single = model.score(CLIPS, prompt("zh"))
     np.testing.assert_allclose([o.p_ghost_probing for o in batched], [o.p_ghost_probing for o in single], atol=1e-5)
     assert all(o.latency_s > 0 and 0 < o.extra["answer_token_mass"] <= 1 for o in single)
 
 
 # The answer tokens by their byte-level spellings: " Yes" has no token of its own (its first token is a bare space,
 # which score() must skip), " No", 是, " 是", 否 and " 否" are single tokens.
+@pytest.mark.parametrize("load", list(ARCHITECTURES), indirect=True)
 @pytest.mark.parametrize("prompt_name,yes,no", [("en", ["Yes"], ["No", "ĠNo"]),
                                                 ("zh", ["æĺ¯", "Ġæĺ¯"], ["åĲ¦", "ĠåĲ¦"])])
-def test_score_is_the_softmax_of_the_answer_token_logits(load, qwen_folder, prompt_name, yes, no):
-    model, (_, processor), p = load(), qwen_folder, prompt(prompt_name)
+def test_score_is_the_softmax_of_the_answer_token_logits(load, prompt_name, yes, no):
+    model, processor, p = load(), load.processor, prompt(prompt_name)
     x = clip("x", seed=5)
     conversation = [
         {"role": "system", "content": [{"type": "text", "text": p.system}]},
@@ -203,7 +264,8 @@ def test_score_is_the_softmax_of_the_answer_token_logits(load, qwen_folder, prom
     assert model.score([x], p)[0].p_ghost_probing == pytest.approx(expected, abs=1e-5)
 
 
-@pytest.mark.parametrize("question", ["detect", "when"])
+@pytest.mark.parametrize("load,question", [("qwen2_5_vl", "detect"), ("qwen2_5_vl", "when"),
+                                           ("llava_onevision", "detect")], indirect=["load"])
 def test_generate_answers_and_parses(load, question):
     model = load()
     outputs = model.generate(CLIPS[:3], prompt("en"), question=question)
