@@ -1,7 +1,10 @@
 """Writing RGB frames to a video file with PyAV: H.264 in mp4 for the generator, MPEG-4 Part 2 in avi for tests.
 
-Encoding is single-threaded so that the same frames always give the same bitstream (x264's frame threads are
-repeatable only for a fixed thread count, which would depend on the machine).
+The same frames must give the same bitstream (the generator promises identical decoded frames for a seed). Two
+things were needed for that, both found by encoding one clip 20-60 times: the encoder option `threads=1` (PyAV's
+`codec_context.thread_count = 1` was not enough), and x264's macroblock-tree rate control off (`mbtree=0`): with it
+on, x264's SIMD code gave a different stream every few runs on an AVX-512 machine; with `asm=0` or `mbtree=0` it
+never did. ultrafast/superfast presets have no mbtree anyway.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import av
 import numpy as np
 
 # x264 settings for the generator's clips: fast enough to be a small share of generation time, visually clean.
-X264_DEFAULTS = {"crf": "23", "preset": "veryfast"}
+X264_DEFAULTS = {"crf": "23", "preset": "veryfast", "x264-params": "mbtree=0"}
 # Bits per pixel per frame for codecs driven by a bit rate (mpeg4): ~4.7 Mb/s at 1584x660x30, like a dashcam's.
 _BITS_PER_PIXEL = 0.15
 
@@ -24,7 +27,8 @@ def write_video(path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fps
     """Encode uint8 RGB frames ([T, H, W, 3] array, or an iterable of [H, W, 3]) to `path`; returns the path.
 
     The container follows the file name (`.mp4`, `.avi`, `.mkv`, ...). `codec` is an FFmpeg encoder name:
-    "libx264" (H.264; `options` default to crf 23, preset veryfast) or "mpeg4" (MPEG-4 Part 2, as many dashcams
+    "libx264" (H.264; `options` are added to crf 23, preset veryfast, x264-params mbtree=0: keep mbtree off if
+    you replace x264-params and need repeatable output) or "mpeg4" (MPEG-4 Part 2, as many dashcams
     write into .avi; quality set by `bit_rate`, default 0.15 bits per pixel per frame). `fps` may be fractional
     (29.97 is stored as 30000/1001). Raises ValueError for frames of the wrong shape or dtype, or odd sizes with a
     4:2:0 `pix_fmt`.
@@ -42,13 +46,12 @@ def write_video(path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fps
     if fps <= 0:
         raise ValueError(f"{path}: fps must be positive, got {fps}")
     rate = Fraction(fps).limit_denominator(1001)
-    codec_options = dict(X264_DEFAULTS if codec == "libx264" else {})
+    codec_options = dict(X264_DEFAULTS if codec == "libx264" else {}, threads="1")
     codec_options.update({k: str(v) for k, v in (options or {}).items()})
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=rate, options=codec_options)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        stream.codec_context.thread_count = 1
         if codec != "libx264":
             stream.codec_context.bit_rate = bit_rate or int(_BITS_PER_PIXEL * width * height * float(rate))
         elif bit_rate:
