@@ -1,0 +1,317 @@
+"""`report.md` and a self-contained `report.html` for one eval output directory.
+
+    python eval/report.py DIR [--gallery-size N] [--no-thumbnails]      (eval/run.py calls write_report at the end)
+
+Every number is read from DIR/metrics.json, so the report and the metrics agree to the last digit; the curves, the
+"no answer" counts and the gallery come from DIR/predictions.jsonl, and the gallery's frame strips from the dataset
+named in metrics.json. A clip without a score is shown as "no answer", never as "no".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+# Run as `python eval/report.py`: put the repository root on the path so `eval.*` imports.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from eval import charts  # noqa: E402
+from eval.document import (Bullets, Estimate, Heading, Image, Para, Table, data_uri, interval, num,  # noqa: E402
+                           to_html, to_markdown)
+from eval.predictions import read_rows  # noqa: E402
+from eval.summarize import effective_scores  # noqa: E402
+from ghostprobe.frames import frames_from_row  # noqa: E402
+
+EVAL_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "eval.yaml"
+METRIC_COLUMNS = (("n", "n"), ("coverage", "answered"), ("accuracy", "accuracy"),
+                  ("accuracy_nan_as_wrong", "accuracy (no answer = wrong)"), ("fpr", "FPR"), ("recall", "recall"),
+                  ("precision", "precision"), ("f1", "F1"), ("balanced_accuracy", "balanced acc."), ("mcc", "MCC"),
+                  ("auroc", "AUROC"), ("auprc", "AUPRC"), ("ece", "ECE"))
+GROUP_COLUMNS = (("accuracy", "accuracy"), ("recall", "recall"), ("fpr", "FPR"), ("precision", "precision"),
+                 ("f1", "F1"), ("auroc", "AUROC"))
+
+
+def load_run(run_dir) -> tuple[dict, list[dict]]:
+    """metrics.json of `run_dir` and the prediction rows behind it (reported split, newest row per sample).
+
+    Raises FileNotFoundError naming the directory when it is not a finished eval output directory.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such directory (expected an eval output_dir)")
+    if not (run_dir / "metrics.json").exists():
+        raise FileNotFoundError(f"{run_dir}: no metrics.json. eval/run.py writes it when a run finishes; a run "
+                                "stopped early has only predictions.jsonl: run the same command again to resume it")
+    if not (run_dir / "predictions.jsonl").exists():
+        raise FileNotFoundError(f"{run_dir}: metrics.json without predictions.jsonl; re-run eval/run.py there")
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    # A directory may also hold rows of earlier runs (another model, prompt or dataset) and the val split:
+    # keep exactly the rows metrics.json was computed from.
+    want = (metrics["model"], metrics["prompt"], metrics["data"]["fingerprint"], metrics["data"]["split"])
+    latest = {}
+    for row in read_rows([run_dir / "predictions.jsonl"]):
+        if (row.get("model"), row.get("prompt"), row.get("data_fingerprint"), row.get("split")) == want:
+            latest[row["sample_id"]] = row  # a re-asked sample keeps its newest row, as eval/run.py does
+    return metrics, list(latest.values())
+
+
+def labels_and_scores(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Bool labels and the scores the metrics used (probabilities, or parsed answers for models without them)."""
+    return np.array([bool(r["is_ghost_probing"]) for r in rows], dtype=bool), effective_scores(rows)[0]
+
+
+def report_settings(metrics: dict, gallery_size: int | None = None, thumbnails: bool | None = None) -> dict:
+    """The run's `report` config (from metrics.json, else conf/eval.yaml), with command-line overrides."""
+    settings = dict(OmegaConf.to_container(OmegaConf.load(EVAL_CONFIG).report))
+    settings.update((metrics.get("config") or {}).get("report") or {})
+    if gallery_size is not None:
+        settings["gallery_size"] = gallery_size
+    if thumbnails is not None:
+        settings["thumbnails"] = thumbnails
+    return settings
+
+
+def _targets(metrics: dict) -> tuple[float, float]:
+    cfg = (metrics.get("config") or {}).get("metrics") or OmegaConf.to_container(OmegaConf.load(EVAL_CONFIG).metrics)
+    return cfg["target_accuracy"], cfg["target_seconds_per_video"]
+
+
+def headline(metrics: dict, rows: list[dict], y: np.ndarray, p: np.ndarray) -> list:
+    """Who was evaluated on what, the decision with its reason, and the planning document's two targets."""
+    data, decision, threshold = metrics["data"], metrics["decision"], metrics["threshold"]
+    model = metrics["classification"]["model"]
+    clips = len({r["clip_id"] for r in rows}) or data["num_samples"]
+    samples = "" if clips == data["num_samples"] else f" ({data['num_samples']} samples)"
+    no_answer = int(np.isnan(p).sum())
+    blocks = [
+        Para(f"Model {metrics['model']} · prompt {metrics['prompt']} · data {data['path']} (split {data['split']}, "
+             f"fingerprint {data['fingerprint']})"),
+        Para(f"{clips} clips{samples}: {int(y.sum())} ghost probing, {int((~y).sum())} not; {no_answer} without an "
+             f"answer (reported as \"no answer\", never as \"no\"). Decision threshold {threshold['value']:.3f} "
+             f"({threshold['source']}{'; scores: ' + threshold['scores'] if threshold.get('scores') else ''})."),
+        Para(f"Decision: {decision['action'].upper()}: {decision['next_steps']}", css=f"decision {decision['action']}"),
+        Para(decision["reason"]),
+        *[Para(f"Warning: {w}", css="warning") for w in decision.get("warnings") or []],
+    ]
+    target_accuracy, target_s = _targets(metrics)
+    ci = (metrics["classification"].get("ci") or {}).get("intervals", {}).get("accuracy_nan_as_wrong", {})
+    timing = metrics.get("timing") or {}
+    met = {True: "met", False: "NOT met", None: "not measured"}
+    blocks.append(Table(["planning target", "required", "measured", ""], [
+        ["accuracy (no answer = wrong)", f"> {target_accuracy:.0%}",
+         f"{num(model['accuracy_nan_as_wrong'])} {interval([ci.get('low'), ci.get('high')])}".strip(),
+         met[decision.get("meets_accuracy_target")]],
+        ["response time per video (p95)", f"< {target_s:g} s",
+         f"{num(timing.get('latency_p95_s'), 2)} s (max {num(timing.get('latency_max_s'), 2)} s)",
+         met[decision.get("meets_time_target")]],
+    ]))
+    return blocks
+
+
+def metrics_table(classification: dict) -> list:
+    """The model, its 95% CIs and the trivial baselines in one table (a headline without baselines misleads)."""
+    model, ci, baselines = classification["model"], classification.get("ci"), classification["baselines"]
+    intervals = (ci or {}).get("intervals", {})
+    rows = [["model"] + [Estimate(num(model.get(k)), interval([intervals[k]["low"], intervals[k]["high"]])
+                                  if k in intervals else "") for k, _ in METRIC_COLUMNS]]
+    for key, name in (("always_yes", "always yes"), ("always_no", "always no"), ("prior", "class-prior random")):
+        rows.append([name] + [num(baselines[key].get(k)) for k, _ in METRIC_COLUMNS])
+    note = ("Baselines answer every clip; the model's metrics are on answered clips, except \"answered\" (coverage) "
+            "and \"accuracy (no answer = wrong)\". \"-\": undefined on these clips.")
+    if ci:
+        note += (f" Brackets: the model's {ci['confidence']:.0%} CI ({ci['method']} bootstrap over clips, "
+                 f"{ci['n_resamples']} resamples).")
+    blocks = [Heading("Metrics and baselines"), Table(["", *(h for _, h in METRIC_COLUMNS)], rows,
+                                                      emphasise_first_row=True), Para(note, css="note")]
+    return blocks + [Para(f"Note: {n}", css="note") for n in model.get("notes") or []]
+
+
+def figures(metrics: dict, y: np.ndarray, p: np.ndarray) -> list:
+    """ROC/PR with baselines, calibration, and the confusion matrix with its "no answer" column."""
+    model = metrics["classification"]["model"]
+    threshold = metrics["threshold"]["value"]
+    missing = np.isnan(p)
+    return [
+        Heading("ROC and precision-recall"),
+        Image(data_uri(charts.roc_pr_png(y, p, threshold, num(model["auroc"]), num(model["auprc"])), "image/png"),
+              "ROC and precision-recall curves with the baselines"),
+        Heading("Calibration"),
+        Image(data_uri(charts.calibration_png(model.get("calibration_bins") or [], y, p, num(model["ece"])),
+                       "image/png"), f"reliability diagram, ECE {num(model['ece'])}"),
+        Heading("Confusion matrix"),
+        Table(["true class", "predicted yes", "predicted no", "no answer"], [
+            ["ghost probing", model["confusion"]["tp"], model["confusion"]["fn"], int((missing & y).sum())],
+            ["not ghost probing", model["confusion"]["fp"], model["confusion"]["tn"], int((missing & ~y).sum())]]),
+        Image(data_uri(charts.confusion_png(model["confusion"], int((missing & y).sum()), int((missing & ~y).sum())),
+                       "image/png"), "confusion matrix"),
+    ]
+
+
+def group_tables(by_group: dict) -> list:
+    """One table per grouping column; negative-only groups (hard negatives such as cut_in) show FPR, not recall."""
+    blocks = [Heading("By group"), Para("Blank cells are not meaningful for the group: a negative-only group (e.g. "
+                                        "label = cut_in, a hard negative) has no recall, FPR is what it measures; "
+                                        "a positive-only group has no FPR. Brackets: 95% CI.", css="note")]
+    for column, groups in by_group.items():
+        rows = []
+        for value, g in groups.items():
+            cells = [Estimate(num(g[k]), interval((g.get("ci") or {}).get(k))) if k in g else ""
+                     for k, _ in GROUP_COLUMNS]
+            rows.append([value, g["n"], g["n_positive"], g["n_negative"], num(g["coverage"]), *cells])
+        blocks += [Heading(f"by {column}", 3),
+                   Table([column, "n", "ghost probing", "not", "answered", *(h for _, h in GROUP_COLUMNS)], rows)]
+    return blocks
+
+
+def earliness_section(earliness: dict | None) -> list:
+    """AP, mTTA and TTA at 80% recall from sliding windows, with the curve; a pointer when not measured."""
+    if not earliness:
+        return [Heading("Earliness"), Para("Not measured: set data.earliness_path= to a dataset prepared with "
+                                           "sampling=sliding to get AP, mTTA and TTA at 80% recall.", css="note")]
+    e, target = earliness, earliness["recall_target"]
+    blocks = [Heading("Earliness"), Table(["", "value"], [
+        ["clips (ghost probing / not)", f"{e['n_clips']} ({e['n_positive']} / {e['n_negative']})"],
+        ["AP (alert before the event)", num(e["ap"])], ["mTTA (s)", num(e["mtta_s"], 2)],
+        ["mTTA, DAD-style (s)", num(e["mtta_dad_style_s"], 2)],
+        [f"TTA at {target:.0%} recall (s)", num(e["tta_at_recall_target_s"], 2)],
+        [f"threshold / precision at {target:.0%} recall",
+         f"{num(e['threshold_at_recall_target'])} / {num(e['precision_at_recall_target'])}"],
+        ["clips excluded", len(e.get("excluded") or {})]], css="keyvalue")]
+    if e.get("curve"):
+        blocks.append(Image(data_uri(charts.earliness_png(e["curve"], target, e["tta_at_recall_target_s"]),
+                                     "image/png"), "earliness curves"))
+    return blocks + [Para(f"Note: {n}", css="note") for n in e.get("notes") or []]
+
+
+def localisation_section(loc: dict | None) -> list:
+    """Event-time hits within 1 s / 2 s and absolute errors, when the run asked "when"."""
+    if not loc:
+        return []
+    rows = [["positives with a labelled event time", loc["n_labelled"]], ["with a predicted time", loc["n_predicted"]],
+            ["mean absolute error (s)", num(loc["mae_s"], 2)], ["median absolute error (s)",
+                                                                num(loc["median_abs_error_s"], 2)]]
+    rows += [[f"hit rate {key[9:].replace('_', ' ')}", num(value)] for key, value in loc.items()
+             if key.startswith("hit_rate_")]
+    return [Heading("Event time"), Table(["", "value"], rows, css="keyvalue")]
+
+
+def timing_section(timing: dict, rows: list[dict]) -> list:
+    """Response time percentiles, throughput, tokens and cost, and the clips that failed."""
+    t = timing
+    tokens_in = sum(r.get("tokens_in") or 0 for r in rows)
+    tokens_out = sum(r.get("tokens_out") or 0 for r in rows)
+    table = [["latency p50 / p95 / max (s)", " / ".join(num(t.get(k), 2) for k in
+                                                       ("latency_p50_s", "latency_p95_s", "latency_max_s"))],
+             ["latency mean (s)", num(t.get("latency_mean_s"), 2)], ["clips failed", t.get("n_failed", 0)],
+             ["wall time (s)", f"{num(t.get('wall_s'), 1)} ({t.get('wall_source', '')})"],
+             ["clips per second", num(t.get("clips_per_s"))],
+             ["GPUs / GPU-seconds", f"{t.get('n_gpus')} / {num(t.get('gpu_seconds'), 1)}"],
+             ["GPU cost (USD)", f"{num(t.get('gpu_cost_usd'), 4)} at {t.get('price_per_gpu_hour')} per GPU-hour"],
+             ["API cost (USD)", num(t.get("api_cost_usd"), 4)],
+             ["tokens in / out (total)", f"{tokens_in} / {tokens_out}"]]
+    errors = [f"{r['sample_id']}: {r['error']}" for r in rows if r.get("error")]
+    blocks = [Heading("Response time and cost"), Table(["", "value"], table, css="keyvalue")]
+    if errors:
+        blocks += [Para(f"Failed samples: {len(errors)} (no score: counted as no answer)"), Bullets(errors[:20])]
+    return blocks
+
+
+def _frame_strips(metrics: dict, sample_ids: set[str]) -> tuple[dict, str]:
+    """{sample_id: JPEG data URI} for the gallery, and a note when some could not be made (never an exception:
+    a moved dataset or a damaged row must not cost the user the rest of the report)."""
+    if not sample_ids:
+        return {}, ""
+    try:
+        from datasets import load_from_disk
+
+        dataset = load_from_disk(metrics["data"]["path"])[metrics["data"]["split"]]
+        index = {s: i for i, s in enumerate(dataset["sample_id"]) if s in sample_ids}
+        dataset = dataset.with_format("numpy", columns=["frames"])  # arrays, not nested Python lists: ~100x faster
+    except Exception as err:  # noqa: BLE001  (any failure here only loses the thumbnails)
+        return {}, f"Frame strips unavailable ({type(err).__name__}: {err})."
+    strips, failed = {}, sorted(sample_ids - set(index))
+    for sample_id, i in index.items():
+        try:
+            strips[sample_id] = data_uri(charts.frame_strip_jpeg(frames_from_row(dataset[i]["frames"])), "image/jpeg")
+        except Exception:  # noqa: BLE001
+            failed.append(sample_id)
+    return strips, f"No frames for {', '.join(failed)}." if failed else ""
+
+
+def gallery(metrics: dict, rows: list[dict], y: np.ndarray, p: np.ndarray, settings: dict) -> list:
+    """The most confident false positives and false negatives with frame strips and answers, then no-answer clips."""
+    threshold, size = metrics["threshold"]["value"], int(settings["gallery_size"])
+    scored = ~np.isnan(p)
+    fp = [i for i in np.argsort(-np.where(scored, p, -np.inf)) if scored[i] and not y[i] and p[i] >= threshold]
+    fn = [i for i in np.argsort(np.where(scored, p, np.inf)) if scored[i] and y[i] and p[i] < threshold]
+    missing = list(np.flatnonzero(~scored))
+    shown = {rows[i]["sample_id"] for i in fp[:size] + fn[:size]}
+    strips, note = _frame_strips(metrics, shown) if settings.get("thumbnails", True) else ({}, "")
+
+    def item(i: int) -> list:
+        r = rows[i]
+        sid = r["sample_id"]
+        frames = Image(strips[sid], f"frames of {sid}") if sid in strips else "-"
+        context = ", ".join(f"{k} {r[k]}" for k in ("actor", "occluder", "light", "weather") if r.get(k))
+        event = f"; event at {r['t_event_s']:.1f} s" if r.get("t_event_s") is not None else ""
+        parsed = {True: "yes", False: "no", None: "unclear / not asked"}[r.get("parsed_answer")]
+        answer = (r.get("answer") or "(no free-text answer; run with generate_answers=true)")[:300]
+        return [frames, sid, f"{r.get('label', '')}: {context}{event}", num(float(p[i])), f"{answer} [parsed: {parsed}]"]
+
+    header = ["frames", "sample", "label and context", "P(ghost probing)", "answer"]
+    blocks = [Heading("Gallery: where the model is wrong")]
+    for title, picked, total in (("False positives (most confident first)", fp[:size], len(fp)),
+                                 ("False negatives (most confident first)", fn[:size], len(fn))):
+        blocks.append(Heading(f"{title}: {len(picked)} of {total}", 3))
+        blocks.append(Table(header, [item(i) for i in picked], css="gallery") if picked else Para("None."))
+    if note:
+        blocks.append(Para(note, css="note"))
+    blocks.append(Heading(f"No answer: {len(missing)} samples ({int(y[missing].sum())} ghost probing)", 3))
+    if missing:
+        blocks.append(Table(["sample", "label", "why"], [
+            [rows[i]["sample_id"], rows[i].get("label", ""),
+             rows[i].get("error") or f"answer not parsed: {(rows[i].get('answer') or '(empty)')[:120]}"]
+            for i in missing[:size]]))
+    return blocks
+
+
+def write_report(out_dir, gallery_size: int | None = None, thumbnails: bool | None = None) -> tuple[Path, Path]:
+    """Write `report.md` and `report.html` into the eval output dir `out_dir`; returns their paths."""
+    out_dir = Path(out_dir)
+    metrics, rows = load_run(out_dir)
+    settings = report_settings(metrics, gallery_size, thumbnails)
+    y, p = labels_and_scores(rows)
+    blocks = (headline(metrics, rows, y, p) + metrics_table(metrics["classification"]) + figures(metrics, y, p)
+              + group_tables(metrics["classification"].get("by_group") or {})
+              + earliness_section(metrics.get("earliness")) + localisation_section(metrics.get("localisation"))
+              + timing_section(metrics.get("timing") or {}, rows) + gallery(metrics, rows, y, p, settings))
+    title = f"Ghost probing: {metrics['model']} ({metrics['prompt']} prompt)"
+    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    md_path.write_text(to_markdown(title, blocks) + "\n", encoding="utf-8")
+    html_path.write_text(to_html(title, blocks), encoding="utf-8")
+    return md_path, html_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write report.md and report.html for an eval output directory.")
+    parser.add_argument("out_dir", help="the eval output_dir holding metrics.json and predictions.jsonl")
+    parser.add_argument("--gallery-size", type=int, default=None, help="false positives/negatives shown (each)")
+    parser.add_argument("--no-thumbnails", action="store_true", help="skip frame strips (no dataset access)")
+    args = parser.parse_args(argv)
+    try:
+        md, html = write_report(args.out_dir, args.gallery_size, False if args.no_thumbnails else None)
+    except FileNotFoundError as err:
+        print(f"report: {err}", file=sys.stderr)
+        return 1
+    print(f"report: {md}\nreport: {html}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

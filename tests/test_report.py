@@ -1,0 +1,260 @@
+"""The eval report: real numbers from metrics.json, self-contained HTML, gallery with frame strips, and the page in
+a real headless Chromium (renders, every image loads, no console errors, nothing fetched from outside).
+
+`make_run_dir` writes an eval output dir as eval/run.py does (predictions.jsonl + metrics.json computed with the
+real ghostprobe.metrics functions) from synthetic predictions; test_compare.py uses it too.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from html import unescape
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT
+from eval.report import write_report
+from ghostprobe import metrics as M
+
+# 14 positives and 22 negatives, the hard negatives (cut_in, other_hazard) included.
+LABELS = ["ghost_probing"] * 14 + ["cut_in"] * 7 + ["other_hazard"] * 6 + ["normal"] * 9
+CLIP_IDS = [f"clip{k:03d}" for k in range(len(LABELS))]
+VAL_LABELS = ["ghost_probing", "cut_in", "normal", "other_hazard", "ghost_probing"] * 2
+VAL_IDS = [f"val{k:02d}" for k in range(len(VAL_LABELS))]
+
+
+def draw_clip(clip_index: int, positive: bool, num_frames: int = 6) -> np.ndarray:
+    """Little dashcam-like frames: grey road, a parked car, and (positives) a red walker stepping out from behind."""
+    frames = np.zeros((num_frames, 36, 64, 3), np.uint8)
+    frames[:, :12] = (135, 170, 215)  # sky
+    frames[:, 12:] = (90, 90, 95)  # road
+    frames[:, 14:26, 8:24] = (30, 40, 60 + 5 * (clip_index % 20))  # the occluder
+    for t in range(num_frames):
+        if positive:
+            x = 20 + 5 * t
+            frames[t, 16:28, x:x + 4] = (220, 40, 40)
+    return frames
+
+
+def write_frames_dataset(path: Path) -> Path:
+    """A DatasetDict on disk with sample_id, clip_id and uint8 frames for every test and val clip."""
+    from datasets import Array4D, Dataset, DatasetDict, Features, Value
+
+    features = Features({"sample_id": Value("string"), "clip_id": Value("string"),
+                         "frames": Array4D(shape=(None, 36, 64, 3), dtype="uint8")})
+
+    def split(ids, labels):
+        return Dataset.from_dict({"sample_id": ids, "clip_id": ids, "frames": [
+            draw_clip(k, label == "ghost_probing") for k, label in enumerate(labels)]}, features=features)
+
+    DatasetDict(test=split(CLIP_IDS, LABELS), val=split(VAL_IDS, VAL_LABELS)).save_to_disk(str(path))
+    return path
+
+
+def synthetic_scores(labels, skill: float, seed: int, no_answer=()) -> np.ndarray:
+    """P(ghost probing) that separates the classes by `skill`; positions in `no_answer` are NaN."""
+    rng = np.random.default_rng(seed)
+    y = np.array([label == "ghost_probing" for label in labels])
+    p = 1 / (1 + np.exp(-(skill * (2 * y - 1) + rng.normal(0, 1.2, len(y)))))
+    p[list(no_answer)] = np.nan
+    return p
+
+
+def prediction_row(split, sample_id, label, p, model, prompt, fingerprint, rng, k) -> dict:
+    positive = label == "ghost_probing"
+    no_answer = np.isnan(p)
+    answer = ("不确定，画面太暗" if no_answer else ("是，行人从停放车辆后突然出现" if p >= 0.5 else "否，没有鬼探头"))
+    return {
+        "key": f"{model}:{split}:{sample_id}", "sample_id": sample_id, "clip_id": sample_id, "split": split,
+        "window_index": 0, "window_end_s": 5.0, "label": label, "is_ghost_probing": positive,
+        "actor": ["pedestrian", "cyclist", "scooter"][k % 3] if label != "normal" else None,
+        "occluder": ["parked_car", "bus", "wall"][k % 3] if positive else None,
+        "light": ["day", "night"][k % 2], "weather": ["clear", "rain"][(k // 2) % 2],
+        "t_event_s": 3.0 + 0.1 * k if positive else None, "model": model, "prompt": prompt,
+        "data_fingerprint": fingerprint, "p_ghost_probing": None if no_answer else float(p),
+        "answer": answer, "parsed_answer": None if no_answer else bool(p >= 0.5), "event_time_s": None,
+        "latency_s": float(rng.uniform(0.5, 3.0)), "tokens_in": 900, "tokens_out": 12, "cost_usd": 0.0,
+        "error": "API timeout after 3 retries" if no_answer and positive else None,
+    }
+
+
+def make_run_dir(out_dir: Path, dataset_path: Path, model="videollama2_7b_finetuned", prompt="zh", skill=1.5,
+                 seed=0, clip_ids=CLIP_IDS, no_answer=(3, 20), earliness=True, fingerprint="test:abc+val:def",
+                 gallery_size=3) -> Path:
+    """An eval output dir as eval/run.py writes it, for the clips in `clip_ids` (a subset for compare tests)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    p_test = synthetic_scores(LABELS, skill, seed, no_answer)
+    p_val = synthetic_scores(VAL_LABELS, skill, seed + 100)
+    keep = [k for k, c in enumerate(CLIP_IDS) if c in set(clip_ids)]
+    test = [prediction_row("test", CLIP_IDS[k], LABELS[k], p_test[k], model, prompt, fingerprint, rng, k) for k in keep]
+    val = [prediction_row("val", VAL_IDS[k], VAL_LABELS[k], p_val[k], model, prompt, fingerprint, rng, k)
+           for k in range(len(VAL_IDS))]
+    with open(out_dir / "predictions.jsonl", "w", encoding="utf-8") as f:
+        for row in val + test:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    y, p = [r["is_ghost_probing"] for r in test], [r["p_ghost_probing"] for r in test]
+    threshold = M.choose_threshold([r["is_ghost_probing"] for r in val], [r["p_ghost_probing"] for r in val])
+    groups = {c: [r[c] or "unknown" for r in test] for c in ("label", "actor", "occluder", "light", "weather")}
+    classification = M.classification_report(y, p, threshold["threshold"], clip_ids=[r["sample_id"] for r in test],
+                                             groups=groups, n_resamples=200)
+    timing = M.timing_stats([r["latency_s"] if r["error"] is None else None for r in test], n_gpus=1,
+                            price_per_gpu_hour=2.0, api_cost_usd=[r["cost_usd"] for r in test])
+    decision = M.decide(classification["model"], classification["baselines"], timing, classification["ci"])
+    windows = [(r["clip_id"], end, min(1.0, r["p_ghost_probing"] * end / 4)) for r in test
+               if r["p_ghost_probing"] is not None for end in (1.0, 2.0, 3.0, 4.0)]
+    clips = {r["clip_id"]: (r["is_ghost_probing"], r["t_event_s"]) for r in test}
+    metrics = {
+        "model": model, "prompt": prompt,
+        "data": {"path": str(dataset_path), "split": "test", "fingerprint": fingerprint, "num_samples": len(test)},
+        "threshold": {"value": threshold["threshold"], "source": "val split (10 samples, balanced_accuracy)",
+                      "scores": "answer-token probabilities"},
+        "classification": classification, "timing": timing, "decision": decision,
+        "earliness": M.earliness_metrics(windows, clips) if earliness else None, "localisation": None,
+        "config": {"report": {"gallery_size": gallery_size, "thumbnails": True},
+                   "metrics": {"target_accuracy": 0.85, "target_seconds_per_video": 120}},
+    }
+    text = json.dumps(M.to_jsonable(metrics), indent=2, ensure_ascii=False, allow_nan=False)
+    (out_dir / "metrics.json").write_text(text, encoding="utf-8")
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def frames_dataset(tmp_path_factory) -> Path:
+    return write_frames_dataset(tmp_path_factory.mktemp("frames") / "dataset")
+
+
+@pytest.fixture(scope="module")
+def reported_run(tmp_path_factory, frames_dataset):
+    """(run dir, metrics, report.md text, report.html text) of one synthetic run."""
+    run = make_run_dir(tmp_path_factory.mktemp("eval") / "run", frames_dataset)
+    md_path, html_path = write_report(run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    return run, metrics, md_path.read_text(encoding="utf-8"), html_path.read_text(encoding="utf-8")
+
+
+def table_line(md: str, first_cell: str) -> str:
+    return next(line for line in md.splitlines() if line.startswith(f"| {first_cell} |"))
+
+
+def test_report_carries_the_numbers_of_metrics_json(reported_run):
+    run, metrics, md, html = reported_run
+    model, baselines = metrics["classification"]["model"], metrics["classification"]["baselines"]
+    decision = metrics["decision"]
+    for text in (md, unescape(html)):
+        assert metrics["model"] in text and "zh prompt" in text
+        assert f"Decision: {decision['action'].upper()}" in text
+        assert f"{model['accuracy_nan_as_wrong']:.3f}" in text
+        assert "> 85%" in text and "< 120 s" in text
+    assert decision["reason"] in md
+    row = table_line(md, "model")
+    for key in ("accuracy", "accuracy_nan_as_wrong", "fpr", "recall", "f1", "auroc", "auprc", "ece"):
+        assert f"{model[key]:.3f}" in row, key
+    ci = metrics["classification"]["ci"]["intervals"]["fpr"]
+    assert f"{model['fpr']:.3f} [{ci['low']:.2f}, {ci['high']:.2f}]" in row
+    for key, name in (("always_yes", "always yes"), ("always_no", "always no"), ("prior", "class-prior random")):
+        assert f"| {baselines[key]['accuracy']:.3f} |" in table_line(md, name)
+    # hard negatives are reported by FPR in the per-class table
+    cut_in = metrics["classification"]["by_group"]["label"]["cut_in"]
+    assert table_line(md, "cut_in").split(" | ")[:4] == ["| cut_in", str(cut_in["n"]), "0", str(cut_in["n"])]
+    assert f"{cut_in['fpr']:.3f}" in table_line(md, "cut_in")
+    timing = metrics["timing"]
+    assert f"{timing['latency_p50_s']:.2f} / {timing['latency_p95_s']:.2f} / {timing['latency_max_s']:.2f}" in md
+    assert f"{metrics['earliness']['ap']:.3f}" in table_line(md, "AP (alert before the event)")
+
+
+def test_no_answer_clips_are_shown_as_such_never_as_no(reported_run):
+    run, metrics, md, _ = reported_run
+    confusion = metrics["classification"]["model"]["confusion"]
+    # clip003 (positive, API timeout) and clip020 (cut_in, unparsable answer) have no score
+    assert table_line(md, "ghost probing") == f"| ghost probing | {confusion['tp']} | {confusion['fn']} | 1 |"
+    assert table_line(md, "not ghost probing") == f"| not ghost probing | {confusion['fp']} | {confusion['tn']} | 1 |"
+    assert "No answer: 2 samples (1 ghost probing)" in md
+    assert "| clip003 | ghost_probing | API timeout after 3 retries |" in md
+    assert "answer not parsed: 不确定，画面太暗" in table_line(md, "clip020")
+
+
+def test_html_is_self_contained_with_a_frame_strip_per_gallery_clip(reported_run):
+    run, metrics, md, html = reported_run
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
+    assert "<script" not in html.lower() and "@import" not in html
+    sources = re.findall(r'<img src="([^"]*)"', html)
+    assert sources and all(s.startswith(("data:image/png;base64,", "data:image/jpeg;base64,")) for s in sources)
+    strips = re.findall(r'alt="frames of ([^"]+)"', html)
+    fp_header = re.search(r"False positives \(most confident first\): (\d+) of (\d+)", md)
+    fn_header = re.search(r"False negatives \(most confident first\): (\d+) of (\d+)", md)
+    shown = int(fp_header[1]) + int(fn_header[1])
+    assert 0 < shown <= 6 and len(strips) == shown  # gallery_size 3 each, a strip for every clip shown
+    assert "clip003" not in strips  # a clip without an answer is no false negative
+
+
+def test_report_survives_a_moved_dataset(tmp_path, frames_dataset):
+    run = make_run_dir(tmp_path / "run", tmp_path / "moved-away", earliness=False)
+    md, html = write_report(run)
+    text = md.read_text()
+    assert "Frame strips unavailable" in text and "Not measured: set data.earliness_path=" in text
+    assert "alt=\"frames of" not in html.read_text()
+
+
+def test_cli_writes_reports_and_names_a_dir_without_metrics(tmp_path, frames_dataset):
+    run = make_run_dir(tmp_path / "run", frames_dataset)
+    script = str(REPO_ROOT / "eval" / "report.py")
+    done = subprocess.run([sys.executable, script, str(run), "--gallery-size", "1"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "False positives (most confident first): 1 of" in (run / "report.md").read_text()
+    (tmp_path / "empty").mkdir()
+    failed = subprocess.run([sys.executable, script, str(tmp_path / "empty")], capture_output=True, text=True)
+    assert failed.returncode == 1 and f"{tmp_path / 'empty'}: no metrics.json" in failed.stderr
+
+
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory):
+    """One headless Chromium for the module's browser tests (starting it is the slow part)."""
+    from browser import Chromium, require_chromium
+
+    with Chromium(require_chromium(), tmp_path_factory.mktemp("chromium-profile")) as browser:
+        yield browser
+
+
+@pytest.mark.slow
+def test_browser_check_catches_a_broken_page(chromium, tmp_path):
+    """The checks below can fail: a missing image, an exception and console.error are all caught."""
+    from browser import serve_directory
+
+    (tmp_path / "broken.html").write_text('<html><head><link rel="icon" href="data:,"></head><body><h1>broken</h1>'
+                                          '<img src="missing.png" alt="gone">'
+                                          '<script>console.error("boom"); notDefined();</script></body></html>')
+    with serve_directory(tmp_path) as base_url:
+        page = chromium.load(f"{base_url}/broken.html")
+        assert page.evaluate("Array.from(document.images).map(i => i.naturalWidth)") == [0]
+    errors = " | ".join(page.console_errors)
+    assert "boom" in errors and "Uncaught ReferenceError: notDefined is not defined" in errors
+    assert "404" in errors and f"{base_url}/missing.png" in page.requested_urls
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(reported_run, chromium, tmp_path):
+    from browser import serve_directory
+
+    run, metrics, _, _ = reported_run
+    with serve_directory(run) as base_url:
+        page = chromium.load(f"{base_url}/report.html")
+        title = f"Ghost probing: {metrics['model']} (zh prompt)"
+        assert page.evaluate("document.querySelector('h1').textContent") == title
+        rows = page.evaluate("Array.from(document.querySelectorAll('table tr')).map(r => r.cells[0].textContent)")
+        assert {"model", "always yes", "always no", "class-prior random"} <= set(rows)
+        images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
+        assert len(images) >= 5 and all(done and width > 0 for _, done, width in images), images
+        assert page.console_errors == []
+        # self-contained: the page itself is the only thing fetched over the network
+        assert [u for u in page.requested_urls if not u.startswith("data:")] == [f"{base_url}/report.html"]
+        shot = chromium.screenshot(tmp_path / "report.png")
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("GHOSTPROBE_SCREENSHOT_DIR"):  # to look at the page: set it and run this test
+        shutil.copy(shot, Path(os.environ["GHOSTPROBE_SCREENSHOT_DIR"]) / "report.png")
