@@ -1,10 +1,10 @@
-"""`kind: hf_native` on a tiny random Qwen2.5-VL saved to a folder with its processor, built here offline.
+"""`kind: hf_native` on tiny random Qwen2.5-VL and LLaVA-OneVision models saved with their processors, built offline.
 
-The tokenizer is a small byte-level BPE trained on the spot (so "Yes" and " Yes" are different tokens, as in Qwen's),
-with the special tokens Qwen2.5-VL's chat template and processor need. transformers' video processors need
-torchvision, which cannot load next to the CPU torch wheel: where it cannot, `TorchOnlyVideoProcessor` below stands in
-for Qwen2VLVideoProcessor and the rest of the processor (chat template, placeholder expansion, metadata, padding) is
-the library's own.
+The tokenizer is a small byte-level BPE trained here (so "Yes" and " Yes" can be different tokens, as in Qwen's) with
+the special tokens the two chat templates and processors need. transformers' video processors need torchvision, which
+cannot load next to the CPU torch wheel: where it cannot, the `TorchOnly*VideoProcessor` stand-ins below turn frames
+into pixel tensors of the right shapes, and the rest of the processor (chat template, placeholder expansion, frame
+metadata, left padding) is the library's own. Where torchvision loads, the real video processors are used.
 """
 
 import dataclasses
@@ -54,7 +54,7 @@ def chat_template(video_placeholder: str) -> str:
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
     # A fixed corpus, so the merges never change: " No", " 是", " 否" become tokens, " Yes" stays "Ġ" + "Yes".
     corpus = ["是", "否", "Yes. No, No! 是 否 是 否. (Yes)", "鬼探头 ghost probing 3.5 seconds 秒",
-              frames_message([0.0, 1.5], "en"), frames_message([0.0, 1.5], "zh")] * 3
+              "The video contains 4 frames sampled at 0.0, 0.5 seconds.", "视频包含4帧，采样时间为 0.0, 0.5 秒。"] * 3
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
@@ -268,9 +268,9 @@ def test_score_is_the_softmax_of_the_answer_token_logits(load, prompt_name, yes,
                                            ("llava_onevision", "detect")], indirect=["load"])
 def test_generate_answers_and_parses(load, question):
     model = load()
-    outputs = model.generate(CLIPS[:3], prompt("en"), question=question)
+    outputs = model.generate(CLIPS[:2], prompt("en"), question=question)
     model.batch_size = 1
-    single = model.generate(CLIPS[:3], prompt("en"), question=question)
+    single = model.generate(CLIPS[:2], prompt("en"), question=question)
     assert [o.answer for o in outputs] == [o.answer for o in single]  # greedy and left-padded: batch-independent
     for out in outputs:
         assert isinstance(out.answer, str) and 1 <= out.tokens_out <= 6 and out.tokens_in > 0 and out.latency_s > 0
@@ -295,11 +295,36 @@ def test_non_finite_logits_give_nan_and_a_warning(load):
 
 
 def test_a_bad_clip_does_not_stop_the_others(load):
-    bad = ClipInput("bad", CLIPS[0].frames, (0.0, 0.5))  # 4 frames, 2 timestamps
-    with pytest.warns(UserWarning, match="2 timestamps"):
-        out = load().score([CLIPS[0], bad, CLIPS[1]], prompt("en"))
-    assert np.isnan(out[1].p_ghost_probing) and "2 timestamps" in out[1].extra["error"]
-    assert np.isfinite([out[0].p_ghost_probing, out[2].p_ghost_probing]).all()
+    model = load()
+    good = model.score(CLIPS[:2], prompt("en"))
+
+    class FailsOnBlackFrames:  # the model's processor, except that it chokes on all-black clips
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __call__(self, videos, **kwargs):
+            if any(video.max() == 0 for video in videos):
+                raise RuntimeError("corrupt frames")
+            return self.inner(videos=videos, **kwargs)
+
+    model.processor = FailsOnBlackFrames(model.processor)
+    black = ClipInput("black", np.zeros_like(CLIPS[0].frames), CLIPS[0].timestamps_s)  # fails in the batch
+    mismatched = ClipInput("mismatched", CLIPS[0].frames, (0.0, 0.5))  # 4 frames, 2 timestamps: fails before it
+    with pytest.warns(UserWarning) as warned:
+        out = model.score([CLIPS[0], black, mismatched, CLIPS[1]], prompt("en"))
+    assert "corrupt frames" in out[1].extra["error"] and "2 timestamps" in out[2].extra["error"]
+    assert np.isnan([out[1].p_ghost_probing, out[2].p_ghost_probing]).all()
+    assert [out[0].p_ghost_probing, out[3].p_ghost_probing] == pytest.approx([o.p_ghost_probing for o in good],
+                                                                              abs=1e-5)
+    assert len(warned) == 2
+
+
+def test_unknown_video_kwargs_are_refused_at_load(load):
+    with pytest.raises(ValueError, match="sizee"):
+        load(video_kwargs={"sizee": 64})
 
 
 @pytest.mark.parametrize("limits,kept", [({"num_frames": 3}, [0, 4, 8]), ({"fps": 0.5}, [0, 4, 8]),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import logging
 import math
 import time
 import warnings
@@ -27,8 +26,6 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, LogitsProce
 from ghostprobe.answers import parse_event_time_s, parse_yes_no
 from ghostprobe.models.base import ClipInput, ModelOutput, Prompt, register
 from ghostprobe.prompts import frames_message
-
-log = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}  # the names conf/hardware/ uses
 
@@ -153,6 +150,11 @@ class HfNativeVideoLLM:
         self.device, self.dtype = resolve_device_dtype(device, dtype)
         self.processor = _load_processor(folder)
         self.tokenizer = self.processor.tokenizer
+        # a misspelt setting would otherwise fail every clip, one warning at a time
+        known = set(getattr(self.processor.video_processor.valid_kwargs, "__annotations__", {}))
+        if set(self.video_kwargs) - known:
+            raise ValueError(f"video_kwargs {sorted(set(self.video_kwargs) - known)} are not settings of "
+                             f"{type(self.processor.video_processor).__name__}; it takes {sorted(known)}")
         loading = {"dtype": self.dtype, "attn_implementation": attn_implementation}
         if device_map is not None:
             # keys written on the command line arrive as strings; accelerate wants GPU indices as ints
@@ -295,8 +297,9 @@ class HfNativeVideoLLM:
                     if len(indices) > 1:
                         results = [self._in_batches([clips[i]], run)[0] for i in indices]
                     else:
-                        log.warning("%s: clip %s failed: %r", self.name, clips[indices[0]].clip_id, error)
-                        results = [ModelOutput(clips[indices[0]].clip_id, extra={"error": repr(error)})]
+                        message = f"{self.name}: clip {clips[indices[0]].clip_id!r} failed: {error!r}"
+                        warnings.warn(message)
+                        results = [ModelOutput(clips[indices[0]].clip_id, extra={"error": message})]
                 for i, result in zip(indices, results):
                     outputs[i] = result
         return outputs
