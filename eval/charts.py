@@ -140,3 +140,21 @@ def frame_strip_jpeg(frames: np.ndarray, max_frames: int = 8, height_px: int = 6
     buffer = io.BytesIO()
     Image.fromarray(strip).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def roc_overlay_png(y: np.ndarray, scores: dict[str, np.ndarray]) -> bytes:
+    """ROC curves of several runs on the same clips (each on the clips it answered), with the chance line."""
+    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    ax.plot([0, 1], [0, 1], ls="--", color=BASELINE_COLOUR, lw=1, label="chance (class-prior random)")
+    for name, p in scores.items():
+        scored = ~np.isnan(p)
+        if y[scored].any() and (~y[scored]).any():
+            fpr, tpr, _ = roc_curve(y[scored], p[scored])
+            ax.plot(fpr, tpr, lw=2, label=name)
+    ax.scatter(1, 1, marker="s", s=60, color="#c05621", zorder=3, label="always yes")
+    ax.scatter(0, 0, marker="v", s=60, color="#2f855a", zorder=3, label="always no")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate (recall)", title="ROC on the common clips",
+           xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return _png(fig)
