@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -24,9 +23,9 @@ from omegaconf import OmegaConf  # noqa: E402
 from eval import charts  # noqa: E402
 from eval.document import (Bullets, Estimate, Heading, Image, Para, Table, data_uri, interval, num,  # noqa: E402
                            to_html, to_markdown)
+from eval.gallery import gallery  # noqa: E402
 from eval.predictions import read_rows  # noqa: E402
 from eval.summarize import effective_scores  # noqa: E402
-from ghostprobe.frames import frames_from_row  # noqa: E402
 
 EVAL_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "eval.yaml"
 METRIC_COLUMNS = (("n", "n"), ("coverage", "answered"), ("accuracy", "accuracy"),
@@ -219,65 +218,6 @@ def timing_section(timing: dict, rows: list[dict]) -> list:
     blocks = [Heading("Response time and cost"), Table(["", "value"], table, css="keyvalue")]
     if errors:
         blocks += [Para(f"Failed samples: {len(errors)} (no score: counted as no answer)"), Bullets(errors[:20])]
-    return blocks
-
-
-def _frame_strips(metrics: dict, sample_ids: set[str]) -> tuple[dict, str]:
-    """{sample_id: JPEG data URI} for the gallery, and a note when some could not be made (never an exception:
-    a moved dataset or a damaged row must not cost the user the rest of the report)."""
-    if not sample_ids:
-        return {}, ""
-    try:
-        from datasets import load_from_disk
-
-        dataset = load_from_disk(metrics["data"]["path"])[metrics["data"]["split"]]
-        index = {s: i for i, s in enumerate(dataset["sample_id"]) if s in sample_ids}
-        dataset = dataset.with_format("numpy", columns=["frames"])  # arrays, not nested Python lists: ~100x faster
-    except Exception as err:  # noqa: BLE001  (any failure here only loses the thumbnails)
-        return {}, f"Frame strips unavailable ({type(err).__name__}: {err})."
-    strips, failed = {}, sorted(sample_ids - set(index))
-    for sample_id, i in index.items():
-        try:
-            strips[sample_id] = data_uri(charts.frame_strip_jpeg(frames_from_row(dataset[i]["frames"])), "image/jpeg")
-        except Exception:  # noqa: BLE001
-            failed.append(sample_id)
-    return strips, f"No frames for {', '.join(failed)}." if failed else ""
-
-
-def gallery(metrics: dict, rows: list[dict], y: np.ndarray, p: np.ndarray, settings: dict) -> list:
-    """The most confident false positives and false negatives with frame strips and answers, then no-answer clips."""
-    threshold, size = metrics["threshold"]["value"], int(settings["gallery_size"])
-    scored = ~np.isnan(p)
-    fp = [i for i in np.argsort(-np.where(scored, p, -np.inf)) if scored[i] and not y[i] and p[i] >= threshold]
-    fn = [i for i in np.argsort(np.where(scored, p, np.inf)) if scored[i] and y[i] and p[i] < threshold]
-    missing = list(np.flatnonzero(~scored))
-    shown = {rows[i]["sample_id"] for i in fp[:size] + fn[:size]}
-    strips, note = _frame_strips(metrics, shown) if settings.get("thumbnails", True) else ({}, "")
-
-    def item(i: int) -> list:
-        r = rows[i]
-        sid = r["sample_id"]
-        frames = Image(strips[sid], f"frames of {sid}") if sid in strips else "-"
-        context = ", ".join(f"{k} {r[k]}" for k in ("actor", "occluder", "light", "weather") if r.get(k))
-        event = f"; event at {r['t_event_s']:.1f} s" if r.get("t_event_s") is not None else ""
-        parsed = {True: "yes", False: "no", None: "unclear / not asked"}[r.get("parsed_answer")]
-        answer = (r.get("answer") or "(no free-text answer; run with generate_answers=true)")[:300]
-        return [frames, sid, f"{r.get('label', '')}: {context}{event}", num(float(p[i])), f"{answer} [parsed: {parsed}]"]
-
-    header = ["frames", "sample", "label and context", "P(ghost probing)", "answer"]
-    blocks = [Heading("Gallery: where the model is wrong")]
-    for title, picked, total in (("False positives (most confident first)", fp[:size], len(fp)),
-                                 ("False negatives (most confident first)", fn[:size], len(fn))):
-        blocks.append(Heading(f"{title}: {len(picked)} of {total}", 3))
-        blocks.append(Table(header, [item(i) for i in picked], css="gallery") if picked else Para("None."))
-    if note:
-        blocks.append(Para(note, css="note"))
-    blocks.append(Heading(f"No answer: {len(missing)} samples ({int(y[missing].sum())} ghost probing)", 3))
-    if missing:
-        blocks.append(Table(["sample", "label", "why"], [
-            [rows[i]["sample_id"], rows[i].get("label", ""),
-             rows[i].get("error") or f"answer not parsed: {(rows[i].get('answer') or '(empty)')[:120]}"]
-            for i in missing[:size]]))
     return blocks
 
 
