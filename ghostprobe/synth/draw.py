@@ -117,7 +117,8 @@ def unpack_view(packed: np.ndarray) -> np.ndarray:
 
 
 class Canvas:
-    """Frame (packed RGB), depth and key-actor ownership buffers; every primitive is depth-tested."""
+    """Frame (packed RGB), depth and key-actor ownership buffers; every primitive is depth-tested. `frame` may be
+    rebound to any packed [H, W] array to draw straight into it."""
 
     def __init__(self, width: int, height: int):
         self.w, self.h = width, height
@@ -150,8 +151,21 @@ class Canvas:
         self.owner[r0:r1, c0:c1][visible] = owner
 
     def rect(self, x0, x1, y0, y1, depth, colour, owner=False) -> None:
-        c0, c1 = max(_px(min(x0, x1)), 0), min(_px(max(x0, x1)), self.w)
-        r0, r1 = max(_px(min(y0, y1)), 0), min(_px(max(y0, y1)), self.h)
+        # The hottest call of the renderer (~70 per frame): plain comparisons instead of min/max/floor. int(v + 0.5)
+        # rounds like floor(v + 0.5) for v >= -0.5, and anything below that is clipped to 0 either way.
+        if x0 > x1:
+            x0, x1 = x1, x0
+        if y0 > y1:
+            y0, y1 = y1, y0
+        c0, c1, r0, r1 = int(x0 + 0.5), int(x1 + 0.5), int(y0 + 0.5), int(y1 + 0.5)
+        if c0 < 0:
+            c0 = 0
+        if r0 < 0:
+            r0 = 0
+        if c1 > self.w:
+            c1 = self.w
+        if r1 > self.h:
+            r1 = self.h
         if c1 > c0 and r1 > r0:
             self._paint(r0, r1, c0, c1, None, depth, pack(colour), owner)
 

@@ -27,10 +27,10 @@ def write_video(path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fps
     """Encode uint8 RGB frames ([T, H, W, 3] array, or an iterable of [H, W, 3]) to `path`; returns the path.
 
     The container follows the file name (`.mp4`, `.avi`, `.mkv`, ...). `codec` is an FFmpeg encoder name:
-    "libx264" (H.264; `options` are added to crf 23, preset veryfast, x264-params mbtree=0: keep mbtree off if
-    you replace x264-params and need repeatable output) or "mpeg4" (MPEG-4 Part 2, as many dashcams
-    write into .avi; quality set by `bit_rate`, default 0.15 bits per pixel per frame). `fps` may be fractional
-    (29.97 is stored as 30000/1001). Raises ValueError for frames of the wrong shape or dtype, or odd sizes with a
+    "libx264" (H.264; `options` are added to crf 23, preset veryfast, x264-params mbtree=0: keep mbtree off if you
+    replace x264-params and need repeatable output) or "mpeg4" (MPEG-4 Part 2, as many dashcams write into .avi;
+    quality set by `bit_rate`, default 0.15 bits per pixel per frame). `fps` may be fractional (29.97 is stored as
+    2997/100, 30000/1001 as itself). Raises ValueError for frames of the wrong shape or dtype, or odd sizes with a
     4:2:0 `pix_fmt`.
     """
     path = Path(path)
@@ -58,12 +58,22 @@ def write_video(path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fps
             stream.codec_context.bit_rate = bit_rate
         for index, array in enumerate(_chain(first, frames)):
             _check_frame(path, array, (height, width), index)
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
+            frame = _to_av_frame(array)
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def _to_av_frame(array: np.ndarray) -> av.VideoFrame:
+    h, w, _ = array.shape
+    if array.strides[1:] == (4, 1) and array.strides[0] >= 4 * w:
+        # RGB viewed out of 4-byte pixels (the renderer's packed frames): hand the pixels over as RGBA, no copy.
+        # The fourth byte is read but not used (the encoder's pix_fmt has no alpha).
+        rgba = np.lib.stride_tricks.as_strided(array, (h, w, 4), (array.strides[0], 4, 1), writeable=False)
+        return av.VideoFrame.from_ndarray(rgba, format="rgba")
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
 
 
 def _chain(first, rest):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ghostprobe.synth.world import CAMERA_HEIGHT_M, Box, Mover, Prop, Road, Route
+from ghostprobe.synth.world import CAMERA_HEIGHT_M, Box, Mover, Prop, Route
 
 VEHICLE_COLOURS = [(235, 235, 232), (180, 182, 186), (40, 42, 46), (150, 28, 30), (30, 60, 140), (25, 70, 45),
                    (110, 112, 118), (230, 190, 40), (120, 80, 50), (200, 90, 30)]
@@ -115,7 +115,7 @@ def _overlap(a: Box, b: Box) -> bool:
     return a.x0 < b.x1 and b.x0 < a.x1 and a.z0 < b.z1 and b.z0 < a.z1
 
 
-def clear_around(boxes: list[Box], side: str, road: Road, z_from: float, z_to: float, actor: Mover) -> list[Box]:
+def clear_around(boxes: list[Box], side: str, z_from: float, z_to: float, actor: Mover) -> list[Box]:
     """Drop boxes where the key occluder and the actor's gap go, and any box across the actor's crossing line."""
     sign = -1.0 if side == "left" else 1.0
     z_lo, z_hi = actor.z0 - actor.depth_m / 2 - 0.5, actor.z0 + actor.depth_m / 2 + 0.5
@@ -130,9 +130,9 @@ def clear_around(boxes: list[Box], side: str, road: Road, z_from: float, z_to: f
     return kept
 
 
-def clear_sightline(boxes: list[Box], side: str, road: Road, actor: Mover, v0: float, t_event: float) -> list[Box]:
+def clear_sightline(boxes: list[Box], side: str, actor: Mover, v0: float, t_event: float) -> list[Box]:
     """Drop every box that would hide any part of a crossing actor before it reaches the path: it is seen coming."""
-    kept = clear_around(boxes, side, road, actor.z0, actor.z0, actor)
+    kept = clear_around(boxes, side, actor.z0, actor.z0, actor)
     times = np.linspace(0.0, t_event, 16)
     return [b for b in kept if not any(blocks(b, actor, t, v0 * t) for t in times)]
 

@@ -11,8 +11,8 @@ from ghostprobe.synth.draw import FAR_M, NEAR_M, Camera, Canvas, Lighting, pack_
 
 GLASS = (38, 46, 58)
 TYRE = (22, 22, 24)
-# Level of detail by height on screen: plain box below DETAIL_PX, windows and tyres up to FULL_DETAIL_PX, then
-# lamps, plate and side wheels. Far vehicles are most of the boxes and only a few pixels tall.
+# Level of detail by height on screen: a plain box below DETAIL_PX, windows and tyres from there, lamps and number
+# plate from FULL_DETAIL_PX. Far vehicles are most of the boxes and only a few pixels tall.
 DETAIL_PX = 7
 FULL_DETAIL_PX = 16
 PROP_FAR_M = 55.0   # poles and trees further away are a few pixels: the backdrop stands in for them

@@ -32,6 +32,10 @@ EVENT_WINDOW = (0.4, 0.75)
 EVENT_DISTANCE_M = (7.0, 18.0)
 
 
+class UnusableSpec(RuntimeError):
+    """A sampled clip whose render does not show what its scenario needs (e.g. the actor never gets into view)."""
+
+
 def sample_specs(num_clips: int, seed: int, width: int = 320, height: int = 180, fps: float = 15,
                  duration_s: float = 5.0, scenario_weights: dict[str, float] | None = None) -> list[ClipSpec]:
     """Sample `num_clips` clip specs (clip ids synth_00000, ...) for `seed`.
@@ -62,6 +66,14 @@ def sample_specs(num_clips: int, seed: int, width: int = 320, height: int = 180,
         rng = np.random.default_rng([seed, 3, index])
         specs.append(_sample_clip(rng, index, scenario, route, width, height, float(fps), float(duration_s)))
     return specs
+
+
+def resample_spec(spec: ClipSpec, seed: int, attempt: int) -> ClipSpec:
+    """Another draw of the same clip (index, scenario, route, size), for when `spec` turned out unusable;
+    deterministic in (seed, index, attempt)."""
+    rng = np.random.default_rng([seed, 3, spec.index, attempt])
+    return _sample_clip(rng, spec.index, spec.scenario, spec.route, spec.width, spec.height, spec.fps,
+                        spec.duration_s)
 
 
 def _check_weights(weights: dict[str, float] | None) -> dict[str, float]:
@@ -122,7 +134,7 @@ def _sample_clip(rng: np.random.Generator, index: int, scenario: str, route: Rou
     actor, key_box, side, outcome = None, None, None, None
     if scenario in ("ghost_probing", "emerge_no_path", "occluder_only"):
         key, actor, side, t_event = _hidden_actor(rng, route, v0, duration_s, stops=scenario == "emerge_no_path")
-        boxes = layout.clear_around(boxes, side, route.road, key.z0 - 0.5, actor.z0 + actor.depth_m / 2 + 0.6, actor)
+        boxes = layout.clear_around(boxes, side, key.z0 - 0.5, actor.z0 + actor.depth_m / 2 + 0.6, actor)
         boxes.append(key)
         if scenario == "ghost_probing":
             ego, actor, outcome = _brake_for(rng, ego, actor, t_event, duration_s)
@@ -138,7 +150,7 @@ def _sample_clip(rng: np.random.Generator, index: int, scenario: str, route: Rou
             ego = _slow_down(rng, v0, rng.uniform(0.3, 0.8) * duration_s)
     elif scenario == "visible_crossing":
         actor, side, t_event = _visible_actor(rng, route, v0, duration_s)
-        boxes = layout.clear_sightline(boxes, side, route.road, actor, v0, t_event)
+        boxes = layout.clear_sightline(boxes, side, actor, v0, t_event)
         ego, actor, outcome = _brake_for(rng, ego, actor, t_event, duration_s)
     elif scenario == "cut_in":
         ego, actor, side, outcome = _cut_in(rng, route, v0, duration_s)
