@@ -195,6 +195,15 @@ def test_html_is_self_contained_with_a_frame_strip_per_gallery_clip(reported_run
     assert "clip003" not in strips  # a clip without an answer is no false negative
 
 
+def test_a_run_without_any_answer_still_gets_a_report(tmp_path, frames_dataset):
+    """An API outage over the whole run: every clip is "no answer", none is counted as "no"."""
+    run = make_run_dir(tmp_path / "run", frames_dataset, no_answer=range(len(CLIP_IDS)), earliness=False)
+    md = write_report(run)[0].read_text()
+    assert table_line(md, "ghost probing") == "| ghost probing | 0 | 0 | 14 |"
+    assert table_line(md, "not ghost probing") == "| not ghost probing | 0 | 0 | 22 |"
+    assert "Decision: FINE-TUNE" in md and "| accuracy (no answer = wrong) | > 85% | 0.000" in md
+
+
 def test_report_survives_a_moved_dataset(tmp_path, frames_dataset):
     run = make_run_dir(tmp_path / "run", tmp_path / "moved-away", earliness=False)
     md, html = write_report(run)
