@@ -98,6 +98,10 @@ def headline(metrics: dict, rows: list[dict], y: np.ndarray, p: np.ndarray) -> l
         Para(decision["reason"]),
         *[Para(f"Warning: {w}", css="warning") for w in decision.get("warnings") or []],
     ]
+    if len(rows) != data["num_samples"]:  # curves and gallery come from predictions.jsonl: say when it disagrees
+        blocks.append(Para(f"Warning: predictions.jsonl holds {len(rows)} rows of this run for split {data['split']}, "
+                           f"metrics.json counted {data['num_samples']}; curves and gallery use the rows found.",
+                           css="warning"))
     target_accuracy, target_s = _targets(metrics)
     ci = (metrics["classification"].get("ci") or {}).get("intervals", {}).get("accuracy_nan_as_wrong", {})
     timing = metrics.get("timing") or {}
