@@ -167,10 +167,8 @@ def _fmt(value) -> str:
 
 
 def _write_report(out_dir: Path) -> None:
-    try:
-        from eval.report import write_report
-    except ImportError:  # the report module arrives with its own change; metrics.json is complete without it
-        return
+    from eval.report import write_report
+
     md, html = write_report(out_dir)
     print(f"  report: {html}")
 
