@@ -23,3 +23,16 @@ def frames_message(timestamps_s: Sequence[float], language: str) -> str:
     if language == "zh":
         return f"视频包含{len(timestamps_s)}帧，采样时间为 {times} 秒。"
     return f"The video contains {len(timestamps_s)} frames sampled at {times} seconds."
+
+
+def prompt_by_name(name: str = "zh") -> Prompt:
+    """The prompt `conf/prompt/<name>.yaml` (zh is the default ghost-probing prompt)."""
+    import yaml
+
+    from ghostprobe.config import CONF_DIR
+
+    path = CONF_DIR / "prompt" / f"{name}.yaml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
+        raise ValueError(f"no prompt {name!r} in {path.parent} (known: {known})")
+    return load_prompt(yaml.safe_load(path.read_text(encoding="utf-8")))
