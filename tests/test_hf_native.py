@@ -8,6 +8,7 @@ metadata, left padding) is the library's own. Where torchvision loads, the real 
 """
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -319,7 +320,8 @@ def test_a_bad_clip_does_not_stop_the_others(load):
     assert np.isnan([out[1].p_ghost_probing, out[2].p_ghost_probing]).all()
     assert [out[0].p_ghost_probing, out[3].p_ghost_probing] == pytest.approx([o.p_ghost_probing for o in good],
                                                                               abs=1e-5)
-    assert len(warned) == 2
+    messages = " ".join(str(w.message) for w in warned)
+    assert "corrupt frames" in messages and "2 timestamps" in messages
 
 
 def test_unknown_video_kwargs_are_refused_at_load(load):
@@ -356,5 +358,5 @@ def test_shipped_configs_reach_the_checkpoint_check(name, tmp_path):
     cfg = yaml.safe_load((CONF_DIR / "model" / f"{name}.yaml").read_text())
     assert cfg["kind"] == "hf_native" and cfg["name"] == name
     # every key is an argument of the backend; the only failure left is the absent checkpoint folder
-    with pytest.raises(FileNotFoundError, match=str(tmp_path / "absent")):
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "absent"))):
         build_model({**cfg, "path": str(tmp_path / "absent")})

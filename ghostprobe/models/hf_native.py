@@ -142,8 +142,8 @@ class HfNativeVideoLLM:
             problem = "has no config.json" if folder.is_dir() else "does not exist"
             raise FileNotFoundError(
                 f"model {self.name!r}: the folder {folder} {problem}. Download the checkpoint on a machine with "
-                f"internet (huggingface-cli download REPO --local-dir {folder}, the repo is named in "
-                f"conf/model/{self.name}.yaml), copy it here, or point model.path= at it")
+                f"internet (huggingface-cli download REPO --local-dir {folder}; conf/model/*.yaml name the repos), "
+                "copy it here, or point model.path= at it")
         self.batch_size, self.max_new_tokens, self.nan_guard = int(batch_size), int(max_new_tokens), nan_guard
         self.num_frames, self.fps, self.frames_message = num_frames, fps, frames_message
         self.video_kwargs = dict(video_kwargs or {})
@@ -167,7 +167,7 @@ class HfNativeVideoLLM:
         self._logits_to_keep = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         eos = self.model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos] if eos is not None else [self.tokenizer.eos_token_id]
-        self._stop_ids = {*eos_ids, self.tokenizer.pad_token_id}
+        self._eos_id, self._stop_ids = eos_ids[0], {*eos_ids, self.tokenizer.pad_token_id}
 
     def _inputs(self, clips: Sequence[ClipInput], prompt: Prompt, question: str):
         """Processor outputs for a batch, left-padded so that every row's last position is where its answer starts."""
@@ -244,7 +244,7 @@ class HfNativeVideoLLM:
         def run(batch: list[ClipInput]) -> list[ModelOutput]:
             started = time.perf_counter()
             inputs = self._inputs(batch, prompt, prompt.question if question == "detect" else prompt.when_question)
-            non_finite = _NonFiniteRows(self.tokenizer.pad_token_id)
+            non_finite = _NonFiniteRows(self._eos_id)
             with torch.inference_mode():
                 # temperature/top_p/top_k unset: a checkpoint's sampling defaults must not reach greedy decoding
                 sequences = self.model.generate(
