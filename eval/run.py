@@ -57,23 +57,28 @@ def load_splits(cfg: DictConfig) -> tuple[dict, str]:
 def model_config(cfg: DictConfig) -> dict:
     """The backend's keyword arguments: the model entry, plus the hardware profile for local-weights models."""
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    if model_cfg["kind"] in ("video_llama", "hf_native"):
+    kind = model_cfg["kind"]
+    if kind in HARDWARE_KEYS:
         hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
-        model_cfg = {**model_cfg, **{k: v for k, v in hardware.items() if k not in model_cfg or k == "dtype"}}
-        if model_cfg["kind"] == "hf_native":
-            model_cfg = {k: v for k, v in model_cfg.items() if k in _HF_NATIVE_KEYS}
+        accepted = HARDWARE_KEYS[kind] or set(hardware)
+        model_cfg.update({k: v for k, v in hardware.items() if k in accepted})
         path = model_cfg.get("path")
         if path and not Path(path).exists():
-            raise EvalSetupError(f"eval: model path {path} does not exist. Convert the original checkpoints with "
-                                 "scripts/convert_video_llama.py (README), or point model.path= at a converted "
-                                 "folder, a training run or one of its checkpoints")
+            how = ("convert the original checkpoints with scripts/convert_video_llama.py (README), or point "
+                   "model.path= at a converted folder, a training run or one of its checkpoints"
+                   if kind == "video_llama" else "download the model's HF folder on a machine with internet "
+                   "(huggingface-cli download ...) and set model.path=")
+            raise EvalSetupError(f"eval: model path {path} does not exist: {how}")
     if cfg.batch_size:
         model_cfg["batch_size"] = int(cfg.batch_size)
     return model_cfg
 
 
-_HF_NATIVE_KEYS = {"kind", "name", "path", "dtype", "device_map", "batch_size", "max_new_tokens", "attn_implementation",
-                   "num_frames", "fps", "max_memory", "nan_guard", "device"}
+# Which hardware-profile keys each local-weights backend takes (None: all of them); API models take none.
+HARDWARE_KEYS = {
+    "video_llama": None,
+    "hf_native": {"dtype", "device", "device_map", "max_memory", "attn_implementation", "nan_guard"},
+}
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")

@@ -110,3 +110,22 @@ def test_corrupt_frames_are_reported_by_clip_and_field(tmp_path, tiny_checkpoint
     (error,) = metrics["errors"]
     assert error["sample_id"] == "broken" and "clip 'broken' field 'frames': unreadable" in error["error"]
     assert metrics["classification"]["model"]["n_scored"] == 2
+
+
+def test_hardware_profile_reaches_local_models_only_with_keys_they_take(tmp_path):
+    from eval.run import model_config
+    from ghostprobe.config import compose
+
+    qwen_dir, llama_dir = tmp_path / "qwen", tmp_path / "llama"
+    qwen_dir.mkdir(), llama_dir.mkdir()
+    cfg = compose("eval", ["model=qwen2_5_vl_7b", "hardware=v100x4", f"model.path={qwen_dir}", "output_dir=x",
+                           "data.path=x"])
+    qwen = model_config(cfg)
+    assert qwen["dtype"] == "fp16" and qwen["device_map"] == "sequential" and "sdpa_backends" not in qwen
+    assert "video_kwargs" in qwen  # the model's own settings survive the merge
+    cfg = compose("eval", ["model=7b_finetuned", "hardware=v100x4", f"model.path={llama_dir}", "output_dir=x",
+                           "data.path=x"])
+    llama = model_config(cfg)
+    assert llama["dtype"] == "fp16" and llama["sdpa_backends"] == ["efficient", "math"]
+    api = model_config(compose("eval", ["model=gpt4o", "hardware=v100x4", "output_dir=x", "data.path=x"]))
+    assert "dtype" not in api and "device_map" not in api
