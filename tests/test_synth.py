@@ -35,7 +35,7 @@ def small_set(tmp_path_factory):
 def test_same_seed_same_files_other_seed_differs(tmp_path):
     kwargs = dict(num_clips=5, width=160, height=90, fps=15, duration_s=1.0)
     generate(tmp_path / "a", seed=3, **kwargs)
-    generate(tmp_path / "b", seed=3, **kwargs)
+    generate(tmp_path / "b", seed=3, workers=2, **kwargs)   # in parallel processes: still the same files
     generate(tmp_path / "c", seed=4, **kwargs)
     assert (tmp_path / "a/labels.json").read_bytes() == (tmp_path / "b/labels.json").read_bytes()
     assert (tmp_path / "a/labels.json").read_bytes() != (tmp_path / "c/labels.json").read_bytes()
