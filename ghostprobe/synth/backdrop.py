@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ghostprobe.synth.draw import FAR_M, NEAR_M, Camera, Lighting, pack, pack_array
+from ghostprobe.synth.draw import FAR_M, NEAR_M, Camera, Lighting, pack_array
 from ghostprobe.synth.world import CAMERA_HEIGHT_M, Route
 
 SKY = {"day": ((95, 145, 215), (190, 210, 230)), "dusk": ((60, 55, 110), (235, 140, 85)),
@@ -145,16 +145,24 @@ class Backdrop:
             c = np.nonzero(ok)[0]
             c0, c1 = int(c[0]), int(c[-1]) + 1
             z = z[c0:c1].astype(np.float32)
-            shade = self.light.shade_array(np.full((c1 - c0, 3), 255.0, np.float32), z, np.full_like(z, xf)) / 255.0
+            # Per column: colour = paint * gain + haze, the light and fog Lighting.shade gives at that distance.
+            fog = np.broadcast_to(np.asarray(self.light.fog(z), np.float32), z.shape)[:, None]
+            light = np.broadcast_to(np.asarray(self.light.factor(z, xf), np.float32), z.shape)[:, None]
+            gain = light * np.asarray(self.light.tint, np.float32) * (1 - fog)
+            haze = fog * np.asarray(self.light.fog_colour, np.float32)
             rows = np.arange(cam.height, dtype=np.float32)[:, None] + 0.5
             y_world = CAMERA_HEIGHT_M - (rows - cam.horizon) * z[None, :] / cam.f
-            windows = ((y_world % 3.3) > 1.1) & ((y_world % 3.3) < 2.4) & (y_world > 0.8) if urban else None
+            # No windows beyond 60 m: there they would only alias into stripes.
+            windows = (((y_world % 3.3) > 1.1) & ((y_world % 3.3) < 2.4) & (y_world > 0.8) & (z[None, :] < 60.0)
+                       if urban else None)
             floor = np.floor(y_world / 3.3).astype(np.int32)
-            self.sides.append((c0, c1, z, shade.astype(np.float32), y_world, y_world >= 0, windows, floor))
+            self.sides.append((c0, c1, z, (gain, haze, 1 - fog), y_world, y_world >= 0, windows, floor))
         self.window_phase = rng.uniform(0, 3.0)
 
     def paint_moving(self, frame: np.ndarray, ego_z: float) -> None:
         """Draw the ego-motion-dependent textures (packed frame) for an ego that has driven ego_z metres."""
+        if not frame.flags.c_contiguous:
+            raise ValueError("paint_moving needs a C-contiguous frame: it writes through a flat view")
         flat = frame.reshape(-1)
         idx, rows, dark = self.patches
         cell = np.floor((self.z_row + ego_z) / 4.0).astype(np.int64) % _TABLE
@@ -167,23 +175,24 @@ class Backdrop:
             sel = on[rows]
             flat[idx[sel]] = paint[sel]
         night = self.route.light == "night"
-        for c0, c1, z, shade, y_world, above_ground, windows, floor in self.sides:
+        for c0, c1, z, (gain, haze, clear), y_world, above_ground, windows, floor in self.sides:
             zw = z + ego_z
             seg = np.floor(zw / self.seg_len).astype(np.int64) % _TABLE
             mask = above_ground & (y_world < self.seg_height[seg][None, :])
             sub = frame[:, c0:c1]
-            colour = pack_array(self.seg_colour[seg] * shade)
+            colour = pack_array(np.clip(self.seg_colour[seg] * gain + haze + 0.5, 0, 255))
             np.copyto(sub, np.broadcast_to(colour[None, :], sub.shape), where=mask)
             if windows is None:
                 continue
             win_col = ((zw + self.window_phase) % 3.0) < 1.6
             glass = mask & windows & win_col[None, :]
-            glass_colour = pack_array(np.array([45, 55, 70], np.float32) * shade)
+            glass_colour = pack_array(np.clip(np.array([45, 55, 70], np.float32) * gain + haze + 0.5, 0, 255))
             np.copyto(sub, np.broadcast_to(glass_colour[None, :], sub.shape), where=glass)
             if night:
                 idx = np.floor((zw + self.window_phase) / 3.0).astype(np.int64)
-                lit = glass & (((floor * 7 + idx[None, :] * 13) % 11) < 3)
-                sub[lit] = pack((230, 190, 110))
+                lit_windows = glass & (((floor * 7 + idx[None, :] * 13) % 11) < 3)   # a fixed pattern of lit rooms
+                lamp = pack_array(np.clip(np.array([230, 190, 110], np.float32) * clear + haze + 0.5, 0, 255))
+                np.copyto(sub, np.broadcast_to(lamp[None, :], sub.shape), where=lit_windows)
 
 
 class Bonnet:

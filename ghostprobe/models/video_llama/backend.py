@@ -24,6 +24,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from ghostprobe.answers import parse_event_time_s, parse_yes_no
 from ghostprobe.models.base import ClipInput, ModelOutput, Prompt, register
 
+from .finetuned import load_video_llama, resolve_model_dir
 from .modeling import VideoLlamaForConditionalGeneration
 from .processing import AnswerChoice, VideoLlamaProcessor
 
@@ -115,7 +116,8 @@ class VideoLlamaBackend:
     """A converted Video-LLaMA-2 folder (scripts/convert_video_llama.py, or the tiny one) as a `VideoQAModel`.
 
     Args:
-        path: the converted folder (model, tokenizer with `<ImageHere>`, optional processor_config.json).
+        path: the converted folder (model, tokenizer with `<ImageHere>`, optional processor_config.json), or a
+            checkpoint / run directory written by train/main.py (see finetuned.resolve_model_dir).
         batch_size: clips per forward pass / generate call.
         dtype, device_map, max_memory, attn_implementation, load_in_8bit, load_in_4bit: see `from_pretrained_kwargs`.
         device: where the whole model goes when device_map is null ("auto": cuda if available, else cpu).
@@ -131,24 +133,21 @@ class VideoLlamaBackend:
                  attn_implementation: str = "sdpa", sdpa_backends: Sequence[str] | None = None,
                  load_in_8bit: bool = False, load_in_4bit: bool = False, nan_guard: bool = True,
                  generation: Mapping | None = None, resize: str = "straight"):
-        path = Path(path)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(
-                f"{path}: not a converted Video-LLaMA folder (no config.json). Convert the original checkpoints with "
-                f"scripts/convert_video_llama.py, or build the tiny test model: python -m "
-                f"ghostprobe.models.video_llama.tiny {path}")
+        requested = Path(path)
+        # A converted folder as is; a training checkpoint or run directory (train/) -> its best complete checkpoint.
+        path = resolve_model_dir(requested)
         unknown = set(generation or {}) - set(GENERATION_DEFAULTS)
         if unknown:
             raise ValueError(f"unknown generation setting(s) {sorted(unknown)}; known: {sorted(GENERATION_DEFAULTS)}")
         unknown = set(sdpa_backends or ()) - set(SDPA_BACKENDS)
         if unknown:
             raise ValueError(f"unknown sdpa_backends {sorted(unknown)}; known: {sorted(SDPA_BACKENDS)}")
-        self.name = name or path.name
+        self.name = name or requested.name
         self.batch_size, self.nan_guard = int(batch_size), nan_guard
         self.generation = {**GENERATION_DEFAULTS, **(generation or {})}
         self._sdpa_backends = [SDPA_BACKENDS[b] for b in sdpa_backends] if sdpa_backends else None
         kwargs = from_pretrained_kwargs(dtype, device_map, max_memory, attn_implementation, load_in_8bit, load_in_4bit)
-        self.model = VideoLlamaForConditionalGeneration.from_pretrained(path, **kwargs).eval()
+        self.model = load_video_llama(path, **kwargs).eval()  # LoRA checkpoints come back merged
         if "device_map" not in kwargs:
             self.model.to("cuda" if device == "auto" and torch.cuda.is_available() else
                           "cpu" if device == "auto" else device)
