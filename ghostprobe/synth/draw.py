@@ -68,8 +68,8 @@ class Lighting:
             light = self.ambient
             if self.headlights:
                 z = z_m if z_m > 0.5 else 0.5
-                reach = 9.0 / z
-                light += self.headlights * math.exp(-(x_m / (1.0 + 0.22 * z)) ** 2) * (reach * reach if reach < 1 else 1)
+                reach = min(1.0, 9.0 / z)
+                light += self.headlights * math.exp(-(x_m / (1.0 + 0.22 * z)) ** 2) * reach * reach
             light *= dim
             kr, kg, kb = light * self.tint[0], light * self.tint[1], light * self.tint[2]
         if self.fog_m:
