@@ -100,10 +100,10 @@ def main(cfg: DictConfig) -> None:
     model = build_model(model_cfg)
     model_name = model_cfg.get("name") or getattr(model, "name", model_cfg["kind"])
     writer = PredictionWriter(pred_path)
-    wall_s = 0.0
+    wall_s = {}
     try:
         for split, dataset in splits.items():
-            wall_s += evaluate_split(
+            wall_s[split] = evaluate_split(
                 model, prompt, dataset, split, identity, writer, done, int(model_cfg.get("batch_size", 1)),
                 int(cfg.prefetch_batches), bool(cfg.generate_answers), bool(cfg.ask_event_time), model_name,
                 fingerprint, rank, world_size)
@@ -117,8 +117,12 @@ def main(cfg: DictConfig) -> None:
             return
     rows = read_rows([out_dir / "predictions.jsonl"])
     by_split = {split: _latest(rows, identity, split, ds["sample_id"]) for split, ds in splits.items()}
+    # Throughput from this run's wall clock only when it scored the whole test split; a resumed run falls back to
+    # the sum of per-clip latencies.
+    resumed = any(row_key(identity, cfg.data.split, s) in done for s in splits[cfg.data.split]["sample_id"])
+    test_wall_s = None if resumed or world_size > 1 else wall_s[cfg.data.split]
     summary = summarize(by_split[cfg.data.split], by_split.get("val", []), by_split.get("earliness", []),
-                        OmegaConf.to_container(cfg, resolve=True), wall_s if wall_s > 0 else None)
+                        OmegaConf.to_container(cfg, resolve=True), test_wall_s)
     metrics = {"model": model_name, "prompt": prompt.name,
                "data": {"path": str(cfg.data.path), "split": cfg.data.split, "fingerprint": fingerprint,
                         "num_samples": len(by_split[cfg.data.split])},
