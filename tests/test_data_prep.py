@@ -216,3 +216,24 @@ def test_storage_modes_read_back_alike(tmp_path, make_video, storage):
         # Lossy, but exactly the JPEG round trip of the exact frames at the configured quality.
         round_trip = frames_from_row([{"bytes": b} for b in encode_jpeg(exact, 90)])
         np.testing.assert_array_equal(frames, round_trip)
+
+
+def test_pyav_takes_over_when_decord_cannot_read(tmp_path, make_video, monkeypatch):
+    import ghostprobe.video as video
+
+    make_video("videos/a.avi", num_frames=45, fps=30, width=640, height=360, codec="mpeg4")
+    labels = write_label_file(tmp_path / "labels.json", [clip("a", "videos/a.avi", split="test")])
+
+    def decord_fails(*args, **kwargs):
+        raise RuntimeError("decord: cannot open this file")
+
+    monkeypatch.setattr(video, "_probe_decord", decord_fails)
+    report = prepare_dataset(labels, tmp_path / "out", prep_settings())
+    assert report["rejected"] == []
+    row = load_from_disk(str(tmp_path / "out"))["test"].with_format("numpy")[0]
+    assert row["decode_backend"] == "pyav" and row["video_num_frames"] == 45 and row["video_codec"] == "mpeg4"
+    monkeypatch.undo()
+    path = tmp_path / "videos/a.avi"
+    with_decord = resize_frames(read_frames(path, uniform_indices(45, 8), probe_video(path)), 224)
+    # Both decoders are FFmpeg underneath; only the YUV->RGB conversion may round differently.
+    assert np.abs(frames_from_row(row["frames"]).astype(int) - with_decord).mean() < 2.0
