@@ -117,8 +117,8 @@ def main() -> None:
 
     print(f"{args.clips} synthetic H.264 clips of {args.duration_s:g} s at {args.fps} fps, {FRAMES_PER_CLIP} frames "
           "per clip, prep resizes to 224 and stores uint8\n")
-    print(f"| resolution | num_proc | bare decode clips/s | prep clips/s | prep frames/s | prep / bare time | "
-          f"peak RSS main (MiB) | peak RSS worker (MiB) |")
+    print("| resolution | num_proc | bare decode clips/s | prep clips/s | prep frames/s | prep / bare time | "
+          "peak RSS main (MiB) | peak RSS worker (MiB) |")
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         small_dir = Path(tmp) / "small"

@@ -195,6 +195,35 @@ def reply_to_output(clip: ClipInput, reply: Reply, prompt: Prompt, question: str
 # Sending: rate limit, retries, threads, accounting
 
 
+
+class ApiModel:
+    """What GPT-4o and Gemini share: score/generate through a `ClipRunner`; subclasses set `config`, `name`,
+    `_client`, `_runner` and implement `_send(clip, prompt, question, max_tokens, logprobs) -> Reply`."""
+
+    def score(self, clips: list[ClipInput], prompt: Prompt) -> list[ModelOutput]:
+        """P(ghost probing) per clip from the first answer token's logprobs; the parsed answer where there are none."""
+        return self._runner.run(
+            clips,
+            lambda clip: self._send(clip, prompt, prompt.question, self.config.max_tokens_score, logprobs=True),
+            lambda clip, reply: reply_to_output(clip, reply, prompt, "detect", want_score=True),
+        )
+
+    def generate(self, clips: list[ClipInput], prompt: Prompt, question: str = "detect") -> list[ModelOutput]:
+        """Free-text answers, parsed into yes/no and, for question="when", the event time in seconds."""
+        text = {"detect": prompt.question, "when": prompt.when_question}[question]
+        return self._runner.run(
+            clips,
+            lambda clip: self._send(clip, prompt, text, self.config.max_tokens_generate, logprobs=False),
+            lambda clip, reply: reply_to_output(clip, reply, prompt, question, want_score=False),
+        )
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._client.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"  # the config names the key's variable, never the key
+
 class RateLimiter:
     """A thread-safe token bucket: on average `requests_per_minute`, at most `burst` requests back to back."""
 

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from ghostprobe.models.api.common import (
+    ApiModel,
     CLIP,
     FATAL,
     TRANSIENT,
@@ -23,12 +24,11 @@ from ghostprobe.models.api.common import (
     jpeg_bytes,
     read_api_key,
     redactor,
-    reply_to_output,
     retry_after_s,
     select_frames,
     user_text,
 )
-from ghostprobe.models.base import ClipInput, ModelOutput, Prompt, register
+from ghostprobe.models.base import ClipInput, Prompt, register
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class GeminiConfig(ApiConfig):
 
 
 @register("gemini")
-class GeminiModel:
+class GeminiModel(ApiModel):
     """A VideoQAModel answering through Gemini generateContent with inline images (build it with `kind: gemini`)."""
 
     def __init__(self, **cfg):
@@ -64,30 +64,6 @@ class GeminiModel:
         )
         self._logprobs_refused = False
         self._runner = ClipRunner(self.config, self._classify, self._describe, self._retry_after)
-
-    def __repr__(self) -> str:
-        return f"GeminiModel({self.config!r})"  # the config names the key's variable, never the key
-
-    def score(self, clips: list[ClipInput], prompt: Prompt) -> list[ModelOutput]:
-        """P(ghost probing) per clip from response logprobs when served, else from the parsed answer."""
-        return self._runner.run(
-            clips,
-            lambda clip: self._send(clip, prompt, prompt.question, self.config.max_tokens_score, logprobs=True),
-            lambda clip, reply: reply_to_output(clip, reply, prompt, "detect", want_score=True),
-        )
-
-    def generate(self, clips: list[ClipInput], prompt: Prompt, question: str = "detect") -> list[ModelOutput]:
-        """Free-text answers, parsed into yes/no and, for question="when", the event time in seconds."""
-        text = {"detect": prompt.question, "when": prompt.when_question}[question]
-        return self._runner.run(
-            clips,
-            lambda clip: self._send(clip, prompt, text, self.config.max_tokens_generate, logprobs=False),
-            lambda clip, reply: reply_to_output(clip, reply, prompt, question, want_score=False),
-        )
-
-    def close(self) -> None:
-        """Close the HTTP connections."""
-        self._client.close()
 
     def _send(self, clip: ClipInput, prompt: Prompt, question: str, max_tokens: int, logprobs: bool) -> Reply:
         types = self._types

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ghostprobe.models.api.common import (
+    ApiModel,
     CLIP,
     FATAL,
     TRANSIENT,
@@ -21,12 +22,11 @@ from ghostprobe.models.api.common import (
     jpeg_data_url,
     read_api_key,
     redactor,
-    reply_to_output,
     retry_after_s,
     select_frames,
     user_text,
 )
-from ghostprobe.models.base import ClipInput, ModelOutput, Prompt, register
+from ghostprobe.models.base import ClipInput, Prompt, register
 
 
 @dataclass(kw_only=True)
@@ -35,7 +35,7 @@ class OpenAIConfig(ApiConfig):
 
 
 @register("openai")
-class OpenAIChatModel:
+class OpenAIChatModel(ApiModel):
     """A VideoQAModel answering through OpenAI chat completions with images (build it with `kind: openai`)."""
 
     def __init__(self, **cfg):
@@ -49,30 +49,6 @@ class OpenAIChatModel:
             api_key=key, base_url=self.config.base_url, timeout=self.config.timeout_s, max_retries=0
         )
         self._runner = ClipRunner(self.config, self._classify, self._describe, self._retry_after)
-
-    def __repr__(self) -> str:
-        return f"OpenAIChatModel({self.config!r})"  # the config names the key's variable, never the key
-
-    def score(self, clips: list[ClipInput], prompt: Prompt) -> list[ModelOutput]:
-        """P(ghost probing) per clip from the first answer token's logprobs; the parsed answer where there are none."""
-        return self._runner.run(
-            clips,
-            lambda clip: self._send(clip, prompt, prompt.question, self.config.max_tokens_score, logprobs=True),
-            lambda clip, reply: reply_to_output(clip, reply, prompt, "detect", want_score=True),
-        )
-
-    def generate(self, clips: list[ClipInput], prompt: Prompt, question: str = "detect") -> list[ModelOutput]:
-        """Free-text answers, parsed into yes/no and, for question="when", the event time in seconds."""
-        text = {"detect": prompt.question, "when": prompt.when_question}[question]
-        return self._runner.run(
-            clips,
-            lambda clip: self._send(clip, prompt, text, self.config.max_tokens_generate, logprobs=False),
-            lambda clip, reply: reply_to_output(clip, reply, prompt, question, want_score=False),
-        )
-
-    def close(self) -> None:
-        """Close the HTTP connections."""
-        self._client.close()
 
     def _send(self, clip: ClipInput, prompt: Prompt, question: str, max_tokens: int, logprobs: bool) -> Reply:
         frames, timestamps_s = select_frames(clip, self.config.max_frames)
