@@ -193,7 +193,7 @@ def test_resume_after_kill_reuses_clips_and_gives_the_same_fingerprint(tmp_path,
     assert resumed.returncode == 0, resumed.stderr
     report = json.loads((tmp_path / "killed/prep_report.json").read_text())
     assert report["reused_from_cache"] == done_before
-    clean = run_prep(labels, tmp_path / "clean")
+    assert run_prep(labels, tmp_path / "clean").returncode == 0
     clean_report = json.loads((tmp_path / "clean/prep_report.json").read_text())
     assert report["dataset_fingerprint"] == clean_report["dataset_fingerprint"]
     a, b = load_from_disk(str(tmp_path / "killed")), load_from_disk(str(tmp_path / "clean"))

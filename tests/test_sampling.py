@@ -1,6 +1,5 @@
 """Frame sampling policies: which frames the model sees."""
 
-import math
 
 import pytest
 
