@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -115,7 +116,7 @@ class WandbLogger(TrainerCallback):
 
         id_file = self.run_dir / "wandb_run_id"
         if not id_file.is_file():
-            id_file.write_text(wandb.util.generate_id())
+            id_file.write_text(secrets.token_hex(4))  # kept, so that resuming continues this W&B run
         self.run = wandb.init(
             project=self.settings["project"], entity=self.settings.get("entity"), group=self.settings["group"],
             name=self.run_dir.name, id=id_file.read_text().strip(), resume="allow", dir=str(self.run_dir),

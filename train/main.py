@@ -59,6 +59,10 @@ def init_distributed() -> None:
     import deepspeed.ops
 
     if not torch.cuda.is_available():
+        if "OMP_NUM_THREADS" not in os.environ:
+            # CPU ranks share the cores; each taking all of them (torch's default) oversubscribes and slows all.
+            ranks_here = int(os.environ.get("LOCAL_SIZE", os.environ.get("LOCAL_WORLD_SIZE", "1")))
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks_here))
         # DeepSpeed compiles a shared-memory all-reduce kernel on first use on CPU (~2 min on 2 cores); it serves
         # only inference all-reduce, which training never calls.
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False

@@ -1,0 +1,66 @@
+"""Export a trained model as one plain folder: LoRA merged into the base, ready for `from_pretrained` and eval.
+
+    python scripts/export_model.py run_dir=runs/lora_fewshot/20250101-120000 out=checkpoints/lora-merged
+    python scripts/export_model.py run_dir=RUN/checkpoint-200 out=DIR dtype=bf16 base_model=/new/place/of/base
+
+`run_dir` may be a run directory (its best complete checkpoint is taken, see
+ghostprobe.models.video_llama.finetuned.best_checkpoint) or one checkpoint folder. The output holds config.json,
+model.safetensors, the tokenizer and processor_config.json: `python eval/run.py model=tiny model.path=DIR ...`
+loads it like a converted checkpoint, without peft and without the merge at load time.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ghostprobe.models.video_llama.finetuned import checkpoint_info, load_video_llama, resolve_model_dir  # noqa: E402
+from ghostprobe.models.video_llama.processing import VideoLlamaProcessor  # noqa: E402
+
+DTYPES = ("fp32", "bf16", "fp16")
+USAGE = "usage: python scripts/export_model.py run_dir=RUN_OR_CHECKPOINT out=DIR [dtype=fp32|bf16|fp16] [base_model=DIR]"
+
+
+def parse_args(argv: list[str]) -> dict[str, str]:
+    """key=value arguments (the same style as the Hydra stages); unknown or missing keys exit with the usage line."""
+    args = {}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in ("run_dir", "out", "dtype", "base_model"):
+            raise SystemExit(f"unknown argument {arg!r}\n{USAGE}")
+        args[key] = value
+    if "run_dir" not in args or "out" not in args:
+        raise SystemExit(USAGE)
+    if args.setdefault("dtype", "fp32") not in DTYPES:
+        raise SystemExit(f"dtype must be one of {DTYPES}, got {args['dtype']!r}")
+    return args
+
+
+def export(run_dir: str | Path, out: str | Path, dtype: str = "fp32", base_model: str | None = None) -> Path:
+    """Write the merged model of `run_dir` (run directory or checkpoint) to `out`; return `out`."""
+    import torch
+
+    source = resolve_model_dir(run_dir)
+    info = checkpoint_info(source)
+    model = load_video_llama(source, base_model=base_model,
+                             dtype={"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype])
+    out = Path(out)
+    model.save_pretrained(out)
+    VideoLlamaProcessor.from_pretrained(source).save_pretrained(out)
+    provenance = {"exported_from": str(source.resolve()), "source_format": info["format"], "dtype": dtype,
+                  **{k: info[k] for k in ("base_model", "step", "prompt", "answers") if k in info}}
+    (out / "export_info.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    out = export(args["run_dir"], args["out"], args["dtype"], args.get("base_model"))
+    print(f"exported {resolve_model_dir(args['run_dir'])} -> {out}")
+
+
+if __name__ == "__main__":
+    main()
