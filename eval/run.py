@@ -97,6 +97,7 @@ def main(cfg: DictConfig) -> None:
     # Rows that failed (API outage, unreadable frames) are asked again: a re-run resumes after the outage.
     done = {row["key"] for row in read_rows(sorted(out_dir.glob("predictions*.jsonl"))) if row["error"] is None}
 
+    _warn_prompt_mismatch(model_cfg, prompt.name)
     model = build_model(model_cfg)
     model_name = model_cfg.get("name") or getattr(model, "name", model_cfg["kind"])
     writer = PredictionWriter(pred_path)
@@ -131,6 +132,18 @@ def main(cfg: DictConfig) -> None:
     _print_summary(metrics, out_dir)
     _write_report(out_dir)
     _log_wandb(cfg, metrics, out_dir)
+
+
+def _warn_prompt_mismatch(model_cfg: dict, prompt_name: str) -> None:
+    """A fine-tune answers the prompt it was trained on; scoring it with another one measures something else."""
+    if model_cfg["kind"] != "video_llama" or not model_cfg.get("path"):
+        return
+    from ghostprobe.models.video_llama.finetuned import checkpoint_info, resolve_model_dir
+
+    trained = checkpoint_info(resolve_model_dir(model_cfg["path"])).get("prompt")
+    if trained and trained != prompt_name:
+        print(f"eval: WARNING: {model_cfg['path']} was fine-tuned with prompt={trained} but is evaluated with "
+              f"prompt={prompt_name}; pass prompt={trained} to measure what was trained", file=sys.stderr)
 
 
 def _latest(rows: list[dict], identity: str, split: str, sample_ids) -> list[dict]:
