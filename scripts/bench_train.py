@@ -98,7 +98,7 @@ def summarize(metrics_file: Path, warmup_windows: int = 1) -> dict[str, float]:
             "samples_per_s_p75": float(np.percentile(samples, 75)),
             "tokens_per_s": float(np.median([m["tokens_per_s"] for m in windows])),
             "mfu": float(np.median([m["mfu"] for m in windows if m.get("mfu") is not None] or [np.nan])),
-            "peak_memory_gib": max(m["peak_memory_gb"] for m in logs if m.get("peak_memory_gb") is not None)}
+            "peak_memory_gib": max(m["peak_memory_gib"] for m in logs if m.get("peak_memory_gib") is not None)}
 
 
 def bench_cpu(args) -> None:

@@ -121,7 +121,7 @@ def test_lora_zero3_loss_falls_and_logs(lora_run):
     assert last < 0.9 * first, losses
     records = metrics(lora_run)
     step_logs = [m for m in records if "samples_per_s" in m]
-    for key in ("learning_rate", "grad_norm", "samples_per_s", "tokens_per_s", "mfu", "peak_memory_gb"):
+    for key in ("learning_rate", "grad_norm", "samples_per_s", "tokens_per_s", "mfu", "peak_memory_gib"):
         assert all(m[key] is not None and m[key] >= 0 for m in step_logs), key
     evals = [m for m in records if "eval_loss" in m]
     assert [m["step"] for m in evals] == [6, 12]

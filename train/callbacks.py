@@ -35,7 +35,7 @@ def _jsonable(value):
 
 
 class JsonlMetrics(TrainerCallback):
-    """Every log (training: loss, learning_rate, grad_norm, samples_per_s, tokens_per_s, mfu, peak_memory_gb;
+    """Every log (training: loss, learning_rate, grad_norm, samples_per_s, tokens_per_s, mfu, peak_memory_gib;
     validation: eval_*) as one JSON line in RUN/metrics.jsonl, with the step and wall time."""
 
     def __init__(self, run_dir: Path):

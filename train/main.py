@@ -61,8 +61,12 @@ def init_distributed() -> None:
     if not torch.cuda.is_available():
         if "OMP_NUM_THREADS" not in os.environ:
             # CPU ranks share the cores; each taking all of them (torch's default) oversubscribes and slows all.
+            # The variable too: accelerate (inside the Trainer) resets the thread count when it is unset, and it
+            # reads LOCAL_WORLD_SIZE, which the deepspeed launcher does not set (it sets LOCAL_SIZE).
             ranks_here = int(os.environ.get("LOCAL_SIZE", os.environ.get("LOCAL_WORLD_SIZE", "1")))
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // ranks_here))
+            threads = max(1, (os.cpu_count() or 1) // ranks_here)
+            os.environ["OMP_NUM_THREADS"] = str(threads)
+            torch.set_num_threads(threads)
         # DeepSpeed compiles a shared-memory all-reduce kernel on first use on CPU (~2 min on 2 cores); it serves
         # only inference all-reduce, which training never calls.
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False

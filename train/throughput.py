@@ -90,7 +90,7 @@ def measure_matmul_tflops(n: int, dtype: torch.dtype, device: str, repeats: int 
     return 2 * n ** 3 / best / 1e12
 
 
-def peak_memory_gb() -> float:
+def peak_memory_gib() -> float:
     """Peak memory of this rank: allocated GPU memory on GPU, the process's max resident set on CPU."""
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2 ** 30

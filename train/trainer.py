@@ -24,7 +24,7 @@ from ghostprobe.models.video_llama.backend import yes_probability_from_logits
 from ghostprobe.models.video_llama.finetuned import CHECKPOINT_INFO, TRAINABLES_FILE
 from ghostprobe.models.video_llama.processing import IGNORE_INDEX, AnswerChoice
 
-from train.throughput import peak_memory_gb
+from train.throughput import peak_memory_gib
 
 # Validation metrics logged (with the eval_ prefix) and selectable as eval.metric.
 VAL_METRICS = ("accuracy", "balanced_accuracy", "fpr", "fnr", "auroc", "f1")
@@ -123,7 +123,8 @@ class VideoLlamaTrainer(Trainer):
         self.choice, self.train_sampler = choice, train_sampler
         self.flops_per_sample, self.peak_flops = flops_per_sample, peak_flops
         self.checkpoint_info = checkpoint_info or {"format": "full"}
-        self._window = None  # (time, step, tokens) at the previous training log
+        self._window = None  # (time, samples, tokens) at the previous training log
+        self._samples_seen = 0  # clips trained on by all ranks (counted per batch: an epoch's last one is short)
         self._paused_s = 0.0  # evaluation and checkpoint time inside the current window
 
     # ---- data ---------------------------------------------------------------------------------------------
@@ -133,6 +134,8 @@ class VideoLlamaTrainer(Trainer):
     # ---- loss and validation ------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = {k: v for k, v in inputs.items() if k != "targets"}
+        if model.training:  # every rank gets a batch of the same size (DistributedSampler pads the shards)
+            self._samples_seen += len(inputs["input_ids"]) * self.args.world_size
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -161,19 +164,18 @@ class VideoLlamaTrainer(Trainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # a training log: add throughput over the steps since the previous one
-            now, step, tokens = time.perf_counter(), self.state.global_step, self.state.num_input_tokens_seen
+            now, seen, tokens = time.perf_counter(), self._samples_seen, self.state.num_input_tokens_seen
             if self._window is not None:
                 seconds = now - self._window[0] - self._paused_s
-                samples = (step - self._window[1]) * self.args.train_batch_size * \
-                    self.args.gradient_accumulation_steps * self.args.world_size
+                samples = seen - self._window[1]
                 if seconds > 0 and samples > 0:
                     logs["samples_per_s"] = samples / seconds
                     logs["tokens_per_s"] = (tokens - self._window[2]) / seconds
                     if self.peak_flops:
                         logs["mfu"] = samples * self.flops_per_sample / seconds / (
                             self.peak_flops * self.args.world_size)
-            logs["peak_memory_gb"] = peak_memory_gb()
-            self._window, self._paused_s = (now, step, tokens), 0.0
+            logs["peak_memory_gib"] = peak_memory_gib()
+            self._window, self._paused_s = (now, seen, tokens), 0.0
         super().log(logs, start_time)
 
     # ---- saving -------------------------------------------------------------------------------------------
