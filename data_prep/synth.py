@@ -25,7 +25,9 @@ def main(cfg: DictConfig) -> None:
     labels = generate(out_dir=cfg.out_dir, num_clips=cfg.num_clips, seed=cfg.seed, width=cfg.width,
                       height=cfg.height, fps=cfg.fps, duration_s=cfg.duration_s,
                       scenario_weights=OmegaConf.to_container(cfg.scenario_weights, resolve=True), crf=cfg.crf,
-                      preset=cfg.preset, workers=cfg.workers)
+                      preset=cfg.preset, workers=cfg.workers,
+                      light_weights=OmegaConf.to_container(cfg.light_weights, resolve=True),
+                      weather_weights=OmegaConf.to_container(cfg.weather_weights, resolve=True))
     counts = Counter(clip.label for clip in labels)
     per_label = ", ".join(f"{name} {counts[name]}" for name in LABEL_NAMES)
     print(f"synth: wrote {len(labels)} clips ({per_label}) to {Path(cfg.out_dir) / 'labels.json'} in "

@@ -150,3 +150,19 @@ def test_bad_scenario_weights_are_named():
         sample_specs(4, seed=0, scenario_weights={"ghost_probbing": 1.0})
     specs = sample_specs(6, seed=0, scenario_weights={"cut_in": 1.0, "ghost_probing": 0})
     assert {s.scenario for s in specs} == {"cut_in"}
+
+
+def test_light_and_weather_mix_changes_only_light_and_weather():
+    default = sample_specs(30, seed=4)
+    counts = Counter(spec.route.light for spec in default)
+    assert set(counts) == {"day", "dusk", "night"}  # the default mix has every light in 30 clips
+    night_fog = sample_specs(30, seed=4, light_weights={"night": 1.0}, weather_weights={"fog": 2.0})
+    assert {(s.route.light, s.route.weather) for s in night_fog} == {("night", "fog")}
+    # the same clips otherwise: scenarios, actors, roads
+    assert [s.scenario for s in night_fog] == [s.scenario for s in default]
+    assert [s.actor for s in night_fog] == [s.actor for s in default]
+    assert [s.route.road for s in night_fog] == [s.route.road for s in default]
+    with pytest.raises(ValueError, match="unknown name.*'noon'.*light_weights"):
+        sample_specs(4, seed=0, light_weights={"noon": 1.0})
+    with pytest.raises(ValueError, match="weather_weights must be >= 0 with a positive sum"):
+        sample_specs(4, seed=0, weather_weights={"fog": 0.0})

@@ -25,6 +25,9 @@ SCENARIO_LABELS = {
 # Library default; conf/synth.yaml carries the same numbers for the command line.
 DEFAULT_SCENARIO_WEIGHTS = {"ghost_probing": 0.4, "visible_crossing": 0.12, "emerge_no_path": 0.12,
                             "occluder_only": 0.12, "empty_road": 0.12, "cut_in": 0.12}
+# Shares of routes by light and weather (conf/synth.yaml carries the same numbers).
+DEFAULT_LIGHT_WEIGHTS = {"day": 0.6, "dusk": 0.2, "night": 0.2}
+DEFAULT_WEATHER_WEIGHTS = {"clear": 0.7, "rain": 0.15, "fog": 0.15}
 # Where the path entry (or the stop at the kerb) falls, as a share of the clip: the middle, so that 8 uniformly
 # sampled frames show both the hidden approach and the emergence.
 EVENT_WINDOW = (0.4, 0.75)
@@ -37,12 +40,15 @@ class UnusableSpec(RuntimeError):
 
 
 def sample_specs(num_clips: int, seed: int, width: int = 320, height: int = 180, fps: float = 15,
-                 duration_s: float = 5.0, scenario_weights: dict[str, float] | None = None) -> list[ClipSpec]:
+                 duration_s: float = 5.0, scenario_weights: dict[str, float] | None = None,
+                 light_weights: dict[str, float] | None = None,
+                 weather_weights: dict[str, float] | None = None) -> list[ClipSpec]:
     """Sample `num_clips` clip specs (clip ids synth_00000, ...) for `seed`.
 
     Scenarios are allotted in proportion to `scenario_weights` (largest remainder, then shuffled), so a run of 40
     clips with the default weights holds every scenario. Consecutive clips share a route (1-3 clips): same place,
-    light, weather and background. Raises ValueError for unknown scenario names or unusable sizes.
+    light, weather and background; routes draw light and weather with `light_weights` / `weather_weights`
+    (changing them changes nothing else of a route). Raises ValueError for unknown names or unusable sizes.
     """
     if num_clips < 0:
         raise ValueError(f"num_clips must be >= 0, got {num_clips}")
@@ -51,6 +57,8 @@ def sample_specs(num_clips: int, seed: int, width: int = 320, height: int = 180,
     if fps <= 0 or duration_s <= 0 or round(duration_s * fps) < 4:
         raise ValueError(f"need at least 4 frames: fps={fps}, duration_s={duration_s}")
     plan = _scenario_plan(num_clips, _check_weights(scenario_weights), np.random.default_rng([seed, 0]))
+    light_p = _shares(light_weights, DEFAULT_LIGHT_WEIGHTS, "light_weights")
+    weather_p = _shares(weather_weights, DEFAULT_WEATHER_WEIGHTS, "weather_weights")
     route_lengths = np.random.default_rng([seed, 1])
     specs: list[ClipSpec] = []
     route: Route | None = None
@@ -60,7 +68,7 @@ def sample_specs(num_clips: int, seed: int, width: int = 320, height: int = 180,
         if left_in_route == 0 or (need_lane and not _same_lane_sides(route.road)):
             route_idx += 1
             route = _sample_route(np.random.default_rng([seed, 2, route_idx]), f"synth_s{seed}_r{route_idx:05d}",
-                                  need_lane)
+                                  need_lane, light_p, weather_p)
             left_in_route = int(route_lengths.integers(1, 4))
         left_in_route -= 1
         rng = np.random.default_rng([seed, 3, index])
@@ -101,7 +109,20 @@ def _same_lane_sides(road: Road) -> list[str]:
     return [side for side, lane in (("left", road.left_lane), ("right", road.right_lane)) if lane == "same"]
 
 
-def _sample_route(rng: np.random.Generator, route_id: str, need_same_lane: bool) -> Route:
+def _shares(weights: dict[str, float] | None, default: dict[str, float], name: str) -> list[float]:
+    """Probabilities in the order of `default`'s keys, from user weights (missing names get 0)."""
+    weights = dict(default if weights is None else weights)
+    unknown = sorted(set(weights) - set(default))
+    if unknown:
+        raise ValueError(f"unknown name(s) {unknown} in {name}; known: {sorted(default)}")
+    values = np.array([float(weights.get(key, 0.0)) for key in default])
+    if (values < 0).any() or values.sum() <= 0:
+        raise ValueError(f"{name} must be >= 0 with a positive sum, got {weights}")
+    return list(values / values.sum())
+
+
+def _sample_route(rng: np.random.Generator, route_id: str, need_same_lane: bool, light_p: list[float],
+                  weather_p: list[float]) -> Route:
     scene = "urban" if rng.random() < 0.7 else "rural"
     u = rng.uniform
     if scene == "urban":
@@ -114,8 +135,8 @@ def _sample_route(rng: np.random.Generator, route_id: str, need_same_lane: bool)
         kind = "rural_dual_lane" if need_same_lane or rng.random() < 0.3 else "rural_two_way"
         road = Road(kind, u(3.2, 3.6), "same" if kind == "rural_dual_lane" else "oncoming", None,
                     u(0.5, 1.2), u(0.5, 1.2), u(2.0, 5.0), u(3.0, 15.0))
-    light = str(rng.choice(["day", "dusk", "night"], p=[0.6, 0.2, 0.2]))
-    weather = str(rng.choice(["clear", "rain", "fog"], p=[0.7, 0.15, 0.15]))
+    light = str(rng.choice(list(DEFAULT_LIGHT_WEIGHTS), p=light_p))
+    weather = str(rng.choice(list(DEFAULT_WEATHER_WEIGHTS), p=weather_p))
     fog_m = u(35, 70) if weather == "fog" else (u(110, 180) if weather == "rain" else None)
     hood = tuple(int(c) for c in layout.VEHICLE_COLOURS[rng.integers(len(layout.VEHICLE_COLOURS))])
     return Route(route_id, int(rng.integers(2**31)), light, weather, scene, road, fog_m, hood)
