@@ -101,8 +101,12 @@ def _widen_init(model: VideoLlamaForConditionalGeneration) -> None:
             param.normal_(std=0.3)
 
 
-def build_tiny_checkpoint(out_dir: str | Path, seed: int = 0) -> Path:
+def build_tiny_checkpoint(out_dir: str | Path, seed: int = 0, image_size: int = 28, patch_size: int = 14) -> Path:
     """Write a random-init tiny-preset Video-LLaMA folder (model, tokenizer, processor) to `out_dir`; return it.
+
+    `image_size`/`patch_size`: the ViT's input; the default 28/14 (4 patches) is the fastest for tests that only
+    need the code paths, 56/8 (49 patches) is what a model must see to learn the synthetic task (conf/exp/
+    tiny_synthetic.yaml): at 28 px the actor is a pixel or two.
 
     Load it as a converted checkpoint: `build_model({"kind": "video_llama", "path": out_dir})`, or
     `VideoLlamaForConditionalGeneration.from_pretrained(out_dir)` + `VideoLlamaProcessor.from_pretrained(out_dir)`.
@@ -111,6 +115,9 @@ def build_tiny_checkpoint(out_dir: str | Path, seed: int = 0) -> Path:
     """
     out_dir = Path(out_dir)
     config = video_llama_config("tiny")
+    if image_size % patch_size:
+        raise ValueError(f"image_size={image_size} is not a multiple of patch_size={patch_size}")
+    config.vision_config.image_size, config.vision_config.patch_size = image_size, patch_size
     tokenizer = tiny_video_tokenizer(config.text_config.vocab_size)
     config.video_token_index = tokenizer.convert_tokens_to_ids(VIDEO_PLACEHOLDER_TOKEN)
     torch.manual_seed(seed)
@@ -130,8 +137,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write a random-init tiny Video-LLaMA checkpoint folder.")
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--image-size", type=int, default=28, help="ViT input size in pixels (default 28)")
+    parser.add_argument("--patch-size", type=int, default=14, help="ViT patch size in pixels (default 14)")
     args = parser.parse_args(argv)
-    print(f"wrote {build_tiny_checkpoint(args.out_dir, args.seed)}")
+    print(f"wrote {build_tiny_checkpoint(args.out_dir, args.seed, args.image_size, args.patch_size)}")
 
 
 if __name__ == "__main__":
