@@ -37,9 +37,13 @@ def test_demo_trains_the_tiny_model_well_above_the_trivial_baselines(demo_dir):
     assert model["auroc"] >= 0.85, model
     for name in ("always_yes", "always_no"):
         assert baselines[name]["accuracy"] <= 0.6, (name, baselines[name])
-    # the harness scored the trained weights: the run's best checkpoint, with the prompt it was trained on
+    # the harness scored the trained run (its best checkpoint), with the prompt it was trained on
     summary = json.loads((demo_dir / "train" / "summary.json").read_text())
     assert summary["global_step"] == 600 and summary["best_checkpoint"]
+    assert Path(metrics["config"]["model"]["path"]) == demo_dir / "train"
+    trained_with = json.loads((demo_dir / "train" / summary["best_checkpoint"] / "ghostprobe_checkpoint.json")
+                              .read_text())["prompt"]
+    assert metrics["config"]["prompt"]["name"] == trained_with == "en"
 
 
 def test_demo_ends_in_a_report_with_its_numbers(demo_dir):
