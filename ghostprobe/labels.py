@@ -12,15 +12,17 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Strict, ValidationError, model_validator
 
 SCHEMA_VERSION = 1
 LABEL_NAMES = ("ghost_probing", "cut_in", "other_hazard", "normal")
 SPLIT_NAMES = ("train", "val", "test")
 
 Label = Literal["ghost_probing", "cut_in", "other_hazard", "normal"]
+# A time is a JSON number: "2.5", true and NaN/Infinity (which Python's json module reads) are errors, not coerced.
+Seconds = Annotated[float, Strict(), AllowInfNan(False)]
 
 
 class _Strict(BaseModel):
@@ -31,9 +33,9 @@ class _Strict(BaseModel):
 class Event(_Strict):
     """When and how the event happens; times are seconds from the start of the clip."""
 
-    t_first_visible_s: float | None = None
-    t_event_s: float | None = None
-    t_end_s: float | None = None
+    t_first_visible_s: Seconds | None = None
+    t_event_s: Seconds | None = None
+    t_end_s: Seconds | None = None
     actor: str | None = None
     occluder: str | None = None
     side: Literal["left", "right"] | None = None
@@ -131,7 +133,7 @@ def load_labels(path: str | Path) -> LabelSet:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # spreadsheet exports often start with a byte-order mark
     except FileNotFoundError:
         raise LabelFileError(f"{path}: label file not found") from None
     except UnicodeDecodeError as err:

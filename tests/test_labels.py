@@ -52,6 +52,11 @@ def test_jsonl_bad_line_loses_only_that_line(tmp_path):
     ({"context": {"light": "noon"}}, "context.light", "'day', 'night' or 'dusk'"),
     ({"split": "holdout"}, "split", "'train', 'val' or 'test'"),
     ({"video": 7}, "video", "valid string"),
+    # JSON allows NaN/Infinity and a spreadsheet may quote numbers: a time is a finite JSON number or nothing.
+    ({"event": {"t_first_visible_s": 1.0, "t_event_s": float("nan")}}, "event.t_event_s", "finite number (got nan)"),
+    ({"event": {"t_first_visible_s": 1.0, "t_event_s": float("inf")}}, "event.t_event_s", "finite number (got inf)"),
+    ({"event": {"t_first_visible_s": 1.0, "t_event_s": "2.5"}}, "event.t_event_s", "valid number (got '2.5')"),
+    ({"event": {"t_first_visible_s": True, "t_event_s": 2.0}}, "event.t_first_visible_s", "valid number (got True)"),
 ])
 def test_bad_clip_names_file_line_clip_and_field(tmp_path, change, field, words):
     path = write_label_file(tmp_path / "labels.json", [GOOD | {"clip_id": "ok"}, GOOD | change])
@@ -63,6 +68,17 @@ def test_bad_clip_names_file_line_clip_and_field(tmp_path, change, field, words)
     assert problem.line == line
     assert words in problem.message
     assert str(problem).startswith(f"{path} line {line}, clip 'c1', field {field}: ")
+
+
+def test_label_files_with_a_utf8_bom_read_whole(tmp_path):
+    # Spreadsheet exports often start with a byte-order mark.
+    as_json = tmp_path / "labels.json"
+    as_json.write_bytes(b"\xef\xbb\xbf" + json.dumps({"schema_version": 1, "clips": [GOOD]}).encode())
+    as_jsonl = tmp_path / "labels.jsonl"
+    as_jsonl.write_bytes(b"\xef\xbb\xbf" + "\n".join(json.dumps(GOOD | {"clip_id": c}) for c in ("c1", "c2")).encode())
+    for path, clip_ids in ((as_json, ["c1"]), (as_jsonl, ["c1", "c2"])):
+        labels = load_labels(path)
+        assert labels.problems == [] and [c.clip_id for c in labels.clips] == clip_ids, path
 
 
 def test_normal_clip_needs_no_event(tmp_path):
