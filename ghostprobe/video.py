@@ -7,6 +7,7 @@ carry on with the others.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -16,6 +17,13 @@ import numpy as np
 
 class VideoReadError(RuntimeError):
     """A video file that cannot be probed or decoded; the message names the file and the reason."""
+
+
+# FFmpeg demuxers that read one local file and nothing else. Any other is refused before a decoder opens the file:
+# playlists and lists (hls, concat, dash) and session descriptions (sdp) open further files or URLs, so a file
+# inside the videos folder could bring video from anywhere into a dataset.
+SINGLE_FILE_CONTAINERS = ("mov", "mp4", "matroska", "webm", "avi", "mpegts", "flv", "mpeg", "asf", "ogg", "h264",
+                          "hevc", "m4v")
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,7 @@ class VideoInfo:
 def probe_video(path: str | Path, decode_threads: int = 1) -> VideoInfo:
     """Read a video's metadata; decodes the first frame with the chosen backend to prove the file is readable."""
     path = _check_file(path)
+    codec, declared = _check_container(path)
     try:
         info = _probe_decord(path, decode_threads)
     except Exception as decord_err:  # decord raises its own error types, and sometimes plain RuntimeError
@@ -46,7 +55,6 @@ def probe_video(path: str | Path, decode_threads: int = 1) -> VideoInfo:
         except Exception as pyav_err:
             raise VideoReadError(f"{path}: cannot decode ({_diagnose(path, pyav_err)}); decord: "
                                  f"{_short(decord_err)}; PyAV: {_short(pyav_err)}") from None
-    codec, declared = _container_header(path)
     if info.codec == "unknown":
         info = replace(info, codec=codec)
     # A cut-off avi still opens and reads as a shorter clip; its header still declares the full length.
@@ -159,16 +167,41 @@ def _read_pyav(path: Path, wanted: list[int]) -> list[np.ndarray]:
     return [out[i] for i in wanted]
 
 
-def _container_header(path: Path) -> tuple[str, int]:
-    """(codec name, frame count the container declares or 0), from the header alone: no decoding."""
-    try:
-        import av
+def _check_container(path: Path) -> tuple[str, int]:
+    """Refuse anything but a plain single-file video; return (codec name, frame count the container declares or 0)
+    from the header alone, no decoding. A header PyAV cannot read is left to the decoders to diagnose."""
+    import av
 
-        with av.open(str(path)) as container:
+    listing = _lists_other_files(path)
+    # FFmpeg checks the whitelist after it picks a demuxer and before that demuxer reads anything.
+    only_single_file = {"format_whitelist": ",".join(SINGLE_FILE_CONTAINERS)}
+    try:
+        with av.open(str(path), container_options=only_single_file) as container:
+            if not container.streams.video:
+                only = " (the file holds only audio)" if container.streams.audio else ""
+                raise VideoReadError(f"{path}: no video stream{only}")
             stream = container.streams.video[0]
-            return stream.codec_context.name, int(stream.frames or 0)
-    except Exception:
+            codec = stream.codec_context.name if stream.codec_context else "unknown"  # None: no decoder for it
+            return codec, int(stream.frames or 0)
+    except av.error.FFmpegError as err:
+        if listing or err.errno == errno.EINVAL:
+            raise VideoReadError(f"{path}: {listing or 'a container format'}, not a plain video file: only "
+                                 f"single-file containers are read ({', '.join(SINGLE_FILE_CONTAINERS)}); "
+                                 "playlists and lists that open other files or URLs are refused") from None
         return "unknown", 0
+
+
+def _lists_other_files(path: Path) -> str | None:
+    """What a text file that names other files is (for the message), from its first bytes; None for anything else."""
+    with open(path, "rb") as f:
+        head = f.read(1024).removeprefix(b"\xef\xbb\xbf").lstrip()
+    if head.startswith(b"#EXTM3U"):
+        return "a playlist (#EXTM3U)"
+    if head.startswith(b"ffconcat"):
+        return "a concat list (ffconcat)"
+    if b"<MPD" in head:
+        return "a DASH manifest (<MPD>)"
+    return None
 
 
 def _diagnose(path: Path, pyav_err: Exception) -> str:

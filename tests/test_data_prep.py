@@ -72,6 +72,56 @@ def test_every_bad_input_is_rejected_by_name_and_the_rest_survive(tmp_path, make
     assert sorted(c for split in dataset.values() for c in split["clip_id"]) == [f"good{i}" for i in range(6)]
 
 
+def test_playlists_and_lists_of_other_files_are_refused_by_name(tmp_path, make_video):
+    # A playlist inside the videos folder that lists a video outside it must not bring that video into the dataset.
+    secret = make_video("elsewhere/secret.ts", num_frames=30, seed=9)  # MPEG-TS, the usual HLS segment
+    make_video("data/videos/good.mp4")
+    playlists = {
+        "absolute": f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n{secret}\n#EXT-X-ENDLIST\n",
+        "relative": "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n../../elsewhere/secret.ts\n#EXT-X-ENDLIST\n",
+        "url": f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nfile://{secret}\n#EXT-X-ENDLIST\n",
+    }
+    entries = [clip("good", "videos/good.mp4", split="test")]
+    for name, text in playlists.items():
+        (tmp_path / f"data/videos/{name}.m3u8").write_text(text)
+        entries.append(clip(name, f"videos/{name}.m3u8", split="test"))
+    # The content decides, not the name: a playlist called .mp4, and an FFmpeg concat list.
+    (tmp_path / "data/videos/disguised.mp4").write_text(playlists["absolute"])
+    (tmp_path / "data/videos/list.mp4").write_text("ffconcat version 1.0\nfile 'good.mp4'\nfile 'good.mp4'\n")
+    entries += [clip("disguised", "videos/disguised.mp4", split="test"), clip("list", "videos/list.mp4", split="test")]
+    report = prepare_dataset(write_label_file(tmp_path / "data/labels.json", entries), tmp_path / "out",
+                             prep_settings())
+
+    reasons = {r["clip_id"]: r["reason"] for r in report["rejected"]}
+    assert set(reasons) == {"absolute", "relative", "url", "disguised", "list"}
+    for clip_id in ("absolute", "relative", "url", "disguised"):
+        assert "a playlist (#EXTM3U), not a plain video file" in reasons[clip_id], reasons[clip_id]
+    assert "a concat list (ffconcat), not a plain video file" in reasons["list"]
+    assert load_from_disk(str(tmp_path / "out"))["test"]["clip_id"] == ["good"]
+
+
+def test_an_audio_only_file_is_reported_as_having_no_video_stream(tmp_path, make_video):
+    import av
+
+    make_video("videos/good.mp4")
+    audio = tmp_path / "videos/audio.mp4"
+    with av.open(str(audio), "w") as container:  # one second of silence, AAC in mp4: a dashcam's sound track alone
+        stream = container.add_stream("aac", rate=16000)
+        for k in range(16):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, k * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    labels = write_label_file(tmp_path / "labels.json", [clip("good", "videos/good.mp4"),
+                                                          clip("audio", "videos/audio.mp4")])
+    report = prepare_dataset(labels, tmp_path / "out", prep_settings())
+    (rejected,) = report["rejected"]
+    assert rejected["clip_id"] == "audio"
+    assert rejected["reason"] == f"{audio}: no video stream (the file holds only audio)"
+
+
 def test_frames_equal_a_direct_decode_and_metadata_comes_from_the_file(tmp_path, make_video):
     make_video("videos/a.mp4", num_frames=90, seed=3)
     labels = write_label_file(tmp_path / "labels.json", [clip("a", "videos/a.mp4", split="test")])
