@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ghostprobe.frames import encode_jpeg, resize_frames
+from ghostprobe.frames import encode_jpeg, read_resized_frames
 from ghostprobe.labels import ClipLabel
 from ghostprobe.sampling import SamplingError, sample_windows
-from ghostprobe.video import VideoReadError, probe_video, read_frames
+from ghostprobe.video import VideoReadError, probe_video
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: decoder resizing, short clips kept, per-clip warnings
 # The settings that change what a clip's cache entry holds; anything else (num_proc, paths) does not.
 OUTPUT_SETTINGS = ("sampling", "frame_size", "resize", "storage", "jpeg_quality", "seed")
 
@@ -68,13 +68,18 @@ def _prepare(clip: ClipLabel, video_path: Path, cache_path: Path, settings: dict
     windows = sample_windows(settings["sampling"], fps=info.fps, num_frames=info.num_frames,
                              t_event_s=event.t_event_s if event else None, is_positive=clip.is_ghost_probing,
                              seed_key=f"{settings['seed']}:{clip.clip_id}")
+    sampling = settings["sampling"]
+    short = sampling["policy"] == "uniform" and info.num_frames < sampling["num_frames"]
     unique = sorted({i for window in windows for i in window.frame_indices})
-    frames = resize_frames(read_frames(video_path, unique, info, settings["decode_threads"]),
-                           settings["frame_size"], settings["resize"])
+    frames = read_resized_frames(video_path, unique, info, settings["frame_size"], settings["resize"],
+                                 settings["decode_threads"])
     position = {index: k for k, index in enumerate(unique)}
     meta = {
         "video_info": info.to_json(),
         "unique_indices": unique,
+        # The original samples every frame of a clip shorter than asked; the model sees fewer frames.
+        "warnings": [f"{info.num_frames} frames, fewer than the {sampling['num_frames']} asked: all of them are "
+                     "used (as the original Video-LLaMA does)"] if short else [],
         "windows": [{"frame_indices": list(w.frame_indices), "rows": [position[i] for i in w.frame_indices],
                      "start_s": w.start_s, "end_s": w.end_s} for w in windows],
     }

@@ -18,15 +18,18 @@ def dataset_features(settings: dict) -> Features:
               else List(Image()))
     text = Value("string")
     seconds = Value("float32")
+    # float64 where a prompt prints the value: the frames message rounds index / fps to 0.1 s as the original does,
+    # and float32 moves values such as 0.45 across the rounding boundary.
+    exact = Value("float64")
     return Features({
         "sample_id": text, "clip_id": text, "window_index": Value("int32"), "video": text,
         "label": ClassLabel(names=list(LABEL_NAMES)), "is_ghost_probing": Value("bool"),
-        "frames": frames, "frame_indices": List(Value("int32")), "timestamps_s": List(seconds),
+        "frames": frames, "frame_indices": List(Value("int32")), "timestamps_s": List(exact),
         "window_start_s": seconds, "window_end_s": seconds,
         "t_first_visible_s": seconds, "t_event_s": seconds, "t_end_s": seconds,
         "actor": text, "occluder": text, "side": text, "outcome": text,
         "light": text, "weather": text, "scene": text, "road": text, "group": text, "notes": text,
-        "video_fps": seconds, "video_num_frames": Value("int32"), "video_duration_s": seconds,
+        "video_fps": exact, "video_num_frames": Value("int32"), "video_duration_s": seconds,
         "video_width": Value("int32"), "video_height": Value("int32"), "video_codec": text, "decode_backend": text,
     })
 

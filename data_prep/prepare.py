@@ -68,6 +68,8 @@ def prepare_dataset(labels_path: str | Path, out_dir: str | Path, settings: dict
     if not prepared:
         return _finish(report, out_dir, {}, [], started, total_entries)
     metas = {clip.clip_id: load_cache_meta(clips_by_id[clip.clip_id][1]) for clip in prepared}
+    report["warnings"] += [f"clip {clip_id!r}: {warning}" for clip_id, meta in metas.items()
+                           for warning in meta.get("warnings", [])]
     split_of, split_warnings = assign_splits(prepared, settings["split_ratios"], settings["seed"])
     report["warnings"] += split_warnings
     splits = _write_dataset(out_dir, prepared, clips_by_id, metas, split_of, settings)

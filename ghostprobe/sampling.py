@@ -31,10 +31,16 @@ class Window:
 
 
 def uniform_indices(num_frames: int, n: int) -> list[int]:
-    """The original Video-LLaMA eval sampling: floor(arange(0, num_frames, num_frames / n))."""
-    if num_frames < n:
-        raise SamplingError(f"clip has {num_frames} frames, fewer than the {n} requested")
-    return [int(math.floor(k * num_frames / n)) for k in range(n)]
+    """The original Video-LLaMA sampling (`load_video(sampling="uniform")`), expression for expression.
+
+    `np.arange(0, num_frames, num_frames / n).astype(int)` with n capped at num_frames: a clip shorter than n frames
+    gives all its frames. As in the original, the float step gives one index more than asked for some pairs
+    (15 frames, n=13 -> 14 indices); never for n = 8, 16 or 32 below 20,000 frames.
+    """
+    if num_frames < 1 or n < 1:
+        raise SamplingError(f"cannot sample {n} frames from a clip of {num_frames} frames")
+    n = min(n, num_frames)
+    return np.arange(0, num_frames, num_frames / n).astype(int).tolist()
 
 
 def span_indices(start_s: float, end_s: float, fps: float, num_frames: int, n: int) -> tuple[int, ...]:

@@ -64,26 +64,32 @@ def probe_video(path: str | Path, decode_threads: int = 1) -> VideoInfo:
     return info
 
 
-def read_frames(path: str | Path, indices: list[int], info: VideoInfo, decode_threads: int = 1) -> np.ndarray:
-    """Decode the frames at `indices` (any order, repeats allowed) as uint8 RGB [N, H, W, 3]."""
+def read_frames(path: str | Path, indices: list[int], info: VideoInfo, decode_threads: int = 1,
+                size: int | None = None) -> np.ndarray:
+    """Decode the frames at `indices` (any order, repeats allowed) as uint8 RGB [N, H, W, 3].
+
+    `size`: squeeze every frame to size x size inside the decoder, as the original Video-LLaMA's
+    `decord.VideoReader(path, height=size, width=size)` does (FFmpeg's scaler, bilinear); the PyAV fallback runs
+    the same FFmpeg filter and gives the same arrays (tests/test_data_prep.py).
+    """
     path = Path(path)
     wanted = sorted(set(indices))
     if not wanted:
-        return np.zeros((0, info.height, info.width, 3), np.uint8)
+        return np.zeros((0, size or info.height, size or info.width, 3), np.uint8)
     if wanted[0] < 0 or wanted[-1] >= info.num_frames:
         raise VideoReadError(f"{path}: frame index out of range 0..{info.num_frames - 1}: {wanted[0]}..{wanted[-1]}")
     if info.backend == "decord":
         try:
-            frames = _read_decord(path, wanted, decode_threads)
+            frames = _read_decord(path, wanted, decode_threads, size)
         except Exception as decord_err:
             try:
-                frames = _read_pyav(path, wanted)
+                frames = _read_pyav(path, wanted, size)
             except Exception as pyav_err:
                 raise VideoReadError(f"{path}: decoding frames {wanted[0]}..{wanted[-1]} failed (truncated or "
                                      f"corrupt?); decord: {_short(decord_err)}; PyAV: {_short(pyav_err)}") from None
     else:
         try:
-            frames = _read_pyav(path, wanted)
+            frames = _read_pyav(path, wanted, size)
         except VideoReadError:
             raise
         except Exception as err:
@@ -141,30 +147,54 @@ def _probe_pyav(path: Path) -> VideoInfo:
                          codec=stream.codec_context.name, backend="pyav")
 
 
-def _read_decord(path: Path, wanted: list[int], decode_threads: int) -> np.ndarray:
+def _read_decord(path: Path, wanted: list[int], decode_threads: int, size: int | None = None) -> np.ndarray:
     import decord
 
-    reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=decode_threads)
+    resize = {"width": size, "height": size} if size else {}
+    reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=decode_threads, **resize)
     return reader.get_batch(wanted).asnumpy()
 
 
-def _read_pyav(path: Path, wanted: list[int]) -> list[np.ndarray]:
+def _read_pyav(path: Path, wanted: list[int], size: int | None = None) -> list[np.ndarray]:
     import av
 
     want = set(wanted)
     out: dict[int, np.ndarray] = {}
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
+        to_rgb = _pyav_scaler(stream, size) if size else lambda frame: frame.to_ndarray(format="rgb24")
         # Sequential decode: on long-GOP files a seek per frame costs ~2x (docs/benchmarks.md).
         for index, frame in enumerate(container.decode(stream)):
             if index in want:
-                out[index] = frame.to_ndarray(format="rgb24")
+                out[index] = to_rgb(frame)
             if index >= wanted[-1]:
                 break
     missing = want - set(out)
     if missing:
         raise VideoReadError(f"{path}: stream ended before frame {min(missing)} (truncated?)")
     return [out[i] for i in wanted]
+
+
+def _pyav_scaler(stream, size: int):
+    """frame -> uint8 RGB [size, size, 3] through the FFmpeg filters decord's resizing reader uses (a bilinear
+    `scale`, then `format=rgb24`): identical arrays, where PyAV's own `reformat` differs by up to 6-42 levels."""
+    import av
+
+    graph = av.filter.Graph()
+    source = graph.add_buffer(template=stream)
+    scale = graph.add("scale", f"{size}:{size}:flags=bilinear")
+    rgb = graph.add("format", "rgb24")
+    sink = graph.add("buffersink")
+    source.link_to(scale)
+    scale.link_to(rgb)
+    rgb.link_to(sink)
+    graph.configure()
+
+    def to_rgb(frame) -> np.ndarray:
+        graph.push(frame)
+        return graph.pull().to_ndarray()
+
+    return to_rgb
 
 
 def _check_container(path: Path) -> tuple[str, int]:

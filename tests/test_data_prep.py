@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import decord
 import numpy as np
 import pytest
 from datasets import load_from_disk
@@ -53,9 +54,10 @@ def test_every_bad_input_is_rejected_by_name_and_the_rest_survive(tmp_path, make
         "inverted": (clip("inverted", "videos/good0.mp4", "ghost_probing",
                           event={"t_first_visible_s": 3.0, "t_event_s": 2.0}), "inverted"),
         "escape": (clip("escape", "../outside.mp4"), "escapes the videos folder"),
-        "short": (clip("short", "videos/short.mp4"), "5 frames, fewer than the 8 requested"),
     }
-    entries = good + [entry for entry, _ in bad.values()] + [clip("good0", "videos/good1.mp4")]
+    # A clip shorter than the 8 frames asked is kept with all its frames, as the original does, and a warning.
+    entries = good + [entry for entry, _ in bad.values()] + [clip("good0", "videos/good1.mp4"),
+                                                            clip("short", "videos/short.mp4")]
     (tmp_path / "outside.mp4").write_bytes(whole)
     report = prepare_dataset(write_label_file(tmp_path / "labels.json", entries), tmp_path / "out", prep_settings())
 
@@ -65,11 +67,15 @@ def test_every_bad_input_is_rejected_by_name_and_the_rest_survive(tmp_path, make
         assert words in reasons[clip_id], (clip_id, reasons[clip_id])
     duplicate = [r for r in report["rejected"] if r["clip_id"] == "good0"]
     assert len(duplicate) == 1 and "duplicate clip_id" in duplicate[0]["reason"]
-    assert report["num_prepared"] == 6
+    assert report["num_prepared"] == 7
     on_disk = json.loads((tmp_path / "out/prep_report.json").read_text())
     assert on_disk["num_rejected"] == len(bad) + 1
+    assert "clip 'short': 5 frames, fewer than the 8 asked: all of them are used" in " ".join(on_disk["warnings"])
     dataset = load_from_disk(str(tmp_path / "out"))
-    assert sorted(c for split in dataset.values() for c in split["clip_id"]) == [f"good{i}" for i in range(6)]
+    rows = {c: (split, k) for split in dataset for k, c in enumerate(dataset[split]["clip_id"])}
+    assert sorted(rows) == [f"good{i}" for i in range(6)] + ["short"]
+    split, k = rows["short"]
+    assert dataset[split][k]["frame_indices"] == [0, 1, 2, 3, 4]
 
 
 def test_playlists_and_lists_of_other_files_are_refused_by_name(tmp_path, make_video):
@@ -131,12 +137,19 @@ def test_frames_equal_a_direct_decode_and_metadata_comes_from_the_file(tmp_path,
     path = tmp_path / "videos/a.mp4"
     info = probe_video(path)
     indices = uniform_indices(90, 8)
-    expected = resize_frames(read_frames(path, indices, info), 224, "straight")
-    np.testing.assert_array_equal(frames_from_row(row["frames"]), expected)
+    # The original Video-LLaMA's load_video: decord resizes while decoding.
+    original = decord.VideoReader(str(path), height=224, width=224).get_batch(indices).asnumpy()
+    np.testing.assert_array_equal(frames_from_row(row["frames"]), original)
     assert list(row["frame_indices"]) == indices
     np.testing.assert_allclose(row["timestamps_s"], np.array(indices) / 15, atol=1e-6)
     assert (row["video_fps"], row["video_num_frames"], row["video_width"], row["video_height"]) == (15, 90, 320, 180)
     assert row["video_codec"] == "h264" and row["decode_backend"] == "decord"
+
+    # prep.resize=straight: a full-size decode squeezed with PIL bicubic afterwards.
+    prepare_dataset(labels, tmp_path / "straight", prep_settings(resize="straight"))
+    row = load_from_disk(str(tmp_path / "straight"))["test"].with_format("numpy")[0]
+    np.testing.assert_array_equal(frames_from_row(row["frames"]),
+                                  resize_frames(read_frames(path, indices, info), 224, "straight"))
 
 
 def test_real_world_formats_mpeg4_avi_and_h264_mp4(tmp_path, make_video):
@@ -261,8 +274,8 @@ def test_storage_modes_read_back_alike(tmp_path, make_video, storage):
     frames = frames_from_row(load_from_disk(str(tmp_path / storage))["test"][0]["frames"])
     assert frames.shape == (8, 112, 112, 3) and frames.dtype == np.uint8
     if storage == "jpeg":
-        exact = resize_frames(read_frames(tmp_path / "videos/a.mp4", uniform_indices(75, 8),
-                                          probe_video(tmp_path / "videos/a.mp4")), 112)
+        exact = read_frames(tmp_path / "videos/a.mp4", uniform_indices(75, 8),
+                            probe_video(tmp_path / "videos/a.mp4"), size=112)
         # Lossy, but exactly the JPEG round trip of the exact frames at the configured quality.
         round_trip = frames_from_row([{"bytes": b} for b in encode_jpeg(exact, 90)])
         np.testing.assert_array_equal(frames, round_trip)
@@ -284,6 +297,6 @@ def test_pyav_takes_over_when_decord_cannot_read(tmp_path, make_video, monkeypat
     assert row["decode_backend"] == "pyav" and row["video_num_frames"] == 45 and row["video_codec"] == "mpeg4"
     monkeypatch.undo()
     path = tmp_path / "videos/a.avi"
-    with_decord = resize_frames(read_frames(path, uniform_indices(45, 8), probe_video(path)), 224)
-    # Both decoders are FFmpeg underneath; only the YUV->RGB conversion may round differently.
-    assert np.abs(frames_from_row(row["frames"]).astype(int) - with_decord).mean() < 2.0
+    with_decord = read_frames(path, uniform_indices(45, 8), probe_video(path), size=224)
+    # PyAV runs the FFmpeg filters decord's resizing reader runs: the same frames, exactly.
+    np.testing.assert_array_equal(frames_from_row(row["frames"]), with_decord)

@@ -10,8 +10,12 @@ def test_uniform_matches_original_video_llama_formula():
     # floor(arange(0, n, n / 8)) as in the original evaluation code.
     assert uniform_indices(75, 8) == [0, 9, 18, 28, 37, 46, 56, 65]
     assert uniform_indices(8, 8) == list(range(8))
-    with pytest.raises(SamplingError, match="7 frames, fewer than the 8 requested"):
-        uniform_indices(7, 8)
+    # A clip shorter than asked: all its frames, as the original's n_frms = min(n_frms, len(video)).
+    assert uniform_indices(7, 8) == list(range(7))
+    # The original's float step: 15 frames asked for 13 give 14 indices; the project reproduces that too.
+    assert uniform_indices(15, 13) == [0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14]
+    with pytest.raises(SamplingError, match="cannot sample"):
+        uniform_indices(0, 8)
 
 
 def test_fps_policy_rate_and_cap():
