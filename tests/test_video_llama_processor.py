@@ -1,5 +1,6 @@
 """Video-LLaMA processor on the tiny checkpoint: pixels, the LLaMA-2 chat prompt, left padding, answer-only labels."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -19,7 +20,7 @@ from ghostprobe.models.video_llama.processing import (
     VideoLlamaProcessor,
 )
 from ghostprobe.models.video_llama.tiny import build_tiny_checkpoint, tiny_video_tokenizer
-from ghostprobe.prompts import frames_message, load_prompt
+from ghostprobe.prompts import load_prompt
 
 PROMPT_NAMES = sorted(p.stem for p in (CONF_DIR / "prompt").glob("*.yaml"))
 
@@ -71,21 +72,44 @@ def test_pad_mode_keeps_the_aspect_ratio_with_black_bars(tiny_dir):
 
 
 @pytest.mark.parametrize("name", PROMPT_NAMES)
-def test_prompt_is_the_llama2_chat_format_with_one_placeholder_per_video_token(processor, name):
+def test_prompt_is_the_original_chat_layout_for_every_prompt(processor, name):
     prompt = _prompt(name)
-    timestamps = (0.0, 1.5, 3.0)
-    text = processor.prompt_text(prompt, timestamps)
-    assert text == ("[INST] <<SYS>>\n" + prompt.system + "\n<</SYS>>\n\n<Video>" + "<ImageHere>" * 4
-                    + "</Video> " + frames_message(timestamps, prompt.language) + " " + prompt.question + " [/INST]")
-    assert processor.prompt_text(prompt, timestamps, "when").endswith(f" {prompt.when_question} [/INST]")
+    timestamps = (0.0, 1.5, 3.04)
+    # The original's frames message is English whatever the prompt's language, ends with a space, and Chat.ask
+    # joins the question with another one.
+    assert processor.prompt_format == "original"
+    assert processor.prompt_text(prompt, timestamps) == (
+        "[INST] <<SYS>>\n" + prompt.system + "\n<</SYS>>\n\n<Video><ImageHere></Video> "
+        "The video contains 3 frames sampled at 0.0, 1.5, 3.0 seconds.  " + prompt.question + " [/INST]")
+    assert processor.prompt_text(prompt, timestamps, "when").endswith(f"seconds.  {prompt.when_question} [/INST]")
 
     ids = processor([_clip("c", timestamps)], prompt)["input_ids"][0].tolist()
     assert ids[0] == processor.tokenizer.bos_token_id and ids.count(processor.tokenizer.bos_token_id) == 1
-    assert ids.count(processor.video_token_id) == 4  # the tiny preset's num_video_query_tokens
-    # The tiny tokenizer covers the conf prompts with learned pieces: no <unk>, almost no byte fallback.
+    first_video = ids.index(processor.video_token_id)
+    assert ids[first_video:first_video + 4] == [processor.video_token_id] * 4  # the tiny preset's 4 video tokens
+    assert ids.count(processor.video_token_id) == 4
+    # The text after the video is tokenized on its own, so it starts with a word-start piece ("▁</" in LLaMA-2).
     tokens = processor.tokenizer.convert_ids_to_tokens(ids)
+    assert tokens[first_video + 4].startswith("▁") and tokens[first_video - 1] != "▁"
+    # The tiny tokenizer covers the conf prompts with learned pieces: no <unk>, almost no byte fallback.
     assert processor.tokenizer.unk_token_id not in ids
     assert sum(token.startswith("<0x") for token in tokens) <= 0.05 * len(tokens)
+
+
+def test_localized_frames_format_writes_the_frames_message_in_the_prompt_language(tiny_dir):
+    localized = VideoLlamaProcessor.from_pretrained(tiny_dir, prompt_format="localized_frames")
+    zh, en = _prompt("zh"), _prompt("en")
+    assert "</Video> 视频包含2帧，采样时间为 0.0, 2.5 秒。  请判断" in localized.prompt_text(zh, (0.0, 2.5))
+    assert "</Video> The video contains 2 frames sampled at 0.0, 2.5 seconds.  Does" in localized.prompt_text(
+        en, (0.0, 2.5))
+    with pytest.raises(ValueError, match="prompt_format must be one of"):
+        VideoLlamaProcessor.from_pretrained(tiny_dir, prompt_format="chinese")
+
+
+def test_a_prompt_that_contains_the_video_placeholder_is_refused(processor):
+    prompt = dataclasses.replace(_prompt("en"), question="Is <ImageHere> dangerous?")
+    with pytest.raises(ValueError, match="the question contains <ImageHere>"):
+        processor([_clip("c", (0.0, 1.0))], prompt)
 
 
 def test_batches_are_left_padded_and_positions_count_real_tokens(processor):

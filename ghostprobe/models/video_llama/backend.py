@@ -126,13 +126,15 @@ class VideoLlamaBackend:
             false: raise FloatingPointError at the first one (for debugging precision problems).
         generation: do_sample, max_new_tokens, top_p, temperature, seed (GENERATION_DEFAULTS).
         resize: how frames not already image_size square are resized ("straight" or "pad").
+        prompt_format: "original" (the original Chat path, token for token) or "localized_frames"; None: the one in
+            the folder's processor_config.json (converted folders and fine-tunes say "original").
     """
 
     def __init__(self, path: str | Path, name: str | None = None, batch_size: int = 1, dtype: str = "fp32",
                  device: str = "auto", device_map=None, max_memory: Mapping | None = None,
                  attn_implementation: str = "sdpa", sdpa_backends: Sequence[str] | None = None,
                  load_in_8bit: bool = False, load_in_4bit: bool = False, nan_guard: bool = True,
-                 generation: Mapping | None = None, resize: str = "straight"):
+                 generation: Mapping | None = None, resize: str = "straight", prompt_format: str | None = None):
         requested = Path(path)
         # A converted folder as is; a training checkpoint or run directory (train/) -> its best complete checkpoint.
         path = resolve_model_dir(requested)
@@ -151,7 +153,8 @@ class VideoLlamaBackend:
         if "device_map" not in kwargs:
             self.model.to("cuda" if device == "auto" and torch.cuda.is_available() else
                           "cpu" if device == "auto" else device)
-        self.processor = VideoLlamaProcessor.from_pretrained(path, resize=resize)
+        self.processor = VideoLlamaProcessor.from_pretrained(path, resize=resize, prompt_format=prompt_format)
+        self.prompt_format = self.processor.prompt_format  # recorded in metrics.json and the report
         config = self.model.config
         if (self.processor.video_token_id, self.processor.num_video_query_tokens) != (
                 config.video_token_index, config.num_video_query_tokens):
@@ -246,6 +249,7 @@ class VideoLlamaBackend:
                     self._non_finite(output)
                     continue
                 output.answer = self.processor.decode(ids)
+                output.extra["answer_token_ids"] = ids
                 if question == "detect":
                     output.parsed_answer = parse_yes_no(output.answer)
                 else:

@@ -240,6 +240,18 @@ def text_config_from_llama_folder(folder: str | Path) -> LlamaConfig:
     return text_config
 
 
+def _save_processor(out_dir: str | Path, tokenizer, config: VideoLlamaConfig, llama: Path) -> None:
+    """The tokenizer, LLaMA's own `tokenizer.model` (the processor tokenizes with it, as the original) and
+    processor_config.json (original prompt format)."""
+    from .processing import SENTENCEPIECE_MODEL_NAME, VideoLlamaProcessor
+
+    sentencepiece_model = llama / SENTENCEPIECE_MODEL_NAME
+    VideoLlamaProcessor(
+        tokenizer, image_size=config.vision_config.image_size, num_video_query_tokens=config.num_video_query_tokens,
+        max_frames=config.max_frames, sentencepiece_model=sentencepiece_model if sentencepiece_model.is_file() else None,
+    ).save_pretrained(out_dir)
+
+
 def convert_checkpoints(
     out_dir: str | Path,
     llama: str | Path,
@@ -310,7 +322,7 @@ def convert_checkpoints(
     # dtype="auto" should load the LLM side in the dtype asked for, so record that instead.
     model.config.dtype = DTYPES[dtype]
     model.config.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    _save_processor(out_dir, tokenizer, config, Path(llama))
     log(f"wrote {out_dir}: {sum(t.numel() for t in state.values()) / 1e6:.1f}M parameters, "
         f"video_token_index={config.video_token_index} ({VIDEO_PLACEHOLDER_TOKEN})")
     return reports

@@ -6,6 +6,11 @@ One processor serves evaluation and training, so that both see the same token se
 Rows are LEFT-padded in both cases: every row's last prompt token is then the last position (what scoring reads
 and where generation continues), and `position_ids` count real tokens only, so a clip gets the same logits whatever
 else is in its batch.
+
+Token ids equal the original's (see prompt_format.py): the text on each side of the video is tokenized on its own,
+with sentencepiece on the folder's `tokenizer.model` when it has one (the original's slow `LlamaTokenizer` is
+sentencepiece; transformers 5 converting `tokenizer.model` tokenizes a double space differently), else with the
+folder's transformers tokenizer (the tiny test model, or a LLaMA folder that ships a `tokenizer.json`).
 """
 
 from __future__ import annotations
@@ -22,18 +27,18 @@ from transformers import AutoTokenizer
 
 from ghostprobe.frames import RESIZE_MODES, resize_frames
 from ghostprobe.models.base import ClipInput, Prompt
-from ghostprobe.prompts import frames_message
 
 from .configuration import VideoLlamaConfig
 from .convert import VIDEO_PLACEHOLDER_TOKEN
+from .prompt_format import PROMPT_END, PROMPT_FORMATS, VIDEO_PLACEHOLDER, prompt_segments
 
 PROCESSOR_CONFIG_NAME = "processor_config.json"
+SENTENCEPIECE_MODEL_NAME = "tokenizer.model"
 # The original Video-LLaMA frame normalisation (BLIP-2's, i.e. OpenAI CLIP's statistics).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 QUESTIONS = ("detect", "when")
 IGNORE_INDEX = -100  # label value the LM loss skips
-_PROMPT_END = "[/INST]"  # every prompt ends so; answers are tokenized as its continuation
 
 
 @dataclass(frozen=True)
@@ -60,17 +65,27 @@ class VideoLlamaProcessor:
         max_frames: most frames per clip (rows of the model's frame position embedding, 32).
         resize: "straight" (squeeze, as the original) or "pad" (keep aspect, letterbox), for frames not yet square
             at image_size.
+        prompt_format: "original" (the original Chat path, token for token) or "localized_frames" (prompt_format.py).
+        sentencepiece_model: the LLaMA `tokenizer.model` to tokenize text with (as the original); None: `tokenizer`.
     """
 
     def __init__(self, tokenizer, image_size: int = 224, num_video_query_tokens: int = 32, max_frames: int = 32,
                  resize: str = "straight", image_mean: Sequence[float] = CLIP_MEAN,
-                 image_std: Sequence[float] = CLIP_STD):
+                 image_std: Sequence[float] = CLIP_STD, prompt_format: str = "original",
+                 sentencepiece_model: str | Path | None = None):
         if VIDEO_PLACEHOLDER_TOKEN not in tokenizer.get_vocab():
             raise ValueError(f"the tokenizer has no {VIDEO_PLACEHOLDER_TOKEN} token: use the tokenizer of a folder "
                              "written by scripts/convert_video_llama.py (or ghostprobe.models.video_llama.tiny)")
         if resize not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
-        self.tokenizer = tokenizer
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
+        self.tokenizer, self.prompt_format = tokenizer, prompt_format
+        self.sentencepiece = None
+        if sentencepiece_model is not None:
+            import sentencepiece
+
+            self.sentencepiece = sentencepiece.SentencePieceProcessor(model_file=str(sentencepiece_model))
         self.image_size, self.num_video_query_tokens, self.max_frames = image_size, num_video_query_tokens, max_frames
         self.resize = resize
         self.image_mean, self.image_std = tuple(image_mean), tuple(image_std)
@@ -104,21 +119,35 @@ class VideoLlamaProcessor:
         return (pixels - mean) / std
 
     # ---- text -------------------------------------------------------------------------------------------------
-    def prompt_text(self, prompt: Prompt, timestamps_s: Sequence[float], question: str = "detect") -> str:
-        """The LLaMA-2 chat prompt of the original: system message, video placeholders, frame times, question."""
+    def encode_text(self, text: str) -> list[int]:
+        """Token ids of a piece of prompt text, no BOS/EOS, as the original's LLaMA tokenizer gives them."""
+        if self.sentencepiece is not None:
+            return self.sentencepiece.encode(text)
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def prompt_segments(self, prompt: Prompt, timestamps_s: Sequence[float], question: str = "detect") -> tuple[str, str]:
+        """The prompt's text before and after the video, in this processor's `prompt_format`."""
         if question not in QUESTIONS:
             raise ValueError(f"question must be one of {QUESTIONS}, got {question!r}")
         text = prompt.question if question == "detect" else prompt.when_question
-        video = "<Video>" + VIDEO_PLACEHOLDER_TOKEN * self.num_video_query_tokens + "</Video>"
-        message = frames_message(timestamps_s, prompt.language)
-        return f"[INST] <<SYS>>\n{prompt.system}\n<</SYS>>\n\n{video} {message} {text.strip()} {_PROMPT_END}"
+        return prompt_segments(self.prompt_format, prompt, timestamps_s, text)
+
+    def prompt_text(self, prompt: Prompt, timestamps_s: Sequence[float], question: str = "detect") -> str:
+        """The whole prompt as the original's `conv.get_prompt()` writes it (one `<ImageHere>` for the video)."""
+        return VIDEO_PLACEHOLDER.join(self.prompt_segments(prompt, timestamps_s, question))
+
+    def prompt_ids(self, prompt: Prompt, timestamps_s: Sequence[float], question: str = "detect") -> list[int]:
+        """BOS + the text before the video + one placeholder id per video token + the text after it."""
+        before, after = self.prompt_segments(prompt, timestamps_s, question)
+        return [self.bos_id, *self.encode_text(before), *[self.video_token_id] * self.num_video_query_tokens,
+                *self.encode_text(after)]
 
     def answer_ids(self, answer: str) -> list[int]:
         """Token ids of `answer` as it follows a prompt (after "[/INST] "), without bos/eos."""
-        context = self.tokenizer(_PROMPT_END, add_special_tokens=False).input_ids
-        full = self.tokenizer(f"{_PROMPT_END} {answer.strip()}", add_special_tokens=False).input_ids
+        context = self.encode_text(PROMPT_END)
+        full = self.encode_text(f"{PROMPT_END} {answer.strip()}")
         if full[:len(context)] != context:
-            raise ValueError(f"the tokenizer merges {_PROMPT_END!r} with the answer {answer!r}: cannot split them")
+            raise ValueError(f"the tokenizer merges {PROMPT_END!r} with the answer {answer!r}: cannot split them")
         return full[len(context):]
 
     def answer_choice(self, yes_word: str, no_word: str) -> AnswerChoice:
@@ -162,9 +191,8 @@ class VideoLlamaProcessor:
         for i, clip in enumerate(clips):
             self.check_frames(clip.frames, clip.clip_id, len(clip.timestamps_s))
             pixel_values.append(self.pixel_values(clip.frames, clip.clip_id))
-            text = self.prompt_text(prompt, clip.timestamps_s, question)
-            ids = [self.bos_id, *self.tokenizer(text, add_special_tokens=False).input_ids, *suffix_ids]
-            if ids.count(self.video_token_id) != self.num_video_query_tokens:  # e.g. a prompt quoting <ImageHere>
+            ids = [*self.prompt_ids(prompt, clip.timestamps_s, question), *suffix_ids]
+            if ids.count(self.video_token_id) != self.num_video_query_tokens:  # a tokenizer mapping text to it
                 raise ValueError(f"clip {clip.clip_id!r}: the prompt holds {ids.count(self.video_token_id)} "
                                  f"{VIDEO_PLACEHOLDER_TOKEN} tokens, expected {self.num_video_query_tokens}")
             labels = [IGNORE_INDEX] * len(ids)
@@ -197,25 +225,37 @@ class VideoLlamaProcessor:
     def to_dict(self) -> dict:
         return {"image_size": self.image_size, "num_video_query_tokens": self.num_video_query_tokens,
                 "max_frames": self.max_frames, "resize": self.resize, "image_mean": list(self.image_mean),
-                "image_std": list(self.image_std)}
+                "image_std": list(self.image_std), "prompt_format": self.prompt_format}
 
     def save_pretrained(self, out_dir: str | Path) -> None:
-        """Write the tokenizer and processor_config.json into `out_dir` (usually the model folder)."""
+        """Write the tokenizer (+ tokenizer.model) and processor_config.json into `out_dir` (the model folder)."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save_pretrained(out_dir)
+        if self.sentencepiece is not None:
+            (out_dir / SENTENCEPIECE_MODEL_NAME).write_bytes(self.sentencepiece.serialized_model_proto())
         (out_dir / PROCESSOR_CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **overrides) -> VideoLlamaProcessor:
-        """Load from a model folder; without processor_config.json (converter output), sizes come from config.json."""
+        """Load from a model folder (converter output, tiny model or training checkpoint).
+
+        `overrides` replace processor_config.json's values; None values are ignored (a config's "use the folder's").
+        """
         path = Path(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
         config_file = path / PROCESSOR_CONFIG_NAME
+        sentencepiece_model = path / SENTENCEPIECE_MODEL_NAME
         if config_file.is_file():
             kwargs = json.loads(config_file.read_text())
         else:
             config = VideoLlamaConfig.from_pretrained(path)
             kwargs = {"image_size": config.vision_config.image_size, "max_frames": config.max_frames,
                       "num_video_query_tokens": config.num_video_query_tokens}
-        return cls(tokenizer, **{**kwargs, **overrides})
+        if not sentencepiece_model.is_file() and getattr(tokenizer, "vocab_size", 0) == 32000:
+            warnings.warn(f"{path}: no {SENTENCEPIECE_MODEL_NAME}, so LLaMA-2 prompts are tokenized by transformers, "
+                          "which differs from the original on double spaces; convert the checkpoint again "
+                          "(scripts/convert_video_llama.py copies tokenizer.model)")
+        kwargs.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(tokenizer, sentencepiece_model=sentencepiece_model if sentencepiece_model.is_file() else None,
+                   **kwargs)
