@@ -172,8 +172,9 @@ def test_full_zero3_stops_early_and_saves_consolidated_weights(full_run, tiny_se
 
 def test_resume_skips_checkpoint_killed_mid_write_and_equals_uninterrupted_run(lora_run, tiny_setup, tmp_path):
     """A run stopped after step 6 (its state is the uninterrupted run's checkpoint-6, copied) that then died while
-    writing checkpoint-9 (no marker, truncated weights) resumes with resume=auto from 6 and finishes like the
-    uninterrupted run: same losses at steps 7-12, same validation scores."""
+    writing checkpoint-9 (no marker, truncated weights, metrics logged up to step 9) resumes with resume=auto from
+    6 and finishes like the uninterrupted run: same losses at steps 7-12, same validation scores, each step's
+    metrics once."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     shutil.copytree(lora_run / "checkpoint-6", run_dir / "checkpoint-6")
@@ -181,9 +182,15 @@ def test_resume_skips_checkpoint_killed_mid_write_and_equals_uninterrupted_run(l
     shutil.copytree(lora_run / "checkpoint-6", killed)
     (killed / COMPLETE_MARKER).unlink()
     (killed / "adapter_model.safetensors").write_bytes(b"\0" * 100)
+    logged = [{**m, "killed_run": True} for m in metrics(lora_run) if m["step"] <= 9]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in logged))
     launch(run_dir, *_common(tiny_setup), "logger=none", "resume=auto")
 
-    resumed, uninterrupted = train_losses(run_dir), train_losses(lora_run)
+    rows = metrics(run_dir)
+    assert [m["step"] for m in rows if "loss" in m] == list(range(1, 13))  # no step twice
+    assert {m["step"] for m in rows if m.get("killed_run")} == set(range(1, 7))  # the stopped run's rows up to 6
+    resumed = {m["step"]: m["loss"] for m in rows if "loss" in m and not m.get("killed_run")}
+    uninterrupted = train_losses(lora_run)
     assert sorted(resumed) == list(range(7, 13))  # started after step 6, not 9 and not 0
     np.testing.assert_allclose([resumed[s] for s in range(7, 13)], [uninterrupted[s] for s in range(7, 13)],
                                rtol=1e-6)  # bitwise equal on CPU in practice

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import secrets
 import shutil
 import time
@@ -47,6 +48,38 @@ class JsonlMetrics(TrainerCallback):
                       **{k: _jsonable(v) for k, v in logs.items()}}
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+
+
+def drop_metrics_after(run_dir: Path, step: int) -> int:
+    """Before training continues from `step`: remove the RUN/metrics.jsonl rows of later steps (an earlier attempt
+    logged them past its last complete checkpoint; the resumed run logs those steps again) and lines a kill cut
+    short. The file is replaced atomically; returns how many rows went."""
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return 0
+    text = path.read_text()
+    kept, later, unreadable = [], 0, 0
+    for line in text.splitlines():
+        try:
+            row_step = int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            unreadable += 1
+            continue
+        if row_step > step:
+            later += 1
+        else:
+            kept.append(line)
+    if later or unreadable or (text and not text.endswith("\n")):  # the next row must start a line
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w") as f:
+            f.write("".join(line + "\n" for line in kept))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # a kill now leaves the old file or the new one, never a mix
+    if later or unreadable:
+        log.warning("%s: removed %d row(s) of steps after step %d, where training continues, and %d unreadable "
+                    "line(s)", path, later, step, unreadable)
+    return later + unreadable
 
 
 class ValScores(TrainerCallback):

@@ -14,11 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import EarlyStoppingCallback, set_seed
 
 from ghostprobe.metrics import to_jsonable
-from ghostprobe.models.video_llama.finetuned import best_checkpoint, complete_checkpoints
+from ghostprobe.models.video_llama.finetuned import best_checkpoint, checkpoint_step, complete_checkpoints
 from ghostprobe.models.video_llama.processing import VideoLlamaProcessor
 from ghostprobe.prompts import load_prompt
 
-from train.callbacks import CheckpointCallback, JsonlMetrics, StopAtStep, ValScores, WandbLogger
+from train.callbacks import (CheckpointCallback, JsonlMetrics, StopAtStep, ValScores, WandbLogger,
+                             drop_metrics_after)
 from train.checkpointing import discard_after, find_resume_checkpoint
 from train.data import AnswerCollator, BalancedSampler, PreparedClips
 from train.model_setup import apply_training_policy, choose_precision, load_base_model, parameter_counts
@@ -29,13 +30,16 @@ log = logging.getLogger("train")
 
 
 def _resume_point(cfg: DictConfig, run_dir: Path) -> Path | None:
-    """The checkpoint to resume from; refuses to start afresh over an earlier run's checkpoints."""
+    """The checkpoint to resume from; refuses to start afresh over an earlier run's checkpoints. Newer
+    checkpoints and metrics rows of later steps, left by the attempt that stopped, are removed."""
     resume = find_resume_checkpoint(cfg.resume, run_dir)
     if resume is None and cfg.resume is None and complete_checkpoints(run_dir):
         raise SystemExit(f"{run_dir} already holds checkpoints of an earlier run: pass resume=auto to continue it, "
                          "or another output_dir to start afresh")
-    if dist.get_rank() == 0 and (resume is not None or cfg.resume == "auto"):
-        discard_after(run_dir, resume)
+    if dist.get_rank() == 0:
+        if resume is not None or cfg.resume == "auto":
+            discard_after(run_dir, resume)
+        drop_metrics_after(run_dir, checkpoint_step(resume) if resume is not None else 0)
     dist.barrier()
     return resume
 
