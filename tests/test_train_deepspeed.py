@@ -189,6 +189,7 @@ def test_resume_skips_checkpoint_killed_mid_write_and_equals_uninterrupted_run(l
     rows = metrics(run_dir)
     assert [m["step"] for m in rows if "loss" in m] == list(range(1, 13))  # no step twice
     assert {m["step"] for m in rows if m.get("killed_run")} == set(range(1, 7))  # the stopped run's rows up to 6
+    assert not (run_dir / "run.lock").exists()  # released at the end
     resumed = {m["step"]: m["loss"] for m in rows if "loss" in m and not m.get("killed_run")}
     uninterrupted = train_losses(lora_run)
     assert sorted(resumed) == list(range(7, 13))  # started after step 6, not 9 and not 0

@@ -6,9 +6,11 @@
     deepspeed train/main.py +exp=lora_fewshot output_dir=RUN resume=auto      # continue a stopped run
 
 The run directory (output_dir, or runs/<exp_name>/<time> chosen by rank 0) holds config.yaml, metrics.jsonl,
-val_scores/, checkpoint-<step>/ folders and summary.json; docs/training.md describes them.
+val_scores/, checkpoint-<step>/ folders, summary.json and, while the run lives, run.lock; docs/training.md describes
+them. Ranks started by a launcher exit when it dies (train/launcher_watch.py).
 """
 
+import contextlib
 import logging
 import os
 import socket
@@ -97,8 +99,33 @@ def shared_run_dir(cfg: DictConfig) -> Path:
     return run_dir
 
 
+@contextlib.contextmanager
+def lock_run_dir(run_dir: Path):
+    """Rank 0 takes the run directory's lock (train/run_lock.py) and holds it through the run; when another live
+    run holds it, every rank stops here and rank 0 says which folder and which process."""
+    from train.run_lock import RunDirBusy, RunLock
+
+    lock, refusal = None, [None]
+    if dist.get_rank() == 0:
+        try:
+            lock = RunLock(run_dir).acquire()
+        except RunDirBusy as busy:
+            refusal[0] = str(busy)
+    dist.broadcast_object_list(refusal, src=0)
+    if refusal[0] is not None:
+        raise SystemExit(refusal[0] if dist.get_rank() == 0 else 1)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
+    if "RANK" in os.environ:  # started by a launcher (deepspeed, torchrun): end with it
+        from train.launcher_watch import exit_when_launcher_dies
+        exit_when_launcher_dies()
     init_distributed()
     from train.run import run
 
@@ -107,7 +134,8 @@ def main(cfg: DictConfig) -> None:
     run_dir = shared_run_dir(cfg)
     if rank == 0:
         log.info("run directory %s (%d ranks)", run_dir, dist.get_world_size())
-    run(cfg, run_dir)
+    with lock_run_dir(run_dir):
+        run(cfg, run_dir)
 
 
 if __name__ == "__main__":
