@@ -13,7 +13,7 @@ import multiprocessing
 import shutil
 import statistics
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from tqdm import tqdm
@@ -70,8 +70,15 @@ def prepare_dataset(labels_path: str | Path, out_dir: str | Path, settings: dict
     metas = {clip.clip_id: load_cache_meta(clips_by_id[clip.clip_id][1]) for clip in prepared}
     report["warnings"] += [f"clip {clip_id!r}: {warning}" for clip_id, meta in metas.items()
                            for warning in meta.get("warnings", [])]
-    split_of, split_warnings = assign_splits(prepared, settings["split_ratios"], settings["seed"])
+    video_of = _video_names(videos_root, {clip.clip_id: clips_by_id[clip.clip_id][2] for clip in prepared})
+    split_of, split_warnings, split_rejected = assign_splits(prepared, settings["split_ratios"], settings["seed"],
+                                                             video_of)
     report["warnings"] += split_warnings
+    report["rejected"] += [{"clip_id": clip.clip_id, "video": clip.video, "reason": split_rejected[clip.clip_id]}
+                           for clip in prepared if clip.clip_id in split_rejected]
+    prepared = [clip for clip in prepared if clip.clip_id not in split_rejected]
+    if not prepared:
+        return _finish(report, out_dir, {}, [], started, total_entries)
     splits = _write_dataset(out_dir, prepared, clips_by_id, metas, split_of, settings)
     for split, info in splits.items():
         members = [c for c in prepared if split_of[c.clip_id] == split]
@@ -87,6 +94,33 @@ def _resolve_video(videos_root: Path, clip: ClipLabel, report: dict) -> Path | N
                                    "reason": f"video path {clip.video!r} escapes the videos folder {root}"})
         return None
     return path
+
+
+def _video_names(videos_root: Path, paths: dict[str, Path]) -> dict[str, str]:
+    """clip_id -> its video file's path in the videos folder; clips whose files hold the same bytes (a copy under
+    another name) get the same name. Only files of equal size are hashed, so this reads little."""
+    root = videos_root.resolve()
+    by_size: dict[int, set[Path]] = defaultdict(set)
+    for path in paths.values():
+        by_size[path.stat().st_size].add(path)
+    name_of: dict[Path, str] = {}
+    for candidates in by_size.values():
+        copies: dict[str, list[Path]] = defaultdict(list)
+        for path in sorted(candidates):
+            copies[_file_sha256(path) if len(candidates) > 1 else ""].append(path)
+        for same in copies.values():
+            names = [str(path.relative_to(root)) for path in same]
+            for path in same:
+                name_of[path] = names[0] + (f" (same bytes as {', '.join(names[1:])})" if len(names) > 1 else "")
+    return {clip_id: name_of[path] for clip_id, path in paths.items()}
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _run_tasks(tasks: list[ClipTask], num_proc: int):

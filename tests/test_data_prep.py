@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -172,13 +173,14 @@ def test_real_world_formats_mpeg4_avi_and_h264_mp4(tmp_path, make_video):
 
 
 def test_splits_are_deterministic_stratified_and_keep_groups_together(tmp_path, make_video):
-    make_video("videos/v.mp4")
     entries = []
-    for i in range(60):
+    for i in range(60):  # two clips per group, from the group's video
+        make_video(f"videos/g{i // 2}.mp4", num_frames=50, width=32, height=32, seed=i // 2)
         label = "ghost_probing" if i % 3 == 0 else "normal"
-        entries.append(clip(f"c{i:02d}", "videos/v.mp4", label, group=f"g{i // 2}"))
-    entries += [clip("fixed_train", "videos/v.mp4", split="train", group="g0"), clip("fixed_val", "videos/v.mp4",
-                                                                                    split="val")]
+        entries.append(clip(f"c{i:02d}", f"videos/g{i // 2}.mp4", label, group=f"g{i // 2}"))
+    make_video("videos/other.mp4", num_frames=50, width=32, height=32, seed=99)
+    entries += [clip("fixed_train", "videos/g0.mp4", split="train", group="g0"), clip("fixed_val", "videos/other.mp4",
+                                                                                      split="val")]
     labels = write_label_file(tmp_path / "labels.json", entries)
     first = prepare_dataset(labels, tmp_path / "a", prep_settings())
     second = prepare_dataset(labels, tmp_path / "b", prep_settings(num_proc=2))
@@ -197,6 +199,37 @@ def test_splits_are_deterministic_stratified_and_keep_groups_together(tmp_path, 
         train = first["splits"]["train"]["labels"][label]
         assert abs(train / total - 0.7) < 0.1, (label, train, total)
         assert first["splits"]["test"]["labels"][label] >= 2
+    assert first["warnings"] == []  # clips sharing a video and a group: nothing to warn about
+
+
+def test_one_video_under_several_clip_ids_stays_in_one_split(tmp_path, make_video):
+    def video(name, seed):
+        make_video(f"videos/{name}", num_frames=50, width=32, height=32, seed=seed)
+        return f"videos/{name}"
+
+    entries = [clip(f"own{i}", video(f"own{i}.mp4", i), "ghost_probing" if i % 2 else "normal") for i in range(6)]
+    shared = [clip(f"same{i}", video("shared.mp4", 50)) for i in range(7)]
+    shutil.copy(tmp_path / "videos/shared.mp4", tmp_path / "videos/shared_copy.mp4")  # the same bytes, renamed
+    shared.append(clip("same7", "videos/shared_copy.mp4", group="another_route"))
+    # A clip of a video with a fixed split takes the others along; two fixed splits for one video cannot be honoured.
+    pinned = [clip("pin0", video("pinned.mp4", 60), split="val"), clip("pin1", "videos/pinned.mp4"),
+              clip("pin2", "videos/pinned.mp4")]
+    fixed = [clip("fixed_a", video("fixed.mp4", 70), split="train"), clip("fixed_b", "videos/fixed.mp4", split="test"),
+             clip("fixed_c", "videos/fixed.mp4")]
+    labels = write_label_file(tmp_path / "labels.json", entries + shared + pinned + fixed)
+    report = prepare_dataset(labels, tmp_path / "out", prep_settings())
+
+    dataset = load_from_disk(str(tmp_path / "out"))
+    split_of = {c: s for s, ds in dataset.items() for c in ds["clip_id"]}
+    assert len({split_of[entry["clip_id"]] for entry in shared}) == 1
+    assert {split_of[entry["clip_id"]] for entry in pinned} == {"val"}
+    assert ("video videos/shared.mp4 (same bytes as videos/shared_copy.mp4) is used by 8 clips (same0, same1, same2, "
+            "same3, same4, ...): they are kept in one split") in " ".join(report["warnings"])
+    reasons = {r["clip_id"]: r["reason"] for r in report["rejected"]}
+    assert set(reasons) == {"fixed_a", "fixed_b", "fixed_c"}
+    assert reasons["fixed_c"] == ("video videos/fixed.mp4 is used by clips in several fixed splits: fixed_a (train), "
+                                  "fixed_b (test), fixed_c (no split); one video cannot be in two splits: give these "
+                                  "clips the same split, or none")
 
 
 def test_windows_policies_make_one_row_per_window(tmp_path, make_video):
