@@ -1,5 +1,6 @@
 """`kind: video_llama` on the tiny checkpoint (CPU): scores, answers, bad clips, NaN guard, model/hardware configs."""
 
+import dataclasses
 import importlib.util
 import inspect
 
@@ -19,6 +20,7 @@ from ghostprobe.models.video_llama.backend import (
     from_pretrained_kwargs,
     yes_probability,
 )
+from ghostprobe.models.video_llama.precision import PrecisionPolicy
 from ghostprobe.models.video_llama.tiny import build_tiny_checkpoint
 from ghostprobe.prompts import load_prompt
 
@@ -184,11 +186,58 @@ def test_hardware_configs_give_the_load_settings_the_backend_uses():
     backend_keys = inspect.signature(VideoLlamaBackend).parameters
     for name, hardware in HARDWARE.items():
         assert set(hardware) <= set(backend_keys), f"conf/hardware/{name}.yaml: keys the backend does not take"
-    dtypes = {name: from_pretrained_kwargs(**{k: v for k, v in hw.items() if k in LOAD_KEYS})["dtype"]
-              for name, hw in HARDWARE.items()}
-    assert dtypes == {"a100x8": torch.bfloat16, "cpu": torch.float32, "h100": torch.bfloat16,
-                      "v100x4": torch.float16}  # never bf16 on V100
+    policies = {name: PrecisionPolicy.from_names(hw["dtype"], hw["vision_dtype"], hw["video_autocast"])
+                for name, hw in HARDWARE.items()}
+    original = PrecisionPolicy(llm=torch.bfloat16, vision=torch.float16, video_autocast=torch.float16)
+    assert policies == {"a100x8": original, "h100": original,
+                        "v100x4": dataclasses.replace(original, llm=torch.float16),  # never bf16 on V100
+                        "cpu": PrecisionPolicy(torch.float32, torch.float32, None)}
     assert "flash" not in HARDWARE["v100x4"]["sdpa_backends"]
+
+
+@pytest.mark.parametrize("profile", sorted(HARDWARE))
+def test_each_module_runs_in_the_dtype_its_hardware_profile_states(tiny_dir, profile):
+    # Run on CPU (fp16 and bf16 kernels exist there too): what matters is which dtype each part computes in.
+    hardware = {**HARDWARE[profile], "device": "cpu", "device_map": None, "max_memory": None, "sdpa_backends": None}
+    backend = build_model({"kind": "video_llama", "path": str(tiny_dir), **hardware})
+    policy, model = backend.precision, backend.model
+    seen = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            output = output[0] if isinstance(output, tuple) else getattr(output, "logits", output)
+            seen[name] = (inputs[0].dtype if inputs else None, output.dtype)
+        return hook
+
+    watched = {
+        "vit block": model.visual_encoder.encoder.layers[0],
+        "ln_vision": model.visual_encoder.post_layernorm,
+        "image q-former linear": model.qformer.encoder.layer[0].attention.attention.query,
+        "video q-former linear": model.video_qformer.encoder.layer[0].crossattention.attention.key,
+        "llama_proj": model.llama_proj,
+        "llm layer": model.language_model.model.layers[0],
+    }
+    for name, module in watched.items():
+        module.register_forward_hook(record(name))
+    ln_inputs = []
+    model.visual_encoder.post_layernorm.register_forward_hook(lambda m, i, o: ln_inputs.append((i[0], o)))
+    outputs = backend.score(_clips()[:1], _prompt("en"))
+    assert np.isfinite(outputs[0].p_ghost_probing)
+
+    video_side = policy.video_autocast or torch.float32
+    assert seen["vit block"][1] == policy.vision
+    assert seen["ln_vision"] == (policy.vision, policy.vision)
+    assert model.visual_encoder.post_layernorm.weight.dtype == torch.float32
+    ln_in, ln_out = ln_inputs[0]
+    ln = model.visual_encoder.post_layernorm  # computed in fp32, returned in the ViT's dtype: as the original
+    with torch.inference_mode():
+        expected = torch.nn.functional.layer_norm(ln_in.float(), ln.normalized_shape, ln.weight, ln.bias, ln.eps)
+    assert torch.equal(ln_out, expected.to(policy.vision))
+    assert model.qformer.encoder.layer[0].attention.attention.query.weight.dtype == torch.float32
+    assert seen["image q-former linear"][1] == video_side
+    assert seen["video q-former linear"][1] == video_side
+    assert model.llama_proj.weight.dtype == torch.float32 and seen["llama_proj"][1] == video_side
+    assert seen["llm layer"] == (policy.llm, policy.llm)
 
 
 @pytest.mark.parametrize("preset,num_gpus", [("7b", 2), ("13b", 3)])
@@ -201,7 +250,8 @@ def test_v100x4_places_the_whole_model_on_16gb_gpus_with_the_vision_side_on_gpu_
     with torch.device("meta"):
         model = VideoLlamaForConditionalGeneration(video_llama_config(preset))
     fp32 = {n: torch.float32 for n, _ in model.named_parameters() if n.split(".")[0] in model._keep_in_fp32_modules}
-    placement = infer_auto_device_map(model, max_memory=kwargs["max_memory"], dtype=kwargs["dtype"],
+    # The converted folder's stored dtype (fp16, Q-Former side fp32): what the weights load in before casting.
+    placement = infer_auto_device_map(model, max_memory=kwargs["max_memory"], dtype=torch.float16,
                                       no_split_module_classes=model._no_split_modules, special_dtypes=fp32)
     assert set(placement.values()) == set(range(num_gpus))  # no cpu/disk offload
     vision = ["visual_encoder", "query_tokens", "qformer", "video_frame_position_embedding", "video_query_tokens",

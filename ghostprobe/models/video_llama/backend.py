@@ -5,7 +5,8 @@ prompt's yes/no answer tokens where the answer starts; `extra["answer_token_mass
 whole vocabulary (low when the model would rather start "The video shows ...").
 generate: greedy by default; `generation:` in conf/model/*.yaml turns on the original's sampling (top_p 0.9,
 temperature 1.0, max_new_tokens 300). Answers are parsed with ghostprobe.answers.
-Loading keys (dtype, device_map, max_memory, sdpa_backends, ...) come from conf/hardware/*.yaml.
+Loading keys (dtype, vision_dtype, video_autocast, device_map, max_memory, sdpa_backends, ...) come from
+conf/hardware/*.yaml; precision.py says which dtype each part runs in and why.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from ghostprobe.answers import parse_event_time_s, parse_yes_no
+from ghostprobe.dtypes import dtype_by_name
 from ghostprobe.models.base import ClipInput, ModelOutput, Prompt, register
 
 from .finetuned import load_video_llama, resolve_model_dir
 from .modeling import VideoLlamaForConditionalGeneration
+from .precision import PrecisionPolicy, apply_precision
 from .processing import AnswerChoice, VideoLlamaProcessor
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 SDPA_BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
                  "math": SDPBackend.MATH, "cudnn": SDPBackend.CUDNN_ATTENTION}
 GENERATION_DEFAULTS = {"do_sample": False, "max_new_tokens": 300, "top_p": 0.9, "temperature": 1.0, "seed": 0}
@@ -39,10 +40,14 @@ _NOT_QUANTIZED = ["visual_encoder", "qformer", "video_qformer", "llama_proj", "l
 def from_pretrained_kwargs(dtype: str = "fp32", device_map=None, max_memory: Mapping | None = None,
                            attn_implementation: str = "sdpa", load_in_8bit: bool = False,
                            load_in_4bit: bool = False) -> dict:
-    """The `from_pretrained` arguments for conf/hardware/ settings (dtype name -> torch dtype, quantization...)."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    kwargs = {"dtype": DTYPES[dtype], "attn_implementation": attn_implementation}
+    """The `from_pretrained` arguments for conf/hardware/ settings (quantization, placement...).
+
+    Weights load in the dtypes the folder stores (the converter's fp16, Q-Former side and ln_vision fp32, like the
+    original files); `apply_precision` then casts each part, so nothing is rounded twice. `dtype` (the LLM's) is
+    the compute dtype of a quantized LLM.
+    """
+    llm_dtype = dtype_by_name(dtype)
+    kwargs = {"dtype": "auto", "attn_implementation": attn_implementation}
     if max_memory is not None:
         if device_map is None:
             raise ValueError("max_memory needs a device_map (e.g. device_map=auto)")
@@ -56,7 +61,7 @@ def from_pretrained_kwargs(dtype: str = "fp32", device_map=None, max_memory: Map
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit, llm_int8_skip_modules=_NOT_QUANTIZED,
-            bnb_4bit_compute_dtype=DTYPES[dtype])
+            bnb_4bit_compute_dtype=llm_dtype)
         device_map = device_map or "auto"  # bitsandbytes places weights while loading
     if device_map is not None:
         kwargs["device_map"] = dict(device_map) if isinstance(device_map, Mapping) else device_map
@@ -119,7 +124,9 @@ class VideoLlamaBackend:
         path: the converted folder (model, tokenizer with `<ImageHere>`, optional processor_config.json), or a
             checkpoint / run directory written by train/main.py (see finetuned.resolve_model_dir).
         batch_size: clips per forward pass / generate call.
-        dtype, device_map, max_memory, attn_implementation, load_in_8bit, load_in_4bit: see `from_pretrained_kwargs`.
+        dtype, vision_dtype, video_autocast: the LLM's dtype, the ViT's (null: as dtype) and the autocast dtype of
+            the Q-Formers and llama_proj (null: fp32); see precision.py for the original's and each profile's.
+        device_map, max_memory, attn_implementation, load_in_8bit, load_in_4bit: see `from_pretrained_kwargs`.
         device: where the whole model goes when device_map is null ("auto": cuda if available, else cpu).
         sdpa_backends: torch SDPA kernels allowed, e.g. [efficient, math] on V100 (no flash); null lets torch pick.
         nan_guard: true: a clip with non-finite logits gets a NaN score / no answer, a warning and extra["error"];
@@ -131,7 +138,7 @@ class VideoLlamaBackend:
     """
 
     def __init__(self, path: str | Path, name: str | None = None, batch_size: int = 1, dtype: str = "fp32",
-                 device: str = "auto", device_map=None, max_memory: Mapping | None = None,
+                 vision_dtype: str | None = None, video_autocast: str | None = None, device: str = "auto", device_map=None, max_memory: Mapping | None = None,
                  attn_implementation: str = "sdpa", sdpa_backends: Sequence[str] | None = None,
                  load_in_8bit: bool = False, load_in_4bit: bool = False, nan_guard: bool = True,
                  generation: Mapping | None = None, resize: str = "straight", prompt_format: str | None = None):
@@ -148,8 +155,10 @@ class VideoLlamaBackend:
         self.batch_size, self.nan_guard = int(batch_size), nan_guard
         self.generation = {**GENERATION_DEFAULTS, **(generation or {})}
         self._sdpa_backends = [SDPA_BACKENDS[b] for b in sdpa_backends] if sdpa_backends else None
+        self.precision = PrecisionPolicy.from_names(dtype, vision_dtype, video_autocast)
         kwargs = from_pretrained_kwargs(dtype, device_map, max_memory, attn_implementation, load_in_8bit, load_in_4bit)
         self.model = load_video_llama(path, **kwargs).eval()  # LoRA checkpoints come back merged
+        apply_precision(self.model, self.precision, quantized=load_in_8bit or load_in_4bit)
         if "device_map" not in kwargs:
             self.model.to("cuda" if device == "auto" and torch.cuda.is_available() else
                           "cpu" if device == "auto" else device)

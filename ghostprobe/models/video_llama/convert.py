@@ -20,11 +20,12 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, LlamaConfig
 
+from ghostprobe.dtypes import DTYPES
+
 from .configuration import VideoLlamaConfig
 from .modeling import VideoLlamaForConditionalGeneration, VideoLlamaPreTrainedModel
 
 VIDEO_PLACEHOLDER_TOKEN = "<ImageHere>"
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 class ConversionError(RuntimeError):
@@ -189,7 +190,7 @@ def convert_state_dicts(
     """
     with torch.device("meta"):
         expected = {k: v.shape for k, v in VideoLlamaForConditionalGeneration(config).state_dict().items()}
-    keep_fp32 = tuple(VideoLlamaPreTrainedModel._keep_in_fp32_modules)
+    keep_fp32 = set(VideoLlamaPreTrainedModel._keep_in_fp32_modules)  # ln_vision and the Q-Former side
     state, origin, reports = {}, {}, []
     for name, source in sources:
         report = SourceReport(name)
@@ -204,7 +205,7 @@ def convert_state_dicts(
                 continue
             if new_key in state:
                 report.overridden.append(f"{origin[new_key]} -> {name}:{key}")
-            target_dtype = torch.float32 if new_key.split(".")[0] in keep_fp32 else dtype
+            target_dtype = torch.float32 if keep_fp32.intersection(new_key.split(".")) else dtype
             state[new_key] = tensor.to(target_dtype) if tensor.is_floating_point() else tensor
             origin[new_key] = f"{name}:{key}"
             report.mapped += 1

@@ -8,13 +8,26 @@ Data path of one clip of T frames (T <= max_frames):
            -> llama_proj -> written over the `<ImageHere>` placeholder positions of the prompt -> LLaMA-2.
 """
 
+import contextlib
+
 import torch
 from torch import nn
+from torch.nn import functional as F
 from transformers import Blip2QFormerModel, Blip2VisionModel, GenerationMixin, LlamaForCausalLM, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .configuration import VideoLlamaConfig
+
+
+class LayerNormFp32(nn.LayerNorm):
+    """The original's `ln_vision` (BLIP-2's LayerNorm): computed in fp32 whatever the input, returned in its dtype."""
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        out = F.layer_norm(hidden_states.float(), self.normalized_shape, weight, bias, self.eps)
+        return out.to(hidden_states.dtype)
 
 
 class VideoLlamaPreTrainedModel(PreTrainedModel):
@@ -33,6 +46,7 @@ class VideoLlamaPreTrainedModel(PreTrainedModel):
     # side in fp32, where the small trained part of the model lives and where fp16 overflow would hurt most.
     _keep_in_fp32_modules = [
         "query_tokens", "qformer", "video_frame_position_embedding", "video_query_tokens", "video_qformer",
+        "post_layernorm",
     ]
     _no_split_modules = ["Blip2EncoderLayer", "Blip2QFormerLayer", "LlamaDecoderLayer"]
 
@@ -57,8 +71,8 @@ class VideoLlamaForConditionalGeneration(VideoLlamaPreTrainedModel, GenerationMi
         super().__init__(config)
         qformer_width = config.qformer_config.hidden_size
         self.visual_encoder = Blip2VisionModel._from_config(config.vision_config)
-        # Blip2VisionModel uses the blocks' eps for its final norm; the original ln_vision is a default LayerNorm.
-        self.visual_encoder.post_layernorm.eps = config.ln_vision_eps
+        # The original ln_vision: a default-eps LayerNorm (Blip2VisionModel would use the blocks' eps) run in fp32.
+        self.visual_encoder.post_layernorm = LayerNormFp32(config.vision_config.hidden_size, eps=config.ln_vision_eps)
         self.query_tokens = nn.Parameter(torch.zeros(1, config.num_query_tokens, qformer_width))
         self.qformer = Blip2QFormerModel._from_config(config.qformer_config)
         self.video_frame_position_embedding = nn.Embedding(config.max_frames, qformer_width)
@@ -66,6 +80,9 @@ class VideoLlamaForConditionalGeneration(VideoLlamaPreTrainedModel, GenerationMi
         self.video_qformer = Blip2QFormerModel._from_config(config.video_qformer_config)
         self.llama_proj = nn.Linear(config.video_qformer_config.hidden_size, config.text_config.hidden_size)
         self.language_model = LlamaForCausalLM._from_config(config.text_config)
+        # The dtype the Q-Formers and llama_proj run in under autocast (the original: fp16 on GPU); None: their
+        # weights' dtype. Set by precision.apply_precision from conf/hardware/.
+        self.video_autocast_dtype: torch.dtype | None = None
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -105,8 +122,19 @@ class VideoLlamaForConditionalGeneration(VideoLlamaPreTrainedModel, GenerationMi
         vision_dtype = self.visual_encoder.embeddings.patch_embedding.weight.dtype
         frames = pixel_values.flatten(0, 1).to(vision_dtype)
         frame_patches = self.visual_encoder(pixel_values=frames).last_hidden_state  # ln_vision already applied
+        with self._video_autocast(frames.device):
+            return self._encode_frame_patches(frame_patches, batch_size, num_frames)
 
-        queries = self.query_tokens.expand(frames.shape[0], -1, -1)
+    def _video_autocast(self, device: torch.device):
+        if self.video_autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=self.video_autocast_dtype)
+
+    def _encode_frame_patches(self, frame_patches: torch.Tensor, batch_size: int, num_frames: int) -> torch.Tensor:
+        """ViT patches of every frame -> image Q-Former -> + frame positions -> video Q-Former -> llama_proj."""
+        if self.video_autocast_dtype is None:
+            frame_patches = frame_patches.to(self.query_tokens.dtype)
+        queries = self.query_tokens.expand(frame_patches.shape[0], -1, -1)
         frame_queries = self.qformer(query_embeds=queries, encoder_hidden_states=frame_patches).last_hidden_state
         frame_queries = frame_queries.unflatten(0, (batch_size, num_frames))  # [B, T, Q, D]
 
