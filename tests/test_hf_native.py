@@ -80,6 +80,8 @@ class TorchOnlyQwenVideoProcessor(VideoProcessorMixin):
 
     def preprocess(self, videos, video_metadata=None, return_metadata=False, **_):
         rows, grids = [], []
+        # processor(videos=[clip, ...]) gives [T, H, W, C] arrays; apply_chat_template nests them per conversation
+        videos = [v for video in videos for v in (video if np.asarray(video).ndim == 5 else [video])]
         for video in videos:
             frames = as_float_frames(video)
             frames = torch.cat([frames, frames[-1:].expand(-len(frames) % TEMPORAL, -1, -1, -1)])
@@ -360,3 +362,24 @@ def test_shipped_configs_reach_the_checkpoint_check(name, tmp_path):
     # every key is an argument of the backend; the only failure left is the absent checkpoint folder
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "absent"))):
         build_model({**cfg, "path": str(tmp_path / "absent")})
+
+
+def test_qwen_inputs_equal_the_processors_own_chat_template_path(load):
+    # The model sees its authors' prompt: our template-then-processor path gives the ids, text and pixels that
+    # the processor's one-call chat path (apply_chat_template with the video in the message) gives.
+    from ghostprobe.models.hf_native import video_metadata
+    from ghostprobe.prompts import frames_message
+
+    model, the_clip, asked = load(), CLIPS[0], prompt("en")
+    ours = model._inputs([the_clip], asked, asked.question)
+    text = f"{frames_message(the_clip.timestamps_s, asked.language)}\n{asked.question}"
+    conversation = [{"role": "system", "content": [{"type": "text", "text": asked.system}]},
+                    {"role": "user", "content": [{"type": "video", "video": the_clip.frames},
+                                                 {"type": "text", "text": text}]}]
+    theirs = load.processor.apply_chat_template(
+        conversation, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt",
+        processor_kwargs={"videos_kwargs": {"do_sample_frames": False, "video_metadata": [video_metadata(the_clip)]}})
+    assert ours["input_ids"].tolist() == theirs["input_ids"].tolist()
+    assert int((ours["input_ids"] == load.processor.tokenizer.convert_tokens_to_ids("<|video_pad|>")).sum()) == 32  # 2 x 16
+    torch.testing.assert_close(ours["pixel_values_videos"], theirs["pixel_values_videos"].float())
+    assert ours["video_grid_thw"].tolist() == theirs["video_grid_thw"].tolist()
