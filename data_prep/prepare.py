@@ -1,8 +1,9 @@
 """Stage 1: annotated clips + a label file -> a `datasets.DatasetDict` (train/val/test) on disk, plus a report.
 
 Order of work: validate labels -> resolve video paths -> prepare clips in parallel into a content-addressed cache
-(resumable) -> assign splits -> stream cache entries into Arrow, one split at a time -> `save_to_disk`. Bad clips
-are collected with a reason in `prep_report.json` and never stop the others.
+(resumable) -> assign splits -> stream cache entries into Arrow, one split at a time -> `save_to_disk` beside the
+previous dataset, switched into place in one step (data_prep/atomic_save.py). Bad clips are collected with a reason
+in `prep_report.json` and never stop the others.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import os
 import shutil
 import statistics
 import time
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from data_prep.atomic_save import save_atomically
 from data_prep.clip_worker import ClipTask, cache_key, load_cache_meta, load_cached_clip, prepare_clip
 from data_prep.dataset_rows import dataset_features, rows_for_clip
 from data_prep.splits import assign_splits
@@ -79,7 +82,8 @@ def prepare_dataset(labels_path: str | Path, out_dir: str | Path, settings: dict
     prepared = [clip for clip in prepared if clip.clip_id not in split_rejected]
     if not prepared:
         return _finish(report, out_dir, {}, [], started, total_entries)
-    splits = _write_dataset(out_dir, prepared, clips_by_id, metas, split_of, settings)
+    splits, write_warnings = _write_dataset(out_dir, prepared, clips_by_id, metas, split_of, settings)
+    report["warnings"] += write_warnings
     for split, info in splits.items():
         members = [c for c in prepared if split_of[c.clip_id] == split]
         info.update(_split_stats(members, [metas[c.clip_id]["video_info"]["duration_s"] for c in members]))
@@ -139,7 +143,7 @@ def _run_tasks(tasks: list[ClipTask], num_proc: int):
 
 
 def _write_dataset(out_dir: Path, prepared: list[ClipLabel], clips_by_id: dict, metas: dict, split_of: dict,
-                   settings: dict) -> dict:
+                   settings: dict) -> tuple[dict, list[str]]:
     from datasets import Dataset, DatasetDict
     from datasets.utils.logging import disable_progress_bar
 
@@ -158,9 +162,9 @@ def _write_dataset(out_dir: Path, prepared: list[ClipLabel], clips_by_id: dict, 
         splits[split] = Dataset.from_generator(
             _generate_rows, features=features, gen_kwargs={"entries": entries, "storage": settings["storage"]},
             cache_dir=str(hf_cache), fingerprint=fingerprint, writer_batch_size=settings["writer_batch_size"])
-    DatasetDict(splits).save_to_disk(str(out_dir), max_shard_size=settings["max_shard_size"])
+    warnings = save_atomically(DatasetDict(splits), out_dir, settings["max_shard_size"])
     shutil.rmtree(hf_cache, ignore_errors=True)  # save_to_disk made its own copy
-    return {split: {"samples": len(ds), "fingerprint": fingerprints[split]} for split, ds in splits.items()}
+    return {split: {"samples": len(ds), "fingerprint": fingerprints[split]} for split, ds in splits.items()}, warnings
 
 
 def _generate_rows(entries: list[tuple[str, str]], storage: str):
@@ -189,7 +193,9 @@ def _finish(report: dict, out_dir: Path, splits: dict, prepared: list[ClipLabel]
     report["splits"] = splits
     report["seconds"] = round(time.perf_counter() - started, 2)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "prep_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    temporary = out_dir / f".prep_report.json.{os.getpid()}"  # renamed into place: a kill never truncates the report
+    temporary.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    os.replace(temporary, out_dir / "prep_report.json")
     return report
 
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import decord
 import numpy as np
@@ -297,6 +298,75 @@ def test_resume_after_kill_reuses_clips_and_gives_the_same_fingerprint(tmp_path,
         assert a[split]._fingerprint == b[split]._fingerprint
         np.testing.assert_array_equal(np.asarray(a[split].with_format("numpy")["frames"]),
                                       np.asarray(b[split].with_format("numpy")["frames"]))
+
+
+# Data prep in a subprocess that is killed (kill -9, no clean-up) once the first split of the dataset is on disk.
+PREP_KILLED_DURING_WRITE = """
+import os, signal, sys
+import datasets
+from data_prep.prepare import prepare_dataset
+from ghostprobe.config import prep_settings
+
+write_split = datasets.Dataset.save_to_disk
+def write_split_then_die(self, *args, **kwargs):
+    write_split(self, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+datasets.Dataset.save_to_disk = write_split_then_die
+prepare_dataset(sys.argv[1], sys.argv[2], prep_settings())
+"""
+
+
+def test_a_kill_during_the_final_write_leaves_the_previous_dataset_whole(tmp_path, make_video):
+    for name in "abcdefgh":
+        make_video(f"videos/{name}.mp4", num_frames=50, width=32, height=32, seed=ord(name))
+    first, second, third = ({"train": x, "val": y, "test": z} for x, y, z in ("abc", "def", "fgh"))
+
+    def labels(splits):
+        entries = [clip(clip_id, f"videos/{clip_id}.mp4", split=split) for split, clip_id in splits.items()]
+        return write_label_file(tmp_path / "labels.json", entries)
+
+    def killed_run(splits, out):
+        run = subprocess.run([sys.executable, "-c", PREP_KILLED_DURING_WRITE, str(labels(splits)), str(out)],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+        assert run.returncode == -signal.SIGKILL, run.stderr
+
+    def on_disk(out):
+        return {split: list(ds["clip_id"]) for split, ds in load_from_disk(str(out)).items()}
+
+    out = tmp_path / "out"
+    killed_run(first, out)  # the very first write: no dataset, rather than one that looks finished but does not load
+    assert not (out / "dataset_dict.json").exists()
+    prepare_dataset(labels(first), out, prep_settings())
+    assert on_disk(out) == {"train": ["a"], "val": ["b"], "test": ["c"]}
+    killed_run(second, out)  # a re-run over a good dataset: the good one is still there, whole
+    assert on_disk(out) == {"train": ["a"], "val": ["b"], "test": ["c"]}
+    prepare_dataset(labels(second), out, prep_settings())
+    assert on_disk(out) == {"train": ["d"], "val": ["e"], "test": ["f"]}
+    # The killed run's partial copy is gone: one dataset's worth of Arrow files on disk.
+    assert sum(name.endswith(".arrow") for _, _, names in os.walk(out) for name in names) == 3
+
+    # A folder that `save_to_disk` wrote in place (as data prep did before) is taken over the same way.
+    plain = tmp_path / "plain"
+    load_from_disk(str(out)).save_to_disk(str(plain))
+    killed_run(third, plain)
+    assert on_disk(plain) == {"train": ["d"], "val": ["e"], "test": ["f"]}
+    prepare_dataset(labels(third), plain, prep_settings())
+    assert on_disk(plain) == {"train": ["f"], "val": ["g"], "test": ["h"]}
+    assert sum(name.endswith(".arrow") for _, _, names in os.walk(plain) for name in names) == 3
+
+
+def test_without_symbolic_links_the_dataset_is_written_in_place_with_a_warning(tmp_path, make_video, monkeypatch):
+    make_video("videos/a.mp4")
+    labels = write_label_file(tmp_path / "labels.json", [clip("a", "videos/a.mp4", split="test")])
+
+    def no_links(self, target, target_is_directory=False):
+        raise OSError(1, "Operation not permitted")  # as on exFAT and some network shares
+
+    monkeypatch.setattr(Path, "symlink_to", no_links)
+    report = prepare_dataset(labels, tmp_path / "out", prep_settings())
+    assert list(load_from_disk(str(tmp_path / "out"))["test"]["clip_id"]) == ["a"]
+    assert (f"{tmp_path / 'out'}: this file system has no symbolic links, so the dataset was written in place: a kill "
+            "during that write leaves it incomplete") in " ".join(report["warnings"])
 
 
 @pytest.mark.parametrize("storage", ["uint8", "jpeg"])
