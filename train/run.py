@@ -55,7 +55,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     args = training_arguments(cfg, run_dir, precision, world_size)  # before loading: ZeRO-3 partitions on load
     set_seed(cfg.train.seed)  # LoRA's initial weights come from the seed
     model, base_dir = load_base_model(cfg.model.path, precision)
-    processor = VideoLlamaProcessor.from_pretrained(base_dir)
+    # The prompt layout trained on (the original Chat path unless conf/model says otherwise) is saved with every
+    # checkpoint's processor, so eval scores the fine-tune with what it learned.
+    processor = VideoLlamaProcessor.from_pretrained(base_dir, prompt_format=cfg.model.get("prompt_format"))
     model = apply_training_policy(model, cfg.train.llm, list(cfg.train.modules), cfg.train.lora)
     counts = parameter_counts(model)
     log.info("precision %s; parameters %.1fM, trained %.2fM (%.2f%%)", precision, counts["total"] / 1e6,
@@ -72,6 +74,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     peak = peak_tflops(cfg.train.peak_tflops) * 1e12
     info = {"format": "lora" if cfg.train.llm == "lora" else "full", "base_model": str(base_dir.resolve()),
             "llm": cfg.train.llm, "modules": list(cfg.train.modules), "prompt": prompt.name,
+            "prompt_format": processor.prompt_format,
             "answers": dict(cfg.train.answers)}
     callbacks = [JsonlMetrics(run_dir), ValScores(run_dir, score_metrics),
                  CheckpointCallback(run_dir, cfg.checkpoint.keep_last)]
