@@ -57,6 +57,12 @@ def _adopt_dataset_saved_in_place(out_dir: Path, store: Path) -> None:
     the few renames this takes, once, `out_dir` holds no dataset rather than a broken one."""
     in_place = [name for name in (DATASET_DICT, *SPLIT_NAMES)
                 if (out_dir / name).exists() and not (out_dir / name).is_symlink()]
+    for name in set(in_place) - {DATASET_DICT}:
+        # Only what `save_to_disk` writes (Arrow and JSON files) is taken over, and later deleted: never other files.
+        if any(entry.suffix not in (".arrow", ".json") for entry in (out_dir / name).iterdir()):
+            raise FileExistsError(f"{out_dir / name}: not a dataset split, but data prep writes its {name!r} split "
+                                  "there: move that folder away, or choose another out_dir, and re-run (clips already "
+                                  "prepared are reused)")
     if not in_place:
         return
     version = _new_version(store)

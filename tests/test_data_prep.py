@@ -355,6 +355,17 @@ def test_a_kill_during_the_final_write_leaves_the_previous_dataset_whole(tmp_pat
     assert sum(name.endswith(".arrow") for _, _, names in os.walk(plain) for name in names) == 3
 
 
+def test_a_folder_of_other_files_named_like_a_split_is_never_taken_over(tmp_path, make_video):
+    make_video("videos/a.mp4")
+    labels = write_label_file(tmp_path / "labels.json", [clip("a", "videos/a.mp4", split="train")])
+    (tmp_path / "out/train").mkdir(parents=True)
+    (tmp_path / "out/train/route12.mp4").write_bytes(b"someone's own video")
+    with pytest.raises(FileExistsError, match=r"out/train: not a dataset split, but data prep writes its 'train' "
+                                              r"split there: move that folder away"):
+        prepare_dataset(labels, tmp_path / "out", prep_settings())
+    assert (tmp_path / "out/train/route12.mp4").read_bytes() == b"someone's own video"
+
+
 def test_without_symbolic_links_the_dataset_is_written_in_place_with_a_warning(tmp_path, make_video, monkeypatch):
     make_video("videos/a.mp4")
     labels = write_label_file(tmp_path / "labels.json", [clip("a", "videos/a.mp4", split="test")])
