@@ -307,6 +307,23 @@ def test_many_failed_clips_in_a_row_stop_the_run(api):
     assert len(api.server.requests) == 3
 
 
+def test_failed_clips_in_a_row_are_counted_across_calls(api):
+    # eval hands clips over a batch at a time (one clip per call at batch_size=1): an outage must still stop the run.
+    api.server.default = Scripted(status=500, error_message="backend down")
+    model = api.model(max_retries=0, abort_after_failed_clips=3)
+    for clip_id in ("0", "1"):
+        [out] = model.score([make_clip(clip_id)], PROMPT_EN)
+        assert "backend down" in out.extra["error"]
+    with pytest.raises(ApiModelError, match=r"3 clips in a row failed, the last \(2\)"):
+        model.score([make_clip("2")], PROMPT_EN)
+    # An answered clip starts the count again.
+    api.server.script = [Scripted(status=200)]
+    [answered] = model.score([make_clip("3")], PROMPT_EN)
+    assert answered.parsed_answer is True
+    [failed] = model.score([make_clip("4")], PROMPT_EN)
+    assert "backend down" in failed.extra["error"]
+
+
 @pytest.mark.parametrize("max_concurrency", [1, 3])
 def test_rejected_key_stops_the_run_with_an_error_free_of_the_key(api, max_concurrency):
     # Servers echo (parts of) a bad key back; that must not travel into our messages.

@@ -7,7 +7,8 @@ Failure policy, per clip: 429, 5xx, timeouts and connection errors are retried w
 never sooner than the server's Retry-After) up to `max_retries`; a clip that still fails, or that the API rejects
 (e.g. 400), gets `p_ghost_probing=NaN` and `extra["error"]`, and the other clips carry on. What would fail every
 clip stops the run with `ApiModelError`: a missing or rejected key (401/403), an unknown model (404), or
-`abort_after_failed_clips` failed clips in a row (network down, quota gone).
+`abort_after_failed_clips` failed clips in a row (network down, quota gone), counted across calls: eval hands the
+clips over `batch_size` at a time, and an outage must stop the run however they are batched.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class ApiConfig:
     backoff_max_s: float
     requests_per_minute: float | None
     max_concurrency: int
+    batch_size: int  # clips eval hands over per call; `max_concurrency` of them are in flight at once
     abort_after_failed_clips: int
     price_per_1m_input_usd: float
     price_per_1m_output_usd: float
@@ -294,7 +296,8 @@ class ClipRunner:
     def run(self, clips: list[ClipInput], send: Callable[[ClipInput], Reply],
             to_output: Callable[[ClipInput, Reply], ModelOutput]) -> list[ModelOutput]:
         """`send` each clip (with retries) and turn its reply into a ModelOutput; outputs in input order."""
-        self._failed_in_a_row, self._abort_reason = 0, None
+        # The failed-in-a-row count carries over from the previous call; an earlier fatal error does not.
+        self._abort_reason = None
         if self.config.max_concurrency <= 1 or len(clips) <= 1:
             return [self._one(clip, send, to_output) for clip in clips]
         pool = ThreadPoolExecutor(self.config.max_concurrency, thread_name_prefix=self.config.name)
