@@ -146,7 +146,7 @@ def _blocks(runs: list[Run], result: dict, y: np.ndarray, alpha: float) -> list:
         rows.append([run.name, m["prompt"], m["data"]["num_samples"], num(run.threshold),
                      Estimate(num(model["accuracy_nan_as_wrong"]), interval([acc_ci.get("low"), acc_ci.get("high")])),
                      num(model["fpr"]), num(model["f1"]), num(model["auroc"]),
-                     num((m.get("timing") or {}).get("latency_p95_s"), 2), m["decision"]["action"]])
+                     num((m.get("timing") or {}).get("latency_p95_s"), 2), m["decision"]["action"] or "no decision"])
     blocks.append(Table(["run", "prompt", "samples", "threshold", "accuracy (no answer = wrong)", "FPR", "F1", "AUROC",
                          "p95 latency (s)", "decision"], rows))
 

@@ -123,6 +123,7 @@ table.keyvalue td:first-child { color: #4a5568; }
 .decision.deploy { background: #e8f7ee; border-color: #1f9d55; }
 .decision.optimise { background: #fff6e0; border-color: #d69e2e; }
 .decision.fine-tune { background: #fdecec; border-color: #e53e3e; }
+.decision.none { background: #edf0f4; border-color: #4a5568; }
 .warning { background: #fdecec; padding: 6px 10px; border-radius: 4px; }
 .note { color: #4a5568; font-size: 13.5px; }
 img { display: block; margin: 8px 0; max-width: 100%; }

@@ -94,7 +94,8 @@ def headline(metrics: dict, rows: list[dict], y: np.ndarray, p: np.ndarray) -> l
         Para(f"{clips} clips{samples}: {int(y.sum())} ghost probing, {int((~y).sum())} not; {no_answer} without an "
              f"answer (reported as \"no answer\", never as \"no\"). Decision threshold {threshold['value']:.3f} "
              f"({threshold['source']}{'; scores: ' + threshold['scores'] if threshold.get('scores') else ''})."),
-        Para(f"Decision: {decision['action'].upper()}: {decision['next_steps']}", css=f"decision {decision['action']}"),
+        Para(f"Decision: {decision['action'].upper()}: {decision['next_steps']}", css=f"decision {decision['action']}")
+        if decision["action"] else Para(f"NO DECISION: {decision['next_steps']}", css="decision none"),
         Para(decision["reason"]),
         *[Para(f"Warning: {w}", css="warning") for w in decision.get("warnings") or []],
     ]

@@ -18,11 +18,20 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from eval.evaluate import evaluate_split  # noqa: E402
 from eval.predictions import PredictionWriter, read_rows, row_key, run_identity  # noqa: E402
 from eval.summarize import summarize  # noqa: E402
+from ghostprobe.models.api.common import ApiModelError  # noqa: E402
 from ghostprobe.prompts import load_prompt  # noqa: E402
 
 
 class EvalSetupError(SystemExit):
     """A problem found before any clip is scored: the message says what to fix."""
+
+
+class EvalStopped(SystemExit):
+    """The model cannot go on (API key rejected, too many failed clips in a row): the rows so far are kept."""
+
+
+class TooManyFailedClips(SystemExit):
+    """The run finished, but more than `max_failed_fraction` of the test clips have no answer."""
 
 
 def load_splits(cfg: DictConfig) -> tuple[dict, str]:
@@ -98,6 +107,7 @@ def main(cfg: DictConfig) -> None:
     done = {row["key"] for row in read_rows(sorted(out_dir.glob("predictions*.jsonl"))) if row["error"] is None}
 
     _warn_prompt_mismatch(model_cfg, prompt.name)
+    stage = model_stage(model_cfg)
     model = build_model(model_cfg)
     model_name = model_cfg.get("name") or getattr(model, "name", model_cfg["kind"])
     writer = PredictionWriter(pred_path)
@@ -108,6 +118,9 @@ def main(cfg: DictConfig) -> None:
                 model, prompt, dataset, split, identity, writer, done, int(model_cfg.get("batch_size", 1)),
                 int(cfg.prefetch_batches), bool(cfg.generate_answers), bool(cfg.ask_event_time), model_name,
                 fingerprint, rank, world_size)
+    except ApiModelError as err:
+        raise EvalStopped(f"eval: stopped: {err}. The clips answered so far are kept in {pred_path}; run the same "
+                          "command again to resume (failed clips are asked again). Nothing was decided.") from None
     finally:
         writer.close()
         if hasattr(model, "close"):
@@ -123,7 +136,7 @@ def main(cfg: DictConfig) -> None:
     resumed = any(row_key(identity, cfg.data.split, s) in done for s in splits[cfg.data.split]["sample_id"])
     test_wall_s = None if resumed or world_size > 1 else wall_s[cfg.data.split]
     summary = summarize(by_split[cfg.data.split], by_split.get("val", []), by_split.get("earliness", []),
-                        OmegaConf.to_container(cfg, resolve=True), test_wall_s)
+                        OmegaConf.to_container(cfg, resolve=True), test_wall_s, stage)
     metrics = {"model": model_name, "prompt": prompt.name,
                "data": {"path": str(cfg.data.path), "split": cfg.data.split, "fingerprint": fingerprint,
                         "num_samples": len(by_split[cfg.data.split])},
@@ -132,6 +145,29 @@ def main(cfg: DictConfig) -> None:
     _print_summary(metrics, out_dir)
     _write_report(out_dir)
     _log_wandb(cfg, metrics, out_dir)
+    _fail_on_failed_clips(metrics, float(cfg.max_failed_fraction))
+
+
+def model_stage(model_cfg: dict) -> str:
+    """"fine-tuned" when model.path is a training run or checkpoint of ours (or an export of one), else
+    "zero-shot": the decision's next steps differ ("deploy zero-shot" is wrong for a fine-tune)."""
+    if model_cfg["kind"] != "video_llama" or not model_cfg.get("path"):
+        return "zero-shot"
+    from ghostprobe.models.video_llama.finetuned import CHECKPOINT_INFO, resolve_model_dir
+
+    model_dir = resolve_model_dir(model_cfg["path"])
+    # The trainer writes CHECKPOINT_INFO into every checkpoint; scripts/export_model.py writes export_info.json.
+    trained = (model_dir / CHECKPOINT_INFO).is_file() or (model_dir / "export_info.json").is_file()
+    return "fine-tuned" if trained else "zero-shot"
+
+
+def _fail_on_failed_clips(metrics: dict, max_failed_fraction: float) -> None:
+    """Exit 1 after writing the results when too many test clips have no answer: a script must not read on."""
+    n, n_failed = metrics["classification"]["model"]["n"], metrics["classification"]["model"]["n_missing"]
+    if n and n_failed / n > max_failed_fraction:
+        raise TooManyFailedClips(
+            f"eval: {n_failed} of {n} test clips have no answer, more than max_failed_fraction={max_failed_fraction:g}"
+            f" (causes: `errors` in metrics.json); run the same command again to ask them again")
 
 
 def _warn_prompt_mismatch(model_cfg: dict, prompt_name: str) -> None:
@@ -180,7 +216,9 @@ def _print_summary(metrics: dict, out_dir: Path) -> None:
           f"threshold {metrics['threshold']['value']:.3f} ({metrics['threshold']['source']})")
     print(f"  accuracy {model['accuracy_nan_as_wrong']:.3f}  FPR {_fmt(model['fpr'])}  F1 {_fmt(model['f1'])}  "
           f"AUROC {_fmt(model['auroc'])}  p95 latency {_fmt(timing['latency_p95_s'])} s")
-    print(f"  decision: {metrics['decision']['action']}: {metrics['decision']['reason']}")
+    decision = metrics["decision"]
+    action = f"decision: {decision['action']}: " if decision["action"] else ""  # else the reason says "no decision"
+    print(f"  {action}{decision['reason']}")
     print(f"  -> {out_dir / 'metrics.json'}")
 
 

@@ -4,6 +4,8 @@ earliness, event-time localisation, and the planning document's decision."""
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
 
 import numpy as np
 
@@ -31,9 +33,22 @@ def effective_scores(rows: list[dict]) -> tuple[np.ndarray, str]:
     return p, "answer-token probabilities"
 
 
+def failure_causes(rows: list[dict], scores: np.ndarray) -> dict[str, int]:
+    """Why clips have no score, as cause -> clips: the row's error (its retry count left out, so that one outage
+    reads as one cause), else "no usable answer" for a score the model left NaN."""
+    causes = Counter()
+    for row, p in zip(rows, scores):
+        if row["error"]:
+            causes[re.sub(r" \(after \d+ attempt\(s\)\)$", "", row["error"])] += 1
+        elif math.isnan(p):
+            causes["no usable answer (NaN score)"] += 1
+    return dict(causes)
+
+
 def summarize(test_rows: list[dict], val_rows: list[dict], earliness_rows: list[dict], cfg: dict,
-              wall_s: float | None) -> dict:
-    """Everything metrics.json holds except the identity fields, which run.py adds."""
+              wall_s: float | None, model_stage: str = "zero-shot") -> dict:
+    """Everything metrics.json holds except the identity fields, which run.py adds. `model_stage`: "zero-shot",
+    or "fine-tuned" for a checkpoint trained here (the decision's next steps differ)."""
     mcfg = cfg["metrics"]
     threshold = choose_threshold(val_rows, mcfg)
     y = [bool(r["is_ghost_probing"]) for r in test_rows]
@@ -47,7 +62,9 @@ def summarize(test_rows: list[dict], val_rows: list[dict], earliness_rows: list[
                             api_cost_usd=[r.get("cost_usd") or 0.0 for r in test_rows])
     decision = M.decide(classification["model"], classification["baselines"], timing, classification["ci"],
                         deploy_above=mcfg["accuracy_deploy"], fine_tune_below=mcfg["accuracy_finetune"],
-                        target_accuracy=mcfg["target_accuracy"], target_time_s=mcfg["target_seconds_per_video"])
+                        target_accuracy=mcfg["target_accuracy"], target_time_s=mcfg["target_seconds_per_video"],
+                        model_stage=model_stage, min_answered_fraction=mcfg["min_answered_fraction"],
+                        failure_causes=failure_causes(test_rows, p))
     summary = {
         "threshold": {"value": threshold["threshold"], "source": threshold["source"], "scores": score_source},
         "classification": classification, "timing": timing, "decision": decision,

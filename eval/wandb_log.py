@@ -26,7 +26,8 @@ def log_eval(cfg: DictConfig, metrics: dict, out_dir: Path, max_thumbnails: int 
     model = metrics["classification"]["model"]
     summary = {f"test/{k}": model[k] for k in SCALARS if model.get(k) is not None}
     summary.update({f"timing/{k}": v for k, v in metrics["timing"].items() if isinstance(v, (int, float))})
-    summary["decision"] = metrics["decision"]["action"]
+    summary["decision"] = metrics["decision"]["action"] or "no decision"  # too few clips answered to apply the rule
+    summary["decision_reason"] = metrics["decision"]["reason"]
     run.summary.update(summary)
 
     split = load_from_disk(metrics["data"]["path"])[metrics["data"]["split"]]

@@ -1,6 +1,8 @@
 """The eval harness end to end on the tiny model and synthetic clips: outputs, resume, clear errors."""
 
 import json
+import shutil
+import socket
 import subprocess
 import sys
 
@@ -10,6 +12,7 @@ import pytest
 from eval.predictions import read_rows
 
 from conftest import REPO_ROOT
+from fake_api_servers import FakeOpenAIServer, Scripted
 
 
 def run_eval(*args, check=True):
@@ -43,6 +46,7 @@ def test_tiny_end_to_end_writes_predictions_and_consistent_metrics(finished_run,
     baselines = metrics["classification"]["baselines"]
     assert baselines["always_no"]["accuracy"] == pytest.approx(1 - np.mean([r["is_ghost_probing"] for r in rows]))
     assert metrics["decision"]["action"] in ("deploy", "optimise", "fine-tune")
+    assert metrics["decision"]["model_stage"] == "zero-shot"  # a plain model folder, not a training checkpoint
     assert set(metrics["classification"]["by_group"]) == {"label", "actor", "occluder", "light", "weather"}
     assert all(0.0 <= r["p_ghost_probing"] <= 1.0 and r["latency_s"] > 0 for r in rows)
 
@@ -104,12 +108,22 @@ def test_corrupt_frames_are_reported_by_clip_and_field(tmp_path, tiny_checkpoint
                          "label": ClassLabel(names=list(LABEL_NAMES)), "is_ghost_probing": Value("bool"),
                          "frames": List(Image()), "timestamps_s": List(Value("float32"))})
     DatasetDict({"test": Dataset.from_dict(rows, features=features)}).save_to_disk(str(tmp_path / "ds"))
-    run_eval("model=tiny", f"model.path={tiny_checkpoint}", f"data.path={tmp_path / 'ds'}",
-             f"output_dir={tmp_path / 'out'}", "metrics.bootstrap_resamples=50")
+    result = run_eval("model=tiny", f"model.path={tiny_checkpoint}", f"data.path={tmp_path / 'ds'}",
+                      f"output_dir={tmp_path / 'out'}", "metrics.bootstrap_resamples=50", check=False)
     metrics = json.loads((tmp_path / "out/metrics.json").read_text())
     (error,) = metrics["errors"]
     assert error["sample_id"] == "broken" and "clip 'broken' field 'frames': unreadable" in error["error"]
     assert metrics["classification"]["model"]["n_scored"] == 2
+    # A local model is held to the same floor as an API: 2 of 3 answered is below 90%, so no decision, exit 1.
+    assert result.returncode == 1 and "1 of 3 test clips have no answer" in result.stderr
+    assert metrics["decision"]["action"] is None
+    assert metrics["decision"]["reason"].startswith("no decision: 1 of 3 clips failed (clip 'broken' field 'frames'")
+    # Both limits are one key away.
+    run_eval("model=tiny", f"model.path={tiny_checkpoint}", f"data.path={tmp_path / 'ds'}",
+             f"output_dir={tmp_path / 'out'}", "metrics.bootstrap_resamples=50", "max_failed_fraction=0.5",
+             "metrics.min_answered_fraction=0.5")
+    metrics = json.loads((tmp_path / "out/metrics.json").read_text())
+    assert metrics["decision"]["action"] in ("deploy", "optimise", "fine-tune")
 
 
 def test_hardware_profile_reaches_local_models_only_with_keys_they_take(tmp_path):
@@ -129,3 +143,95 @@ def test_hardware_profile_reaches_local_models_only_with_keys_they_take(tmp_path
     assert llama["dtype"] == "fp16" and llama["sdpa_backends"] == ["efficient", "math"]
     api = model_config(compose("eval", ["model=gpt4o", "hardware=v100x4", "output_dir=x", "data.path=x"]))
     assert "dtype" not in api and "device_map" not in api
+
+
+def test_nan_scores_of_a_local_model_give_no_decision():
+    from eval.summarize import summarize
+    from ghostprobe.config import compose
+
+    cfg = compose("eval", ["output_dir=x", "data.path=x"])
+    metrics_cfg = {"metrics": dict(cfg.metrics, bootstrap_resamples=20, group_by=[])}
+    rows = [{"sample_id": f"c{i}", "clip_id": f"c{i}", "is_ghost_probing": i % 2 == 0, "latency_s": 0.1,
+             "error": None, "p_ghost_probing": 0.9 if i < 3 else None} for i in range(10)]
+    decision = summarize(rows, [], [], metrics_cfg, None)["decision"]
+    assert decision["action"] is None
+    assert decision["reason"].startswith("no decision: 7 of 10 clips failed (no usable answer (NaN score))")
+
+
+def test_fine_tuned_checkpoint_gets_the_fine_tune_next_steps(tmp_path, synthetic_dataset, tiny_checkpoint):
+    from ghostprobe.metrics.decision import NEXT_STEPS
+    from ghostprobe.models.video_llama.finetuned import CHECKPOINT_INFO, COMPLETE_MARKER
+
+    # A run directory as the trainer leaves it, with a full-weights checkpoint (what a full fine-tune saves).
+    checkpoint = tmp_path / "run" / "checkpoint-4"
+    shutil.copytree(tiny_checkpoint, checkpoint)
+    (checkpoint / CHECKPOINT_INFO).write_text(json.dumps({"format": "full", "step": 4, "prompt": "zh"}))
+    (checkpoint / COMPLETE_MARKER).write_text("")
+    out = tmp_path / "out"
+    run_eval("model=tiny", f"model.path={tmp_path / 'run'}", f"data.path={synthetic_dataset}", f"output_dir={out}",
+             "metrics.bootstrap_resamples=50")
+    decision = json.loads((out / "metrics.json").read_text())["decision"]
+    assert decision["model_stage"] == "fine-tuned"
+    assert decision["next_steps"] == NEXT_STEPS["fine-tuned"][decision["action"]]
+    report = (out / "report.md").read_text()
+    assert "zero-shot" not in decision["reason"] and "zero-shot" not in report
+    assert f"Decision: {decision['action'].upper()}: {decision['next_steps']}" in report
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# API models in an outage (the real clients against a closed port or a local fake server)
+
+
+def closed_port_url() -> str:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+
+
+def test_api_outage_ends_without_a_decision_and_with_exit_code_1(tmp_path, synthetic_dataset, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-outage")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "eval/run.py"), "model=gpt4o", f"model.base_url={closed_port_url()}",
+         "model.max_retries=0", "model.requests_per_minute=null", f"data.path={synthetic_dataset}",
+         f"output_dir={out}", "report.thumbnails=false", "wandb.mode=offline"],
+        capture_output=True, text=True, timeout=600)
+    n = json.loads((synthetic_dataset / "prep_report.json").read_text())["splits"]["test"]["samples"]
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert f"eval: {n} of {n} test clips have no answer, more than max_failed_fraction=0.05" in result.stderr
+    expected = f"no decision: {n} of {n} clips failed (APIConnectionError: cannot reach"
+    assert f"  {expected}" in result.stdout
+    decision = json.loads((out / "metrics.json").read_text())["decision"]
+    assert decision["action"] is None and decision["reason"].startswith(expected)
+    assert "Connection refused); the rule needs at least 90% of the clips answered" in decision["reason"]
+    report = (out / "report.md").read_text()
+    assert "**NO DECISION: " in report and expected in report
+    assert not any(f"Decision: {action}" in report for action in ("DEPLOY", "OPTIMISE", "FINE-TUNE"))
+    (record,) = (out / "wandb").glob("offline-run-*/run-*.wandb")  # offline runs keep the summary there
+    assert b'"no decision"' in record.read_bytes()
+
+
+def test_api_outage_stops_after_failed_clips_in_a_row_with_one_line(tmp_path, synthetic_dataset, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-outage")
+    out = tmp_path / "out"
+    result = run_eval("model=gpt4o", f"model.base_url={closed_port_url()}", "model.max_retries=0",
+                      "model.requests_per_minute=null", "model.abort_after_failed_clips=2",
+                      f"data.path={synthetic_dataset}", f"output_dir={out}", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "eval: stopped: model 'gpt4o': 2 clips in a row failed" in result.stderr
+    assert f"kept in {out / 'predictions.jsonl'}; run the same command again to resume" in result.stderr
+    assert not (out / "metrics.json").exists()
+
+
+def test_api_model_keeps_max_concurrency_clips_in_flight(tmp_path, synthetic_dataset, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-concurrency")
+    delay_s = 1.0  # each request is held this long, so requests sent together overlap on the server
+    with FakeOpenAIServer() as server:
+        server.default = Scripted(text="Yes", top_logprobs=[[("Yes", -0.2), ("No", -1.8)]], delay_s=delay_s)
+        run_eval("model=gpt4o", f"model.base_url={server.base_url}", "model.requests_per_minute=null",
+                 f"data.path={synthetic_dataset}", "data.val_split=null", f"output_dir={tmp_path / 'out'}",
+                 "metrics.bootstrap_resamples=50")
+    arrivals = sorted(r.received_s for r in server.requests)
+    in_flight = max(sum(1 for t in arrivals if start - delay_s < t <= start) for start in arrivals)
+    n = json.loads((synthetic_dataset / "prep_report.json").read_text())["splits"]["test"]["samples"]
+    assert len(arrivals) == n and in_flight == min(4, n)  # conf/model/gpt4o.yaml: max_concurrency 4

@@ -458,3 +458,27 @@ def test_decision_targets_timing_coverage_and_ci():
     d = decide(good, good_baselines, ci=ci)
     assert d.action == "deploy" and d.meets_accuracy_target and d.beats_baselines
     assert "straddles the 80% line" in d.reason
+
+
+def test_decision_for_a_fine_tuned_checkpoint_speaks_of_the_fine_tune():
+    metrics, baselines = decision_inputs(9)
+    assert decide(metrics, baselines).next_steps == "deploy zero-shot; no training needed"
+    d = decide(metrics, baselines, model_stage="fine-tuned")
+    assert d.action == "deploy" and d.model_stage == "fine-tuned"
+    assert "-> deploy: deploy this fine-tuned checkpoint" in d.reason and "zero-shot" not in d.reason
+    low, low_baselines = decision_inputs(5)
+    d = decide(low, low_baselines, model_stage="fine-tuned")
+    assert d.action == "fine-tune" and "this fine-tune did not learn the task" in d.reason
+    with pytest.raises(ValueError, match="model_stage"):
+        decide(metrics, baselines, model_stage="finetuned")
+
+
+def test_no_decision_below_the_answered_floor_says_how_many_clips_failed_and_why():
+    metrics, baselines = decision_inputs(3, missing=7)  # 3 of 10 answered
+    d = decide(metrics, baselines, min_answered_fraction=0.9, failure_causes={"timed out": 2, "HTTP 503": 5})
+    assert d.action is None and d.meets_accuracy_target is None and d.beats_baselines is None
+    assert d.reason.startswith("no decision: 7 of 10 clips failed (5 x HTTP 503; 2 x timed out); the rule needs at "
+                               "least 90% of the clips answered (metrics.min_answered_fraction=0.9)")
+    strict_json(d.to_dict())
+    at_floor, at_floor_baselines = decision_inputs(9, missing=1)  # exactly 90% answered: the rule applies
+    assert decide(at_floor, at_floor_baselines, min_answered_fraction=0.9).action == "deploy"
