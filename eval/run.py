@@ -36,13 +36,11 @@ class TooManyFailedClips(SystemExit):
 
 def load_splits(cfg: DictConfig) -> tuple[dict, str]:
     """The test split (and val split when present) of the prepared dataset, plus its fingerprint."""
-    from datasets import load_from_disk
-
     path = Path(cfg.data.path)
     if not (path / "dataset_dict.json").exists():
         raise EvalSetupError(f"eval: data.path={path} is not a prepared dataset (no dataset_dict.json); "
                              "prepare one with `python data_prep/main.py labels=... out_dir=...`")
-    dataset = load_from_disk(str(path))
+    dataset = _load_prepared(path, "data.path")
     if cfg.data.split not in dataset:
         raise EvalSetupError(f"eval: split {cfg.data.split!r} is not in {path} (it has: {', '.join(dataset)}); "
                              "set data.split=")
@@ -50,7 +48,7 @@ def load_splits(cfg: DictConfig) -> tuple[dict, str]:
     if cfg.data.val_split and cfg.data.val_split in dataset and cfg.data.val_split != cfg.data.split:
         splits["val"] = dataset[cfg.data.val_split]
     if cfg.data.earliness_path:
-        windows = load_from_disk(str(cfg.data.earliness_path))
+        windows = _load_prepared(Path(cfg.data.earliness_path), "data.earliness_path")
         if cfg.data.split not in windows:
             raise EvalSetupError(f"eval: split {cfg.data.split!r} is not in data.earliness_path "
                                  f"{cfg.data.earliness_path}")
@@ -61,6 +59,40 @@ def load_splits(cfg: DictConfig) -> tuple[dict, str]:
     # Frames as numpy arrays: the python-list default costs more than the model on small models.
     return {name: ds.with_format("numpy", columns=["frames"], output_all_columns=True)
             for name, ds in splits.items()}, fingerprint
+
+
+def _load_prepared(path: Path, key: str):
+    """The DatasetDict at `path`; a damaged one (a write that was killed, a truncated copy) is one line naming the
+    split folder and the fix, instead of pyarrow's traceback."""
+    from datasets import Dataset, load_from_disk
+
+    try:
+        return load_from_disk(str(path))
+    except Exception as err:  # noqa: BLE001  (pyarrow, json and OS errors all mean the same: re-prepare)
+        where, cause = path, err
+        try:
+            for split in json.loads((path / "dataset_dict.json").read_text())["splits"]:
+                try:
+                    Dataset.load_from_disk(str(path / split))
+                except Exception as split_err:  # noqa: BLE001
+                    where, cause = path / split, split_err
+                    break
+        except Exception as dict_err:  # noqa: BLE001
+            where, cause = path / "dataset_dict.json", dict_err
+        labels = _prep_labels(path) or "LABELS"
+        first_line = (str(cause).strip().splitlines() or [""])[0][:300].rstrip(".")
+        raise EvalSetupError(
+            f"eval: {key}={path} is damaged and cannot be read: {where}: {type(cause).__name__}: {first_line}. "
+            f"Prepare it again: python data_prep/main.py labels={labels} out_dir={path} (with the options it was "
+            "made with)") from None
+
+
+def _prep_labels(path: Path) -> str | None:
+    """The label file a prepared dataset was made from, when its prep_report.json can still be read."""
+    try:
+        return json.loads((path / "prep_report.json").read_text())["labels"]
+    except Exception:  # noqa: BLE001  (only a hint for the message)
+        return None
 
 
 def model_config(cfg: DictConfig) -> dict:
@@ -77,12 +109,17 @@ def model_config(cfg: DictConfig) -> dict:
                    "model.path= at a converted folder, a training run or one of its checkpoints"
                    if kind == "video_llama" else "download the model's HF folder on a machine with internet "
                    "(huggingface-cli download ...) and set model.path=")
+            if model_cfg.get("name") == TINY_MODEL_NAME:
+                how = (f"build the random-init tiny model there with `python -m ghostprobe.models.video_llama.tiny "
+                       f"{path}` (a second), or point model.path= at a training run of it or one of its checkpoints")
             raise EvalSetupError(f"eval: model path {path} does not exist: {how}")
     if cfg.batch_size:
         model_cfg["batch_size"] = int(cfg.batch_size)
     return model_cfg
 
 
+# conf/model/tiny.yaml's name: its folder is built in a second, not converted from original checkpoints.
+TINY_MODEL_NAME = "tiny_video_llama"
 # Which hardware-profile keys each local-weights backend takes (None: all of them); API models take none.
 HARDWARE_KEYS = {
     "video_llama": None,

@@ -84,6 +84,9 @@ def test_missing_model_path_and_split_are_named(tmp_path, synthetic_dataset):
     result = run_eval("model=tiny", f"model.path={tmp_path / 'nowhere'}", f"data.path={synthetic_dataset}",
                       f"output_dir={tmp_path / 'a'}", check=False)
     assert result.returncode != 0 and f"model path {tmp_path / 'nowhere'} does not exist" in result.stderr
+    # The tiny model is built, not converted: the message gives the command.
+    assert f"python -m ghostprobe.models.video_llama.tiny {tmp_path / 'nowhere'}" in result.stderr
+    assert "convert_video_llama" not in result.stderr
     result = run_eval("model=tiny", f"data.path={synthetic_dataset}", "data.split=holdout",
                       f"output_dir={tmp_path / 'b'}", check=False)
     assert result.returncode != 0 and "split 'holdout' is not in" in result.stderr and "train, val, test" in result.stderr
@@ -156,6 +159,20 @@ def test_nan_scores_of_a_local_model_give_no_decision():
     decision = summarize(rows, [], [], metrics_cfg, None)["decision"]
     assert decision["action"] is None
     assert decision["reason"].startswith("no decision: 7 of 10 clips failed (no usable answer (NaN score))")
+
+
+def test_damaged_dataset_is_one_line_naming_the_folder_and_the_fix(tmp_path, synthetic_dataset):
+    damaged = tmp_path / "prepared"
+    shutil.copytree(synthetic_dataset, damaged)
+    (arrow,) = (damaged / "test").glob("*.arrow")
+    arrow.write_bytes(b"")  # what a killed write or a full disk leaves
+    result = run_eval("model=tiny", f"data.path={damaged}", f"output_dir={tmp_path / 'out'}", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    labels = json.loads((synthetic_dataset / "prep_report.json").read_text())["labels"]
+    assert line.startswith(f"eval: data.path={damaged} is damaged and cannot be read: {damaged / 'test'}: ")
+    assert line.endswith(f"Prepare it again: python data_prep/main.py labels={labels} out_dir={damaged} "
+                         "(with the options it was made with)")
 
 
 def test_fine_tuned_checkpoint_gets_the_fine_tune_next_steps(tmp_path, synthetic_dataset, tiny_checkpoint):
