@@ -18,10 +18,10 @@ import numpy as np
 
 from ghostprobe.frames import encode_jpeg, read_resized_frames
 from ghostprobe.labels import ClipLabel
-from ghostprobe.sampling import SamplingError, sample_windows
-from ghostprobe.video import VideoReadError, probe_video
+from ghostprobe.sampling import FrameClock, SamplingError, sample_windows
+from ghostprobe.video import VideoReadError, frame_times_s, probe_video
 
-CACHE_FORMAT = 2  # 2: decoder resizing, short clips kept, per-clip warnings
+CACHE_FORMAT = 2  # 2: decoder resizing, short clips kept, per-clip warnings, presentation times
 # The settings that change what a clip's cache entry holds; anything else (num_proc, paths) does not.
 OUTPUT_SETTINGS = ("sampling", "frame_size", "resize", "storage", "jpeg_quality", "seed")
 
@@ -65,9 +65,12 @@ def _prepare(clip: ClipLabel, video_path: Path, cache_path: Path, settings: dict
     info = probe_video(video_path, settings["decode_threads"])
     _check_event_times(clip, info.duration_s, info.fps)
     event = clip.event
+    # Variable frame rate (phone dashcams): frames are sampled and stamped by their presentation times.
+    times = frame_times_s(video_path, info, settings["decode_threads"])
     windows = sample_windows(settings["sampling"], fps=info.fps, num_frames=info.num_frames,
                              t_event_s=event.t_event_s if event else None, is_positive=clip.is_ghost_probing,
-                             seed_key=f"{settings['seed']}:{clip.clip_id}")
+                             seed_key=f"{settings['seed']}:{clip.clip_id}", frame_times_s=times)
+    clock = FrameClock(info.fps, info.num_frames, times)
     sampling = settings["sampling"]
     short = sampling["policy"] == "uniform" and info.num_frames < sampling["num_frames"]
     unique = sorted({i for window in windows for i in window.frame_indices})
@@ -80,8 +83,10 @@ def _prepare(clip: ClipLabel, video_path: Path, cache_path: Path, settings: dict
         # The original samples every frame of a clip shorter than asked; the model sees fewer frames.
         "warnings": [f"{info.num_frames} frames, fewer than the {sampling['num_frames']} asked: all of them are "
                      "used (as the original Video-LLaMA does)"] if short else [],
+        "variable_frame_rate": times is not None,
         "windows": [{"frame_indices": list(w.frame_indices), "rows": [position[i] for i in w.frame_indices],
-                     "start_s": w.start_s, "end_s": w.end_s} for w in windows],
+                     "timestamps_s": w.timestamps_s(clock), "start_s": w.start_s, "end_s": w.end_s}
+                    for w in windows],
     }
     arrays = {}
     if settings["storage"] == "jpeg":

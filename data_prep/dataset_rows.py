@@ -59,6 +59,6 @@ def rows_for_clip(clip: ClipLabel, meta: dict, frames: list, storage: str):
             **base,
             "sample_id": f"{clip.clip_id}#w{k}" if len(meta["windows"]) > 1 else clip.clip_id,
             "window_index": k, "frames": window_frames, "frame_indices": window["frame_indices"],
-            "timestamps_s": [i / info["fps"] for i in window["frame_indices"]],
+            "timestamps_s": window["timestamps_s"],
             "window_start_s": window["start_s"], "window_end_s": window["end_s"],
         }

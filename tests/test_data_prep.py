@@ -414,3 +414,49 @@ def test_pyav_takes_over_when_decord_cannot_read(tmp_path, make_video, monkeypat
     with_decord = read_frames(path, uniform_indices(45, 8), probe_video(path), size=224)
     # PyAV runs the FFmpeg filters decord's resizing reader runs: the same frames, exactly.
     np.testing.assert_array_equal(frames_from_row(row["frames"]), with_decord)
+
+
+def write_vfr_video(path, times_s, size=(48, 64)):
+    """An H.264 mp4 whose frame i is shown at times_s[i] (millisecond clock), grey level 3 * i."""
+    import fractions
+
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.height, stream.width = size
+        stream.pix_fmt, stream.time_base = "yuv420p", fractions.Fraction(1, 1000)
+        for i, t in enumerate(times_s):
+            frame = av.VideoFrame.from_ndarray(np.full((*size, 3), 3 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = round(t * 1000), fractions.Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_variable_frame_rate_videos_get_their_presentation_times(tmp_path):
+    # 10 fps for 2 s, then 30 fps for 2 s: the frame shown at 1.0 s is frame 10, which index / average fps would
+    # stamp 0.5 s.
+    times = [k * 0.1 for k in range(20)] + [2.0 + k / 30 for k in range(60)]
+    write_vfr_video(tmp_path / "videos/vfr.mp4", times)
+    entries = [clip("pos", "videos/vfr.mp4", "ghost_probing", split="test",
+                    event={"t_first_visible_s": 2.0, "t_event_s": 3.0})]
+    labels = write_label_file(tmp_path / "labels.json", entries)
+    prepare_dataset(labels, tmp_path / "fps", prep_settings(sampling="fps"))
+    row = load_from_disk(str(tmp_path / "fps"))["test"][0]
+    # 2 frames a second by presentation time: frames 0, 5, 10, 15, 20, 35, 50, 65
+    assert row["frame_indices"] == [0, 5, 10, 15, 20, 35, 50, 65]
+    assert row["timestamps_s"] == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5], abs=1e-3)
+
+    prepare_dataset(labels, tmp_path / "sliding", prep_settings(sampling="sliding"))
+    rows = load_from_disk(str(tmp_path / "sliding"))["test"]
+    assert rows["window_end_s"] == [2.0, 2.5, 3.0]
+    for stamps, end in zip(rows["timestamps_s"], rows["window_end_s"]):
+        assert max(stamps) < end  # no window shows a frame from after its end, so none sees the event
+
+    # A constant-rate video keeps index / fps, the times the original Video-LLaMA prints.
+    prepare_dataset(labels, tmp_path / "uniform", prep_settings())
+    assert load_from_disk(str(tmp_path / "uniform"))["test"][0]["frame_indices"] == list(range(0, 80, 10))

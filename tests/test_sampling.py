@@ -3,7 +3,7 @@
 
 import pytest
 
-from ghostprobe.sampling import SamplingError, sample_windows, uniform_indices
+from ghostprobe.sampling import FrameClock, SamplingError, sample_windows, uniform_indices
 
 
 def test_uniform_matches_original_video_llama_formula():
@@ -34,7 +34,7 @@ def test_sliding_windows_of_a_positive_end_before_the_event():
     windows = sample_windows(SLIDING, fps=15, num_frames=150, t_event_s=6.2, is_positive=True, seed_key="a")
     assert [w.end_s for w in windows] == [2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0]
     for window in windows:
-        assert max(window.timestamps_s(15)) < 6.2 and len(window.frame_indices) == 8
+        assert max(window.timestamps_s(FrameClock(15, 150))) < 6.2 and len(window.frame_indices) == 8
     negatives = sample_windows(SLIDING, fps=15, num_frames=150, t_event_s=6.2, is_positive=False, seed_key="a")
     assert negatives[-1].end_s == 10.0
 
@@ -69,3 +69,25 @@ def test_event_windows_stay_inside_clip_and_reject_short_clips():
 def test_unknown_policy_is_named():
     with pytest.raises(ValueError, match="unknown sampling policy 'random'"):
         sample_windows({"policy": "random"}, fps=30, num_frames=90, t_event_s=None, is_positive=False, seed_key="x")
+
+
+# A variable-frame-rate clip as phones record: 10 fps for 2 s, then 30 fps for 2 s (80 frames, 20 fps on average).
+VFR_TIMES = tuple([k * 0.1 for k in range(20)] + [2.0 + k / 30 for k in range(60)])
+
+
+def test_variable_frame_rate_clips_are_sampled_by_presentation_time():
+    clock = FrameClock(20.0, 80, VFR_TIMES)
+    assert clock.index_at(1.0) == 10 and clock.index_at(2.5) == 35 and clock.index_at(99) == 79
+    assert FrameClock(20.0, 80).index_at(1.0) == 20  # what index / average fps would have taken
+
+    windows = sample_windows(SLIDING, fps=20.0, num_frames=80, t_event_s=3.0, is_positive=True, seed_key="a",
+                             frame_times_s=VFR_TIMES)
+    assert [w.end_s for w in windows] == [2.0, 2.5, 3.0]
+    for window in windows:  # every frame shown inside the window, none after its end (the event)
+        times = window.timestamps_s(clock)
+        assert window.start_s - 0.1 < min(times) and max(times) < window.end_s and len(times) == 8
+
+    (every_half_second,) = sample_windows({"policy": "fps", "target_fps": 2.0, "max_frames": 32, "min_frames": 4},
+                                          fps=20.0, num_frames=80, t_event_s=None, is_positive=False,
+                                          seed_key="a", frame_times_s=VFR_TIMES)
+    assert every_half_second.timestamps_s(clock) == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5])
