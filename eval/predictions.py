@@ -24,9 +24,10 @@ LABEL_COLUMNS = ("clip_id", "window_index", "window_end_s", "is_ghost_probing", 
 
 
 def run_identity(model_cfg: dict, prompt: Prompt, questions: tuple[str, ...], data_fingerprint: str) -> str:
-    """What must match for a stored row to count as done: model name and weights path, prompt text, questions."""
+    """What must match for a stored row to count as done: model name, weights path and prompt format, prompt text,
+    questions."""
     identity = {
-        "model": {k: model_cfg.get(k) for k in ("kind", "name", "path", "model")},
+        "model": {k: model_cfg.get(k) for k in ("kind", "name", "path", "model", "prompt_format")},
         "prompt": asdict(prompt), "questions": list(questions), "data": data_fingerprint,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]

@@ -89,8 +89,8 @@ def headline(metrics: dict, rows: list[dict], y: np.ndarray, p: np.ndarray) -> l
     samples = "" if clips == data["num_samples"] else f" ({data['num_samples']} samples)"
     no_answer = int(np.isnan(p).sum())
     blocks = [
-        Para(f"Model {metrics['model']} · prompt {metrics['prompt']} · data {data['path']} (split {data['split']}, "
-             f"fingerprint {data['fingerprint']})"),
+        Para(f"Model {metrics['model']} · prompt {metrics['prompt']}{_format_note(metrics)} · data {data['path']} "
+             f"(split {data['split']}, fingerprint {data['fingerprint']})"),
         Para(f"{clips} clips{samples}: {int(y.sum())} ghost probing, {int((~y).sum())} not; {no_answer} without an "
              f"answer (reported as \"no answer\", never as \"no\"). Decision threshold {threshold['value']:.3f} "
              f"({threshold['source']}{'; scores: ' + threshold['scores'] if threshold.get('scores') else ''})."),
@@ -116,6 +116,12 @@ def headline(metrics: dict, rows: list[dict], y: np.ndarray, p: np.ndarray) -> l
          met[decision.get("meets_time_target")]],
     ]))
     return blocks
+
+
+def _format_note(metrics: dict) -> str:
+    """How the prompt was laid out: "original" is the original Video-LLaMA Chat path, token for token."""
+    prompt_format = metrics.get("prompt_format")  # absent in runs made before it was recorded
+    return f" (format {prompt_format})" if prompt_format else ""
 
 
 def metrics_table(classification: dict) -> list:

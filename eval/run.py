@@ -146,6 +146,7 @@ def main(cfg: DictConfig) -> None:
     _warn_prompt_mismatch(model_cfg, prompt.name)
     stage = model_stage(model_cfg)
     model = build_model(model_cfg)
+    _warn_format_mismatch(model_cfg, getattr(model, "prompt_format", None))
     model_name = model_cfg.get("name") or getattr(model, "name", model_cfg["kind"])
     writer = PredictionWriter(pred_path)
     wall_s = {}
@@ -174,7 +175,7 @@ def main(cfg: DictConfig) -> None:
     test_wall_s = None if resumed or world_size > 1 else wall_s[cfg.data.split]
     summary = summarize(by_split[cfg.data.split], by_split.get("val", []), by_split.get("earliness", []),
                         OmegaConf.to_container(cfg, resolve=True), test_wall_s, stage)
-    metrics = {"model": model_name, "prompt": prompt.name,
+    metrics = {"model": model_name, "prompt": prompt.name, "prompt_format": getattr(model, "prompt_format", None),
                "data": {"path": str(cfg.data.path), "split": cfg.data.split, "fingerprint": fingerprint,
                         "num_samples": len(by_split[cfg.data.split])},
                **summary, "config": OmegaConf.to_container(cfg, resolve=True)}
@@ -217,6 +218,19 @@ def _warn_prompt_mismatch(model_cfg: dict, prompt_name: str) -> None:
     if trained and trained != prompt_name:
         print(f"eval: WARNING: {model_cfg['path']} was fine-tuned with prompt={trained} but is evaluated with "
               f"prompt={prompt_name}; pass prompt={trained} to measure what was trained", file=sys.stderr)
+
+
+def _warn_format_mismatch(model_cfg: dict, prompt_format: str | None) -> None:
+    """The same for the prompt layout (model.prompt_format): a fine-tune learned the one it was trained with."""
+    if model_cfg["kind"] != "video_llama" or not model_cfg.get("path"):
+        return
+    from ghostprobe.models.video_llama.finetuned import checkpoint_info, resolve_model_dir
+
+    trained = checkpoint_info(resolve_model_dir(model_cfg["path"])).get("prompt_format")
+    if trained and trained != prompt_format:
+        print(f"eval: WARNING: {model_cfg['path']} was fine-tuned with prompt_format={trained} but is evaluated "
+              f"with prompt_format={prompt_format}; leave model.prompt_format=null to use the trained one",
+              file=sys.stderr)
 
 
 def _latest(rows: list[dict], identity: str, split: str, sample_ids) -> list[dict]:

@@ -28,6 +28,8 @@ def log_eval(cfg: DictConfig, metrics: dict, out_dir: Path, max_thumbnails: int 
     summary.update({f"timing/{k}": v for k, v in metrics["timing"].items() if isinstance(v, (int, float))})
     summary["decision"] = metrics["decision"]["action"] or "no decision"  # too few clips answered to apply the rule
     summary["decision_reason"] = metrics["decision"]["reason"]
+    if metrics.get("prompt_format"):
+        summary["prompt_format"] = metrics["prompt_format"]
     run.summary.update(summary)
 
     split = load_from_disk(metrics["data"]["path"])[metrics["data"]["split"]]

@@ -47,6 +47,9 @@ def test_tiny_end_to_end_writes_predictions_and_consistent_metrics(finished_run,
     assert baselines["always_no"]["accuracy"] == pytest.approx(1 - np.mean([r["is_ghost_probing"] for r in rows]))
     assert metrics["decision"]["action"] in ("deploy", "optimise", "fine-tune")
     assert metrics["decision"]["model_stage"] == "zero-shot"  # a plain model folder, not a training checkpoint
+    # Which prompt layout the model saw: the original Video-LLaMA Chat path unless asked otherwise.
+    assert metrics["prompt_format"] == "original"
+    assert "(format original)" in (finished_run / "report.md").read_text()
     assert set(metrics["classification"]["by_group"]) == {"label", "actor", "occluder", "light", "weather"}
     assert all(0.0 <= r["p_ghost_probing"] <= 1.0 and r["latency_s"] > 0 for r in rows)
 

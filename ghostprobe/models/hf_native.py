@@ -160,6 +160,7 @@ class HfNativeVideoLLM:
             # keys written on the command line arrive as strings; accelerate wants GPU indices as ints
             memory = {int(k) if str(k).isdigit() else k: v for k, v in dict(max_memory or {}).items()}
             loading.update(device_map=device_map, max_memory=memory or None)
+        self.prompt_format = "chat_template"  # the model's own chat template (metrics.json, report)
         self.model = AutoModelForImageTextToText.from_pretrained(folder, **loading).eval()
         if device_map is None:
             self.model.to(self.device)
