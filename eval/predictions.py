@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
+from ghostprobe.metrics.common import nan_to_none
 from ghostprobe.models.base import Prompt
 
 # Per-sample label columns copied from the dataset into each row, for metrics and reports without the dataset.
@@ -81,4 +81,4 @@ class PredictionWriter:
 
 def _finite(row: dict) -> dict:
     # JSON has no NaN: a score the model could not give is null, never 0 (which would read as "no").
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+    return {k: nan_to_none(v) for k, v in row.items()}

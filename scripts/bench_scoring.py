@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+from ghostprobe.dtypes import DTYPES  # noqa: E402
 
 
 def build(preset: str, device: str, dtype: torch.dtype):

@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ghostprobe.dtypes import DTYPES, dtype_by_name  # noqa: E402
 from ghostprobe.models.video_llama.finetuned import checkpoint_info, load_video_llama, resolve_model_dir  # noqa: E402
 from ghostprobe.models.video_llama.processing import VideoLlamaProcessor  # noqa: E402
 
-DTYPES = ("fp32", "bf16", "fp16")
 USAGE = "usage: python scripts/export_model.py run_dir=RUN_OR_CHECKPOINT out=DIR [dtype=fp32|bf16|fp16] [base_model=DIR]"
 
 
@@ -35,18 +35,16 @@ def parse_args(argv: list[str]) -> dict[str, str]:
     if "run_dir" not in args or "out" not in args:
         raise SystemExit(USAGE)
     if args.setdefault("dtype", "fp32") not in DTYPES:
-        raise SystemExit(f"dtype must be one of {DTYPES}, got {args['dtype']!r}")
+        raise SystemExit(f"dtype must be one of {', '.join(DTYPES)}, got {args['dtype']!r}")
     return args
 
 
 def export(run_dir: str | Path, out: str | Path, dtype: str = "fp32", base_model: str | None = None) -> Path:
     """Write the merged model of `run_dir` (run directory or checkpoint) to `out`; return `out`."""
-    import torch
-
     source = resolve_model_dir(run_dir)
     info = checkpoint_info(source)
     model = load_video_llama(source, base_model=base_model,
-                             dtype={"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype])
+                             dtype=dtype_by_name(dtype))
     out = Path(out)
     model.save_pretrained(out)
     VideoLlamaProcessor.from_pretrained(source).save_pretrained(out)

@@ -12,10 +12,10 @@ from omegaconf import OmegaConf
 
 from ghostprobe.config import CONF_DIR
 from ghostprobe.models.base import ClipInput, build_model
+from ghostprobe.models.non_finite import NonFiniteRows
 from ghostprobe.models.video_llama import VideoLlamaForConditionalGeneration, video_llama_config
 from ghostprobe.models.video_llama.backend import (
     VideoLlamaBackend,
-    _NonFiniteRows,
     answer_logits,
     from_pretrained_kwargs,
     yes_probability,
@@ -146,7 +146,7 @@ def test_generate_runs_the_real_model_greedily(backend, tiny_dir):
 
 
 def test_generation_guard_tells_overflow_from_removed_tokens():
-    guard = _NonFiniteRows(eos_id=2)
+    guard = NonFiniteRows(stop_id=2)
     scores = torch.randn(4, 8)
     scores[0, 3:] = float("-inf")  # what top-p or min_new_tokens leave: fine
     scores[1, 5], scores[2, 0], scores[3, :] = float("nan"), float("inf"), float("-inf")  # broken rows

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import secrets
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch.distributed as dist
 from transformers import TrainerCallback
 
+from ghostprobe.metrics.common import nan_to_none
 from ghostprobe.models.video_llama.finetuned import is_complete
 
 from train.checkpointing import mark_complete, rotate
@@ -30,9 +30,7 @@ VAL_SCORES_DIR = "val_scores"
 def _jsonable(value):
     if hasattr(value, "item"):
         value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # strict JSON has no NaN; a null says "undefined" (e.g. AUROC with one class)
-    return value
+    return nan_to_none(value)  # e.g. AUROC with one class is undefined: null
 
 
 class JsonlMetrics(TrainerCallback):

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 
+from ghostprobe.dtypes import DTYPES, auto_dtype_name, dtype_by_name
 from ghostprobe.models.video_llama import VideoLlamaForConditionalGeneration
 from ghostprobe.models.video_llama.finetuned import checkpoint_info, resolve_model_dir
 
 log = logging.getLogger(__name__)
 LLM_MODES = ("frozen", "lora", "full")
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+PRECISIONS = ("auto", *DTYPES)
 
 
 def choose_precision(name: str = "auto") -> str:
@@ -31,9 +31,7 @@ def choose_precision(name: str = "auto") -> str:
         if name != "fp32" and not torch.cuda.is_available():
             raise ValueError(f"train.precision={name} needs a GPU; on CPU use fp32 (or auto)")
         return name
-    if not torch.cuda.is_available():
-        return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return auto_dtype_name("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def load_base_model(path: str | Path, precision: str) -> tuple[VideoLlamaForConditionalGeneration, Path]:
@@ -44,7 +42,7 @@ def load_base_model(path: str | Path, precision: str) -> tuple[VideoLlamaForCond
     if checkpoint_info(model_dir)["format"] != "full":
         raise ValueError(f"{model_dir} is a LoRA checkpoint: merge it first (python scripts/export_model.py "
                          f"run_dir={model_dir} out=DIR) and train from DIR")
-    model = VideoLlamaForConditionalGeneration.from_pretrained(model_dir, dtype=_DTYPES[precision])
+    model = VideoLlamaForConditionalGeneration.from_pretrained(model_dir, dtype=dtype_by_name(precision, "train.precision"))
     return model, model_dir
 
 

@@ -43,6 +43,7 @@ def as_scores(p, n: int, name: str = "p") -> np.ndarray:
 
 
 def nan_to_none(x):
+    """None for a float NaN or infinity (strict JSON has neither: null says "undefined"), anything else as is."""
     return None if isinstance(x, float) and not math.isfinite(x) else x
 
 

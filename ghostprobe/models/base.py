@@ -24,6 +24,16 @@ class ClipInput:
     frames: np.ndarray  # uint8 RGB [T, H, W, 3]
     timestamps_s: tuple[float, ...]
 
+    def evenly_thinned(self, keep: int) -> ClipInput:
+        """The clip with at most `keep` of its frames, evenly spaced over the stored ones (first and last kept)."""
+        count = len(self.frames)
+        if len(self.timestamps_s) != count:
+            raise ValueError(f"clip {self.clip_id}: {count} frames but {len(self.timestamps_s)} timestamps")
+        if keep >= count:
+            return self
+        chosen = np.linspace(0, count - 1, max(keep, 1)).round().astype(int)  # distinct: the step is at least 1
+        return ClipInput(self.clip_id, self.frames[chosen], tuple(self.timestamps_s[i] for i in chosen))
+
 
 @dataclass(frozen=True)
 class Prompt:

@@ -21,28 +21,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor, LogitsProcessor, LogitsProcessorList
+from transformers import AutoModelForImageTextToText, AutoProcessor, LogitsProcessorList
 
 from ghostprobe.answers import parse_event_time_s, parse_yes_no
+from ghostprobe.dtypes import auto_dtype_name, dtype_by_name
 from ghostprobe.models.base import ClipInput, ModelOutput, Prompt, register
+from ghostprobe.models.non_finite import NonFiniteRows, flag_non_finite
 from ghostprobe.prompts import frames_message
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}  # the names conf/hardware/ uses
-
-
 def resolve_device_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
-    """`device: auto` is cuda when there is a GPU; `dtype: auto` is bf16 on GPUs that have it, fp16 on older ones and
-    fp32 on CPU (half precision on CPU is slow and, for some kernels, missing)."""
+    """`device: auto` is cuda when there is a GPU; `dtype: auto` is ghostprobe.dtypes.auto_dtype_name's choice."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
     if dtype == "auto":
-        if device.type != "cuda":
-            return device, torch.float32
-        return device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be auto, {', '.join(DTYPES)}; got {dtype!r}")
-    return device, DTYPES[dtype]
+        dtype = auto_dtype_name(device.type)
+    return device, dtype_by_name(dtype)
 
 
 def answer_token_ids(tokenizer, word: str) -> list[int]:
@@ -63,18 +57,12 @@ def answer_token_ids(tokenizer, word: str) -> list[int]:
 def select_frames(clip: ClipInput, num_frames: int | None, fps: float | None) -> ClipInput:
     """The clip with at most `num_frames` frames and at most `fps` frames per second of its span, evenly spaced
     over the stored ones (first and last kept); None keeps every stored frame."""
-    count = len(clip.frames)
-    if len(clip.timestamps_s) != count:
-        raise ValueError(f"clip {clip.clip_id}: {count} frames but {len(clip.timestamps_s)} timestamps")
-    keep = count
-    if fps:
+    keep = len(clip.frames)
+    if fps and len(clip.timestamps_s) == keep:
         keep = min(keep, int(round((clip.timestamps_s[-1] - clip.timestamps_s[0]) * fps)) + 1)
     if num_frames:
         keep = min(keep, int(num_frames))
-    if keep >= count:
-        return clip
-    chosen = np.linspace(0, count - 1, max(keep, 1)).round().astype(int)  # distinct: the step is at least 1
-    return ClipInput(clip.clip_id, clip.frames[chosen], tuple(clip.timestamps_s[i] for i in chosen))
+    return clip.evenly_thinned(keep)
 
 
 def video_metadata(clip: ClipInput) -> dict:
@@ -86,21 +74,6 @@ def video_metadata(clip: ClipInput) -> dict:
     fps = 1.0 / step if step > 0 else 1.0
     return {"fps": fps, "total_num_frames": len(times), "duration": len(times) / fps,
             "frames_indices": [t * fps for t in times]}
-
-
-class _NonFiniteRows(LogitsProcessor):
-    """Remembers rows whose next-token scores are not finite and ends them with `stop_id` (argmax of NaN is noise)."""
-
-    def __init__(self, stop_id: int):
-        self.stop_id, self.bad = stop_id, None
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        bad = ~torch.isfinite(scores).all(-1)
-        self.bad = bad if self.bad is None else self.bad | bad
-        if bad.any():
-            scores = scores.masked_fill(bad[:, None], float("-inf"))
-            scores[bad, self.stop_id] = 0.0
-        return scores
 
 
 def _load_processor(folder: Path):
@@ -193,13 +166,6 @@ class HfNativeVideoLLM:
             inputs[key] = inputs[key].to(self.dtype)
         return inputs
 
-    def _non_finite(self, output: ModelOutput) -> None:
-        message = f"clip {output.clip_id!r}: non-finite logits (fp16 overflow? try dtype=bf16 or fp32)"
-        if not self.nan_guard:
-            raise FloatingPointError(message)
-        output.extra["error"] = message
-        warnings.warn(message)
-
     def score(self, clips: list[ClipInput], prompt: Prompt) -> list[ModelOutput]:
         """P(ghost probing) per clip from one forward pass: P(yes) / (P(yes) + P(no)) over the first answer token.
 
@@ -230,7 +196,7 @@ class HfNativeVideoLLM:
                 if math.isfinite(p_yes[row]):
                     output.p_ghost_probing = p_yes[row]
                 else:
-                    self._non_finite(output)
+                    flag_non_finite(output, self.nan_guard)
                 outputs.append(output)
             return outputs
 
@@ -245,7 +211,7 @@ class HfNativeVideoLLM:
         def run(batch: list[ClipInput]) -> list[ModelOutput]:
             started = time.perf_counter()
             inputs = self._inputs(batch, prompt, prompt.question if question == "detect" else prompt.when_question)
-            non_finite = _NonFiniteRows(self._eos_id)
+            non_finite = NonFiniteRows(self._eos_id)
             with torch.inference_mode():
                 # temperature/top_p/top_k unset: a checkpoint's sampling defaults must not reach greedy decoding
                 sequences = self.model.generate(
@@ -261,8 +227,8 @@ class HfNativeVideoLLM:
                 output = ModelOutput(clip.clip_id, latency_s=latency_s, tokens_out=tokens_out,
                                      tokens_in=int(inputs["attention_mask"][row].sum()))
                 outputs.append(output)
-                if non_finite.bad is not None and bool(non_finite.bad[row]):
-                    self._non_finite(output)
+                if non_finite.row_is_bad(row):
+                    flag_non_finite(output, self.nan_guard)
                     continue
                 output.answer = self.tokenizer.decode(tokens[:tokens_out], skip_special_tokens=True).strip()
                 if question == "detect":

@@ -108,12 +108,8 @@ def select_frames(clip: ClipInput, max_frames: int) -> tuple[np.ndarray, list[fl
         raise ValueError(
             f"clip {clip.clip_id}: frames must be uint8 [T, H, W, 3], got {frames.dtype} {list(frames.shape)}"
         )
-    if len(clip.timestamps_s) != len(frames):
-        raise ValueError(f"clip {clip.clip_id}: {len(frames)} frames but {len(clip.timestamps_s)} timestamps")
-    if len(frames) <= max_frames:
-        return frames, list(clip.timestamps_s)
-    keep = np.linspace(0, len(frames) - 1, max_frames).round().astype(int)
-    return frames[keep], [clip.timestamps_s[i] for i in keep]
+    thinned = clip.evenly_thinned(max_frames)
+    return thinned.frames, list(thinned.timestamps_s)
 
 
 def jpeg_bytes(frame: np.ndarray, image_size: int, quality: int) -> bytes:

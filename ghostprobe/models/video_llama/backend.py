@@ -20,11 +20,12 @@ from pathlib import Path
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessorList
 
 from ghostprobe.answers import parse_event_time_s, parse_yes_no
 from ghostprobe.dtypes import dtype_by_name
 from ghostprobe.models.base import ClipInput, ModelOutput, Prompt, register
+from ghostprobe.models.non_finite import NonFiniteRows, flag_non_finite
 
 from .finetuned import load_video_llama, resolve_model_dir
 from .modeling import VideoLlamaForConditionalGeneration
@@ -95,25 +96,6 @@ def yes_probability(model: VideoLlamaForConditionalGeneration, batch: Mapping[st
         raise ValueError("the batch does not end with the answers' shared prefix tokens: build it with "
                          "processor(clips, prompt, suffix_ids=choice.prefix_ids)")
     return yes_probability_from_logits(answer_logits(model, batch), choice)
-
-
-class _NonFiniteRows(LogitsProcessor):
-    """Marks rows whose next-token scores are broken and ends them with </s> (sampling would crash on NaN).
-
-    -inf is legitimate (generate's processors and top-p remove tokens so, and the order they run in varies between
-    transformers versions); NaN, +inf or a row with nothing left are not.
-    """
-
-    def __init__(self, eos_id: int):
-        self.eos_id, self.bad = eos_id, None
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        bad = scores.isnan().any(-1) | scores.isposinf().any(-1) | scores.isneginf().all(-1)
-        self.bad = bad if self.bad is None else self.bad | bad
-        if bad.any():
-            scores = scores.masked_fill(bad[:, None], float("-inf"))
-            scores[bad, self.eos_id] = 0.0
-        return scores
 
 
 @register("video_llama")
@@ -194,14 +176,6 @@ class VideoLlamaBackend:
             for indices in by_frames.values():
                 yield indices, self.processor([clips[i] for i in indices], prompt, question, suffix_ids=suffix_ids)
 
-    def _non_finite(self, output: ModelOutput) -> None:
-        message = (f"clip {output.clip_id!r}: non-finite logits (fp16 overflow? try dtype=bf16 or fp32); "
-                   "no score/answer")
-        if not self.nan_guard:
-            raise FloatingPointError(message)
-        output.extra["error"] = message
-        warnings.warn(message)
-
     def score(self, clips: list[ClipInput], prompt: Prompt) -> list[ModelOutput]:
         """P(ghost probing) per clip from one forward pass per batch (NaN for clips that could not be scored)."""
         choice = self.processor.answer_choice(prompt.yes_word, prompt.no_word)
@@ -219,7 +193,7 @@ class VideoLlamaBackend:
                 output.tokens_in = int(batch["attention_mask"][row].sum())
                 output.extra["answer_token_mass"] = float(mass[row])
                 if p_yes[row].isnan():
-                    self._non_finite(output)
+                    flag_non_finite(output, self.nan_guard)
         return outputs
 
     def _generate_kwargs(self) -> dict:
@@ -235,7 +209,7 @@ class VideoLlamaBackend:
         outputs = [ModelOutput(clip.clip_id) for clip in clips]
         text_device = self.model.get_input_embeddings().weight.device
         for indices, batch in self._batches(clips, prompt, question, outputs):
-            non_finite = _NonFiniteRows(self.processor.eos_id)
+            non_finite = NonFiniteRows(self.processor.eos_id)
             if self.generation["do_sample"]:
                 torch.manual_seed(int(self.generation["seed"]))  # each batch samples reproducibly
             started = time.perf_counter()
@@ -254,8 +228,8 @@ class VideoLlamaBackend:
                     ids = ids[:ids.index(self.processor.eos_id) + 1]
                 output.latency_s, output.tokens_out = latency_s, len(ids)
                 output.tokens_in = int(batch["attention_mask"][row].sum())
-                if non_finite.bad is not None and bool(non_finite.bad[row]):
-                    self._non_finite(output)
+                if non_finite.row_is_bad(row):
+                    flag_non_finite(output, self.nan_guard)
                     continue
                 output.answer = self.processor.decode(ids)
                 output.extra["answer_token_ids"] = ids
