@@ -106,6 +106,9 @@ def _prepare(clip: ClipLabel, video_path: Path, cache_path: Path, settings: dict
 
 
 def _check_event_times(clip: ClipLabel, duration_s: float, fps: float) -> None:
+    if clip.events is not None:
+        raise EventTimeError("a long recording with `events`: scan it with `python eval/scan.py labels=...`; data "
+                             "prep cuts one-event clips (label each clip with `event`)")
     if clip.event is None:
         return
     tolerance_s = 1.0 / fps  # a label may name the time of the last frame's end

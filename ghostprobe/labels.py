@@ -54,6 +54,37 @@ class Event(_Strict):
         return self
 
 
+class RecordingEvent(Event):
+    """One event of a long recording (`events: [...]`): a ghost probing or a look-alike, times from the video's start.
+
+    `label` says what it is (look-alikes are labelled too, so that false alerts can be blamed on a class);
+    `kind` is a free word for the look-alike (the generator writes its scenario: `occluder_only`, `cut_in`, ...);
+    `t_start_s` is when the event's scene begins (optional; `t_first_visible_s` when absent).
+    """
+
+    label: Label
+    kind: str | None = None
+    t_start_s: Seconds | None = None
+
+    @model_validator(mode="after")
+    def _start_first(self) -> RecordingEvent:
+        if self.t_start_s is not None:
+            if self.t_start_s < 0:
+                raise ValueError(f"t_start_s is negative ({self.t_start_s})")
+            later = [(n, getattr(self, n)) for n in ("t_first_visible_s", "t_event_s", "t_end_s")
+                     if getattr(self, n) is not None]
+            if later and self.t_start_s > later[0][1]:
+                raise ValueError(f"times are inverted: t_start_s={self.t_start_s} > {later[0][0]}={later[0][1]}")
+        return self
+
+    @property
+    def span_s(self) -> tuple[float, float | None]:
+        """[start, end] of the event (end None when it has no end time)."""
+        start = next(t for t in (self.t_start_s, self.t_first_visible_s, self.t_event_s, self.t_end_s, 0.0)
+                     if t is not None)
+        return start, self.t_end_s if self.t_end_s is not None else self.t_event_s
+
+
 class Context(_Strict):
     light: Literal["day", "night", "dusk"] | None = None
     weather: str | None = None
@@ -68,13 +99,38 @@ class ClipLabel(_Strict):
     video: str
     label: Label
     event: Event | None = None
+    events: list[RecordingEvent] | None = None  # a long recording with several events (eval/scan.py labels=)
     context: Context = Context()
     group: str | None = None
     split: Literal["train", "val", "test"] | None = None
     notes: str | None = None
 
+    @model_validator(mode="after")
+    def _events_consistent(self) -> ClipLabel:
+        if self.events is None:
+            return self
+        if self.event is not None:
+            raise ValueError("give either `event` (a clip) or `events` (a long recording), not both")
+        starts = [e.span_s[0] for e in self.events]
+        for k in range(1, len(starts)):
+            if starts[k] < starts[k - 1]:
+                raise ValueError(f"events are not in time order: events.{k} starts at {starts[k]} s, before "
+                                 f"events.{k - 1} at {starts[k - 1]} s")
+        has_positive = any(e.label == "ghost_probing" for e in self.events)
+        if has_positive != (self.label == "ghost_probing"):
+            raise ValueError(f"label {self.label!r} does not fit its events: a recording is 'ghost_probing' exactly "
+                             "when one of its events is")
+        return self
+
     def missing_for_label(self) -> str | None:
         """The first field this clip's label requires but the clip lacks (ghost probing needs its event times)."""
+        if self.events is not None:
+            for k, event in enumerate(self.events):
+                if event.label == "ghost_probing":
+                    for name in ("t_first_visible_s", "t_event_s"):
+                        if getattr(event, name) is None:
+                            return f"events.{k}.{name}"
+            return None
         if self.label != "ghost_probing":
             return None
         if self.event is None:
@@ -253,7 +309,23 @@ def _unknown_fields(clip: ClipLabel) -> list[str]:
         sub = getattr(clip, part)
         if sub is not None:
             names += [f"{part}.{name}" for name in (sub.model_extra or {})]
+    for k, event in enumerate(clip.events or []):
+        names += [f"events.{k}.{name}" for name in (event.model_extra or {})]
     return names
+
+
+def events_beyond_video(clip: ClipLabel, duration_s: float, fps: float) -> str | None:
+    """Why a clip's event times do not fit its video (None when they do): one frame of slack, as data prep."""
+    tolerance_s = 1.0 / fps  # a label may name the time of the last frame's end
+    named = [(f"event.{n}", getattr(clip.event, n)) for n in ("t_first_visible_s", "t_event_s", "t_end_s")
+             if clip.event is not None]
+    for k, event in enumerate(clip.events or []):
+        named += [(f"events.{k}.{n}", getattr(event, n))
+                  for n in ("t_start_s", "t_first_visible_s", "t_event_s", "t_end_s")]
+    for name, t in named:
+        if t is not None and t > duration_s + tolerance_s:
+            return f"{name}={t:g} s is beyond the video's real duration {duration_s:.2f} s"
+    return None
 
 
 def write_labels(path: str | Path, clips: list[ClipLabel]) -> None:
