@@ -22,6 +22,9 @@ from ghostprobe.synth import generate  # noqa: E402
 @hydra.main(version_base="1.3", config_path="../conf", config_name="synth")
 def main(cfg: DictConfig) -> None:
     started = time.perf_counter()
+    if cfg.mode == "drive":
+        _drives(cfg, started)
+        return
     labels = generate(out_dir=cfg.out_dir, num_clips=cfg.num_clips, seed=cfg.seed, width=cfg.width,
                       height=cfg.height, fps=cfg.fps, duration_s=cfg.duration_s,
                       scenario_weights=OmegaConf.to_container(cfg.scenario_weights, resolve=True), crf=cfg.crf,
@@ -31,6 +34,22 @@ def main(cfg: DictConfig) -> None:
     counts = Counter(clip.label for clip in labels)
     per_label = ", ".join(f"{name} {counts[name]}" for name in LABEL_NAMES)
     print(f"synth: wrote {len(labels)} clips ({per_label}) to {Path(cfg.out_dir) / 'labels.json'} in "
+          f"{time.perf_counter() - started:.1f} s")
+
+
+def _drives(cfg: DictConfig, started: float) -> None:
+    from ghostprobe.synth.drive import generate_drives
+
+    drive = cfg.drive
+    labels = generate_drives(cfg.out_dir, drive.num_drives, cfg.seed, list(drive.lights),
+                             num_segments=drive.num_segments, segment_s=drive.segment_s, width=cfg.width,
+                             height=cfg.height, fps=cfg.fps, crf=cfg.crf, preset=cfg.preset,
+                             scenario_weights=OmegaConf.to_container(drive.scenario_weights, resolve=True),
+                             weather_weights=OmegaConf.to_container(cfg.weather_weights, resolve=True))
+    events = sum(len(label.events) for label in labels)
+    positives = sum(e.label == "ghost_probing" for label in labels for e in label.events)
+    print(f"synth: wrote {len(labels)} drives of {drive.num_segments * drive.segment_s / 60:.1f} min ({events} "
+          f"events, {positives} ghost probing) to {Path(cfg.out_dir) / 'labels.json'} in "
           f"{time.perf_counter() - started:.1f} s")
 
 

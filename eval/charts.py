@@ -158,3 +158,49 @@ def roc_overlay_png(y: np.ndarray, scores: dict[str, np.ndarray]) -> bytes:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     return _png(fig)
+
+
+def scan_timeline_png(end_s: list[float], p: list[float | None], on: float, off: float, alerts: list[dict],
+                      events: list[tuple[str, float, float]] | None = None) -> bytes:
+    """One recording's window scores over time (at each window's end), the on/off thresholds, alert spans shaded;
+    labelled events as bands along the bottom (ghost probing red, look-alikes grey) when there are labels."""
+    fig, ax = plt.subplots(figsize=(10.5, 2.6))
+    values = [np.nan if v is None else v for v in p]
+    ax.plot(end_s, values, color=MODEL_COLOUR, lw=1.2, label="P(ghost probing)")
+    ax.axhline(on, ls="--", color="#c05621", lw=1, label=f"on {on:.2f}")
+    if off < on:
+        ax.axhline(off, ls=":", color="#c05621", lw=1, label=f"off {off:.2f}")
+    for k, alert in enumerate(alerts):
+        ax.axvspan(alert["start_s"], max(alert["end_s"], alert["start_s"] + 0.05), color="#f6ad55", alpha=0.35,
+                   label="alert" if k == 0 else None)
+    shown = set()
+    for label, start, end in events or []:
+        colour = "#e53e3e" if label == "ghost_probing" else BASELINE_COLOUR
+        name = "ghost probing (labelled)" if label == "ghost_probing" else "look-alike (labelled)"
+        ax.axvspan(start, max(end, start + 0.05), ymin=0, ymax=0.06, color=colour,
+                   label=name if name not in shown else None)
+        shown.add(name)
+    ax.set(xlabel="time in the recording (s, window end)", ylabel="P", ylim=(-0.02, 1.02))
+    ax.set_xlim(0, max(end_s) if end_s else 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right", ncol=3)
+    return _png(fig)
+
+
+def recall_false_alerts_png(curve: list[dict], chosen: dict) -> bytes:
+    """Event recall against false alerts per hour over thresholds, the operating point marked."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.0))
+    points = [c for c in curve if c["recall"] is not None and c["false_alerts_per_hour"] is not None]
+    points.sort(key=lambda c: c["false_alerts_per_hour"])
+    ax.plot([c["false_alerts_per_hour"] for c in points], [c["recall"] for c in points], color=MODEL_COLOUR,
+            lw=2, marker=".")
+    for c in points:
+        ax.annotate(f"{c['threshold']:.2f}", (c["false_alerts_per_hour"], c["recall"]), fontsize=6,
+                    textcoords="offset points", xytext=(3, -8), color=BASELINE_COLOUR)
+    if chosen.get("recall") is not None and chosen.get("false_alerts_per_hour") is not None:
+        ax.scatter(chosen["false_alerts_per_hour"], chosen["recall"], s=70, color="#c05621", zorder=3,
+                   label=f"threshold {chosen['threshold']:.2f}")
+        ax.legend(fontsize=8)
+    ax.set(xlabel="false alerts per hour", ylabel="event recall", title="Recall vs false alerts", ylim=(-0.02, 1.02))
+    ax.grid(alpha=0.3)
+    return _png(fig)

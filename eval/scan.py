@@ -1,0 +1,265 @@
+"""Deploy path: `python eval/scan.py model=NAME input=FILE|DIR|LIST.txt output_dir=DIR [labels=FILE]`.
+
+Streams each recording (no dataset on disk), scores every window with any model kind, and writes per video
+DIR/videos/VIDEO_ID/timeline.jsonl (one row per window: start, end, p_ghost_probing) and alerts.json (alerts
+merged with hysteresis), then DIR/scan.json, DIR/scan.html and, with labels=, DIR/metrics.json (event recall,
+false alerts per hour, lead times, the recall / false-alert curve). Resumable: a re-run skips finished videos and
+answered windows (unanswered ones, e.g. an API outage, are asked again). A file that cannot be read is reported by
+name and skipped; the exit code is 1 only when nothing could be scanned (or an API budget stopped the scan).
+Under `torchrun` ranks split the files and rank 0 writes the scan-wide outputs. Options: conf/scan.yaml.
+"""
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+# A stage script runs as `python eval/scan.py`: put the repository root on the path so `eval.*` imports.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from eval.scanning import (API_KINDS, TimelineWriter, VideoJob, api_estimate, decoded_chunks, file_stamp,  # noqa: E402
+                           list_inputs, plan_chunks, probe, read_timeline, scan_identity, scan_windows, window_clip,
+                           write_json_atomic)
+from ghostprobe.alerts import alerts_from_timeline  # noqa: E402
+from ghostprobe.prompts import load_prompt  # noqa: E402
+
+
+class ScanSetupError(SystemExit):
+    """A problem found before any window is scored: the message says what to fix."""
+
+
+class BudgetReached(Exception):
+    """The next batch of API calls would take the spend past api_budget_usd."""
+
+
+def resolve_threshold(cfg: DictConfig) -> dict:
+    """The on/off thresholds: `threshold=`, or the one an eval run chose on its val split (`threshold_from=`)."""
+    on, source = float(cfg.threshold), "threshold="
+    if cfg.threshold_from:
+        path = Path(cfg.threshold_from) / "metrics.json"
+        try:
+            on = float(json.loads(path.read_text())["threshold"]["value"])
+        except (OSError, KeyError, TypeError, ValueError) as err:
+            raise ScanSetupError(f"scan: threshold_from={cfg.threshold_from}: cannot read the threshold from {path} "
+                                 f"({type(err).__name__}: {err}); point it at an eval/run.py output_dir") from None
+        source = f"threshold_from={cfg.threshold_from}"
+    off = max(on - float(cfg.alerts.hysteresis), 0.0)
+    return {"on": on, "off": off, "min_gap_s": float(cfg.alerts.min_gap_s), "source": source}
+
+
+def scan(cfg: DictConfig, model=None, model_cfg: dict | None = None) -> int:
+    """Run the scan described by `cfg` (conf/scan.yaml) and return the exit code. `model` (and its `model_cfg`,
+    which names the kind) replaces the configured model: tests use scorer doubles."""
+    from eval.run import model_config
+
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    out_dir = Path(cfg.output_dir)
+    (out_dir / "videos").mkdir(parents=True, exist_ok=True)
+    prompt = load_prompt(OmegaConf.to_container(cfg.prompt, resolve=True))
+    if model is None:
+        model_cfg = model_config(cfg)
+    elif model_cfg is None:
+        model_cfg = {"kind": "test", "name": getattr(model, "name", "test")}
+    thresholds = resolve_threshold(cfg)
+    settings = {k: cfg[k] for k in ("window_s", "stride_s", "num_frames", "frame_size")}
+    if cfg.stride_s <= 0 or cfg.window_s <= 0 or cfg.num_frames < 1:
+        raise ScanSetupError(f"scan: window_s, stride_s and num_frames must be positive, got {settings}")
+    identity = scan_identity(model_cfg, prompt, settings)
+    try:
+        inputs = list_inputs(str(cfg.input), list(cfg.video_extensions))
+    except FileNotFoundError as err:
+        raise ScanSetupError(f"scan: {err}") from None
+    if not inputs:
+        raise ScanSetupError(f"scan: input={cfg.input} holds no video file ({', '.join(cfg.video_extensions)})")
+    mine = inputs[rank::world_size]
+
+    jobs, reused, skipped = _prepare_jobs(mine, out_dir, identity, cfg, thresholds)
+    pending = sum(len(j.windows) - len(j.done) for j in jobs)
+    budget = _check_api_budget(cfg, model_cfg, pending)
+    if model is None:
+        from ghostprobe.models.base import build_model
+
+        model = build_model(model_cfg) if pending else None
+    batch_size = int(model_cfg.get("batch_size") or 1)
+    started = time.perf_counter()
+    stopped = None
+    try:
+        _score(jobs, model, prompt, cfg, identity, out_dir, batch_size, budget)
+    except BudgetReached as err:
+        stopped = str(err)
+    finally:
+        if model is not None and hasattr(model, "close"):
+            model.close()
+    wall_s = time.perf_counter() - started
+    for job in jobs:
+        if job.error:
+            skipped.append({"video_id": job.video_id, "path": str(job.path), "reason": job.error})
+        else:
+            _finish_video(job, out_dir, identity, thresholds, cfg)
+    status = {"rank": rank, "scanned": [j.video_id for j in jobs if not j.error] + reused, "skipped": skipped,
+              "windows_scored": pending, "wall_s": wall_s, "stopped": stopped}
+    write_json_atomic(out_dir / f"scan_status.rank{rank}.json", status)
+    for item in skipped:
+        print(f"scan: skipped {item['path']}: {item['reason']}", file=sys.stderr)
+    if world_size > 1:
+        _barrier()
+        if rank != 0:
+            return 0 if status["scanned"] else 1
+    from eval.scan_summary import write_outputs
+
+    summary = write_outputs(out_dir, inputs, world_size, cfg, thresholds, model_cfg.get("name") or model_cfg["kind"],
+                            prompt.name)
+    if stopped:
+        print(f"scan: stopped: {stopped}. Windows scored so far are kept; raise api_budget_usd and run the same "
+              "command again to go on", file=sys.stderr)
+        return 1
+    if not summary["videos_scanned"]:
+        print(f"scan: nothing could be scanned: all {len(inputs)} files were skipped (reasons above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _prepare_jobs(mine, out_dir: Path, identity: str, cfg, thresholds):
+    """Probe this rank's files and list their windows; a video finished by an earlier run with the same model,
+    prompt, windows and file is not probed or decoded again (its alerts are recomputed for today's thresholds)."""
+    jobs, reused, skipped = [], [], []
+    for video_id, path in mine:
+        video_dir = out_dir / "videos" / video_id
+        previous = _read_json(video_dir / "alerts.json")
+        if (previous and previous.get("identity") == identity and previous.get("complete") and path.exists()
+                and previous.get("file") == file_stamp(path)):
+            rows = list(read_timeline(video_dir / "timeline.jsonl", identity).values())
+            if len(rows) == previous["num_windows"]:
+                _write_alerts(video_dir, previous | {"threshold": thresholds}, rows, thresholds)
+                reused.append(video_id)
+                continue
+        job = VideoJob(video_id, path)
+        probe(job, int(cfg.decode_threads))
+        if job.error:
+            skipped.append({"video_id": video_id, "path": str(path), "reason": job.error})
+            continue
+        job.windows = scan_windows(job.clock, float(cfg.window_s), float(cfg.stride_s), int(cfg.num_frames))
+        job.done = read_timeline(video_dir / "timeline.jsonl", identity)
+        jobs.append(job)
+    return jobs, reused, skipped
+
+
+def _check_api_budget(cfg, model_cfg: dict, pending: int) -> float | None:
+    if model_cfg["kind"] not in API_KINDS:
+        return None
+    estimate = api_estimate(model_cfg, pending, int(cfg.num_frames), OmegaConf.to_container(cfg.api_estimate))
+    line = (f"scan: {model_cfg.get('name')}: {estimate['calls']} calls, about {estimate['tokens_in_per_call']} "
+            f"input tokens each, estimated ${estimate['usd']:.2f} (${estimate['usd_per_call']:.4f} a window)")
+    print(line, file=sys.stderr)
+    if cfg.api_budget_usd is None:
+        raise ScanSetupError(f"{line}; set api_budget_usd= (the scan stops before spending more than it)")
+    if estimate["usd"] > float(cfg.api_budget_usd):
+        print(f"scan: the estimate is above api_budget_usd={cfg.api_budget_usd}: the scan will stop when the "
+              "budget is reached", file=sys.stderr)
+    return float(cfg.api_budget_usd)
+
+
+def _score(jobs, model, prompt, cfg, identity: str, out_dir: Path, batch_size: int, budget: float | None) -> None:
+    from tqdm import tqdm
+
+    chunks = [c for job in jobs for c in plan_chunks(job, int(cfg.chunk_windows))]
+    total = sum(len(c.windows) for c in chunks)
+    show = bool(cfg.progress) and total > 0
+    videos_bar = tqdm(total=len(jobs), desc="videos", unit="video", position=0, disable=not show)
+    windows_bar = tqdm(total=total, desc="windows", unit="win", position=1, disable=not show)
+    writers: dict[str, TimelineWriter] = {}
+    spent, per_call = 0.0, None
+    try:
+        for chunk, frames in decoded_chunks(iter(chunks), int(cfg.frame_size), int(cfg.decode_threads),
+                                            int(cfg.decode_workers), int(cfg.prefetch_chunks)):
+            job = chunk.job
+            if job.error:
+                continue
+            if isinstance(frames, Exception):
+                job.error = f"{frames} (after {len(job.done)} of {len(job.windows)} windows)"
+                videos_bar.update(1)
+                continue
+            writer = writers.get(job.video_id)
+            if writer is None:
+                writer = writers[job.video_id] = TimelineWriter(out_dir / "videos" / job.video_id / "timeline.jsonl")
+            for k in range(0, len(chunk.windows), batch_size):
+                windows = chunk.windows[k:k + batch_size]
+                if budget is not None and per_call is not None and spent + per_call * len(windows) > budget:
+                    raise BudgetReached(f"api_budget_usd={budget:g} reached (${spent:.2f} spent)")
+                outputs = model.score([window_clip(job, w, frames) for w in windows], prompt)
+                rows = [_row(w, o, identity) for w, o in zip(windows, outputs)]
+                writer.write(rows)
+                cost = sum(o.cost_usd for o in outputs)
+                spent += cost
+                per_call = max(per_call or 0.0, cost / len(windows))
+                job.done.update({r["window"]: r for r in rows if r["error"] is None})
+                windows_bar.update(len(windows))
+            if chunk.last_of_video:
+                videos_bar.update(1)
+    finally:
+        for writer in writers.values():
+            writer.close()
+        windows_bar.close()
+        videos_bar.close()
+
+
+def _row(window, output, identity: str) -> dict:
+    p = output.p_ghost_probing
+    ok = p is not None and not math.isnan(p)
+    error = None if ok else (output.extra.get("error") or "no score")
+    return {"window": window.index, "start_s": window.start_s, "end_s": window.end_s,
+            "p_ghost_probing": float(p) if ok else None, "error": error, "latency_s": round(output.latency_s, 6),
+            "run": identity}
+
+
+def _finish_video(job: VideoJob, out_dir: Path, identity: str, thresholds: dict, cfg) -> None:
+    video_dir = out_dir / "videos" / job.video_id
+    video_dir.mkdir(parents=True, exist_ok=True)
+    header = {"video_id": job.video_id, "path": str(job.path), "identity": identity, "file": file_stamp(job.path),
+              "info": job.info.to_json(), "duration_s": job.clock.duration_s, "num_windows": len(job.windows),
+              "windows_answered": len(job.done), "complete": len(job.done) == len(job.windows),
+              "window_s": float(cfg.window_s), "stride_s": float(cfg.stride_s), "num_frames": int(cfg.num_frames)}
+    rows = [job.done[k] for k in sorted(job.done)]
+    alerts = _write_alerts(video_dir, header, rows, thresholds)
+    if cfg.export_alerts and alerts:
+        from eval.scan_export import export_video_alerts
+
+        export_video_alerts(job, alerts, video_dir, float(cfg.export.pad_s), float(cfg.window_s))
+
+
+def _write_alerts(video_dir: Path, header: dict, rows: list[dict], thresholds: dict) -> list[dict]:
+    alerts = [a.to_json() for a in alerts_from_timeline(rows, thresholds["on"], thresholds["off"],
+                                                         thresholds["min_gap_s"])]
+    write_json_atomic(video_dir / "alerts.json", header | {"threshold": thresholds, "alerts": alerts})
+    return alerts
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    dist.barrier()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="scan")
+def main(cfg: DictConfig) -> None:
+    code = scan(cfg)
+    if code:
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""scan.html: a summary table, the event metrics when labelled, skipped files, and per video a timeline chart with
+its alert spans and a frame strip per alert. Built from eval/document.py blocks (every string escaped, images as
+data: URIs, no script) with the charts of eval/charts.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eval.charts import frame_strip_jpeg, recall_false_alerts_png, scan_timeline_png
+from eval.document import Bullets, Heading, Image, Para, Table, data_uri, num, to_html
+from eval.scanning import scan_windows
+from ghostprobe.sampling import FrameClock
+from ghostprobe.video import VideoInfo, VideoReadError, frame_times_s, read_frames
+
+
+def write_scan_html(out_dir: Path, summary: dict, videos: list[dict], metrics: dict | None, cfg) -> Path:
+    title = f"Scan: {summary['model']} ({summary['prompt']} prompt)"
+    blocks = _overview(summary) + (_metrics_section(metrics) if metrics else [])
+    blocks += _skipped(summary)
+    per_video = {v["video_id"]: v for v in (metrics or {}).get("per_video", [])}
+    events_by_video = _labelled_events(metrics)
+    for video in videos:
+        blocks += _video_section(video, per_video.get(video["video_id"]), events_by_video.get(video["video_id"]),
+                                 int(cfg.report.strip_frames), int(cfg.report.max_alerts_shown))
+    path = out_dir / "scan.html"
+    path.write_text(to_html(title, blocks), encoding="utf-8")
+    return path
+
+
+def _overview(summary: dict) -> list:
+    t = summary["threshold"]
+    blocks = [Para(f"{summary['videos_scanned']} of {summary['videos_total']} recordings scanned "
+                   f"({summary['hours_scanned'] * 60:.1f} minutes), {summary['videos_skipped']} skipped. "
+                   f"{summary['alerts']} alerts at on threshold {t['on']:.3f} / off {t['off']:.3f} "
+                   f"(from {t['source']}), alerts closer than {t['min_gap_s']:g} s merged.")]
+    if summary.get("stopped"):
+        blocks.append(Para(f"The scan stopped early: {summary['stopped']}.", "warning"))
+    rows = [[v["video_id"], f"{v['duration_s']:.1f}", f"{v['windows_answered']}/{v['windows']}", v["alerts"],
+             "yes" if v["complete"] else "no"] for v in summary["videos"]]
+    blocks += [Heading("Recordings"),
+               Table(["recording", "duration (s)", "windows scored", "alerts", "complete"], rows)]
+    return blocks
+
+
+def _metrics_section(m: dict) -> list:
+    lead = m["lead_time_s"]
+    rows = [["event recall", f"{num(m['recall'])} ({m['hits']} of {m['events']} ghost-probing events)"],
+            ["false alerts per hour", f"{num(m['false_alerts_per_hour'], 2)} ({m['false_alerts']} in "
+                                      f"{m['hours'] * 60:.1f} minutes)"],
+            ["lead time (alert start - t_event_s)", f"median {num(lead['p50'], 2)} s, p10 {num(lead['p10'], 2)} s, "
+                                                    f"p90 {num(lead['p90'], 2)} s (n = {lead['n']}); negative = "
+                                                    "before the actor enters the path"],
+            ["hit", f"an alert overlapping [t_first_visible_s - {m['margin_s']:g} s, t_end_s]"]]
+    blocks = [Heading("Events"), Table(["metric", "value"], rows, css="keyvalue")]
+    blocks.append(Image(data_uri(recall_false_alerts_png(m["curve"], m["operating_point"]), "image/png"),
+                        "event recall against false alerts per hour over thresholds"))
+    if m["per_negative_class"]:
+        blocks += [Heading("False alerts by look-alike", 3),
+                   Table(["class", "labelled events", "false alerts", "per hour"],
+                         [[name, c["events"], c["false_alerts"], num(c["false_alerts_per_hour"], 2)]
+                          for name, c in m["per_negative_class"].items()])]
+    if m["label_problems"] or m["videos_without_labels"]:
+        items = list(m["label_problems"]) + [f"{v}: no label (counted in no metric)"
+                                             for v in m["videos_without_labels"]]
+        blocks += [Heading("Label problems", 3), Bullets(items)]
+    return blocks
+
+
+def _skipped(summary: dict) -> list:
+    if not summary["skipped"]:
+        return []
+    return [Heading("Skipped files"), Table(["file", "reason"], [[s["path"], s["reason"]] for s in summary["skipped"]])]
+
+
+def _labelled_events(metrics: dict | None) -> dict:
+    return {v["video_id"]: v.get("label_events", []) for v in (metrics or {}).get("per_video", [])}
+
+
+def _video_section(video: dict, matched: dict | None, events: list | None, strip_frames: int, max_alerts: int) -> list:
+    rows = video["timeline"]
+    blocks = [Heading(video["video_id"], 3), Para(f"{video['path']}: {video['duration_s']:.1f} s, "
+                                                  f"{len(video['alerts'])} alerts", "note")]
+    if matched:
+        blocks.append(Para(f"{matched['hits']} of {matched['events']} ghost-probing events hit, "
+                           f"{matched['false_alerts']} false alerts", "note"))
+    t = video["threshold"]
+    chart = scan_timeline_png([r["end_s"] for r in rows], [r["p_ghost_probing"] for r in rows], t["on"], t["off"],
+                              video["alerts"], [tuple(e) for e in events or []])
+    blocks.append(Image(data_uri(chart, "image/png"), f"P(ghost probing) over time in {video['video_id']}"))
+    alerts = sorted(video["alerts"], key=lambda a: -a["peak_p"])[:max_alerts]
+    if alerts:
+        strips = _strips(video, alerts, strip_frames)
+        table_rows = [[k + 1, f"{a['start_s']:.2f}", f"{a['peak_s']:.2f}", f"{a['peak_p']:.3f}", f"{a['end_s']:.2f}",
+                       strips.get(k, "frames unavailable")] for k, a in enumerate(alerts)]
+        blocks.append(Table(["#", "start (s)", "peak (s)", "peak p", "end (s)", "frames of the peak window"],
+                            table_rows, css="gallery"))
+    return blocks
+
+
+def _strips(video: dict, alerts: list[dict], strip_frames: int) -> dict:
+    """A frame strip of each alert's peak window, decoded from the recording (full size, shrunk for the page)."""
+    info_doc = {k: v for k, v in video["info"].items() if k != "duration_s"}
+    try:
+        info = VideoInfo(**info_doc)
+        clock = FrameClock(info.fps, info.num_frames, frame_times_s(video["path"], info))
+        windows = {round(w.end_s, 6): w for w in scan_windows(clock, video["window_s"], video["stride_s"],
+                                                              video["num_frames"])}
+        out = {}
+        for k, alert in enumerate(alerts):
+            window = windows.get(round(alert["peak_s"], 6))
+            if window is None:
+                continue
+            frames = read_frames(video["path"], list(window.frame_indices), info)
+            jpeg = frame_strip_jpeg(frames, max_frames=strip_frames)
+            out[k] = Image(data_uri(jpeg, "image/jpeg"), f"frames {window.start_s:.2f}-{window.end_s:.2f} s of "
+                                                          f"{video['video_id']}")
+        return out
+    except (VideoReadError, OSError, TypeError):
+        return {}

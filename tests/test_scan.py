@@ -1,0 +1,415 @@
+"""eval/scan.py: long recordings scanned window by window, alerts with hysteresis, event-level metrics, resume, bad
+files, export, the drive generator and the `events` label schema. Recordings are made here: a dark video in which
+a white square shows during known spans, scored by a double that sees the square (the times are the point, not the
+model), and a short synthetic drive scored by the tiny random Video-LLaMA (the real model path)."""
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ghostprobe.alerts import Alert, alerts_from_timeline, merge_alerts
+from ghostprobe.labels import RecordingEvent, events_beyond_video, load_labels
+from ghostprobe.metrics.events import event_metrics, recall_false_alert_curve
+from ghostprobe.models.base import ModelOutput
+
+FPS, SECONDS, SIZE = 10, 40, (48, 64)
+GHOST_SPANS = [(10.0, 12.0), (25.0, 27.0)]  # white square top-left: what the double calls ghost probing
+LOOKALIKE_SPAN = (30.0, 33.0)               # white square bottom-right: a look-alike the double is fooled by
+
+
+def _timeline(points):
+    return [{"end_s": t, "p_ghost_probing": p} for t, p in points]
+
+
+# --- alerts -----------------------------------------------------------------------------------------------------
+
+def test_hysteresis_keeps_an_alert_on_until_the_off_threshold_and_merges_close_alerts():
+    rows = _timeline([(1, 0.2), (2, 0.75), (3, 0.65), (4, 0.62), (5, 0.5), (6, 0.9), (7, 0.1), (7.5, 0.8),
+                      (9, 0.1), (12, 0.95), (13, float("nan")), (14, 0.9)])
+    got = [a.to_json() for a in alerts_from_timeline(rows, on_threshold=0.7, off_threshold=0.6, min_gap_s=0.0)]
+    # 2-4 on (0.65 and 0.62 stay above off 0.6), 5 drops below off; 6 opens a new one; 7.5; 12; NaN closes; 14
+    assert [(a["start_s"], a["end_s"], a["peak_s"], a["peak_p"], a["num_windows"]) for a in got] == [
+        (2, 4, 2, 0.75, 3), (6, 6, 6, 0.9, 1), (7.5, 7.5, 7.5, 0.8, 1), (12, 12, 12, 0.95, 1), (14, 14, 14, 0.9, 1)]
+    merged = alerts_from_timeline(rows, 0.7, 0.6, min_gap_s=2.0)
+    # gaps 2 (4->6, not < 2), 1.5 (6->7.5), 4.5, 2: only 6 and 7.5 join
+    assert [(a.start_s, a.end_s, a.peak_p, a.num_windows) for a in merged] == [
+        (2, 4, 0.75, 3), (6, 7.5, 0.9, 2), (12, 12, 0.95, 1), (14, 14, 0.9, 1)]
+    assert alerts_from_timeline(rows, 0.7) == alerts_from_timeline(rows, 0.7, 0.7)  # no hysteresis by default
+    with pytest.raises(ValueError, match="off threshold 0.8 is above the on threshold 0.7"):
+        alerts_from_timeline(rows, 0.7, 0.8)
+    assert merge_alerts([Alert(5, 6, 5, 0.8, 1), Alert(1, 2, 1, 0.9, 1)], 10) == [Alert(1, 6, 1, 0.9, 2)]
+
+
+# --- event metrics ----------------------------------------------------------------------------------------------
+
+def _gp(tfv, te, tend):
+    return RecordingEvent(label="ghost_probing", t_first_visible_s=tfv, t_event_s=te, t_end_s=tend)
+
+
+def test_event_metrics_on_a_hand_computed_case():
+    events_a = [_gp(10, 11, 12), _gp(50, 52, 53),
+                RecordingEvent(label="normal", kind="occluder_only", t_start_s=20, t_end_s=25),
+                RecordingEvent(label="cut_in", kind="cut_in", t_start_s=30, t_first_visible_s=30, t_event_s=33,
+                               t_end_s=35)]
+    alerts_a = [{"start_s": 9.5, "end_s": 10.5},    # hits event 1 within the 1 s margin: lead 9.5 - 11 = -1.5
+                {"start_s": 11.5, "end_s": 12.5},   # a second alert on event 1: neither a hit nor false
+                {"start_s": 22, "end_s": 23},       # false, blamed on occluder_only
+                {"start_s": 34, "end_s": 34},       # false, blamed on cut_in
+                {"start_s": 40, "end_s": 41}]       # false, no labelled event there
+    # event 2 (50-53) is missed: 48.9 ends before 50 - 1
+    alerts_a.append({"start_s": 48.0, "end_s": 48.9})
+    events_b = [_gp(5, 6, None)]                      # no end: the hit window ends at t_event_s
+    alerts_b = [{"start_s": 6.5, "end_s": 7}]         # after t_event_s with no t_end_s: a miss, and false
+    videos = [{"video_id": "a", "duration_s": 1800.0, "alerts": alerts_a, "events": events_a},
+              {"video_id": "b", "duration_s": 1800.0, "alerts": alerts_b, "events": events_b}]
+    m = event_metrics(videos, margin_s=1.0)
+    assert (m["events"], m["hits"], m["recall"]) == (3, 1, pytest.approx(1 / 3))
+    assert m["hours"] == 1.0 and m["false_alerts"] == 5 and m["false_alerts_per_hour"] == 5.0
+    assert m["lead_time_s"]["values"] == [-1.5] and m["lead_time_s"]["p50"] == -1.5
+    assert m["per_negative_class"] == {
+        "occluder_only": {"events": 1, "false_alerts": 1, "false_alerts_per_hour": 1.0},
+        "cut_in": {"events": 1, "false_alerts": 1, "false_alerts_per_hour": 1.0},
+        "no_event": {"events": 0, "false_alerts": 3, "false_alerts_per_hour": 3.0}}
+    assert m["per_video"][0]["hits"] == 1 and m["per_video"][1]["false_alerts"] == 1
+    with_margin = event_metrics(videos, margin_s=2.0)  # now 48.0-48.9 overlaps [48, 53]: a hit, lead 48 - 52 = -4
+    assert with_margin["hits"] == 2 and sorted(with_margin["lead_time_s"]["values"]) == [-4.0, -1.5]
+
+
+def test_recall_false_alert_curve_recomputes_alerts_per_threshold():
+    timeline = _timeline([(1, 0.3), (2, 0.9), (3, 0.3), (10, 0.6), (11, 0.3)])
+    videos = [{"video_id": "v", "duration_s": 3600.0, "timeline": timeline, "events": [_gp(1, 2, 3)]}]
+    curve = recall_false_alert_curve(videos, [0.5, 0.95, 0.2], hysteresis=0.0, min_gap_s=0.0, margin_s=0.0)
+    assert curve == [{"threshold": 0.2, "recall": 1.0, "false_alerts_per_hour": 0.0},   # one alert 1-11: a hit
+                     {"threshold": 0.5, "recall": 1.0, "false_alerts_per_hour": 1.0},   # 2 hit, 10 false
+                     {"threshold": 0.95, "recall": 0.0, "false_alerts_per_hour": 0.0}]
+
+
+# --- the label schema's `events` -----------------------------------------------------------------------------------
+
+def _label_file(tmp_path, clips):
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps({"schema_version": 1, "clips": clips}))
+    return load_labels(path)
+
+
+def test_events_schema_validates_like_event_and_one_event_clips_stay_valid(tmp_path):
+    good = {"clip_id": "drive", "video": "d.mp4", "label": "ghost_probing", "events": [
+        {"label": "normal", "kind": "occluder_only", "t_start_s": 0.0, "t_end_s": 5.0},
+        {"label": "ghost_probing", "t_start_s": 5.0, "t_first_visible_s": 6.0, "t_event_s": 7.0, "t_end_s": 8.0,
+         "actor": "child", "occluder": "van"}]}
+    clip = {"clip_id": "c1", "video": "c.mp4", "label": "ghost_probing",
+            "event": {"t_first_visible_s": 1.0, "t_event_s": 2.0}}
+    normal_drive = {"clip_id": "quiet", "video": "q.mp4", "label": "normal", "events": []}
+    bad = [
+        {**good, "clip_id": "order", "events": list(reversed(good["events"]))},
+        {**good, "clip_id": "inverted", "events": [{"label": "ghost_probing", "t_first_visible_s": 3.0,
+                                                     "t_event_s": 2.0}]},
+        {**good, "clip_id": "string", "events": [{"label": "ghost_probing", "t_first_visible_s": "3.0",
+                                                   "t_event_s": 4.0}]},
+        {**good, "clip_id": "missing", "events": [{"label": "ghost_probing", "t_first_visible_s": 3.0}]},
+        {**good, "clip_id": "wrong_label", "label": "normal"},
+        {**good, "clip_id": "both", "event": clip["event"]},
+        {**good, "clip_id": "start_late", "events": [{"label": "cut_in", "t_start_s": 4.0, "t_first_visible_s": 3.0}]},
+    ]
+    labels = _label_file(tmp_path, [good, clip, normal_drive, *bad])
+    assert [c.clip_id for c in labels.clips] == ["drive", "c1", "quiet"]
+    problems = {p.clip_id: (p.field, p.message) for p in labels.problems}
+    assert "not in time order: events.1 starts at 0.0 s, before events.0 at 5.0 s" in problems["order"][1]
+    assert problems["inverted"] == ("events.0", "times are inverted: t_first_visible_s=3.0 > t_event_s=2.0")
+    assert problems["string"][0] == "events.0.t_first_visible_s"
+    assert problems["missing"] == ("events.0.t_event_s", "required for label 'ghost_probing' but missing")
+    assert "exactly when one of its events is" in problems["wrong_label"][1]
+    assert "either `event`" in problems["both"][1]
+    assert "t_start_s=4.0 > t_first_visible_s=3.0" in problems["start_late"][1]
+    drive = labels.clips[0]
+    from data_prep.clip_worker import EventTimeError, _check_event_times
+
+    with pytest.raises(EventTimeError, match="scan it with `python eval/scan.py labels=...`"):
+        _check_event_times(drive, 60.0, 10)  # data prep cuts one-event clips; a recording is rejected by name
+    assert events_beyond_video(drive, duration_s=8.0, fps=10) is None
+    assert events_beyond_video(drive, duration_s=7.0, fps=10) == \
+        "events.1.t_end_s=8 s is beyond the video's real duration 7.00 s"
+
+
+# --- the generator's drive mode -----------------------------------------------------------------------------------
+
+def test_drive_mode_writes_one_recording_with_events_at_known_times(tmp_path):
+    from ghostprobe.synth.drive import generate_drives
+    from ghostprobe.video import probe_video
+
+    weights = {"ghost_probing": 0.5, "occluder_only": 0.25, "empty_road": 0.25}
+    labels = generate_drives(tmp_path, 1, seed=3, lights=["night"], num_segments=4, segment_s=3.0, width=64,
+                             height=48, fps=5, scenario_weights=weights)
+    loaded = load_labels(tmp_path / "labels.json")
+    assert loaded.problems == [] and [c.to_json() for c in loaded.clips] == [c.to_json() for c in labels]
+    drive = loaded.clips[0]
+    info = probe_video(tmp_path / drive.video)
+    assert info.num_frames == 4 * 15 and drive.context.light == "night"
+    assert events_beyond_video(drive, info.duration_s, info.fps) is None
+    kinds = [e.kind for e in drive.events]
+    assert sorted(kinds) == ["ghost_probing", "ghost_probing", "occluder_only"]  # empty road is background
+    for event in drive.events:
+        start, end = event.span_s
+        assert start % 3.0 == 0 and start < end <= start + 3.0  # inside its own segment
+        if event.label == "ghost_probing":
+            assert start <= event.t_first_visible_s <= event.t_event_s <= end
+
+
+# --- scanning -----------------------------------------------------------------------------------------------------
+
+def _square_video(path: Path) -> Path:
+    from ghostprobe.synth.encode import write_video
+
+    h, w = SIZE
+    frames = np.full((FPS * SECONDS, h, w, 3), 30, np.uint8)
+    for start, end in GHOST_SPANS:
+        frames[round(start * FPS):round(end * FPS), :16, :16] = 255
+    frames[round(LOOKALIKE_SPAN[0] * FPS):round(LOOKALIKE_SPAN[1] * FPS), -16:, -16:] = 255
+    return write_video(path, frames, FPS)
+
+
+class SquareSeer:
+    """Scores a window by the share of its frames showing a white square in a corner; records what it was given."""
+
+    name = "square_seer"
+
+    def __init__(self, fail_after_calls: int | None = None):
+        self.calls, self.windows, self.fail_after_calls = 0, [], fail_after_calls
+
+    def score(self, clips, prompt):
+        if self.fail_after_calls is not None and self.calls == self.fail_after_calls:
+            raise KeyboardInterrupt("killed")
+        self.calls += 1
+        out = []
+        for clip in clips:
+            self.windows.append(clip)
+            quarter = clip.frames.shape[1] // 4
+            seen = [max(f[:quarter, :quarter].mean(), f[-quarter:, -quarter:].mean()) > 200 for f in clip.frames]
+            out.append(ModelOutput(clip.clip_id, p_ghost_probing=float(np.mean(seen)), cost_usd=0.01))
+        return out
+
+
+@pytest.fixture(scope="module")
+def square_recording(tmp_path_factory):
+    root = tmp_path_factory.mktemp("square")
+    video = _square_video(root / "videos" / "route 1.mp4")
+    events = [{"label": "ghost_probing", "t_first_visible_s": s, "t_event_s": s + 0.5, "t_end_s": e}
+              for s, e in GHOST_SPANS]
+    events.append({"label": "normal", "kind": "occluder_only", "t_start_s": LOOKALIKE_SPAN[0],
+                   "t_end_s": LOOKALIKE_SPAN[1]})
+    (root / "labels.json").write_text(json.dumps({"schema_version": 1, "clips": [
+        {"clip_id": "route1", "video": "videos/route 1.mp4", "label": "ghost_probing", "events": events}]}))
+    return root, video
+
+
+def _cfg(input_path, out_dir, *overrides):
+    from ghostprobe.config import compose
+
+    return compose("scan", [f"input={input_path}", f"output_dir={out_dir}", "progress=false", "frame_size=32",
+                            "threshold=0.5", "alerts.hysteresis=0.1", "alerts.min_gap_s=1.0", "chunk_windows=16",
+                            *overrides])
+
+
+def _scan(cfg, model, **model_cfg):
+    from eval.scan import scan
+
+    return scan(cfg, model=model, model_cfg={"kind": "test", "name": model.name, "batch_size": 4, **model_cfg})
+
+
+def _timeline_rows(out_dir, video_id="route_1"):
+    lines = (Path(out_dir) / "videos" / video_id / "timeline.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_scan_finds_the_events_at_the_right_times(square_recording, tmp_path, capsys):
+    root, _ = square_recording
+    seer = SquareSeer()
+    assert _scan(_cfg(root / "videos", tmp_path / "out", f"labels={root / 'labels.json'}"), seer) == 0
+    # 40 s, 2 s windows every 0.5 s: 77 windows, the original's uniform choice of 8 of each window's 20 frames,
+    # stamped from the window's start as in a clip cut there
+    assert len(seer.windows) == 77
+    assert all(tuple(w.timestamps_s) == (0.0, 0.2, 0.5, 0.7, 1.0, 1.2, 1.5, 1.7) for w in seer.windows)
+    assert seer.windows[0].frames.shape == (8, 32, 32, 3) and seer.windows[0].frames.dtype == np.uint8
+    alerts = json.loads((tmp_path / "out" / "videos" / "route_1" / "alerts.json").read_text())["alerts"]
+    # square frames 100-119: window 18 (frames 90..107) holds 4 of 8 -> on at its end 11.0 s; window 22 is the last
+    # with 4 (end 13.0 s); window 20 sees 8 of 8 (end 12.0 s). Likewise 26-28 s, and the look-alike's 30 frames
+    # 300-329: 31-34 s, first 8 of 8 in window 60 (frames 300..317, end 32.0 s).
+    assert [(a["start_s"], a["end_s"], a["peak_s"], a["peak_p"]) for a in alerts] == [
+        (11.0, 13.0, 12.0, 1.0), (26.0, 28.0, 27.0, 1.0), (31.0, 34.0, 32.0, 1.0)]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert (metrics["recall"], metrics["hits"], metrics["false_alerts"]) == (1.0, 2, 1)
+    assert metrics["false_alerts_per_hour"] == pytest.approx(3600 / 40)
+    assert metrics["lead_time_s"]["values"] == [0.5, 0.5]  # alert start 11.0 vs t_event_s 10.5
+    assert metrics["per_negative_class"]["occluder_only"]["false_alerts"] == 1
+    assert metrics["operating_point"]["threshold"] == 0.5 and len(metrics["curve"]) >= 10
+    html = (tmp_path / "out" / "scan.html").read_text()
+    assert "route_1" in html and html.count("<img") >= 1 + 1 + 3  # curve, timeline, a strip per alert
+    assert "scan: 1 of 1 videos scanned" in capsys.readouterr().out
+
+
+def test_kill_and_resume_gives_the_uninterrupted_timeline(square_recording, tmp_path):
+    root, _ = square_recording
+    assert _scan(_cfg(root / "videos", tmp_path / "whole"), SquareSeer()) == 0
+    with pytest.raises(KeyboardInterrupt):
+        _scan(_cfg(root / "videos", tmp_path / "killed"), SquareSeer(fail_after_calls=7))
+    timeline = tmp_path / "killed" / "videos" / "route_1" / "timeline.jsonl"
+    assert len(timeline.read_text().splitlines()) == 28 and not (timeline.parent / "alerts.json").exists()
+    with open(timeline, "a") as f:
+        f.write('{"window": 28, "start_s": 14.0, "end_')  # a row cut by the kill
+    resumed = SquareSeer()
+    assert _scan(_cfg(root / "videos", tmp_path / "killed"), resumed) == 0
+    assert len(resumed.windows) == 77 - 28  # only what was missing
+    strip = [{k: r[k] for k in ("window", "start_s", "end_s", "p_ghost_probing")} for r in _timeline_rows(
+        tmp_path / "killed")]
+    whole = [{k: r[k] for k in ("window", "start_s", "end_s", "p_ghost_probing")} for r in _timeline_rows(
+        tmp_path / "whole")]
+    assert strip == whole
+    alerts = {d: json.loads((tmp_path / d / "videos" / "route_1" / "alerts.json").read_text())["alerts"]
+              for d in ("whole", "killed")}
+    assert alerts["killed"] == alerts["whole"]
+    again = SquareSeer()  # a finished video is not decoded or scored again; a new threshold only re-draws alerts
+    assert _scan(_cfg(root / "videos", tmp_path / "killed", "threshold=0.9"), again) == 0
+    assert again.windows == [] and len(json.loads((timeline.parent / "alerts.json").read_text())["alerts"]) == 3
+
+
+def test_bad_files_are_skipped_by_name_and_only_nothing_scanned_fails(square_recording, tmp_path, capsys):
+    root, video = square_recording
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good.mp4").write_bytes(video.read_bytes())
+    (folder / "notes.mp4").write_text("not a video")
+    (folder / "empty.avi").write_bytes(b"")
+    (folder / "stream.mp4").write_text("#EXTM3U\n#EXTINF:10,\nhttp://example.invalid/a.ts\n")
+    assert _scan(_cfg(folder, tmp_path / "out"), SquareSeer()) == 0
+    summary = json.loads((tmp_path / "out" / "scan.json").read_text())
+    assert summary["videos_scanned"] == 1 and summary["videos_skipped"] == 3
+    reasons = {Path(s["path"]).name: s["reason"] for s in summary["skipped"]}
+    assert "empty file" in reasons["empty.avi"] and "playlist (#EXTM3U)" in reasons["stream.mp4"]
+    assert "not a video file" in reasons["notes.mp4"] or "cannot decode" in reasons["notes.mp4"]
+    err = capsys.readouterr().err
+    assert f"scan: skipped {folder / 'notes.mp4'}" in err
+    assert "stream.mp4" in (tmp_path / "out" / "scan.html").read_text()
+    (folder / "good.mp4").unlink()
+    assert _scan(_cfg(folder, tmp_path / "out2"), SquareSeer()) == 1
+    assert "nothing could be scanned: all 3 files were skipped" in capsys.readouterr().err
+
+
+def test_api_models_need_a_budget_and_stop_before_passing_it(square_recording, tmp_path, capsys):
+    from eval.scan import ScanSetupError
+
+    root, _ = square_recording
+    api = {"kind": "openai", "max_frames": 8, "max_tokens_score": 5, "price_per_1m_input_usd": 2.5,
+           "price_per_1m_output_usd": 10.0}
+    with pytest.raises(ScanSetupError, match=r"77 calls, about 1030 input tokens each, estimated \$0.20 "
+                                             r"\(\$0.0026 a window\); set api_budget_usd="):
+        _scan(_cfg(root / "videos", tmp_path / "out"), SquareSeer(), **api)
+    # the double charges $0.01 a window; batches of 4: the scan stops before the batch that would pass $0.10
+    assert _scan(_cfg(root / "videos", tmp_path / "out", "api_budget_usd=0.1"), SquareSeer(), **api) == 1
+    assert len(_timeline_rows(tmp_path / "out")) == 8
+    assert "api_budget_usd=0.1 reached ($0.08 spent)" in capsys.readouterr().err
+    assert json.loads((tmp_path / "out" / "scan.json").read_text())["stopped"].startswith("api_budget_usd=0.1")
+
+
+def test_threshold_from_an_eval_run(square_recording, tmp_path):
+    root, _ = square_recording
+    run = tmp_path / "eval_run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"threshold": {"value": 0.95, "source": "val split"}}))
+    assert _scan(_cfg(root / "videos", tmp_path / "out", f"threshold_from={run}"), SquareSeer()) == 0
+    doc = json.loads((tmp_path / "out" / "videos" / "route_1" / "alerts.json").read_text())
+    assert doc["threshold"]["on"] == 0.95 and doc["threshold"]["source"] == f"threshold_from={run}"
+    assert [a["start_s"] for a in doc["alerts"]] == [12.0, 27.0, 32.0]  # only all-8-frames windows
+
+
+def test_tiny_video_llama_scans_a_drive_and_exports_alerts(tiny_checkpoint, tmp_path):
+    """The real path: build_model from the config, decord resizing in the decoder, the tiny model's scores, and
+    export_alerts cutting clips with label stubs a person completes."""
+    from eval.scan import scan
+    from ghostprobe.config import compose
+    from ghostprobe.synth.drive import generate_drives
+    from ghostprobe.video import probe_video
+
+    generate_drives(tmp_path / "drive", 1, seed=1, num_segments=3, segment_s=4.0, width=64, height=48, fps=4)
+    cfg = compose("scan", [f"model.path={tiny_checkpoint}", f"input={tmp_path / 'drive' / 'videos'}",
+                           f"output_dir={tmp_path / 'out'}", f"labels={tmp_path / 'drive' / 'labels.json'}",
+                           "window_s=4", "stride_s=2", "frame_size=28", "threshold=0.0", "export_alerts=true",
+                           "export.pad_s=0.5", "progress=false"])
+    assert scan(cfg) == 0
+    rows = _timeline_rows(tmp_path / "out", "drive_000")
+    assert [r["end_s"] for r in rows] == [4.0, 6.0, 8.0, 10.0, 12.0]
+    assert all(0.0 <= r["p_ghost_probing"] <= 1.0 for r in rows)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["recall"] in (None, 1.0) and metrics["hours"] == pytest.approx(12 / 3600)
+    # threshold 0: one alert over the whole drive (4-12 s), cut with its first window and the pad: 0-12 s
+    stubs = load_labels(tmp_path / "out" / "exported" / "labels.json")
+    assert [p.field for p in stubs.problems] == ["label"]  # left for a person to fill
+    doc = json.loads((tmp_path / "out" / "exported" / "labels.json").read_text())
+    clip = doc["clips"][0]
+    assert clip["clip_id"] == "drive_000_a000" and clip["group"] == "drive_000" and "TO LABEL" in clip["notes"]
+    info = probe_video(tmp_path / "out" / "exported" / clip["video"])
+    assert (info.num_frames, info.width, info.height, info.fps) == (48, 64, 48, 4.0)
+    clip["label"] = "normal"
+    (tmp_path / "out" / "exported" / "labels.json").write_text(json.dumps(doc))
+    assert load_labels(tmp_path / "out" / "exported" / "labels.json").problems == []
+
+
+def test_input_list_and_video_ids(tmp_path):
+    from eval.scanning import list_inputs
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/x.mp4", "a/b/x.mp4", "a/b/y.txt", "a/b/z z.MOV"):
+        (tmp_path / name).write_bytes(b"1")
+    assert list_inputs(str(tmp_path / "a"), [".mp4", ".mov"]) == [
+        ("b_x", tmp_path / "a/b/x.mp4"), ("b_z_z", tmp_path / "a/b/z z.MOV"), ("x", tmp_path / "a/x.mp4")]
+    (tmp_path / "list.txt").write_text("# two files\na/x.mp4\n\na/b/x.mp4\n")
+    assert [v for v, _ in list_inputs(str(tmp_path / "list.txt"), [".mp4"])] == ["a_x", "a_b_x"]
+    with pytest.raises(FileNotFoundError):
+        list_inputs(str(tmp_path / "missing"), [".mp4"])
+
+
+def test_windows_follow_the_original_sampling_and_cover_short_videos():
+    from eval.scanning import plan_chunks, scan_windows, VideoJob
+    from ghostprobe.sampling import FrameClock, uniform_indices
+
+    clock = FrameClock(10.0, 100)
+    windows = scan_windows(clock, 2.0, 0.5, 8)
+    assert len(windows) == 17 and windows[-1].end_s == 10.0
+    assert windows[3].frame_indices == tuple(15 + i for i in uniform_indices(20, 8))
+    short = scan_windows(FrameClock(10.0, 12), 2.0, 0.5, 8)
+    assert [(w.start_s, w.end_s, w.frame_indices) for w in short] == [(0.0, 1.2, tuple(uniform_indices(12, 8)))]
+    vfr = FrameClock(10.0, 30, tuple([k * 0.1 for k in range(10)] + [1.0 + k / 30 for k in range(20)]))
+    assert scan_windows(vfr, 1.0, 1.0, 4)[0].timestamps_s == (0.0, 0.2, 0.5, 0.7)
+    job = VideoJob("v", Path("v.mp4"), windows=windows)
+    job.done = {0: {}, 1: {}}
+    chunks = plan_chunks(job, 4)
+    decoded = [i for c in chunks for i in c.new_indices]
+    assert len(decoded) == len(set(decoded))  # every frame decoded once
+    assert set(decoded) == {i for w in windows[2:] for i in w.frame_indices}
+    assert chunks[-1].last_of_video and sum(len(c.windows) for c in chunks) == 15
+
+
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory):
+    from browser import Chromium, require_chromium
+
+    with Chromium(require_chromium(), tmp_path_factory.mktemp("chromium-profile")) as browser:
+        yield browser
+
+
+@pytest.mark.slow
+def test_scan_html_renders_in_headless_chromium(square_recording, tmp_path, chromium):
+    from browser import serve_directory
+
+    root, _ = square_recording
+    assert _scan(_cfg(root / "videos", tmp_path / "out", f"labels={root / 'labels.json'}"), SquareSeer()) == 0
+    with serve_directory(tmp_path / "out") as base_url:
+        page = chromium.load(f"{base_url}/scan.html")
+        assert page.evaluate("document.querySelector('h1').textContent") == "Scan: square_seer (zh prompt)"
+        images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
+        assert len(images) == 5 and all(done and width > 0 for _, done, width in images), images
+        assert page.console_errors == []
+        assert [u for u in page.requested_urls if not u.startswith("data:")] == [f"{base_url}/scan.html"]
