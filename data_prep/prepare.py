@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from data_prep.atomic_save import save_atomically
 from data_prep.clip_worker import ClipTask, cache_key, load_cache_meta, load_cached_clip, prepare_clip
-from data_prep.dataset_rows import dataset_features, rows_for_clip
 from data_prep.splits import assign_splits
+from ghostprobe.dataset import dataset_features, rows_for_clip
 from ghostprobe.labels import ClipLabel, LabelFileError, load_labels
 
 CACHE_DIR = ".prep_cache"

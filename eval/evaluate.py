@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tqdm import tqdm
 
-from eval.predictions import LABEL_COLUMNS, PredictionWriter, row_key
+from eval.predictions import PredictionWriter, row_key
+from ghostprobe.dataset import LABEL_COLUMNS
 from ghostprobe.frames import frames_from_row
 from ghostprobe.labels import LABEL_NAMES
 from ghostprobe.models.base import ClipInput, ModelOutput, Prompt, VideoQAModel

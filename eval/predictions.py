@@ -18,9 +18,6 @@ from pathlib import Path
 from ghostprobe.metrics.common import nan_to_none
 from ghostprobe.models.base import Prompt
 
-# Per-sample label columns copied from the dataset into each row, for metrics and reports without the dataset.
-LABEL_COLUMNS = ("clip_id", "window_index", "window_end_s", "is_ghost_probing", "t_event_s", "actor", "occluder",
-                 "light", "weather")
 
 
 def run_identity(model_cfg: dict, prompt: Prompt, questions: tuple[str, ...], data_fingerprint: str) -> str:

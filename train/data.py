@@ -15,11 +15,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ghostprobe.dataset import TRAIN_COLUMNS
 from ghostprobe.frames import frames_from_row
 from ghostprobe.models.base import ClipInput, Prompt
 from ghostprobe.models.video_llama.processing import AnswerChoice, VideoLlamaProcessor
-
-COLUMNS = ["sample_id", "frames", "timestamps_s", "is_ghost_probing"]
 
 
 class PreparedClips(Dataset):
@@ -41,13 +40,13 @@ class PreparedClips(Dataset):
         if split not in splits:
             raise KeyError(f"{path}: no split {split!r} (it has {', '.join(splits)}); set data.*_split")
         rows = splits[split]
-        missing = [c for c in COLUMNS if c not in rows.column_names]
+        missing = [c for c in TRAIN_COLUMNS if c not in rows.column_names]
         if missing:
             raise KeyError(f"{path} split {split!r} lacks column(s) {missing}: re-run data prep")
         if max_samples is not None:
             rows = rows.select(range(min(max_samples, len(rows))))
         # numpy format hands the frames over as one array instead of nested Python lists (~20x faster).
-        self.rows = rows.select_columns(COLUMNS).with_format("numpy")
+        self.rows = rows.select_columns(list(TRAIN_COLUMNS)).with_format("numpy")
         self.labels = np.asarray(rows["is_ghost_probing"], dtype=bool)
         self.sample_ids = [str(s) for s in rows["sample_id"]]
 

@@ -1,7 +1,8 @@
-"""The row layout of a prepared dataset: one row per sampled window (one per clip for whole-clip policies).
+"""The prepared dataset's schema, the one definition every stage reads: one row per sampled window (one per clip
+for whole-clip policies).
 
-Columns are documented in docs/labels.md ("Prepared dataset"). Train and eval read these columns only; they never
-open the video again.
+Data prep writes the columns (`dataset_features`, `rows_for_clip`); train and eval read them (`TRAIN_COLUMNS`,
+`LABEL_COLUMNS`) and never open the video again. Columns are documented in docs/labels.md ("Prepared dataset").
 """
 
 from __future__ import annotations
@@ -11,8 +12,15 @@ from datasets import Array4D, ClassLabel, Features, Image, List, Value
 
 from ghostprobe.labels import LABEL_NAMES, ClipLabel
 
+# What training reads of a row: the model input and its answer.
+TRAIN_COLUMNS = ("sample_id", "frames", "timestamps_s", "is_ghost_probing")
+# Per-sample label columns eval copies into each predictions.jsonl row, for metrics and reports without the dataset.
+LABEL_COLUMNS = ("clip_id", "window_index", "window_end_s", "is_ghost_probing", "t_event_s", "actor", "occluder",
+                 "light", "weather")
+
 
 def dataset_features(settings: dict) -> Features:
+    """The columns and their types; `settings` are data prep's (frame_size, storage: uint8 or jpeg)."""
     size = settings["frame_size"]
     frames = (Array4D(shape=(None, size, size, 3), dtype="uint8") if settings["storage"] == "uint8"
               else List(Image()))
