@@ -285,7 +285,7 @@ def _write_report(out_dir: Path) -> None:
 
 
 def _log_wandb(cfg: DictConfig, metrics: dict, out_dir: Path) -> None:
-    if not cfg.wandb.enabled or cfg.wandb.mode == "disabled":
+    if cfg.wandb.mode == "disabled":
         return
     from eval.wandb_log import log_eval
 

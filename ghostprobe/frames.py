@@ -16,7 +16,6 @@ from PIL import Image
 
 RESIZE_MODES = ("straight", "pad")  # resizing of decoded frames (resize_frames)
 PREP_RESIZE_MODES = ("decoder", *RESIZE_MODES)
-STORAGE_MODES = ("uint8", "jpeg")
 
 
 def read_resized_frames(path, indices: list[int], info, size: int, mode: str = "decoder",

@@ -16,7 +16,7 @@ from fake_api_servers import FakeOpenAIServer, Scripted
 
 
 def run_eval(*args, check=True):
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "eval/run.py"), "wandb.enabled=false", *args],
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "eval/run.py"), "wandb.mode=disabled", *args],
                             capture_output=True, text=True, timeout=600)
     if check:
         assert result.returncode == 0, result.stderr[-3000:]

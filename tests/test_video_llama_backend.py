@@ -10,7 +10,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from ghostprobe.config import CONF_DIR
+from ghostprobe.config import CONF_DIR, compose
 from ghostprobe.models.base import ClipInput, build_model
 from ghostprobe.models.non_finite import NonFiniteRows
 from ghostprobe.models.video_llama import VideoLlamaForConditionalGeneration, video_llama_config
@@ -24,7 +24,8 @@ from ghostprobe.models.video_llama.precision import PrecisionPolicy
 from ghostprobe.models.video_llama.tiny import build_tiny_checkpoint
 from ghostprobe.prompts import load_prompt
 
-HARDWARE = {p.stem: OmegaConf.to_container(OmegaConf.load(p)) for p in sorted((CONF_DIR / "hardware").glob("*.yaml"))}
+HARDWARE = {p.stem: OmegaConf.to_container(compose("eval", [f"hardware={p.stem}"]).hardware)  # as eval loads them
+            for p in sorted((CONF_DIR / "hardware").glob("*.yaml"))}
 LOAD_KEYS = inspect.signature(from_pretrained_kwargs).parameters
 
 
@@ -261,11 +262,11 @@ def test_v100x4_places_the_whole_model_on_16gb_gpus_with_the_vision_side_on_gpu_
 
 def test_model_configs_bind_to_the_backend_and_name_missing_checkpoints(tiny_dir):
     names = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
-    local = [n for n in names
-             if yaml.safe_load((CONF_DIR / "model" / f"{n}.yaml").read_text())["kind"] == "video_llama"]
+    composed = {n: OmegaConf.to_container(compose("eval", [f"model={n}"]).model) for n in names}
+    local = [n for n in names if composed[n]["kind"] == "video_llama"]
     assert {"7b_pretrained", "7b_finetuned", "13b_pretrained", "13b_finetuned", "tiny"} <= set(local)
     for name in local:
-        cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml"))
+        cfg = composed[name]
         cfg.pop("kind")
         inspect.signature(VideoLlamaBackend).bind(**cfg, **HARDWARE["cpu"])  # every key is an argument
         if name == "tiny":

@@ -92,7 +92,3 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
             counts["trainable"] += numel(param)
     return counts
 
-
-def trainable_parameter_names(model: torch.nn.Module) -> list[str]:
-    """Names of trained parameters, as in the model (for a peft model: with its base_model.model. prefix)."""
-    return [name for name, param in model.named_parameters() if param.requires_grad]

@@ -7,7 +7,7 @@ plain data plus closed-form motion, so the renderer and the labels read the same
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 CAMERA_HEIGHT_M = 1.3
 EGO_NOSE_M = 1.8        # camera to front bumper: where a collision happens
@@ -176,7 +176,3 @@ class ClipSpec:
 
     def frame_time_s(self, index: int) -> float:
         return index / self.fps
-
-    def without_actor(self) -> ClipSpec:
-        """The same clip with the key actor removed (everything else, ego motion included, unchanged)."""
-        return replace(self, actor=None)
