@@ -177,13 +177,13 @@ def scan_timeline_png(end_s: list[float], p: list[float | None], on: float, off:
     for label, start, end in events or []:
         colour = "#e53e3e" if label == "ghost_probing" else BASELINE_COLOUR
         name = "ghost probing (labelled)" if label == "ghost_probing" else "look-alike (labelled)"
-        ax.axvspan(start, max(end, start + 0.05), ymin=0, ymax=0.06, color=colour,
+        ax.axvspan(start, max(end, start + 0.05), ymin=0, ymax=0.06, facecolor=colour, edgecolor="white",
                    label=name if name not in shown else None)
         shown.add(name)
     ax.set(xlabel="time in the recording (s, window end)", ylabel="P", ylim=(-0.02, 1.02))
     ax.set_xlim(0, max(end_s) if end_s else 1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right", ncol=3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig)
 
 

@@ -26,6 +26,7 @@ from eval.scanning import (API_KINDS, TimelineWriter, VideoJob, api_estimate, de
                            list_inputs, plan_chunks, probe, read_timeline, scan_identity, scan_windows, window_clip,
                            write_json_atomic)
 from ghostprobe.alerts import alerts_from_timeline  # noqa: E402
+from ghostprobe.models.api.common import ApiModelError  # noqa: E402
 from ghostprobe.prompts import load_prompt  # noqa: E402
 
 
@@ -92,6 +93,8 @@ def scan(cfg: DictConfig, model=None, model_cfg: dict | None = None) -> int:
         _score(jobs, model, prompt, cfg, identity, out_dir, batch_size, budget)
     except BudgetReached as err:
         stopped = str(err)
+    except ApiModelError as err:  # too many failed calls in a row (network down, quota gone): keep what was scored
+        stopped = f"model: {err}"
     finally:
         if model is not None and hasattr(model, "close"):
             model.close()
@@ -115,8 +118,8 @@ def scan(cfg: DictConfig, model=None, model_cfg: dict | None = None) -> int:
     summary = write_outputs(out_dir, inputs, world_size, cfg, thresholds, model_cfg.get("name") or model_cfg["kind"],
                             prompt.name)
     if stopped:
-        print(f"scan: stopped: {stopped}. Windows scored so far are kept; raise api_budget_usd and run the same "
-              "command again to go on", file=sys.stderr)
+        print(f"scan: stopped: {stopped}. Windows scored so far are kept; run the same command again to go on "
+              "(after raising api_budget_usd, or once the API answers again)", file=sys.stderr)
         return 1
     if not summary["videos_scanned"]:
         print(f"scan: nothing could be scanned: all {len(inputs)} files were skipped (reasons above)", file=sys.stderr)

@@ -310,7 +310,7 @@ def test_api_models_need_a_budget_and_stop_before_passing_it(square_recording, t
     # the double charges $0.01 a window; batches of 4: the scan stops before the batch that would pass $0.10
     assert _scan(_cfg(root / "videos", tmp_path / "out", "api_budget_usd=0.1"), SquareSeer(), **api) == 1
     assert len(_timeline_rows(tmp_path / "out")) == 8
-    assert "api_budget_usd=0.1 reached ($0.08 spent)" in capsys.readouterr().err
+    assert "api_budget_usd=0.1 reached ($0.08 spent). Windows scored so far are kept" in capsys.readouterr().err
     assert json.loads((tmp_path / "out" / "scan.json").read_text())["stopped"].startswith("api_budget_usd=0.1")
 
 
@@ -390,6 +390,32 @@ def test_windows_follow_the_original_sampling_and_cover_short_videos():
     assert len(decoded) == len(set(decoded))  # every frame decoded once
     assert set(decoded) == {i for w in windows[2:] for i in w.frame_indices}
     assert chunks[-1].last_of_video and sum(len(c.windows) for c in chunks) == 15
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_split_the_files_and_rank_0_merges(tiny_checkpoint, tmp_path):
+    import subprocess
+    import sys
+
+    from ghostprobe.synth.drive import generate_drives
+
+    generate_drives(tmp_path / "drives", 3, seed=2, num_segments=2, segment_s=3.0, width=64, height=48, fps=4)
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(repo / "eval" / "scan.py"), f"model.path={tiny_checkpoint}", f"input={tmp_path / 'drives' / 'videos'}",
+         f"labels={tmp_path / 'drives' / 'labels.json'}", f"output_dir={tmp_path / 'out'}", "window_s=3",
+         "stride_s=1", "frame_size=28", "progress=false"], cwd=repo, env=env, capture_output=True, text=True,
+        timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    ranks = [json.loads((tmp_path / "out" / f"scan_status.rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["scanned"] for r in ranks] == [["drive_000", "drive_002"], ["drive_001"]]
+    summary = json.loads((tmp_path / "out" / "scan.json").read_text())
+    assert summary["videos_scanned"] == 3 and [v["windows"] for v in summary["videos"]] == [4, 4, 4]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["hours"] == pytest.approx(3 * 6 / 3600) and len(metrics["per_video"]) == 3
+    assert out.stdout.count("scan: 3 of 3 videos scanned") == 1  # rank 0 alone writes and reports
 
 
 @pytest.fixture(scope="module")
