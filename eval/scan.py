@@ -112,7 +112,7 @@ def scan(cfg: DictConfig, model=None, model_cfg: dict | None = None) -> int:
     if world_size > 1:
         _barrier()
         if rank != 0:
-            return 0 if status["scanned"] else 1
+            return 0  # rank 0 decides the exit code for the whole scan
     from eval.scan_summary import write_outputs
 
     summary = write_outputs(out_dir, inputs, world_size, cfg, thresholds, model_cfg.get("name") or model_cfg["kind"],
@@ -138,7 +138,9 @@ def _prepare_jobs(mine, out_dir: Path, identity: str, cfg, thresholds):
                 and previous.get("file") == file_stamp(path)):
             rows = list(read_timeline(video_dir / "timeline.jsonl", identity).values())
             if len(rows) == previous["num_windows"]:
-                _write_alerts(video_dir, previous | {"threshold": thresholds}, rows, thresholds)
+                alerts = _write_alerts(video_dir, previous | {"threshold": thresholds}, rows, thresholds)
+                if cfg.export_alerts and alerts:
+                    _export(VideoJob(video_id, path), alerts, video_dir, cfg)
                 reused.append(video_id)
                 continue
         job = VideoJob(video_id, path)
@@ -147,9 +149,34 @@ def _prepare_jobs(mine, out_dir: Path, identity: str, cfg, thresholds):
             skipped.append({"video_id": video_id, "path": str(path), "reason": job.error})
             continue
         job.windows = scan_windows(job.clock, float(cfg.window_s), float(cfg.stride_s), int(cfg.num_frames))
+        _forget_if_changed(video_dir, path)
         job.done = read_timeline(video_dir / "timeline.jsonl", identity)
         jobs.append(job)
     return jobs, reused, skipped
+
+
+def _forget_if_changed(video_dir: Path, path: Path) -> None:
+    """Scores of a file that changed since they were written (same name, new bytes) are set aside, not resumed."""
+    source, stamp = video_dir / "source.json", file_stamp(path)
+    previous = _read_json(source)
+    timeline = video_dir / "timeline.jsonl"
+    if previous is not None and previous != stamp and timeline.exists():
+        stale = timeline.with_name(f"timeline.stale{time.time_ns()}.jsonl")
+        timeline.replace(stale)
+        print(f"scan: {path} changed since it was partly scanned: its old scores moved to {stale}", file=sys.stderr)
+    video_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(source, stamp)
+
+
+def _export(job: VideoJob, alerts: list[dict], video_dir: Path, cfg) -> None:
+    from eval.scan_export import export_video_alerts
+
+    if job.info is None:
+        probe(job, int(cfg.decode_threads))
+        if job.error:
+            print(f"scan: cannot export the alerts of {job.path}: {job.error}", file=sys.stderr)
+            return
+    export_video_alerts(job, alerts, video_dir, float(cfg.export.pad_s), float(cfg.window_s))
 
 
 def _check_api_budget(cfg, model_cfg: dict, pending: int) -> float | None:
@@ -230,9 +257,7 @@ def _finish_video(job: VideoJob, out_dir: Path, identity: str, thresholds: dict,
     rows = [job.done[k] for k in sorted(job.done)]
     alerts = _write_alerts(video_dir, header, rows, thresholds)
     if cfg.export_alerts and alerts:
-        from eval.scan_export import export_video_alerts
-
-        export_video_alerts(job, alerts, video_dir, float(cfg.export.pad_s), float(cfg.window_s))
+        _export(job, alerts, video_dir, cfg)
 
 
 def _write_alerts(video_dir: Path, header: dict, rows: list[dict], thresholds: dict) -> list[dict]:

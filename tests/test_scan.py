@@ -276,6 +276,19 @@ def test_kill_and_resume_gives_the_uninterrupted_timeline(square_recording, tmp_
     assert again.windows == [] and len(json.loads((timeline.parent / "alerts.json").read_text())["alerts"]) == 3
 
 
+def test_a_file_changed_since_a_partial_scan_is_scanned_again(square_recording, tmp_path, capsys):
+    root, video = square_recording
+    (tmp_path / "in").mkdir()
+    copy = tmp_path / "in" / "route 1.mp4"
+    copy.write_bytes(video.read_bytes())
+    with pytest.raises(KeyboardInterrupt):
+        _scan(_cfg(tmp_path / "in", tmp_path / "out"), SquareSeer(fail_after_calls=3))
+    copy.write_bytes(video.read_bytes() + b"\0")  # new bytes under the same name
+    again = SquareSeer()
+    assert _scan(_cfg(tmp_path / "in", tmp_path / "out"), again) == 0
+    assert len(again.windows) == 77 and "changed since it was partly scanned" in capsys.readouterr().err
+
+
 def test_bad_files_are_skipped_by_name_and_only_nothing_scanned_fails(square_recording, tmp_path, capsys):
     root, video = square_recording
     folder = tmp_path / "in"
