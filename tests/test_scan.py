@@ -297,18 +297,21 @@ def test_bad_files_are_skipped_by_name_and_only_nothing_scanned_fails(square_rec
     (folder / "notes.mp4").write_text("not a video")
     (folder / "empty.avi").write_bytes(b"")
     (folder / "stream.mp4").write_text("#EXTM3U\n#EXTINF:10,\nhttp://example.invalid/a.ts\n")
+    (folder / "<img src=x onerror=alert(1)>.mp4").write_text("markup in a file name")
     assert _scan(_cfg(folder, tmp_path / "out"), SquareSeer()) == 0
     summary = json.loads((tmp_path / "out" / "scan.json").read_text())
-    assert summary["videos_scanned"] == 1 and summary["videos_skipped"] == 3
+    assert summary["videos_scanned"] == 1 and summary["videos_skipped"] == 4
+    html = (tmp_path / "out" / "scan.html").read_text()
+    assert "&lt;img src=x onerror=alert(1)&gt;.mp4" in html and "<img src=x" not in html  # escaped
     reasons = {Path(s["path"]).name: s["reason"] for s in summary["skipped"]}
     assert "empty file" in reasons["empty.avi"] and "playlist (#EXTM3U)" in reasons["stream.mp4"]
     assert "not a video file" in reasons["notes.mp4"] or "cannot decode" in reasons["notes.mp4"]
     err = capsys.readouterr().err
     assert f"scan: skipped {folder / 'notes.mp4'}" in err
-    assert "stream.mp4" in (tmp_path / "out" / "scan.html").read_text()
+    assert "stream.mp4" in html
     (folder / "good.mp4").unlink()
     assert _scan(_cfg(folder, tmp_path / "out2"), SquareSeer()) == 1
-    assert "nothing could be scanned: all 3 files were skipped" in capsys.readouterr().err
+    assert "nothing could be scanned: all 4 files were skipped" in capsys.readouterr().err
 
 
 def test_api_models_need_a_budget_and_stop_before_passing_it(square_recording, tmp_path, capsys):
