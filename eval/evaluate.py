@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from tqdm import tqdm
 
@@ -45,21 +46,40 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def evaluate_split(model: VideoQAModel, prompt: Prompt, dataset, split: str, identity: str, writer: PredictionWriter,
-                   done_keys: set[str], batch_size: int, prefetch_batches: int, generate_answers: bool,
-                   ask_event_time: bool, model_name: str, data_fingerprint: str, rank: int = 0,
-                   world_size: int = 1) -> float:
+@dataclass
+class EvalSession:
+    """What every split of one evaluation shares: the model and prompt, where rows go, what is already done."""
+
+    model: VideoQAModel
+    prompt: Prompt
+    identity: str  # predictions.run_identity: rows with another identity do not count as done
+    writer: PredictionWriter
+    done_keys: set[str]
+    batch_size: int
+    prefetch_batches: int  # batches of frames loaded ahead while the model runs
+    generate_answers: bool
+    ask_event_time: bool
+    model_name: str
+    data_fingerprint: str
+    rank: int = 0
+    world_size: int = 1
+
+
+def evaluate_split(session: EvalSession, dataset, split: str) -> float:
     """Score every not-yet-done sample of `dataset` (this rank's share); return the wall-clock seconds spent."""
+    model, prompt, identity = session.model, session.prompt, session.identity
+    prefetch_batches = session.prefetch_batches
     todo = [i for i, sample_id in enumerate(dataset["sample_id"])
-            if i % world_size == rank and row_key(identity, split, sample_id) not in done_keys]
-    batches = [todo[k:k + batch_size] for k in range(0, len(todo), batch_size)]
+            if i % session.world_size == session.rank and row_key(identity, split, sample_id) not in session.done_keys]
+    batches = [todo[k:k + session.batch_size] for k in range(0, len(todo), session.batch_size)]
     # Optional label columns (actor, light, ...) may be absent from datasets made elsewhere: they read as None.
     wanted = [c for c in ("sample_id", "label", *LABEL_COLUMNS) if c in dataset.column_names]
     label_view = dataset.select_columns(wanted).with_format(None)
     started = time.perf_counter()
-    common = {"split": split, "model": model_name, "prompt": prompt.name, "data_fingerprint": data_fingerprint}
+    common = {"split": split, "model": session.model_name, "prompt": prompt.name,
+              "data_fingerprint": session.data_fingerprint}
     with ThreadPoolExecutor(max_workers=1) as loader, tqdm(total=len(todo), desc=f"eval {split}", unit="clip",
-                                                            disable=not todo or rank != 0) as progress:
+                                                            disable=not todo or session.rank != 0) as progress:
         pending = [loader.submit(load_batch, dataset, label_view, b) for b in batches[:prefetch_batches]]
         for k in range(len(batches)):
             clips, metas, failed = pending.pop(0).result()
@@ -68,8 +88,9 @@ def evaluate_split(model: VideoQAModel, prompt: Prompt, dataset, split: str, ide
             rows = [_row(meta, ModelOutput(meta["sample_id"]), identity, common, error=error)
                     for meta, error in failed]
             if clips:
-                rows += _ask(model, prompt, clips, metas, identity, common, generate_answers, ask_event_time)
-            writer.write(rows)
+                rows += _ask(model, prompt, clips, metas, identity, common, session.generate_answers,
+                             session.ask_event_time)
+            session.writer.write(rows)
             progress.update(len(rows))
     return time.perf_counter() - started
 

@@ -1,6 +1,6 @@
 """`report.md` and a self-contained `report.html` for one eval output directory.
 
-    python eval/report.py DIR [--gallery-size N] [--no-thumbnails]      (eval/run.py calls write_report at the end)
+    python eval/report.py run_dir=DIR [gallery_size=N] [thumbnails=false]   (eval/run.py calls write_report at the end)
 
 Every number is read from DIR/metrics.json, so the report and the metrics agree to the last digit; the curves, the
 "no answer" counts and the gallery come from DIR/predictions.jsonl, and the gallery's frame strips from the dataset
@@ -9,7 +9,6 @@ named in metrics.json. A clip without a score is shown as "no answer", never as 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -17,8 +16,9 @@ from pathlib import Path
 # Run as `python eval/report.py`: put the repository root on the path so `eval.*` imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import hydra  # noqa: E402
 import numpy as np  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from eval import charts  # noqa: E402
 from eval.document import (Bullets, Estimate, Heading, Image, Para, Table, data_uri, interval, num,  # noqa: E402
@@ -249,14 +249,10 @@ def write_report(out_dir, gallery_size: int | None = None, thumbnails: bool | No
     return md_path, html_path
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write report.md and report.html for an eval output directory.")
-    parser.add_argument("out_dir", help="the eval output_dir holding metrics.json and predictions.jsonl")
-    parser.add_argument("--gallery-size", type=int, default=None, help="false positives/negatives shown (each)")
-    parser.add_argument("--no-thumbnails", action="store_true", help="skip frame strips (no dataset access)")
-    args = parser.parse_args(argv)
+def report_command(run_dir: str | Path, gallery_size: int | None = None, thumbnails: bool | None = None) -> int:
+    """Write the reports of `run_dir` and print their paths; exit code 1 with one line when it has no results."""
     try:
-        md, html = write_report(args.out_dir, args.gallery_size, False if args.no_thumbnails else None)
+        md, html = write_report(run_dir, gallery_size, thumbnails)
     except FileNotFoundError as err:
         print(f"report: {err}", file=sys.stderr)
         return 1
@@ -264,5 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@hydra.main(version_base="1.3", config_path="../conf", config_name="report")
+def main(cfg: DictConfig) -> None:
+    sys.exit(report_command(cfg.run_dir, cfg.gallery_size, cfg.thumbnails))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

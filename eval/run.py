@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from eval.evaluate import evaluate_split  # noqa: E402
+from eval.evaluate import EvalSession, evaluate_split  # noqa: E402
 from eval.predictions import PredictionWriter, read_rows, row_key, run_identity  # noqa: E402
 from eval.summarize import summarize  # noqa: E402
 from ghostprobe.models.api.common import ApiModelError  # noqa: E402
@@ -149,13 +149,15 @@ def main(cfg: DictConfig) -> None:
     _warn_format_mismatch(model_cfg, getattr(model, "prompt_format", None))
     model_name = model_cfg.get("name") or getattr(model, "name", model_cfg["kind"])
     writer = PredictionWriter(pred_path)
+    session = EvalSession(
+        model=model, prompt=prompt, identity=identity, writer=writer, done_keys=done,
+        batch_size=int(model_cfg.get("batch_size", 1)), prefetch_batches=int(cfg.prefetch_batches),
+        generate_answers=bool(cfg.generate_answers), ask_event_time=bool(cfg.ask_event_time), model_name=model_name,
+        data_fingerprint=fingerprint, rank=rank, world_size=world_size)
     wall_s = {}
     try:
         for split, dataset in splits.items():
-            wall_s[split] = evaluate_split(
-                model, prompt, dataset, split, identity, writer, done, int(model_cfg.get("batch_size", 1)),
-                int(cfg.prefetch_batches), bool(cfg.generate_answers), bool(cfg.ask_event_time), model_name,
-                fingerprint, rank, world_size)
+            wall_s[split] = evaluate_split(session, dataset, split)
     except ApiModelError as err:
         raise EvalStopped(f"eval: stopped: {err}. The clips answered so far are kept in {pred_path}; run the same "
                           "command again to resume (failed clips are asked again). Nothing was decided.") from None

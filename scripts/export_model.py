@@ -17,34 +17,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ghostprobe.dtypes import DTYPES, dtype_by_name  # noqa: E402
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from ghostprobe.dtypes import dtype_by_name  # noqa: E402
 from ghostprobe.models.video_llama.finetuned import checkpoint_info, load_video_llama, resolve_model_dir  # noqa: E402
 from ghostprobe.models.video_llama.processing import VideoLlamaProcessor  # noqa: E402
-
-USAGE = "usage: python scripts/export_model.py run_dir=RUN_OR_CHECKPOINT out=DIR [dtype=fp32|bf16|fp16] [base_model=DIR]"
-
-
-def parse_args(argv: list[str]) -> dict[str, str]:
-    """key=value arguments (the same style as the Hydra stages); unknown or missing keys exit with the usage line."""
-    args = {}
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in ("run_dir", "out", "dtype", "base_model"):
-            raise SystemExit(f"unknown argument {arg!r}\n{USAGE}")
-        args[key] = value
-    if "run_dir" not in args or "out" not in args:
-        raise SystemExit(USAGE)
-    if args.setdefault("dtype", "fp32") not in DTYPES:
-        raise SystemExit(f"dtype must be one of {', '.join(DTYPES)}, got {args['dtype']!r}")
-    return args
 
 
 def export(run_dir: str | Path, out: str | Path, dtype: str = "fp32", base_model: str | None = None) -> Path:
     """Write the merged model of `run_dir` (run directory or checkpoint) to `out`; return `out`."""
+    torch_dtype = dtype_by_name(dtype)
     source = resolve_model_dir(run_dir)
     info = checkpoint_info(source)
-    model = load_video_llama(source, base_model=base_model,
-                             dtype=dtype_by_name(dtype))
+    model = load_video_llama(source, base_model=base_model, dtype=torch_dtype)
     out = Path(out)
     model.save_pretrained(out)
     VideoLlamaProcessor.from_pretrained(source).save_pretrained(out)
@@ -54,10 +40,13 @@ def export(run_dir: str | Path, out: str | Path, dtype: str = "fp32", base_model
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    out = export(args["run_dir"], args["out"], args["dtype"], args.get("base_model"))
-    print(f"exported {resolve_model_dir(args['run_dir'])} -> {out}")
+@hydra.main(version_base="1.3", config_path="../conf", config_name="export_model")
+def main(cfg: DictConfig) -> None:
+    try:
+        out = export(cfg.run_dir, cfg.out, cfg.dtype, cfg.base_model)
+    except ValueError as error:
+        raise SystemExit(f"export_model: {error}") from None
+    print(f"exported {resolve_model_dir(cfg.run_dir)} -> {out}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
-from eval.report import main as report_main
+from eval.report import report_command
 from eval.report import write_report
 from ghostprobe import metrics as M
 
@@ -215,11 +215,11 @@ def test_report_survives_a_moved_dataset(tmp_path, frames_dataset):
 def test_cli_writes_reports_and_names_a_dir_without_metrics(tmp_path, frames_dataset, capsys):
     run = make_run_dir(tmp_path / "run", frames_dataset)
     script = str(REPO_ROOT / "eval" / "report.py")
-    done = subprocess.run([sys.executable, script, str(run), "--gallery-size", "1"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, script, f"run_dir={run}", "gallery_size=1"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "False positives (most confident first): 1 of" in (run / "report.md").read_text()
     (tmp_path / "empty").mkdir()
-    assert report_main([str(tmp_path / "empty")]) == 1
+    assert report_command(tmp_path / "empty") == 1
     assert f"{tmp_path / 'empty'}: no metrics.json" in capsys.readouterr().err
 
 

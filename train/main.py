@@ -25,7 +25,9 @@ sys.path.insert(0, str(REPO_ROOT))
 
 def drop_launcher_args(argv: list[str]) -> list[str]:
     """Remove the `--local_rank=N` (or `--local_rank N`) the deepspeed launcher appends, which Hydra would reject
-    (hydra#2038); the rank is read from the LOCAL_RANK environment variable instead."""
+    (hydra#2038); the rank is read from the LOCAL_RANK environment variable instead. The launcher's own
+    `--no_local_rank` would do the same, but only when every user remembers to type it: the documented command is
+    `deepspeed train/main.py +exp=...`."""
     out, skip = [], False
     for arg in argv:
         if skip:
