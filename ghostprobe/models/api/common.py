@@ -3,8 +3,8 @@
 The two backends differ only in how one request is made and read (openai_model.py, gemini_model.py); everything a
 user tunes or pays for (frames sent, retries, rate, prices) is decided here the same way for both.
 
-Failure policy, per clip: 429, 5xx, timeouts and connection errors are retried with exponential backoff (jittered,
-never sooner than the server's Retry-After) up to `max_retries`; a clip that still fails, or that the API rejects
+Failure policy, per clip: 429, 5xx, timeouts and connection errors are retried (tenacity) with exponential backoff
+(jittered, never sooner than the server's Retry-After) up to `max_retries`; a clip that still fails, or that the API rejects
 (e.g. 400), gets `p_ghost_probing=NaN` and `extra["error"]`, and the other clips carry on. What would fail every
 clip stops the run with `ApiModelError`: a missing or rejected key (401/403), an unknown model (404), or
 `abort_after_failed_clips` failed clips in a row (network down, quota gone), counted across calls: eval hands the
@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import tenacity
 from PIL import Image
 
 from ghostprobe.answers import parse_event_time_s, parse_yes_no
@@ -195,8 +196,17 @@ def reply_to_output(clip: ClipInput, reply: Reply, prompt: Prompt, question: str
 
 
 class ApiModel:
-    """What GPT-4o and Gemini share: score/generate through a `ClipRunner`; subclasses set `config`, `name`,
-    `_client`, `_runner` and implement `_send(clip, prompt, question, max_tokens, logprobs) -> Reply`."""
+    """What GPT-4o and Gemini share: score/generate through a `ClipRunner`. Subclasses call `_setup`, set `_client`
+    and implement `_send(clip, prompt, question, max_tokens, logprobs) -> Reply`, `_classify`, `_describe` and
+    `_retry_after` (see ClipRunner)."""
+
+    def _setup(self, config: ApiConfig) -> str:
+        """Keep the config, read the key from its environment variable and make the runner; returns the key."""
+        self.config, self.name = config, config.name
+        key = read_api_key(config.api_key_env, self.name)
+        self._redact = redactor(key)
+        self._runner = ClipRunner(config, self._classify, self._describe, self._retry_after)
+        return key
 
     def score(self, clips: list[ClipInput], prompt: Prompt) -> list[ModelOutput]:
         """P(ghost probing) per clip from the first answer token's logprobs; the parsed answer where there are none."""
@@ -327,27 +337,47 @@ class ClipRunner:
         return out
 
     def _send_with_retries(self, clip, send) -> tuple[Reply, float, int]:
-        """(reply, latency of the successful request, attempts); raises ClipFailed or, if fatal, ApiModelError."""
-        for attempt in range(self.config.max_retries + 1):
+        """(reply, latency of the successful request, attempts); raises ClipFailed or, if fatal, ApiModelError.
+
+        tenacity runs the retries. Not the clients' own: they would retry past the rate limiter and a run stopped
+        on another thread, ignore Gemini's RetryInfo delay and backoff_initial_s/backoff_max_s (openai's delays are
+        fixed), and not say how many attempts a clip took.
+        """
+        attempts, latency_s = 0, 0.0
+
+        def attempt() -> Reply:
+            nonlocal attempts, latency_s
             if self._abort_reason:
                 raise ApiModelError(self._abort_reason)
             self.rate_limiter.acquire()
+            attempts += 1
             start = time.monotonic()
-            try:
-                return send(clip), time.monotonic() - start, attempt + 1
-            except Exception as exc:  # noqa: BLE001  (any failure of one clip must not stop the others)
-                kind, message, server_asks_s = self.classify(exc), self.describe(exc), self.retry_after(exc)
-            # Outside the except block, so that no traceback chains the client's exception (and its request).
-            if kind == FATAL:
-                raise ApiModelError(f"model {self.config.name!r} ({self.config.model}), clip {clip.clip_id}: "
-                                    f"{message}; check the key in ${self.config.api_key_env}, `model` and `base_url`")
-            if kind == CLIP or attempt == self.config.max_retries:
-                raise ClipFailed(f"{message} (after {attempt + 1} attempt(s))", attempt + 1)
-            delay_s = self._backoff_s(attempt, server_asks_s)
-            log.warning("%s: clip %s: %s; retry %d/%d in %.2f s", self.config.name, clip.clip_id, message,
-                        attempt + 1, self.config.max_retries, delay_s)
-            time.sleep(delay_s)
-        raise AssertionError("unreachable")
+            reply = send(clip)
+            latency_s = time.monotonic() - start
+            return reply
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.config.max_retries + 1),
+            retry=tenacity.retry_if_exception(
+                lambda exc: not isinstance(exc, ApiModelError) and self.classify(exc) == TRANSIENT),
+            wait=lambda state: self._backoff_s(state.attempt_number - 1,
+                                               self.retry_after(state.outcome.exception())),
+            before_sleep=lambda state: log.warning(
+                "%s: clip %s: %s; retry %d/%d in %.2f s", self.config.name, clip.clip_id,
+                self.describe(state.outcome.exception()), state.attempt_number, self.config.max_retries,
+                state.next_action.sleep),
+            reraise=True)
+        try:
+            return retrying(attempt), latency_s, attempts
+        except ApiModelError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (any failure of one clip must not stop the others)
+            kind, message = self.classify(exc), self.describe(exc)
+        # Outside the except block, so that no traceback chains the client's exception (and its request).
+        if kind == FATAL:
+            raise ApiModelError(f"model {self.config.name!r} ({self.config.model}), clip {clip.clip_id}: "
+                                f"{message}; check the key in ${self.config.api_key_env}, `model` and `base_url`")
+        raise ClipFailed(f"{message} (after {attempts} attempt(s))", attempts)
 
     def _backoff_s(self, attempt: int, server_asks_s: float | None) -> float:
         # Full exponential backoff with jitter spreads out clients that failed together; the server's Retry-After is

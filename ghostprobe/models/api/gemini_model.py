@@ -4,7 +4,8 @@ Each clip is one `generateContent` request: the prompt's system message as `syst
 as inline JPEG parts, then the question. `score()` asks for `response_logprobs` and reads P(yes) against P(no) at the
 first answer token; models that refuse logprobs (HTTP 400 naming them) are asked again without, once, and from then
 on score() uses the parsed answer (`extra["score_source"] = "parsed"`). conf/model/gemini.yaml holds every setting.
-The client retries nothing unless given `retry_options`, which we never give: common.ClipRunner's policy runs alone.
+The client retries nothing unless given `retry_options`, which we never give: common.ClipRunner's policy (with
+tenacity) runs alone.
 """
 
 from __future__ import annotations
@@ -13,21 +14,8 @@ import logging
 import re
 from dataclasses import dataclass
 
-from ghostprobe.models.api.common import (
-    ApiModel,
-    CLIP,
-    FATAL,
-    TRANSIENT,
-    ApiConfig,
-    ClipRunner,
-    Reply,
-    jpeg_bytes,
-    read_api_key,
-    redactor,
-    retry_after_s,
-    select_frames,
-    user_text,
-)
+from ghostprobe.models.api.common import ApiConfig, ApiModel, CLIP, FATAL, Reply, TRANSIENT
+from ghostprobe.models.api.common import jpeg_bytes, retry_after_s, select_frames, user_text
 from ghostprobe.models.base import ClipInput, Prompt, register
 
 log = logging.getLogger(__name__)
@@ -48,10 +36,7 @@ class GeminiModel(ApiModel):
         from google import genai
         from google.genai import types
 
-        self.config = GeminiConfig(**cfg)
-        self.name = self.config.name
-        key = read_api_key(self.config.api_key_env, self.name)
-        self._redact = redactor(key)
+        key = self._setup(GeminiConfig(**cfg))
         self._types = types
         self._client = genai.Client(
             api_key=key,
@@ -63,7 +48,6 @@ class GeminiModel(ApiModel):
             ),
         )
         self._logprobs_refused = False
-        self._runner = ClipRunner(self.config, self._classify, self._describe, self._retry_after)
 
     def _send(self, clip: ClipInput, prompt: Prompt, question: str, max_tokens: int, logprobs: bool) -> Reply:
         types = self._types

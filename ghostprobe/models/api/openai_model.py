@@ -3,29 +3,15 @@
 Each clip is one chat-completions request: the prompt's system message, then the sampled frames as JPEG data URLs
 (`image_url` parts) and the question. `score()` asks for `logprobs` with `top_logprobs` and reads P(yes) against
 P(no) at the first answer token; `generate()` returns free text. conf/model/gpt4o.yaml holds every setting.
-The client's own retries are off (`max_retries=0`): common.ClipRunner's policy is the only one that runs.
+The client's own retries are off (`max_retries=0`): common.ClipRunner's policy (tenacity) is the only one that runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ghostprobe.models.api.common import (
-    ApiModel,
-    CLIP,
-    FATAL,
-    TRANSIENT,
-    ApiConfig,
-    ClipRunner,
-    Reply,
-    jpeg_bytes,
-    jpeg_data_url,
-    read_api_key,
-    redactor,
-    retry_after_s,
-    select_frames,
-    user_text,
-)
+from ghostprobe.models.api.common import ApiConfig, ApiModel, CLIP, FATAL, Reply, TRANSIENT
+from ghostprobe.models.api.common import jpeg_bytes, jpeg_data_url, retry_after_s, select_frames, user_text
 from ghostprobe.models.base import ClipInput, Prompt, register
 
 
@@ -41,14 +27,10 @@ class OpenAIChatModel(ApiModel):
     def __init__(self, **cfg):
         import openai
 
-        self.config = OpenAIConfig(**cfg)
-        self.name = self.config.name
-        key = read_api_key(self.config.api_key_env, self.name)
-        self._redact = redactor(key)
+        key = self._setup(OpenAIConfig(**cfg))
         self._client = openai.OpenAI(
             api_key=key, base_url=self.config.base_url, timeout=self.config.timeout_s, max_retries=0
         )
-        self._runner = ClipRunner(self.config, self._classify, self._describe, self._retry_after)
 
     def _send(self, clip: ClipInput, prompt: Prompt, question: str, max_tokens: int, logprobs: bool) -> Reply:
         frames, timestamps_s = select_frames(clip, self.config.max_frames)
