@@ -115,6 +115,8 @@ class VideoLlamaTrainer(Trainer):
 
     Extra args: `choice` (the prompt's scoring tokens), `train_sampler` (e.g. `BalancedSampler`, or None for
     shuffling), `flops_per_sample` and `peak_flops` (for MFU), `checkpoint_info` (written into every checkpoint).
+    Three private Trainer methods are overridden, having no public hook; tests/test_trainer_hooks.py checks them
+    against the transformers versions pyproject.toml pins.
     """
 
     def __init__(self, *args, choice: AnswerChoice, train_sampler=None, flops_per_sample: float = 0.0,
