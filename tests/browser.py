@@ -1,33 +1,27 @@
-"""Headless Chromium for tests, driven over the DevTools protocol: load a page, read the DOM, collect console errors
-and every URL the page requested, take a full-page screenshot.
+"""Headless Chromium for tests, driven by playwright: load a page, read the DOM, collect console errors and every URL
+the page requested, take a full-page screenshot.
 
-Chromium comes from the Debian package (`apt-get install -y chromium`); .ci/run installs it. Without it a browser
+Chromium comes from the Debian package (`apt-get install -y chromium`); .ci/run installs it. Playwright drives that
+executable (`executable_path`), so no browser is downloaded (`playwright install` is never needed). Without it a browser
 test skips locally, saying why, and fails under CI (environment variable CI set), so that a CI image without a
 browser cannot pass the browser tests by skipping them.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
 import http.server
-import json
-import math
 import os
 import shutil
-import subprocess
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from websockets.sync.client import connect
+from playwright.sync_api import sync_playwright
 
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run",
+FLAGS = ("--no-sandbox", "--disable-gpu",
          "--disable-dev-shm-usage",  # containers often have a 64 MB /dev/shm, too small for the renderer
          "--no-proxy-server")  # a proxy from the environment must not sit between the browser and 127.0.0.1
 
@@ -73,121 +67,48 @@ class Chromium:
     """One headless Chromium with one tab. `load(url)` navigates and waits for the load event; afterwards
     `console_errors` (uncaught exceptions, console.error, failed loads) and `requested_urls` describe that load."""
 
-    def __init__(self, executable: str, profile_dir: Path, width: int = 1280, height: int = 900,
-                 timeout_s: float = 30.0):
-        self.executable, self.profile_dir = executable, Path(profile_dir)
-        self.width, self.height, self.timeout_s = width, height, timeout_s
+    def __init__(self, executable: str, width: int = 1280, height: int = 900, timeout_s: float = 30.0):
+        self.executable, self.width, self.height, self.timeout_s = executable, width, height, timeout_s
         self.console_errors: list[str] = []
         self.requested_urls: list[str] = []
-        self._next_id = 0
-        self._events: list[dict] = []
 
     def __enter__(self) -> Chromium:
-        self.profile_dir.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.profile_dir / "chromium.log", "wb")
-        # Port 0: Chromium picks a free port and writes it to DevToolsActivePort in the profile directory.
-        self.process = subprocess.Popen(
-            [self.executable, *FLAGS, f"--user-data-dir={self.profile_dir}", "--remote-debugging-port=0",
-             f"--window-size={self.width},{self.height}", "about:blank"], stdout=self._log, stderr=subprocess.STDOUT)
+        self._playwright = sync_playwright().start()
         try:
-            port = self._wait_for_port()
-            direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-            targets = json.loads(direct.open(f"http://127.0.0.1:{port}/json/list", timeout=self.timeout_s).read())
-            page = next(t for t in targets if t["type"] == "page")
-            self.socket = connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=self.timeout_s)
-            for domain in ("Page", "Runtime", "Log", "Network"):
-                self.call(f"{domain}.enable")
+            self._browser = self._playwright.chromium.launch(executable_path=self.executable, args=list(FLAGS),
+                                                             timeout=self.timeout_s * 1000)
+            self.page = self._browser.new_page(viewport={"width": self.width, "height": self.height})
         except BaseException:
             self.__exit__(None, None, None)
             raise
+        self.page.set_default_timeout(self.timeout_s * 1000)
+        self.page.on("pageerror", lambda error: self.console_errors.append(f"Uncaught {error.name}: {error.message}"))
+        self.page.on("console", lambda message: self.console_errors.append(f"console.{message.type}: {message.text}")
+                     if message.type in ("error", "assert") else None)
+        self.page.on("response", lambda response: self.console_errors.append(
+            f"HTTP {response.status} {response.url}") if response.status >= 400 else None)
+        self.page.on("request", lambda request: self.requested_urls.append(request.url))
         return self
 
     def __exit__(self, *exc) -> None:
-        if getattr(self, "socket", None) is not None:
-            self.socket.close()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
-
-    def _wait_for_port(self) -> int:
-        marker = self.profile_dir / "DevToolsActivePort"
-        deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                log = (self.profile_dir / "chromium.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"chromium exited with code {self.process.returncode} at start:\n{log}")
-            lines = marker.read_text().splitlines() if marker.exists() else []
-            if lines and lines[0].isdigit():
-                return int(lines[0])
-            time.sleep(0.05)
-        raise TimeoutError(f"chromium did not open its DevTools port within {self.timeout_s} s")
-
-    def _receive(self, timeout_s: float) -> dict:
-        message = json.loads(self.socket.recv(timeout=timeout_s))
-        if "method" in message:
-            self._record(message)
-        return message
-
-    def _record(self, event: dict) -> None:
-        method, params = event["method"], event.get("params", {})
-        self._events.append(event)
-        if method == "Runtime.exceptionThrown":
-            details = params["exceptionDetails"]
-            self.console_errors.append("Uncaught " + details.get("exception", {}).get("description", details["text"]))
-        elif method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
-            self.console_errors.append("console." + params["type"] + ": " + " ".join(
-                str(a.get("value", a.get("description", ""))) for a in params["args"]))
-        elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
-            entry = params["entry"]
-            self.console_errors.append(f"{entry['source']}: {entry['text']} {entry.get('url', '')}".strip())
-        elif method == "Network.requestWillBeSent":
-            self.requested_urls.append(params["request"]["url"])
-
-    def call(self, method: str, **params) -> dict:
-        """Send one DevTools command and return its result (events arriving meanwhile are recorded)."""
-        self._next_id += 1
-        self.socket.send(json.dumps({"id": self._next_id, "method": method, "params": params}))
-        while True:
-            message = self._receive(self.timeout_s)
-            if message.get("id") == self._next_id:
-                if "error" in message:
-                    raise RuntimeError(f"{method} failed: {message['error']}")
-                return message.get("result", {})
+        if getattr(self, "_browser", None) is not None:
+            self._browser.close()
+        self._playwright.stop()
 
     def load(self, url: str) -> Chromium:
         """Navigate to `url` and wait for its load event (images included); resets the error and URL lists."""
-        if url != "about:blank":
-            # Leave the previous page first, so that its late requests (a favicon) are not blamed on this one.
-            self.load("about:blank")
-        self.console_errors, self.requested_urls, self._events = [], [], []
-        result = self.call("Page.navigate", url=url)
-        if result.get("errorText"):
-            raise RuntimeError(f"could not open {url}: {result['errorText']}")
-        deadline = time.monotonic() + self.timeout_s
-        while not any(e["method"] == "Page.loadEventFired" for e in self._events):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} did not finish loading within {self.timeout_s} s")
-            self._receive(max(0.01, deadline - time.monotonic()))
+        # Leave the previous page first, so that its late requests (a favicon) are not blamed on this one.
+        self.page.goto("about:blank")
+        self.console_errors, self.requested_urls = [], []
+        self.page.goto(url, wait_until="load")
         return self
 
     def evaluate(self, expression: str):
         """The value of a JavaScript expression in the page (JSON-able values only)."""
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
-        if "exceptionDetails" in result:
-            raise RuntimeError(f"{expression!r} threw: {result['exceptionDetails']}")
-        return result["result"].get("value")
+        return self.page.evaluate(expression)
 
     def screenshot(self, path: Path) -> Path:
         """A PNG of the whole page (not only the first screen) at `path`."""
-        size = self.call("Page.getLayoutMetrics")["cssContentSize"]
-        self.call("Emulation.setDeviceMetricsOverride", width=self.width, height=math.ceil(size["height"]),
-                  deviceScaleFactor=1, mobile=False)
-        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
-        self.call("Emulation.clearDeviceMetricsOverride")
         path = Path(path)
-        path.write_bytes(base64.b64decode(data))
+        self.page.screenshot(path=str(path), full_page=True)
         return path
