@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import importlib
 import io
 import logging
 import math
@@ -91,6 +92,14 @@ def read_api_key(env_var: str, model_name: str) -> str:
             f"(keys are read from the environment only, never from config files)"
         )
     return key
+
+
+def import_client(module: str):
+    """The API client package `module`; an ImportError saying how to install it when it is absent."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(f"{module} is not installed: the API baselines need it, pip install -e .[api]") from error
 
 
 def redactor(secret: str) -> Callable[[str], str]:

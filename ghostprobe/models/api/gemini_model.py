@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 from ghostprobe.models.api.common import ApiConfig, ApiModel, CLIP, FATAL, Reply, TRANSIENT
-from ghostprobe.models.api.common import jpeg_bytes, retry_after_s, select_frames, user_text
+from ghostprobe.models.api.common import import_client, jpeg_bytes, retry_after_s, select_frames, user_text
 from ghostprobe.models.base import ClipInput, Prompt, register
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,7 @@ class GeminiModel(ApiModel):
     """A VideoQAModel answering through Gemini generateContent with inline images (build it with `kind: gemini`)."""
 
     def __init__(self, **cfg):
-        from google import genai
-        from google.genai import types
+        genai, types = import_client("google.genai"), import_client("google.genai.types")
 
         key = self._setup(GeminiConfig(**cfg))
         self._types = types

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ghostprobe.models.api.common import ApiConfig, ApiModel, CLIP, FATAL, Reply, TRANSIENT
-from ghostprobe.models.api.common import jpeg_bytes, jpeg_data_url, retry_after_s, select_frames, user_text
+from ghostprobe.models.api.common import import_client, jpeg_bytes, jpeg_data_url, retry_after_s, select_frames, user_text
 from ghostprobe.models.base import ClipInput, Prompt, register
 
 
@@ -25,8 +25,7 @@ class OpenAIChatModel(ApiModel):
     """A VideoQAModel answering through OpenAI chat completions with images (build it with `kind: openai`)."""
 
     def __init__(self, **cfg):
-        import openai
-
+        openai = import_client("openai")
         key = self._setup(OpenAIConfig(**cfg))
         self._client = openai.OpenAI(
             api_key=key, base_url=self.config.base_url, timeout=self.config.timeout_s, max_retries=0
