@@ -67,17 +67,20 @@ class Chromium:
     """One headless Chromium with one tab. `load(url)` navigates and waits for the load event; afterwards
     `console_errors` (uncaught exceptions, console.error, failed loads) and `requested_urls` describe that load."""
 
-    def __init__(self, executable: str, width: int = 1280, height: int = 900, timeout_s: float = 30.0):
-        self.executable, self.width, self.height, self.timeout_s = executable, width, height, timeout_s
+    def __init__(self, executable: str, profile_dir: Path, width: int = 1280, height: int = 900,
+                 timeout_s: float = 30.0):
+        self.executable, self.profile_dir = executable, Path(profile_dir)
+        self.width, self.height, self.timeout_s = width, height, timeout_s
         self.console_errors: list[str] = []
         self.requested_urls: list[str] = []
 
     def __enter__(self) -> Chromium:
         self._playwright = sync_playwright().start()
         try:
-            self._browser = self._playwright.chromium.launch(executable_path=self.executable, args=list(FLAGS),
-                                                             timeout=self.timeout_s * 1000)
-            self.page = self._browser.new_page(viewport={"width": self.width, "height": self.height})
+            self._context = self._playwright.chromium.launch_persistent_context(
+                self.profile_dir, executable_path=self.executable, args=list(FLAGS), headless=True,
+                viewport={"width": self.width, "height": self.height}, timeout=self.timeout_s * 1000)
+            self.page = self._context.pages[0] if self._context.pages else self._context.new_page()
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -91,8 +94,8 @@ class Chromium:
         return self
 
     def __exit__(self, *exc) -> None:
-        if getattr(self, "_browser", None) is not None:
-            self._browser.close()
+        if getattr(self, "_context", None) is not None:
+            self._context.close()
         self._playwright.stop()
 
     def load(self, url: str) -> Chromium:

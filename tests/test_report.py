@@ -224,11 +224,11 @@ def test_cli_writes_reports_and_names_a_dir_without_metrics(tmp_path, frames_dat
 
 
 @pytest.fixture(scope="module")
-def chromium():
+def chromium(tmp_path_factory):
     """One headless Chromium for the module's browser tests (starting it is the slow part)."""
     from browser import Chromium, require_chromium
 
-    with Chromium(require_chromium()) as browser:
+    with Chromium(require_chromium(), tmp_path_factory.mktemp("chromium-profile")) as browser:
         yield browser
 
 
