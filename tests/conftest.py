@@ -1,6 +1,5 @@
 """Shared fixtures: small real videos made on the spot (no downloaded data anywhere in the suite)."""
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -8,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ghostprobe.config import prep_settings  # noqa: F401  (re-exported for tests)
+from ghostprobe.config import prep_settings
+from helpers import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # Stage packages (data_prep, train, eval) are imported by tests the way their scripts import them.
 sys.path.insert(0, str(REPO_ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,11 +40,6 @@ def make_video(tmp_path):
         return path
 
     return _make
-
-
-def write_label_file(path: Path, clips: list[dict]) -> Path:
-    path.write_text(json.dumps({"schema_version": 1, "clips": clips}, indent=2))
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,9 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT
 from eval.compare import compare_runs
 from ghostprobe.metrics import mcnemar_test, paired_bootstrap_auroc
-from test_report import CLIP_IDS, make_run_dir, write_frames_dataset
+from helpers import CLIP_IDS, REPO_ROOT, make_run_dir, write_frames_dataset
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from ghostprobe.models.video_llama.convert import (
     load_llama_folder,
     load_torch_checkpoint,
 )
-from helpers_video_llama import (
+from helpers import (
     fake_blip2_checkpoint,
     fake_eva_vit_state_dict,
     fake_vl_checkpoint,

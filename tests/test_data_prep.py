@@ -15,11 +15,11 @@ import pytest
 from datasets import load_from_disk
 
 from data_prep.prepare import prepare_dataset
+from ghostprobe.config import prep_settings
 from ghostprobe.frames import encode_jpeg, frames_from_row, resize_frames
 from ghostprobe.sampling import uniform_indices
 from ghostprobe.video import probe_video, read_frames
-
-from conftest import REPO_ROOT, prep_settings, write_label_file
+from helpers import REPO_ROOT, write_label_file
 
 
 def clip(clip_id, video, label="normal", **extra):

@@ -11,7 +11,7 @@ import pytest
 
 from eval.predictions import read_rows
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 from fake_api_servers import FakeOpenAIServer, Scripted
 
 

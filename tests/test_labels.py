@@ -7,7 +7,7 @@ import pytest
 
 from ghostprobe.labels import LabelFileError, load_labels
 
-from conftest import REPO_ROOT, write_label_file
+from helpers import REPO_ROOT, write_label_file
 
 GOOD = {"clip_id": "c1", "video": "a.mp4", "label": "ghost_probing",
         "event": {"t_first_visible_s": 1.0, "t_event_s": 1.6, "t_end_s": 3.0, "actor": "pedestrian",

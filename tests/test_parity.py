@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 PARITY_DIR = Path(os.environ.get("GHOSTPROBE_PARITY_DIR", REPO_ROOT.parent / "shared" / "parity"))
 pytestmark = pytest.mark.skipif(not (PARITY_DIR / "cases.json").is_file(),

@@ -9,7 +9,7 @@ from ghostprobe.models.video_llama import (
     VideoLlamaForConditionalGeneration,
     video_llama_config,
 )
-from helpers_video_llama import tiny_inputs, tiny_model, tiny_video_tokenizer
+from helpers import tiny_inputs, tiny_model, tiny_video_tokenizer
 
 
 def _no_dropout(config: VideoLlamaConfig) -> VideoLlamaConfig:
