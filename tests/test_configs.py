@@ -42,9 +42,43 @@ def _missing(node, prefix: str = ""):
             yield f"{prefix}{key}"
 
 
+def _leaves(node, prefix: tuple = ()):
+    """(path, value) of every scalar or list in a raw YAML mapping."""
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, (*prefix, key))
+        else:
+            yield (*prefix, key), value
+
+
+def _at(node, path):
+    for key in path:
+        node = node[key]
+    return node
+
+
+def _literal(value) -> bool:
+    """A value Hydra takes as written: not mandatory (???) and no interpolation."""
+    return value != "???" and "${" not in str(value)
+
+
 @pytest.mark.parametrize("config_name", TOP_LEVEL)
 def test_top_level_config_composes(config_name):
-    _composed(config_name, [])
+    raw = yaml.safe_load((CONF_DIR / f"{config_name}.yaml").read_text())
+    resolved = _composed(config_name, [])
+    # every group it lists landed where its package says, and its own values are the ones it states
+    for entry in raw.get("defaults", []):
+        if isinstance(entry, dict):
+            key, option = next(iter(entry.items()))
+            if key.startswith("override ") or option is None:
+                continue
+            group, _, package = key.replace("optional ", "").partition("@")
+            node = _at(resolved, (package or group).split("."))
+            assert isinstance(node, dict) and node, f"conf/{config_name}.yaml: group {group} composed to {node!r}"
+    own = {k: v for k, v in raw.items() if k not in ("defaults", "hydra")}
+    for path, value in _leaves(own):
+        if _literal(value) and not isinstance(_at(resolved, path[:-1]), str):
+            assert _at(resolved, path) == value, f"conf/{config_name}.yaml: {'.'.join(map(str, path))}"
 
 
 GROUP_FILES = sorted(str(p.relative_to(CONF_DIR)) for p in CONF_DIR.glob("*/*.yaml"))
@@ -60,4 +94,16 @@ def test_every_group_option_composes(relative):
         assert group in usages, f"conf/{relative}: no top-level config lists group {group!r} in its defaults"
         config_name, key = usages[group]
     resolved = _composed(config_name, [f"{key}={option}"])
-    assert resolved, relative
+    text = (CONF_DIR / relative).read_text()
+    # the option's own values reach the composed config, where its package puts them (a misplaced
+    # `# @package` header, a typo in a nested key or a base file overriding its child would break this)
+    if "# @package _global_" in text:
+        where = ()
+    else:
+        where = tuple(key.lstrip("+").partition("@")[2].split(".")) if "@" in key else (group,)
+    raw = yaml.safe_load(text) or {}
+    own = {k: v for k, v in raw.items() if k not in ("defaults", "hydra")}
+    assert own or raw.get("defaults"), f"conf/{relative} sets nothing"
+    for path, value in _leaves(own):
+        if _literal(value):
+            assert _at(resolved, (*where, *path)) == value, f"conf/{relative}: {'.'.join(map(str, path))}"
