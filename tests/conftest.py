@@ -16,6 +16,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` are skipped, saying so, where torch sees no CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (marker gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 def moving_pattern(num_frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
     """Frames that differ from each other (a bar sweeping over a noise background), so decode errors show."""
     rng = np.random.default_rng(seed)
