@@ -178,15 +178,23 @@ class Canvas:
         xs = np.arange(c0, c1, dtype=np.float32)[None, :] + 0.5 - xc
         self._paint(r0, r1, c0, c1, ys * ys + xs * xs <= radius * radius, depth, pack(colour), owner)
 
-    def columns(self, c0: int, top: np.ndarray, bottom: np.ndarray, depth: np.ndarray, colour, owner=False) -> None:
-        """A shape given per column from column c0: rows [top, bottom) at the given depth; colour [3] or [n, 3]."""
+    def _row_span(self, top: np.ndarray, bottom: np.ndarray) -> tuple[int, int, np.ndarray] | None:
+        """The rows [r0, r1) on screen that per-column spans [top, bottom) touch, and their centres as a column;
+        None when there are none."""
         if len(top) == 0:
-            return
+            return None
         r0 = max(_px(float(np.min(top))), 0)
         r1 = min(_px(float(np.max(bottom))), self.h)
         if r1 <= r0:
+            return None
+        return r0, r1, np.arange(r0, r1, dtype=np.float32)[:, None] + 0.5
+
+    def columns(self, c0: int, top: np.ndarray, bottom: np.ndarray, depth: np.ndarray, colour, owner=False) -> None:
+        """A shape given per column from column c0: rows [top, bottom) at the given depth; colour [3] or [n, 3]."""
+        span = self._row_span(top, bottom)
+        if span is None:
             return
-        rows = np.arange(r0, r1, dtype=np.float32)[:, None] + 0.5
+        r0, r1, rows = span
         mask = (rows >= top[None, :]) & (rows < bottom[None, :])
         colour = pack(colour) if np.ndim(colour) == 1 else pack_array(np.clip(colour, 0, 255))[None, :]
         self._paint(r0, r1, c0, c0 + len(top), mask, depth[None, :], colour, owner)
@@ -196,13 +204,10 @@ class Canvas:
         top to bottom, arrays per column) in colours[j] (RGB tuple, or packed uint32 per column). One depth test
         for a whole face: cheaper than a primitive per band."""
         top, bottom = edges[0], edges[-1]
-        if len(top) == 0:
+        span = self._row_span(top, bottom)
+        if span is None:
             return
-        r0 = max(_px(float(np.min(top))), 0)
-        r1 = min(_px(float(np.max(bottom))), self.h)
-        if r1 <= r0:
-            return
-        rows = np.arange(r0, r1, dtype=np.float32)[:, None] + 0.5
+        r0, r1, rows = span
         band = np.zeros((r1 - r0, len(top)), np.intp)
         for edge in edges:
             band += rows >= edge[None, :]

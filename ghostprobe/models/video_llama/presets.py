@@ -11,26 +11,11 @@ the converter always takes the value from the LLaMA folder's own config.json, i.
 from .configuration import VideoLlamaConfig
 
 # EVA ViT-g/14 as BLIP-2 uses it: EVA-CLIP-g's 40 blocks minus the last, MLP ratio 4.3637 -> 6144.
-_EVA_VIT_G = dict(
-    hidden_size=1408,
-    intermediate_size=6144,
-    num_hidden_layers=39,
-    num_attention_heads=16,
-    image_size=224,
-    patch_size=14,
-    hidden_act="gelu",
-    layer_norm_eps=1e-6,
-    qkv_bias=True,
-)
+_EVA_VIT_G = dict(hidden_size=1408, intermediate_size=6144, num_hidden_layers=39, num_attention_heads=16,
+                  image_size=224, patch_size=14, hidden_act="gelu", layer_norm_eps=1e-6, qkv_bias=True)
 # BERT-base Q-Former of BLIP-2; only the query path exists here (use_qformer_text_input=False).
-_IMAGE_QFORMER = dict(
-    hidden_size=768,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    intermediate_size=3072,
-    cross_attention_frequency=2,
-    layer_norm_eps=1e-12,
-)
+_IMAGE_QFORMER = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                      cross_attention_frequency=2, layer_norm_eps=1e-12)
 _VIDEO_QFORMER = dict(_IMAGE_QFORMER, num_hidden_layers=2, cross_attention_frequency=1)
 
 _LLAMA_2 = {
