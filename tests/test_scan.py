@@ -4,7 +4,6 @@ a white square shows during known spans, scored by a double that sees the square
 model), and a short synthetic drive scored by the tiny random Video-LLaMA (the real model path)."""
 
 import json
-import math
 import os
 from pathlib import Path
 
@@ -455,3 +454,20 @@ def test_scan_html_renders_in_headless_chromium(square_recording, tmp_path, chro
         assert len(images) == 5 and all(done and width > 0 for _, done, width in images), images
         assert page.console_errors == []
         assert [u for u in page.requested_urls if not u.startswith("data:")] == [f"{base_url}/scan.html"]
+
+
+def test_bench_scan_decodes_the_frames_the_scan_needs(tmp_path):
+    """scripts/bench_scan.py's two measurements on a 6-second recording: the bare decode reads each needed frame
+    once, the scan (constant scorer) scores every window of the same recording."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_scan", Path(__file__).resolve().parents[1] / "scripts" /
+                                                  "bench_scan.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    video = bench.make_recording(tmp_path / "rec.mp4", 0.1, 64, 48, 10)
+    decode = bench.child_decode(video, 32, 4)
+    assert (decode["windows"], decode["video_s"]) == (9, 6.0)
+    assert decode["frames_decoded"] == 24  # frames 0, 2 (mod 5) of 60: what 8-of-20 windows every 5 frames need
+    scanned = bench.child_scan(video, tmp_path / "out", "null", tmp_path / "unused", 32, 4)
+    assert (scanned["exit"], scanned["windows"], scanned["video_s"]) == (0, 9, 6.0)
