@@ -204,3 +204,15 @@ def recall_false_alerts_png(curve: list[dict], chosen: dict) -> bytes:
     ax.set(xlabel="false alerts per hour", ylabel="event recall", title="Recall vs false alerts", ylim=(-0.02, 1.02))
     ax.grid(alpha=0.3)
     return _png(fig)
+
+
+def lead_time_png(lead_times_s: list[float]) -> bytes:
+    """Histogram of lead times (alert start minus t_event_s) of the events found; left of 0 = before the actor
+    entered the path."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.0))
+    ax.hist(lead_times_s, bins=min(20, max(5, len(lead_times_s))), color=MODEL_COLOUR)
+    ax.axvline(0.0, ls="--", color="#c05621", lw=1, label="actor enters the path")
+    ax.set(xlabel="alert start - t_event_s (s)", ylabel="events", title="Lead time")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)

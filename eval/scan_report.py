@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eval.charts import frame_strip_jpeg, recall_false_alerts_png, scan_timeline_png
+from eval.charts import frame_strip_jpeg, lead_time_png, recall_false_alerts_png, scan_timeline_png
 from eval.document import Bullets, Heading, Image, Para, Table, data_uri, num, to_html
 from eval.scanning import scan_windows
 from ghostprobe.sampling import FrameClock
@@ -54,6 +54,9 @@ def _metrics_section(m: dict) -> list:
     blocks = [Heading("Events"), Table(["metric", "value"], rows, css="keyvalue")]
     blocks.append(Image(data_uri(recall_false_alerts_png(m["curve"], m["operating_point"]), "image/png"),
                         "event recall against false alerts per hour over thresholds"))
+    if lead["values"]:
+        blocks.append(Image(data_uri(lead_time_png(lead["values"]), "image/png"),
+                            "distribution of lead times of the events found"))
     if m["per_negative_class"]:
         blocks += [Heading("False alerts by look-alike", 3),
                    Table(["class", "labelled events", "false alerts", "per hour"],

@@ -246,7 +246,7 @@ def test_scan_finds_the_events_at_the_right_times(square_recording, tmp_path, ca
     assert metrics["per_negative_class"]["occluder_only"]["false_alerts"] == 1
     assert metrics["operating_point"]["threshold"] == 0.5 and len(metrics["curve"]) >= 10
     html = (tmp_path / "out" / "scan.html").read_text()
-    assert "route_1" in html and html.count("<img") >= 1 + 1 + 3  # curve, timeline, a strip per alert
+    assert "route_1" in html and html.count("<img") == 1 + 1 + 1 + 3  # curve, lead times, timeline, a strip per alert
     assert "scan: 1 of 1 videos scanned" in capsys.readouterr().out
 
 
@@ -451,7 +451,7 @@ def test_scan_html_renders_in_headless_chromium(square_recording, tmp_path, chro
         page = chromium.load(f"{base_url}/scan.html")
         assert page.evaluate("document.querySelector('h1').textContent") == "Scan: square_seer (zh prompt)"
         images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
-        assert len(images) == 5 and all(done and width > 0 for _, done, width in images), images
+        assert len(images) == 6 and all(done and width > 0 for _, done, width in images), images
         assert page.console_errors == []
         assert [u for u in page.requested_urls if not u.startswith("data:")] == [f"{base_url}/scan.html"]
 
