@@ -81,7 +81,7 @@ def scan(cfg: DictConfig, model=None, model_cfg: dict | None = None) -> int:
 
     jobs, reused, skipped = _prepare_jobs(mine, out_dir, identity, cfg, thresholds)
     pending = sum(len(j.windows) - len(j.done) for j in jobs)
-    budget = _check_api_budget(cfg, model_cfg, pending)
+    budget, per_call_usd = _check_api_budget(cfg, model_cfg, pending)
     if model is None:
         from ghostprobe.models.base import build_model
 
@@ -90,7 +90,7 @@ def scan(cfg: DictConfig, model=None, model_cfg: dict | None = None) -> int:
     started = time.perf_counter()
     stopped = None
     try:
-        _score(jobs, model, prompt, cfg, identity, out_dir, batch_size, budget)
+        _score(jobs, model, prompt, cfg, identity, out_dir, batch_size, budget, per_call_usd)
     except BudgetReached as err:
         stopped = str(err)
     except ApiModelError as err:  # too many failed calls in a row (network down, quota gone): keep what was scored
@@ -179,9 +179,10 @@ def _export(job: VideoJob, alerts: list[dict], video_dir: Path, cfg) -> None:
     export_video_alerts(job, alerts, video_dir, float(cfg.export.pad_s), float(cfg.window_s))
 
 
-def _check_api_budget(cfg, model_cfg: dict, pending: int) -> float | None:
+def _check_api_budget(cfg, model_cfg: dict, pending: int) -> tuple[float | None, float | None]:
+    """(budget, estimated dollars per window) for API models, after printing the estimate; (None, None) else."""
     if model_cfg["kind"] not in API_KINDS:
-        return None
+        return None, None
     estimate = api_estimate(model_cfg, pending, int(cfg.num_frames), OmegaConf.to_container(cfg.api_estimate))
     line = (f"scan: {model_cfg.get('name')}: {estimate['calls']} calls, about {estimate['tokens_in_per_call']} "
             f"input tokens each, estimated ${estimate['usd']:.2f} (${estimate['usd_per_call']:.4f} a window)")
@@ -191,10 +192,14 @@ def _check_api_budget(cfg, model_cfg: dict, pending: int) -> float | None:
     if estimate["usd"] > float(cfg.api_budget_usd):
         print(f"scan: the estimate is above api_budget_usd={cfg.api_budget_usd}: the scan will stop when the "
               "budget is reached", file=sys.stderr)
-    return float(cfg.api_budget_usd)
+    return float(cfg.api_budget_usd), estimate["usd_per_call"]
 
 
-def _score(jobs, model, prompt, cfg, identity: str, out_dir: Path, batch_size: int, budget: float | None) -> None:
+def _score(jobs, model, prompt, cfg, identity: str, out_dir: Path, batch_size: int, budget: float | None,
+           per_call_usd: float | None) -> None:
+    """Score every chunk's windows in batches, appending timeline rows. With a budget, a batch is sent only when the
+    spend so far plus the batch at the dearest per-window cost seen (the estimate until a call has been paid)
+    stays within it."""
     from tqdm import tqdm
 
     chunks = [c for job in jobs for c in plan_chunks(job, int(cfg.chunk_windows))]
@@ -203,7 +208,7 @@ def _score(jobs, model, prompt, cfg, identity: str, out_dir: Path, batch_size: i
     videos_bar = tqdm(total=len(jobs), desc="videos", unit="video", position=0, disable=not show)
     windows_bar = tqdm(total=total, desc="windows", unit="win", position=1, disable=not show)
     writers: dict[str, TimelineWriter] = {}
-    spent, per_call = 0.0, None
+    spent, per_call = 0.0, per_call_usd
     try:
         for chunk, frames in decoded_chunks(iter(chunks), int(cfg.frame_size), int(cfg.decode_threads),
                                             int(cfg.decode_workers), int(cfg.prefetch_chunks)):

@@ -329,6 +329,31 @@ def test_api_models_need_a_budget_and_stop_before_passing_it(square_recording, t
     assert json.loads((tmp_path / "out" / "scan.json").read_text())["stopped"].startswith("api_budget_usd=0.1")
 
 
+def test_gpt4o_through_its_real_client_stops_within_the_budget(square_recording, tmp_path, monkeypatch, capsys):
+    """The API path end to end against the local OpenAI stand-in: frames go out as images, cost comes from the
+    reply's usage, and the first batch is already held to the estimate."""
+    from fake_api_servers import FakeOpenAIServer, Scripted
+
+    from eval.scan import scan
+
+    root, _ = square_recording
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-scan")
+    with FakeOpenAIServer() as server:
+        # 1200 prompt tokens + 1 answer token at $2.50 / $10 per 1M: $0.00301 a window (the estimate says $0.0026)
+        server.default = Scripted(text="Yes", top_logprobs=[[("Yes", -0.2), ("No", -1.8)]], prompt_tokens=1200)
+        cfg = _cfg(root / "videos", tmp_path / "out", "model=gpt4o", f"model.base_url={server.base_url}",
+                   "model.requests_per_minute=null", "prompt=en", "window_s=2", "stride_s=2", "api_budget_usd=0.05")
+        assert scan(cfg) == 1
+        # batch 1 (16 windows, estimated $0.042) goes; batch 2 (4 more at $0.00301) would pass $0.05
+        assert len(server.requests) == 16
+    rows = _timeline_rows(tmp_path / "out")
+    p_yes = 1 / (1 + np.exp(-1.8 + 0.2))  # P(Yes) / (P(Yes) + P(No)) from the top logprobs
+    assert len(rows) == 16 and all(r["p_ghost_probing"] == pytest.approx(p_yes) for r in rows)
+    err = capsys.readouterr().err
+    assert "scan: gpt4o: 20 calls, about 1030 input tokens each, estimated $0.05" in err
+    assert "api_budget_usd=0.05 reached ($0.05 spent)" in err
+
+
 def test_threshold_from_an_eval_run(square_recording, tmp_path):
     root, _ = square_recording
     run = tmp_path / "eval_run"
