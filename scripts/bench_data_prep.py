@@ -1,13 +1,15 @@
 """Benchmark the data-prep stage against a bare decord decode of the same frames of the same clips.
 
     python scripts/bench_data_prep.py [--clips 12] [--duration-s 10] [--resolutions 720p,1080p] [--num-proc 1,2]
+        [--resize decoder,straight]
 
 For each resolution it makes synthetic H.264 clips once (rendered at 320x180 by ghostprobe.synth, upscaled and
 re-encoded with libx264 at the target size: decode cost depends on size and bitrate, and numpy rendering at 1080p
 would take longer than the benchmark), then for each num_proc runs, each in a fresh process
 (so peak memory is that run's own; worker peaks are the largest pool worker's): (a) the bare decode (decord, uniform 8 frames per clip, nothing else) and
-(b) the full data prep (probe, checks, decode, resize to 224, Arrow write, save_to_disk). It prints clips/s,
-frames/s, the prep/bare time ratio (the overhead of everything that is not decoding) and peak RSS.
+(b) the full data prep (probe, checks, decode, resize to 224, Arrow write, save_to_disk) once per `--resize` mode
+(`decoder`: resized inside decord as the original Video-LLaMA; `straight`: full-size decode + PIL bicubic). It prints
+clips/s, frames/s, the prep/bare time ratio (the overhead of everything that is not decoding) and peak RSS.
 """
 
 from __future__ import annotations
@@ -48,12 +50,12 @@ def run_bare(paths: list[str], num_proc: int) -> float:
     return time.perf_counter() - started
 
 
-def run_prep(labels: str, out_dir: str, num_proc: int) -> float:
+def run_prep(labels: str, out_dir: str, num_proc: int, resize: str) -> float:
     from data_prep.prepare import prepare_dataset
     from ghostprobe.config import prep_settings
 
     started = time.perf_counter()
-    report = prepare_dataset(labels, out_dir, prep_settings(num_proc=num_proc))
+    report = prepare_dataset(labels, out_dir, prep_settings(num_proc=num_proc, resize=resize))
     assert report["num_rejected"] == 0, report["rejected"]
     return time.perf_counter() - started
 
@@ -111,15 +113,16 @@ def main() -> None:
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--resolutions", default="720p,1080p")
     parser.add_argument("--num-proc", default="1,2")
+    parser.add_argument("--resize", default="decoder,straight", help="prep.resize modes to compare")
     args = parser.parse_args()
 
     from ghostprobe.synth import generate
 
     print(f"{args.clips} synthetic H.264 clips of {args.duration_s:g} s at {args.fps} fps, {FRAMES_PER_CLIP} frames "
           "per clip, prep resizes to 224 and stores uint8\n")
-    print("| resolution | num_proc | bare decode clips/s | prep clips/s | prep frames/s | prep / bare time | "
-          "peak RSS main (MiB) | peak RSS worker (MiB) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| resolution | num_proc | prep.resize | bare decode clips/s | prep clips/s | prep frames/s | "
+          "prep / bare time | peak RSS main (MiB) | peak RSS worker (MiB) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         small_dir = Path(tmp) / "small"
         generated = generate(out_dir=small_dir, num_clips=args.clips, seed=0, fps=args.fps,
@@ -131,13 +134,14 @@ def main() -> None:
             paths = [str(clips_dir / clip.video) for clip in labels]
             for num_proc in (int(n) for n in args.num_proc.split(",")):
                 bare_s, _, _ = measure("bare", paths, num_proc)
-                out_dir = Path(tmp) / f"prep_{name}_{num_proc}"
-                prep_s, peak_main, peak_worker = measure("prep", str(clips_dir / "labels.json"), str(out_dir),
-                                                         num_proc)
-                shutil.rmtree(out_dir)
-                print(f"| {name} | {num_proc} | {args.clips / bare_s:.2f} | {args.clips / prep_s:.2f} | "
-                      f"{args.clips * FRAMES_PER_CLIP / prep_s:.1f} | {prep_s / bare_s:.2f} | {peak_main:.0f} | "
-                      f"{peak_worker:.0f} |", flush=True)
+                for resize in args.resize.split(","):
+                    out_dir = Path(tmp) / f"prep_{name}_{num_proc}_{resize}"
+                    prep_s, peak_main, peak_worker = measure("prep", str(clips_dir / "labels.json"), str(out_dir),
+                                                             num_proc, resize)
+                    shutil.rmtree(out_dir)
+                    print(f"| {name} | {num_proc} | {resize} | {args.clips / bare_s:.2f} | {args.clips / prep_s:.2f} | "
+                          f"{args.clips * FRAMES_PER_CLIP / prep_s:.1f} | {prep_s / bare_s:.2f} | {peak_main:.0f} | "
+                          f"{peak_worker:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
