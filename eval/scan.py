@@ -122,7 +122,11 @@ def scan(cfg: DictConfig, model=None, model_cfg: dict | None = None) -> int:
               "(after raising api_budget_usd, or once the API answers again)", file=sys.stderr)
         return 1
     if not summary["videos_scanned"]:
-        print(f"scan: nothing could be scanned: all {len(inputs)} files were skipped (reasons above)", file=sys.stderr)
+        unanswered = len(summary["videos"])
+        why = (f"{summary['videos_skipped']} of {len(inputs)} files were skipped (reasons above)"
+               + (f", and the model answered no window of the other {unanswered} (timeline.jsonl rows hold the "
+                  "errors)" if unanswered else ""))
+        print(f"scan: nothing could be scanned: {why}", file=sys.stderr)
         return 1
     return 0
 

@@ -31,7 +31,9 @@ def write_outputs(out_dir: Path, inputs: list[tuple[str, Path]], world_size: int
     n_alerts = sum(len(v["alerts"]) for v in videos)
     summary = {
         "model": model_name, "prompt": prompt_name, "threshold": thresholds,
-        "videos_total": len(inputs), "videos_scanned": len(videos), "videos_skipped": len(skipped),
+        # a recording without one answered window (every call failed, or a budget stop before it) is not scanned
+        "videos_total": len(inputs), "videos_scanned": sum(1 for v in videos if v["windows_answered"]),
+        "videos_skipped": len(skipped),
         "hours_scanned": hours, "alerts": n_alerts, "alerts_per_hour": n_alerts / hours if hours else None,
         "skipped": list(skipped.values()),
         "stopped": next((st["stopped"] for st in statuses if st.get("stopped")), None),

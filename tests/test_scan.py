@@ -310,7 +310,24 @@ def test_bad_files_are_skipped_by_name_and_only_nothing_scanned_fails(square_rec
     assert "stream.mp4" in html
     (folder / "good.mp4").unlink()
     assert _scan(_cfg(folder, tmp_path / "out2"), SquareSeer()) == 1
-    assert "nothing could be scanned: all 4 files were skipped" in capsys.readouterr().err
+    assert "nothing could be scanned: 4 of 4 files were skipped (reasons above)\n" in capsys.readouterr().err
+
+
+class Mute(SquareSeer):
+    """A model that answers nothing (NaN with an error, as a backend's NaN guard gives)."""
+
+    def score(self, clips, prompt):
+        return [ModelOutput(c.clip_id, extra={"error": "non-finite logits"}) for c in clips]
+
+
+def test_a_model_that_answers_no_window_scans_nothing(square_recording, tmp_path, capsys):
+    root, _ = square_recording
+    assert _scan(_cfg(root / "videos", tmp_path / "out"), Mute()) == 1
+    assert "the model answered no window of the other 1" in capsys.readouterr().err
+    rows = _timeline_rows(tmp_path / "out")
+    assert len(rows) == 77 and {r["error"] for r in rows} == {"non-finite logits"}
+    assert {r["p_ghost_probing"] for r in rows} == {None}  # no score is null, never 0
+    assert _scan(_cfg(root / "videos", tmp_path / "out"), SquareSeer()) == 0  # failed windows are asked again
 
 
 def test_api_models_need_a_budget_and_stop_before_passing_it(square_recording, tmp_path, capsys):
