@@ -46,7 +46,7 @@ sys.argv = drop_launcher_args(sys.argv)
 import hydra  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
 log = logging.getLogger("train")
 
