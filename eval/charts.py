@@ -167,9 +167,9 @@ def scan_timeline_png(end_s: list[float], p: list[float | None], on: float, off:
     fig, ax = plt.subplots(figsize=(10.5, 2.6))
     values = [np.nan if v is None else v for v in p]
     ax.plot(end_s, values, color=MODEL_COLOUR, lw=1.2, label="P(ghost probing)")
-    ax.axhline(on, ls="--", color="#c05621", lw=1, label=f"on {on:.2f}")
+    ax.axhline(on, ls="--", color="#c05621", lw=1, label=f"on {on:.3g}")
     if off < on:
-        ax.axhline(off, ls=":", color="#c05621", lw=1, label=f"off {off:.2f}")
+        ax.axhline(off, ls=":", color="#c05621", lw=1, label=f"off {off:.3g}")
     for k, alert in enumerate(alerts):
         ax.axvspan(alert["start_s"], max(alert["end_s"], alert["start_s"] + 0.05), color="#f6ad55", alpha=0.35,
                    label="alert" if k == 0 else None)
@@ -195,11 +195,11 @@ def recall_false_alerts_png(curve: list[dict], chosen: dict) -> bytes:
     ax.plot([c["false_alerts_per_hour"] for c in points], [c["recall"] for c in points], color=MODEL_COLOUR,
             lw=2, marker=".")
     for c in points:
-        ax.annotate(f"{c['threshold']:.2f}", (c["false_alerts_per_hour"], c["recall"]), fontsize=6,
+        ax.annotate(f"{c['threshold']:.3g}", (c["false_alerts_per_hour"], c["recall"]), fontsize=6,
                     textcoords="offset points", xytext=(3, -8), color=BASELINE_COLOUR)
     if chosen.get("recall") is not None and chosen.get("false_alerts_per_hour") is not None:
         ax.scatter(chosen["false_alerts_per_hour"], chosen["recall"], s=70, color="#c05621", zorder=3,
-                   label=f"threshold {chosen['threshold']:.2f}")
+                   label=f"threshold {chosen['threshold']:.3g}")
         ax.legend(fontsize=8)
     ax.set(xlabel="false alerts per hour", ylabel="event recall", title="Recall vs false alerts", ylim=(-0.02, 1.02))
     ax.grid(alpha=0.3)

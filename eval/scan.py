@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from eval.scanning import (API_KINDS, TimelineWriter, VideoJob, api_estimate, decoded_chunks, file_stamp,  # noqa: E402
                            list_inputs, plan_chunks, probe, read_timeline, scan_identity, scan_windows, window_clip,
                            write_json_atomic)
-from ghostprobe.alerts import alerts_from_timeline  # noqa: E402
+from ghostprobe.alerts import alerts_from_timeline, off_threshold  # noqa: E402
 from ghostprobe.models.api.common import ApiModelError  # noqa: E402
 from ghostprobe.prompts import load_prompt  # noqa: E402
 
@@ -49,7 +49,7 @@ def resolve_threshold(cfg: DictConfig) -> dict:
             raise ScanSetupError(f"scan: threshold_from={cfg.threshold_from}: cannot read the threshold from {path} "
                                  f"({type(err).__name__}: {err}); point it at an eval/run.py output_dir") from None
         source = f"threshold_from={cfg.threshold_from}"
-    off = max(on - float(cfg.alerts.hysteresis), 0.0)
+    off = off_threshold(on, float(cfg.alerts.hysteresis))
     return {"on": on, "off": off, "min_gap_s": float(cfg.alerts.min_gap_s), "source": source}
 
 

@@ -31,7 +31,7 @@ def _overview(summary: dict) -> list:
     t = summary["threshold"]
     blocks = [Para(f"{summary['videos_scanned']} of {summary['videos_total']} recordings scanned "
                    f"({summary['hours_scanned'] * 60:.1f} minutes), {summary['videos_skipped']} skipped. "
-                   f"{summary['alerts']} alerts at on threshold {t['on']:.3f} / off {t['off']:.3f} "
+                   f"{summary['alerts']} alerts at on threshold {t['on']:.3g} / off {t['off']:.3g} "
                    f"(from {t['source']}), alerts closer than {t['min_gap_s']:g} s merged.")]
     if summary.get("stopped"):
         blocks.append(Para(f"The scan stopped early: {summary['stopped']}.", "warning"))

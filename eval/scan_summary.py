@@ -94,8 +94,8 @@ def _event_metrics(videos: list[dict], cfg, thresholds: dict) -> dict:
                              for e in v["events"]] for v in labelled}
     for entry in metrics["per_video"]:
         entry["label_events"] = spans[entry["video_id"]]
-    hysteresis = thresholds["on"] - thresholds["off"]
-    curve = recall_false_alert_curve(labelled, [*cfg.metrics.curve_thresholds, thresholds["on"]], hysteresis,
+    curve = recall_false_alert_curve(labelled, [*cfg.metrics.curve_thresholds, thresholds["on"]],
+                                     float(cfg.alerts.hysteresis),
                                      thresholds["min_gap_s"], margin_s)
     return {"labels": str(cfg.labels), "threshold": thresholds,
             "operating_point": {"threshold": thresholds["on"], "recall": metrics["recall"],
@@ -120,7 +120,7 @@ def _print(summary: dict, metrics: dict | None, out_dir: Path, html_path: Path) 
     print(f"scan: {summary['videos_scanned']} of {summary['videos_total']} videos scanned "
           f"({summary['hours_scanned'] * 60:.1f} min), {summary['videos_skipped']} skipped; {summary['alerts']} "
           f"alerts" + (f" ({per_hour:.1f} per hour)" if per_hour is not None else "")
-          + f" at threshold {summary['threshold']['on']:.3f}")
+          + f" at threshold {summary['threshold']['on']:.3g}")
     if metrics:
         recall = "n/a" if metrics["recall"] is None else f"{metrics['recall']:.3f}"
         fph = metrics["false_alerts_per_hour"]

@@ -25,6 +25,15 @@ class Alert:
         return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
+def off_threshold(on_threshold: float, hysteresis: float) -> float:
+    """The score an alert must stay at or above once on: `on_threshold * (1 - hysteresis)`. Relative, so that it
+    stays above 0 for any threshold: an absolute gap would make a low threshold (0.004, as a val split can choose)
+    an alert that never ends."""
+    if not 0.0 <= hysteresis < 1.0:
+        raise ValueError(f"alerts.hysteresis must be in [0, 1), a fraction of the threshold, got {hysteresis}")
+    return on_threshold * (1.0 - hysteresis)
+
+
 def alerts_from_timeline(rows: list[dict], on_threshold: float, off_threshold: float | None = None,
                          min_gap_s: float = 0.0) -> list[Alert]:
     """Alerts of one video. `rows`: timeline rows with `end_s` and `p_ghost_probing` (None/NaN: no score), any order.

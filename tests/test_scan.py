@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ghostprobe.alerts import Alert, alerts_from_timeline, merge_alerts
+from ghostprobe.alerts import Alert, alerts_from_timeline, merge_alerts, off_threshold
 from ghostprobe.labels import RecordingEvent, events_beyond_video, load_labels
 from ghostprobe.metrics.events import event_metrics, recall_false_alert_curve
 from ghostprobe.models.base import ModelOutput
@@ -41,6 +41,17 @@ def test_hysteresis_keeps_an_alert_on_until_the_off_threshold_and_merges_close_a
     with pytest.raises(ValueError, match="off threshold 0.8 is above the on threshold 0.7"):
         alerts_from_timeline(rows, 0.7, 0.8)
     assert merge_alerts([Alert(5, 6, 5, 0.8, 1), Alert(1, 2, 1, 0.9, 1)], 10) == [Alert(1, 6, 1, 0.9, 2)]
+
+
+def test_a_low_threshold_still_lets_alerts_end():
+    # The demo's val split chose 0.004: an absolute gap of 0.1 made the off threshold 0, and one alert covered a
+    # whole 2-minute drive (12 "hits", lead times of -105 s). The off threshold is relative to the on threshold.
+    assert off_threshold(0.7, 0.15) == pytest.approx(0.595) and off_threshold(0.004, 0.15) == pytest.approx(0.0034)
+    rows = _timeline([(1, 0.002), (2, 0.998), (3, 0.997), (4, 0.002), (5, 0.003), (6, 0.998)])
+    alerts = alerts_from_timeline(rows, 0.004, off_threshold(0.004, 0.15))
+    assert [(a.start_s, a.end_s) for a in alerts] == [(2, 3), (6, 6)]
+    with pytest.raises(ValueError, match="fraction of the threshold"):
+        off_threshold(0.5, 1.0)
 
 
 # --- event metrics ----------------------------------------------------------------------------------------------

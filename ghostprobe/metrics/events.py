@@ -17,7 +17,7 @@ from collections import Counter
 
 import numpy as np
 
-from ghostprobe.alerts import alerts_from_timeline
+from ghostprobe.alerts import alerts_from_timeline, off_threshold
 
 NO_EVENT = "no_event"
 
@@ -105,12 +105,12 @@ def event_metrics(videos: list[dict], margin_s: float) -> dict:
 
 def recall_false_alert_curve(videos: list[dict], thresholds, hysteresis: float, min_gap_s: float,
                              margin_s: float) -> list[dict]:
-    """Recall and false alerts per hour at each on-threshold (off = on - hysteresis), alerts recomputed from each
-    video's `timeline` rows with the same hysteresis and gap."""
+    """Recall and false alerts per hour at each on-threshold (off = `off_threshold(on, hysteresis)`), alerts
+    recomputed from each video's `timeline` rows with the same hysteresis and gap."""
     points = []
     for threshold in sorted(set(float(t) for t in thresholds)):
         runs = [{**v, "alerts": [a.to_json() for a in alerts_from_timeline(
-            v["timeline"], threshold, max(threshold - hysteresis, 0.0), min_gap_s)]} for v in videos]
+            v["timeline"], threshold, off_threshold(threshold, hysteresis), min_gap_s)]} for v in videos]
         m = event_metrics(runs, margin_s)
         points.append({"threshold": threshold, "recall": m["recall"],
                        "false_alerts_per_hour": m["false_alerts_per_hour"]})
