@@ -35,7 +35,7 @@ from ghostprobe.frames import frames_from_row  # noqa: E402
 from ghostprobe.models.base import ClipInput, Prompt, build_model  # noqa: E402
 from ghostprobe.models.video_llama import video_llama_config  # noqa: E402
 from ghostprobe.models.video_llama.backend import answer_logits  # noqa: E402
-from ghostprobe.models.video_llama.convert import convert_checkpoints  # noqa: E402
+from ghostprobe.models.video_llama.convert import VIDEO_PLACEHOLDER_TOKEN, convert_checkpoints  # noqa: E402
 from ghostprobe.models.video_llama.processing import VideoLlamaProcessor  # noqa: E402
 
 TOLERANCES = {"pixel_values": 1e-6, "video_embeds": 1e-4, "inputs_embeds": 1e-4, "logits": 1e-4, "p_yes": 1e-5}
@@ -219,7 +219,7 @@ def tokenizer_variants(folders: list[Path], converted: Path) -> dict[str, VideoL
     for folder in folders:
         if (folder / "tokenizer.json").is_file():  # transformers reads tokenizer.json when a folder has one
             tokenizer = AutoTokenizer.from_pretrained(folder)
-            tokenizer.add_tokens(["<ImageHere>"], special_tokens=True)
+            tokenizer.add_tokens([VIDEO_PLACEHOLDER_TOKEN], special_tokens=True)
             base = variants["converted folder"]
             variants[f"{folder.name}/tokenizer.json"] = VideoLlamaProcessor(
                 tokenizer, image_size=base.image_size, num_video_query_tokens=base.num_video_query_tokens,

@@ -24,8 +24,8 @@ from ghostprobe.dtypes import DTYPES
 
 from .configuration import VideoLlamaConfig
 from .modeling import VideoLlamaForConditionalGeneration, VideoLlamaPreTrainedModel
+from .prompt_format import VIDEO_PLACEHOLDER as VIDEO_PLACEHOLDER_TOKEN  # the original's <ImageHere>
 
-VIDEO_PLACEHOLDER_TOKEN = "<ImageHere>"
 
 
 class ConversionError(RuntimeError):

@@ -29,7 +29,6 @@ from ghostprobe.frames import RESIZE_MODES, resize_frames
 from ghostprobe.models.base import ClipInput, Prompt
 
 from .configuration import VideoLlamaConfig
-from .convert import VIDEO_PLACEHOLDER_TOKEN
 from .prompt_format import PROMPT_END, PROMPT_FORMATS, VIDEO_PLACEHOLDER, prompt_segments
 
 PROCESSOR_CONFIG_NAME = "processor_config.json"
@@ -73,8 +72,8 @@ class VideoLlamaProcessor:
                  resize: str = "straight", image_mean: Sequence[float] = CLIP_MEAN,
                  image_std: Sequence[float] = CLIP_STD, prompt_format: str = "original",
                  sentencepiece_model: str | Path | None = None):
-        if VIDEO_PLACEHOLDER_TOKEN not in tokenizer.get_vocab():
-            raise ValueError(f"the tokenizer has no {VIDEO_PLACEHOLDER_TOKEN} token: use the tokenizer of a folder "
+        if VIDEO_PLACEHOLDER not in tokenizer.get_vocab():
+            raise ValueError(f"the tokenizer has no {VIDEO_PLACEHOLDER} token: use the tokenizer of a folder "
                              "written by scripts/convert_video_llama.py (or ghostprobe.models.video_llama.tiny)")
         if resize not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
@@ -89,7 +88,7 @@ class VideoLlamaProcessor:
         self.image_size, self.num_video_query_tokens, self.max_frames = image_size, num_video_query_tokens, max_frames
         self.resize = resize
         self.image_mean, self.image_std = tuple(image_mean), tuple(image_std)
-        self.video_token_id = tokenizer.convert_tokens_to_ids(VIDEO_PLACEHOLDER_TOKEN)
+        self.video_token_id = tokenizer.convert_tokens_to_ids(VIDEO_PLACEHOLDER)
         self.bos_id, self.eos_id = tokenizer.bos_token_id, tokenizer.eos_token_id
         # The original pads LLaMA-2 prompts with <unk>; padded positions are masked out, so any id would do.
         self.pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.unk_token_id, 0) if i is not None)
@@ -194,7 +193,7 @@ class VideoLlamaProcessor:
             ids = [*self.prompt_ids(prompt, clip.timestamps_s, question), *suffix_ids]
             if ids.count(self.video_token_id) != self.num_video_query_tokens:  # a tokenizer mapping text to it
                 raise ValueError(f"clip {clip.clip_id!r}: the prompt holds {ids.count(self.video_token_id)} "
-                                 f"{VIDEO_PLACEHOLDER_TOKEN} tokens, expected {self.num_video_query_tokens}")
+                                 f"{VIDEO_PLACEHOLDER} tokens, expected {self.num_video_query_tokens}")
             labels = [IGNORE_INDEX] * len(ids)
             if answers is not None:
                 answer = [*self.answer_ids(answers[i]), self.eos_id]
