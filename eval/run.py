@@ -143,10 +143,9 @@ def main(cfg: DictConfig) -> None:
     # Rows that failed (API outage, unreadable frames) are asked again: a re-run resumes after the outage.
     done = {row["key"] for row in read_rows(sorted(out_dir.glob("predictions*.jsonl"))) if row["error"] is None}
 
-    _warn_prompt_mismatch(model_cfg, prompt.name)
     stage = model_stage(model_cfg)
     model = build_model(model_cfg)
-    _warn_format_mismatch(model_cfg, getattr(model, "prompt_format", None))
+    _warn_training_mismatch(model_cfg, prompt.name, getattr(model, "prompt_format", None))
     model_name = model_cfg.get("name") or getattr(model, "name", model_cfg["kind"])
     writer = PredictionWriter(pred_path)
     session = EvalSession(
@@ -210,29 +209,19 @@ def _fail_on_failed_clips(metrics: dict, max_failed_fraction: float) -> None:
             f" (causes: `errors` in metrics.json); run the same command again to ask them again")
 
 
-def _warn_prompt_mismatch(model_cfg: dict, prompt_name: str) -> None:
-    """A fine-tune answers the prompt it was trained on; scoring it with another one measures something else."""
+def _warn_training_mismatch(model_cfg: dict, prompt_name: str, prompt_format: str | None) -> None:
+    """A fine-tune answers the prompt (and prompt layout) it was trained on; scoring it with another one measures
+    something else."""
     if model_cfg["kind"] != "video_llama" or not model_cfg.get("path"):
         return
     from ghostprobe.models.video_llama.finetuned import checkpoint_info, resolve_model_dir
 
-    trained = checkpoint_info(resolve_model_dir(model_cfg["path"])).get("prompt")
-    if trained and trained != prompt_name:
-        print(f"eval: WARNING: {model_cfg['path']} was fine-tuned with prompt={trained} but is evaluated with "
-              f"prompt={prompt_name}; pass prompt={trained} to measure what was trained", file=sys.stderr)
-
-
-def _warn_format_mismatch(model_cfg: dict, prompt_format: str | None) -> None:
-    """The same for the prompt layout (model.prompt_format): a fine-tune learned the one it was trained with."""
-    if model_cfg["kind"] != "video_llama" or not model_cfg.get("path"):
-        return
-    from ghostprobe.models.video_llama.finetuned import checkpoint_info, resolve_model_dir
-
-    trained = checkpoint_info(resolve_model_dir(model_cfg["path"])).get("prompt_format")
-    if trained and trained != prompt_format:
-        print(f"eval: WARNING: {model_cfg['path']} was fine-tuned with prompt_format={trained} but is evaluated "
-              f"with prompt_format={prompt_format}; leave model.prompt_format=null to use the trained one",
-              file=sys.stderr)
+    trained = checkpoint_info(resolve_model_dir(model_cfg["path"]))
+    for key, used, fix in (("prompt", prompt_name, f"pass prompt={trained.get('prompt')}"),
+                           ("prompt_format", prompt_format, "leave model.prompt_format=null")):
+        if trained.get(key) and trained[key] != used:
+            print(f"eval: WARNING: {model_cfg['path']} was fine-tuned with {key}={trained[key]} but is evaluated "
+                  f"with {key}={used}; {fix} to measure what was trained", file=sys.stderr)
 
 
 def _latest(rows: list[dict], identity: str, split: str, sample_ids) -> list[dict]:

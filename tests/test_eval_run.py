@@ -185,11 +185,16 @@ def test_fine_tuned_checkpoint_gets_the_fine_tune_next_steps(tmp_path, synthetic
     # A run directory as the trainer leaves it, with a full-weights checkpoint (what a full fine-tune saves).
     checkpoint = tmp_path / "run" / "checkpoint-4"
     shutil.copytree(tiny_checkpoint, checkpoint)
-    (checkpoint / CHECKPOINT_INFO).write_text(json.dumps({"format": "full", "step": 4, "prompt": "zh"}))
+    (checkpoint / CHECKPOINT_INFO).write_text(json.dumps({"format": "full", "step": 4, "prompt": "en",
+                                                          "prompt_format": "localized_frames"}))
     (checkpoint / COMPLETE_MARKER).write_text("")
     out = tmp_path / "out"
-    run_eval("model=tiny", f"model.path={tmp_path / 'run'}", f"data.path={synthetic_dataset}", f"output_dir={out}",
-             "metrics.bootstrap_resamples=50")
+    result = run_eval("model=tiny", f"model.path={tmp_path / 'run'}", f"data.path={synthetic_dataset}",
+                      f"output_dir={out}", "metrics.bootstrap_resamples=50")
+    # Scored with another prompt and prompt layout than it was trained with: both are said.
+    assert "was fine-tuned with prompt=en but is evaluated with prompt=zh; pass prompt=en" in result.stderr
+    assert ("was fine-tuned with prompt_format=localized_frames but is evaluated with prompt_format=original; "
+            "leave model.prompt_format=null") in result.stderr
     decision = json.loads((out / "metrics.json").read_text())["decision"]
     assert decision["model_stage"] == "fine-tuned"
     assert decision["next_steps"] == NEXT_STEPS["fine-tuned"][decision["action"]]
