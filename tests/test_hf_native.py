@@ -380,6 +380,7 @@ def test_qwen_inputs_equal_the_processors_own_chat_template_path(load):
         conversation, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt",
         processor_kwargs={"videos_kwargs": {"do_sample_frames": False, "video_metadata": [video_metadata(the_clip)]}})
     assert ours["input_ids"].tolist() == theirs["input_ids"].tolist()
-    assert int((ours["input_ids"] == load.processor.tokenizer.convert_tokens_to_ids("<|video_pad|>")).sum()) == 32  # 2 x 16
+    video_pad = load.processor.tokenizer.convert_tokens_to_ids("<|video_pad|>")
+    assert int((ours["input_ids"] == video_pad).sum()) == 32  # 4 frames: 2 temporal patches x 16 tokens
     torch.testing.assert_close(ours["pixel_values_videos"], theirs["pixel_values_videos"].float())
     assert ours["video_grid_thw"].tolist() == theirs["video_grid_thw"].tolist()

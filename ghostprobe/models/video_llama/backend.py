@@ -120,7 +120,8 @@ class VideoLlamaBackend:
     """
 
     def __init__(self, path: str | Path, name: str | None = None, batch_size: int = 1, dtype: str = "fp32",
-                 vision_dtype: str | None = None, video_autocast: str | None = None, device: str = "auto", device_map=None, max_memory: Mapping | None = None,
+                 vision_dtype: str | None = None, video_autocast: str | None = None, device: str = "auto",
+                 device_map=None, max_memory: Mapping | None = None,
                  attn_implementation: str = "sdpa", sdpa_backends: Sequence[str] | None = None,
                  load_in_8bit: bool = False, load_in_4bit: bool = False, nan_guard: bool = True,
                  generation: Mapping | None = None, resize: str = "straight", prompt_format: str | None = None):

@@ -249,7 +249,8 @@ def _save_processor(out_dir: str | Path, tokenizer, config: VideoLlamaConfig, ll
     sentencepiece_model = llama / SENTENCEPIECE_MODEL_NAME
     VideoLlamaProcessor(
         tokenizer, image_size=config.vision_config.image_size, num_video_query_tokens=config.num_video_query_tokens,
-        max_frames=config.max_frames, sentencepiece_model=sentencepiece_model if sentencepiece_model.is_file() else None,
+        max_frames=config.max_frames,
+        sentencepiece_model=sentencepiece_model if sentencepiece_model.is_file() else None,
     ).save_pretrained(out_dir)
 
 

@@ -124,7 +124,8 @@ class VideoLlamaProcessor:
             return self.sentencepiece.encode(text)
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
-    def prompt_segments(self, prompt: Prompt, timestamps_s: Sequence[float], question: str = "detect") -> tuple[str, str]:
+    def prompt_segments(self, prompt: Prompt, timestamps_s: Sequence[float],
+                        question: str = "detect") -> tuple[str, str]:
         """The prompt's text before and after the video, in this processor's `prompt_format`."""
         if question not in QUESTIONS:
             raise ValueError(f"question must be one of {QUESTIONS}, got {question!r}")
