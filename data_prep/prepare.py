@@ -102,7 +102,7 @@ def _resolve_video(videos_root: Path, clip: ClipLabel, report: dict) -> Path | N
 
 def _video_names(videos_root: Path, paths: dict[str, Path]) -> dict[str, str]:
     """clip_id -> its video file's path in the videos folder; clips whose files hold the same bytes (a copy under
-    another name) get the same name. Only files of equal size are hashed, so this reads little."""
+    another name) get the same name. Only files of equal size are compared, by their first and last MiB."""
     root = videos_root.resolve()
     by_size: dict[int, set[Path]] = defaultdict(set)
     for path in paths.values():
@@ -119,11 +119,14 @@ def _video_names(videos_root: Path, paths: dict[str, Path]) -> dict[str, str]:
     return {clip_id: name_of[path] for clip_id, path in paths.items()}
 
 
-def _file_sha256(path: Path) -> str:
+def _file_sha256(path: Path, edge_bytes: int = 1 << 20) -> str:
+    """A digest of the first and last MiB (files of equal size only reach here): two different recordings of one
+    size never share both, and a folder of fixed-size dashcam segments is not read whole on every run."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
+        digest.update(f.read(edge_bytes))
+        f.seek(max(f.seek(0, os.SEEK_END) - edge_bytes, 0))
+        digest.update(f.read(edge_bytes))
     return digest.hexdigest()
 
 
