@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Strict, ValidationError, model_validator
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, ValidationError, model_validator
 
 SCHEMA_VERSION = 1
 LABEL_NAMES = ("ghost_probing", "cut_in", "other_hazard", "normal")
@@ -23,6 +23,8 @@ SPLIT_NAMES = ("train", "val", "test")
 Label = Literal["ghost_probing", "cut_in", "other_hazard", "normal"]
 # A time is a JSON number: "2.5", true and NaN/Infinity (which Python's json module reads) are errors, not coerced.
 Seconds = Annotated[float, Strict(), AllowInfNan(False)]
+FramesPerSecond = Annotated[float, Strict(), AllowInfNan(False), Field(gt=0)]
+LABEL_QUALITIES = ("gold", "weak")
 
 
 class _Strict(BaseModel):
@@ -92,8 +94,27 @@ class Context(_Strict):
     road: str | None = None
 
 
+class Provenance(_Strict):
+    """Where a label came from: a public dataset's annotation (written by an importer) and/or a person's review.
+
+    `candidate_reason` says why a weak `ghost_probing` label was given ("category", "cause text match"): the public
+    datasets label accident categories, never occlusion, so such a label is a candidate until a person confirms it.
+    """
+
+    dataset: str | None = None  # the importer's name: dada2000, cap, dota, ccd, a3d, nexar, dad, csv
+    original_id: str | None = None  # the clip's id in that dataset
+    category_id: int | str | None = None
+    category_name: str | None = None
+    cause: str | None = None  # the dataset's own cause text, when it has one
+    candidate_reason: str | None = None
+    reviewer: str | None = None  # who gave a gold label (e.g. a Label Studio user)
+    reviewed_at: str | None = None  # when, ISO 8601
+    tool: str | None = None  # where the review happened (label_studio)
+
+
 class ClipLabel(_Strict):
-    """One annotated clip. `video` is relative to the label file's folder (or `videos_dir`)."""
+    """One annotated clip. `video` is relative to the label file's folder (or `videos_dir`): a video file, or a
+    folder of numbered frames with the clip's `fps`."""
 
     clip_id: str
     video: str
@@ -104,6 +125,9 @@ class ClipLabel(_Strict):
     group: str | None = None
     split: Literal["train", "val", "test"] | None = None
     notes: str | None = None
+    fps: FramesPerSecond | None = None  # frame rate of a frame-folder clip (a video file's own rate is read from it)
+    label_quality: Literal["gold", "weak"] | None = None  # absent: gold (a person wrote the label); weak: a category
+    source: Provenance | None = None
 
     @model_validator(mode="after")
     def _events_consistent(self) -> ClipLabel:
@@ -143,6 +167,11 @@ class ClipLabel(_Strict):
     @property
     def is_ghost_probing(self) -> bool:
         return self.label == "ghost_probing"
+
+    @property
+    def quality(self) -> str:
+        """"gold" (a person's label; the default) or "weak" (from a dataset's category, not reviewed)."""
+        return self.label_quality or "gold"
 
     def to_json(self) -> dict:
         return self.model_dump(mode="json", exclude_none=True)
@@ -305,7 +334,7 @@ def _pydantic_message(error: dict) -> str:
 
 def _unknown_fields(clip: ClipLabel) -> list[str]:
     names = [name for name in (clip.model_extra or {})]
-    for part in ("event", "context"):
+    for part in ("event", "context", "source"):
         sub = getattr(clip, part)
         if sub is not None:
             names += [f"{part}.{name}" for name in (sub.model_extra or {})]
