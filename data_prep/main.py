@@ -63,6 +63,8 @@ def summary(report: dict) -> str:
         lines += [f"    {r['clip_id'] or '-'}: {r['reason']}" for r in report["rejected"][:10]]
         if len(report["rejected"]) > 10:
             lines.append(f"    ... {len(report['rejected']) - 10} more in prep_report.json")
+    if report.get("test_split_warning"):
+        lines.append(f"  WARNING: {report['test_split_warning']}")
     for warning in report["warnings"][:5]:
         lines.append(f"  warning: {warning}")
     if report["dataset_fingerprint"]:

@@ -47,6 +47,7 @@ def prepare_dataset(labels_path: str | Path, out_dir: str | Path, settings: dict
     report["warnings"] += label_set.warnings
     report["rejected"] += [{"clip_id": p.clip_id, "video": p.video, "reason": str(p)} for p in label_set.problems]
     videos_root = Path(videos_dir) if videos_dir else Path(labels_path).parent
+    report["videos_root"] = str(videos_root.resolve())  # the report's gallery links each clip to its file
     total_entries = len(label_set.clips) + len(label_set.problems)
 
     tasks, clips_by_id, reused = [], {}, 0
@@ -74,8 +75,10 @@ def prepare_dataset(labels_path: str | Path, out_dir: str | Path, settings: dict
     report["warnings"] += [f"clip {clip_id!r}: {warning}" for clip_id, meta in metas.items()
                            for warning in meta.get("warnings", [])]
     video_of = _video_names(videos_root, {clip.clip_id: clips_by_id[clip.clip_id][2] for clip in prepared})
-    split_of, split_warnings, split_rejected = assign_splits(prepared, settings["split_ratios"], settings["seed"],
-                                                             video_of)
+    split = settings["split"]
+    report["split_policy"] = split["name"]
+    split_of, split_warnings, split_rejected = assign_splits(prepared, split["ratios"], settings["seed"], video_of,
+                                                             honour_fixed=split["honour_fixed_splits"])
     report["warnings"] += split_warnings
     report["rejected"] += [{"clip_id": clip.clip_id, "video": clip.video, "reason": split_rejected[clip.clip_id]}
                            for clip in prepared if clip.clip_id in split_rejected]
@@ -84,10 +87,29 @@ def prepare_dataset(labels_path: str | Path, out_dir: str | Path, settings: dict
         return _finish(report, out_dir, {}, [], started, total_entries)
     splits, write_warnings = _write_dataset(out_dir, prepared, clips_by_id, metas, split_of, settings)
     report["warnings"] += write_warnings
-    for split, info in splits.items():
-        members = [c for c in prepared if split_of[c.clip_id] == split]
+    for name, info in splits.items():
+        members = [c for c in prepared if split_of[c.clip_id] == name]
         info.update(_split_stats(members, [metas[c.clip_id]["video_info"]["duration_s"] for c in members]))
+    report["test_split_warning"] = _small_test_warning(prepared, split_of, settings)
     return _finish(report, out_dir, splits, prepared, started, total_entries)
+
+
+def _small_test_warning(prepared: list[ClipLabel], split_of: dict[str, str], settings: dict) -> str | None:
+    """A test split too small to decide anything on: the planning document scores 50-100 clips zero-shot."""
+    test = [c for c in prepared if split_of[c.clip_id] == "test"]
+    positives = sum(c.is_ghost_probing for c in test)
+    problems = []
+    if len(test) < settings["min_test_clips"]:
+        problems.append(f"{len(test)} clips (prep.min_test_clips={settings['min_test_clips']})")
+    if min(positives, len(test) - positives) < settings["min_test_clips_per_class"]:
+        problems.append(f"{positives} ghost probing and {len(test) - positives} other clips "
+                        f"(prep.min_test_clips_per_class={settings['min_test_clips_per_class']})")
+    if not problems:
+        return None
+    how = (" Label more clips: docs/decision.md says how many a decision needs." if settings["split"]["name"] == "zero_shot"
+           else " Score every clip zero-shot with split=zero_shot, or label more clips.")
+    return (f"SMALL TEST SPLIT: test holds {' and '.join(problems)}; its accuracy interval will be wide and the "
+            f"decision likely inconclusive.{how}")
 
 
 def _resolve_video(videos_root: Path, clip: ClipLabel, report: dict) -> Path | None:

@@ -14,21 +14,30 @@ from ghostprobe.labels import SPLIT_NAMES, ClipLabel
 
 
 def assign_splits(clips: list[ClipLabel], ratios: dict[str, float], seed: int,
-                  video_of: dict[str, str] | None = None) -> tuple[dict[str, str], list[str], dict[str, str]]:
+                  video_of: dict[str, str] | None = None,
+                  honour_fixed: bool = True) -> tuple[dict[str, str], list[str], dict[str, str]]:
     """Return (clip_id -> split, warnings, rejected clip_id -> reason). Deterministic for the same input.
 
     `video_of` names each clip's video file, the same name for clips whose files are the same. Clips of one video
-    whose fixed `split`s differ are rejected: no split could hold them all.
+    whose fixed `split`s differ are rejected: no split could hold them all. `honour_fixed=False` (the zero-shot
+    split) ignores every fixed `split` and says how many there were.
     """
     unknown = set(ratios) - set(SPLIT_NAMES)
-    if unknown or not ratios or sum(ratios.values()) <= 0:
-        raise ValueError(f"split_ratios must give non-negative weights for {SPLIT_NAMES}, got {dict(ratios)}")
+    if unknown or not ratios or sum(ratios.values()) <= 0 or min(ratios.values()) < 0:
+        raise ValueError(f"split ratios must give non-negative weights for {SPLIT_NAMES}, got {dict(ratios)}")
     total = sum(ratios.values())
     fractions = {name: ratios.get(name, 0.0) / total for name in SPLIT_NAMES}
     video_of = video_of or {}
+    warnings = []
+    if not honour_fixed:
+        fixed = Counter(clip.split for clip in clips if clip.split is not None)
+        if fixed:
+            warnings.append(f"{sum(fixed.values())} clips had a fixed split in the label file "
+                            f"({', '.join(f'{k} {v}' for k, v in sorted(fixed.items()))}); this split policy ignores it")
+        clips = [clip.model_copy(update={"split": None}) if clip.split is not None else clip for clip in clips]
     rejected = _videos_in_two_fixed_splits(clips, video_of)
     clips = [clip for clip in clips if clip.clip_id not in rejected]
-    warnings = _shared_video_warnings(clips, video_of)
+    warnings += _shared_video_warnings(clips, video_of)
     groups = _units(clips, video_of)
 
     assignment: dict[str, str] = {}

@@ -72,10 +72,20 @@ def load_runs(run_dirs) -> list[Run]:
     return runs
 
 
-def _reading(p_value: float, alpha: float, better: str) -> str:
+def verdict(p_value: float | None, n_pairs: int, alpha: float, better: str, worse: str, n: int) -> dict:
+    """"A better than B" only when the paired test says so after Bonferroni over the pairs; otherwise inconclusive.
+
+    Returns {"reading", "p_adjusted", "significant"}: the reading names the winner, or says that these clips cannot
+    tell the runs apart (never "no difference": the absence of evidence is not evidence of equality).
+    """
     if p_value is None or math.isnan(p_value):
-        return "not testable"
-    return f"{better} better (p < {alpha:g})" if p_value < alpha else "no significant difference"
+        return {"reading": "not testable", "p_adjusted": None, "significant": False}
+    adjusted = min(1.0, p_value * n_pairs)
+    if adjusted < alpha:
+        return {"reading": f"{better} is better than {worse} (p = {adjusted:.3g} < {alpha:g})", "p_adjusted": adjusted,
+                "significant": True}
+    return {"reading": f"inconclusive: {n} clips do not tell them apart (p = {adjusted:.3g})",
+            "p_adjusted": adjusted, "significant": False}
 
 
 def compare_runs(run_dirs, out_dir, n_resamples: int = 2000, seed: int = 0, confidence: float = 0.95,
@@ -106,14 +116,20 @@ def compare_runs(run_dirs, out_dir, n_resamples: int = 2000, seed: int = 0, conf
                                "prompt": r.metrics["prompt"], "data_fingerprint": r.metrics["data"]["fingerprint"],
                                "threshold": r.threshold, "n_own": len(r.labels),
                                "on_common": classification_metrics(y, p, r.threshold)})
+    n_pairs = len(runs) * (len(runs) - 1) // 2
     for a, b in itertools.combinations(runs, 2):
         decide = {r.name: {c: None if math.isnan(r.scores[c]) else r.scores[c] >= r.threshold for c in common}
                   for r in (a, b)}
-        result["pairs"].append({
-            "a": a.name, "b": b.name,
-            "decisions": compare_decisions(labels, decide[a.name], decide[b.name]),
-            "auroc": paired_bootstrap_auroc(labels, {c: a.scores[c] for c in common}, {c: b.scores[c] for c in common},
-                                            n_resamples, seed, confidence)})
+        decisions = compare_decisions(labels, decide[a.name], decide[b.name])
+        auroc = paired_bootstrap_auroc(labels, {c: a.scores[c] for c in common}, {c: b.scores[c] for c in common},
+                                       n_resamples, seed, confidence)
+        first = decisions["only_a_right"] >= decisions["only_b_right"]
+        higher = (auroc["difference"] or 0) >= 0
+        decisions["verdict"] = verdict(decisions["mcnemar"]["p_value"], n_pairs, alpha, *((a.name, b.name) if first
+                                       else (b.name, a.name)), decisions["n"])
+        auroc["verdict"] = verdict(auroc["p_value"], n_pairs, alpha, *((a.name, b.name) if higher
+                                   else (b.name, a.name)), auroc["n"])
+        result["pairs"].append({"a": a.name, "b": b.name, "decisions": decisions, "auroc": auroc})
     result = to_jsonable(result)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -162,26 +178,29 @@ def _blocks(runs: list[Run], result: dict, y: np.ndarray, alpha: float) -> list:
     blocks.append(Image(data_uri(charts.roc_overlay_png(y, scores), "image/png"), "ROC curves of every run"))
 
     blocks.append(Heading("Paired tests"))
-    mcnemar, auroc = [], []
+    mcnemar, auroc, verdicts = [], [], []
     for pair in result["pairs"]:
         a, b, d, u = pair["a"], pair["b"], pair["decisions"], pair["auroc"]
         test = d["mcnemar"]
-        better = a if d["only_a_right"] > d["only_b_right"] else b
         mcnemar.append([f"{a} vs {b}", d["n"], d["both_right"], d["only_a_right"], d["only_b_right"], d["both_wrong"],
-                        test["recommended"], num(test["p_value"], 4), _reading(test["p_value"], alpha, better)])
-        higher = a if (u["difference"] or 0) > 0 else b
+                        test["recommended"], num(test["p_value"], 4), d["verdict"]["reading"]])
         auroc.append([f"{a} vs {b}", u["n"], num(u["auroc_a"]), num(u["auroc_b"]),
                       Estimate(num(u["difference"]), interval([u["ci_low"], u["ci_high"]], 3)),
-                      num(u["p_value"], 4), _reading(u["p_value"], alpha, higher)])
-    blocks += [Heading("McNemar on the yes/no decisions (A vs B)", 3),
+                      num(u["p_value"], 4), u["verdict"]["reading"]])
+        verdicts.append(f"{a} vs {b}: on the yes/no answers, {d['verdict']['reading']}; on AUROC, "
+                        f"{u['verdict']['reading']}.")
+    blocks += [Para("Verdict (a run is called better only when the paired test says so):", css="decision "
+                    + ("optimise" if any(p["decisions"]["verdict"]["significant"] for p in result["pairs"])
+                       else "inconclusive")), Bullets(verdicts),
+               Heading("McNemar on the yes/no decisions (A vs B)", 3),
                Table(["pair", "clips", "both right", "only A right", "only B right", "both wrong", "test", "p-value",
                       "reading"], mcnemar),
                Heading("Paired bootstrap on AUROC (A - B)", 3),
                Table(["pair", "clips", "AUROC A", "AUROC B", "difference [CI]", "p-value", "reading"], auroc),
                Para("A clip that either run of a pair did not answer is left out of that pair's tests (their ids are in "
                     "comparison.json). Exact binomial McNemar below 25 discordant clips, chi-square with continuity "
-                    f"correction above. p-values are per pair: with {len(result['pairs'])} pairs, multiply by "
-                    f"{len(result['pairs'])} (Bonferroni) before calling any one pair different.", css="note")]
+                    f"correction above. The p-value columns are per pair; the readings use them multiplied by the "
+                    f"{len(result['pairs'])} pairs (Bonferroni).", css="note")]
     return blocks
 
 

@@ -31,6 +31,15 @@ class Image:
     uri: str  # a data: URI
     alt: str
     width_px: int | None = None
+    zoom: bool = False  # HTML: shown small, a click toggles its full size (CSS only: the page has no script)
+
+
+@dataclass
+class Link:
+    """A table cell linking to a file or page (Markdown: [text](href); HTML: an anchor)."""
+
+    text: str
+    href: str
 
 
 @dataclass
@@ -81,6 +90,8 @@ def interval(ci, digits: int = 2) -> str:
 # --- Markdown -------------------------------------------------------------------------------------------------
 
 def _md_cell(cell) -> str:
+    if isinstance(cell, Link):
+        return f"[{_md_cell(cell.text)}](<{cell.href.replace('>', '%3E')}>)"
     text = cell.alt if isinstance(cell, Image) else str(cell)
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -121,13 +132,17 @@ table.gallery td { max-width: 420px; } table.gallery td:last-child { font-size: 
 table.keyvalue td:first-child { color: #4a5568; }
 .decision { font-size: 17px; padding: 10px 14px; border-radius: 6px; border-left: 6px solid; }
 .decision.deploy { background: #e8f7ee; border-color: #1f9d55; }
-.decision.optimise { background: #fff6e0; border-color: #d69e2e; }
+.decision.optimise { background: #e8f1fc; border-color: #2b6cb0; }
 .decision.fine-tune { background: #fdecec; border-color: #e53e3e; }
+.decision.inconclusive { background: #fff6e0; border-color: #d69e2e; }
 .decision.none { background: #edf0f4; border-color: #4a5568; }
 .warning { background: #fdecec; padding: 6px 10px; border-radius: 4px; }
 .note { color: #4a5568; font-size: 13.5px; }
 img { display: block; margin: 8px 0; max-width: 100%; }
 table img { margin: 0; }
+.zoom { cursor: zoom-in; display: inline-block; } .zoom input { display: none; }
+.zoom img { height: 64px; width: auto; max-width: none; }
+.zoom input:checked + img { height: auto; cursor: zoom-out; }
 """
 
 
@@ -143,6 +158,8 @@ def _numeric_columns(table: Table) -> list[bool]:
 def _html_cell(cell) -> str:
     if isinstance(cell, Image):
         return _html_image(cell)
+    if isinstance(cell, Link):
+        return f'<a href="{html.escape(cell.href, quote=True)}">{html.escape(cell.text)}</a>'
     if isinstance(cell, Estimate):
         ci = f'<span class="ci">{html.escape(cell.ci)}</span>' if cell.ci else ""
         return html.escape(cell.value) + ci
@@ -151,7 +168,10 @@ def _html_cell(cell) -> str:
 
 def _html_image(image: Image) -> str:
     width = f' width="{image.width_px}"' if image.width_px else ""
-    return f'<img src="{image.uri}" alt="{html.escape(image.alt, quote=True)}"{width}>'
+    tag = f'<img src="{html.escape(image.uri, quote=True)}" alt="{html.escape(image.alt, quote=True)}"{width}>'
+    if image.zoom:
+        return f'<label class="zoom" title="click to enlarge"><input type="checkbox">{tag}</label>'
+    return tag
 
 
 def to_html(title: str, blocks: list) -> str:

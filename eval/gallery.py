@@ -7,33 +7,56 @@ negatives (a cut-in, a pedestrian visible all along) or plain noise, and whether
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from eval import charts
-from eval.document import Heading, Image, Para, Table, data_uri, num
+from eval.document import Heading, Image, Link, Para, Table, data_uri, num
 from ghostprobe.frames import frames_from_row
 
 
-def _frame_strips(metrics: dict, sample_ids: set[str]) -> tuple[dict, str]:
-    """{sample_id: JPEG data URI} for the gallery, and a note when some could not be made (never an exception:
-    a moved dataset or a damaged row must not cost the user the rest of the report)."""
+def _frame_strips(metrics: dict, sample_ids: set[str], height_px: int) -> tuple[dict, dict, str]:
+    """{sample_id: JPEG data URI} and {sample_id: the clip's file} for the gallery, and a note when some could not
+    be made (never an exception: a moved dataset or a damaged row must not cost the user the rest of the report)."""
     if not sample_ids:
-        return {}, ""
+        return {}, {}, ""
     try:
         from datasets import load_from_disk
 
         dataset = load_from_disk(metrics["data"]["path"])[metrics["data"]["split"]]
         index = {s: i for i, s in enumerate(dataset["sample_id"]) if s in sample_ids}
+        videos = {s: dataset[i]["video"] for s, i in index.items()} if "video" in dataset.column_names else {}
         dataset = dataset.with_format("numpy", columns=["frames"])  # arrays, not nested Python lists: ~100x faster
     except Exception as err:  # noqa: BLE001  (any failure here only loses the thumbnails)
-        return {}, f"Frame strips unavailable ({type(err).__name__}: {err})."
+        return {}, {}, f"Frame strips unavailable ({type(err).__name__}: {err})."
     strips, failed = {}, sorted(sample_ids - set(index))
     for sample_id, i in index.items():
         try:
-            strips[sample_id] = data_uri(charts.frame_strip_jpeg(frames_from_row(dataset[i]["frames"])), "image/jpeg")
+            strip = charts.frame_strip_jpeg(frames_from_row(dataset[i]["frames"]), height_px=height_px)
+            strips[sample_id] = data_uri(strip, "image/jpeg")
         except Exception:  # noqa: BLE001
             failed.append(sample_id)
-    return strips, f"No frames for {', '.join(failed)}." if failed else ""
+    return strips, _clip_files(metrics["data"]["path"], videos), f"No frames for {', '.join(failed)}." if failed else ""
+
+
+def _clip_files(dataset_path: str, videos: dict[str, str]) -> dict[str, str]:
+    """The clip files as file: URIs, from the folder data prep resolved `video` against (prep_report.json)."""
+    try:
+        root = Path(json.loads((Path(dataset_path) / "prep_report.json").read_text(encoding="utf-8"))["videos_root"])
+    except (OSError, ValueError, KeyError):  # a dataset prepared before videos_root was recorded: no links
+        return {}
+    return {sample_id: (root / video).resolve().as_uri() for sample_id, video in videos.items() if video}
+
+
+def label_text(row: dict) -> str:
+    """"ghost_probing, event at 3.0 s (actor child, light day)": the label first, then what is known of it."""
+    text = str(row.get("label") or "unlabelled")
+    if row.get("t_event_s") is not None:
+        text += f", event at {row['t_event_s']:.1f} s"
+    context = ", ".join(f"{k} {row[k]}" for k in ("actor", "occluder", "light", "weather") if row.get(k))
+    return text + (f" ({context})" if context else "")
 
 
 def gallery(metrics: dict, rows: list[dict], y: np.ndarray, p: np.ndarray, settings: dict) -> list:
@@ -44,18 +67,18 @@ def gallery(metrics: dict, rows: list[dict], y: np.ndarray, p: np.ndarray, setti
     fn = [i for i in np.argsort(np.where(scored, p, np.inf)) if scored[i] and y[i] and p[i] < threshold]
     missing = list(np.flatnonzero(~scored))
     shown = {rows[i]["sample_id"] for i in fp[:size] + fn[:size]}
-    strips, note = _frame_strips(metrics, shown) if settings.get("thumbnails", True) else ({}, "")
+    strips, files, note = (_frame_strips(metrics, shown, int(settings["strip_height_px"]))
+                           if settings.get("thumbnails", True) else ({}, {}, ""))
 
     def item(i: int) -> list:
         r = rows[i]
         sid = r["sample_id"]
-        frames = Image(strips[sid], f"frames of {sid}") if sid in strips else "-"
-        context = ", ".join(f"{k} {r[k]}" for k in ("actor", "occluder", "light", "weather") if r.get(k))
-        event = f"; event at {r['t_event_s']:.1f} s" if r.get("t_event_s") is not None else ""
+        frames = Image(strips[sid], f"frames of {sid}", zoom=True) if sid in strips else "-"
         parsed = {True: "yes", False: "no", None: "unclear"}[r.get("parsed_answer")]
         answer = (f"{r['answer'][:300]} [parsed: {parsed}]" if r.get("answer")
                   else "(no free-text answer; run with generate_answers=true)")
-        return [frames, sid, f"{r.get('label', '')}: {context}{event}", num(float(p[i])), answer]
+        sample = Link(sid, files[sid]) if sid in files else sid
+        return [frames, sample, label_text(r), num(float(p[i])), answer]
 
     header = ["frames", "sample", "label and context", "P(ghost probing)", "answer"]
     blocks = [Heading("Gallery: where the model is wrong")]

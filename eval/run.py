@@ -177,6 +177,7 @@ def main(cfg: DictConfig) -> None:
     summary = summarize(by_split[cfg.data.split], by_split.get("val", []), by_split.get("earliness", []),
                         OmegaConf.to_container(cfg, resolve=True), test_wall_s, stage)
     metrics = {"model": model_name, "prompt": prompt.name, "prompt_format": getattr(model, "prompt_format", None),
+               "model_stage": stage, "model_random_init": is_random_init(model_cfg, stage),
                "data": {"path": str(cfg.data.path), "split": cfg.data.split, "fingerprint": fingerprint,
                         "num_samples": len(by_split[cfg.data.split])},
                **summary, "config": OmegaConf.to_container(cfg, resolve=True)}
@@ -198,6 +199,17 @@ def model_stage(model_cfg: dict) -> str:
     # The trainer writes CHECKPOINT_INFO into every checkpoint; scripts/export_model.py writes export_info.json.
     trained = (model_dir / CHECKPOINT_INFO).is_file() or (model_dir / "export_info.json").is_file()
     return "fine-tuned" if trained else "zero-shot"
+
+
+def is_random_init(model_cfg: dict, stage: str) -> bool:
+    """True for the random-init tiny stand-in built by the project and not trained: its figures say nothing about
+    any detector, and the report and console say so."""
+    if stage != "zero-shot" or model_cfg["kind"] != "video_llama" or not model_cfg.get("path"):
+        return False
+    from ghostprobe.models.video_llama.finetuned import resolve_model_dir
+    from ghostprobe.models.video_llama.tiny import RANDOM_INIT_MARKER
+
+    return (resolve_model_dir(model_cfg["path"]) / RANDOM_INIT_MARKER).is_file()
 
 
 def _fail_on_failed_clips(metrics: dict, max_failed_fraction: float) -> None:
@@ -253,15 +265,30 @@ def _merge_ranks(out_dir: Path, world_size: int, rank: int) -> None:
 
 def _print_summary(metrics: dict, out_dir: Path) -> None:
     model = metrics["classification"]["model"]
-    timing = metrics["timing"]
+    timing, decision, tuned = metrics["timing"], metrics["decision"], metrics["tuned_threshold"]
+    if metrics.get("model_random_init"):
+        print(f"  NOTE: {metrics['model']} is the random-init stand-in built by the project, not a trained model: "
+              "these figures say nothing about any detector")
     print(f"{metrics['model']} on {metrics['data']['num_samples']} clips ({metrics['data']['split']}), "
-          f"threshold {metrics['threshold']['value']:.3f} ({metrics['threshold']['source']})")
-    print(f"  accuracy {model['accuracy_nan_as_wrong']:.3f}  FPR {_fmt(model['fpr'])}  F1 {_fmt(model['f1'])}  "
-          f"AUROC {_fmt(model['auroc'])}  p95 latency {_fmt(timing['latency_p95_s'])} s")
-    decision = metrics["decision"]
-    action = f"decision: {decision['action']}: " if decision["action"] else ""  # else the reason says "no decision"
+          f"the model's own answer (threshold {metrics['threshold']['value']:g})")
+    print(f"  accuracy {model['accuracy_nan_as_wrong']:.3f} {_interval(decision.get('accuracy_interval'))}  "
+          f"FPR {_fmt(model['fpr'])}  F1 {_fmt(model['f1'])}  AUROC {_fmt(model['auroc'])}  "
+          f"p95 latency {_fmt(timing['latency_p95_s'])} s")
+    if tuned["available"]:
+        m = tuned["metrics"]
+        print(f"  at a tuned threshold ({tuned['note']}): accuracy {m['accuracy_nan_as_wrong']:.3f} "
+              f"{_interval(m['intervals']['accuracy_nan_as_wrong'])}  FPR {_fmt(m['fpr'])}")
+    else:
+        print(f"  no tuned threshold: {tuned['reason']}")
+    action = f"decision: {decision['action'].upper()}: " if decision["action"] else ""  # else "no decision: ..."
     print(f"  {action}{decision['reason']}")
     print(f"  -> {out_dir / 'metrics.json'}")
+
+
+def _interval(ci: dict | None) -> str:
+    if not ci or ci.get("low") is None:
+        return ""
+    return f"[{ci['low']:.3f}, {ci['high']:.3f}]"
 
 
 def _fmt(value) -> str:

@@ -39,16 +39,23 @@ class BudgetReached(Exception):
 
 
 def resolve_threshold(cfg: DictConfig) -> dict:
-    """The on/off thresholds: `threshold=`, or the one an eval run chose on its val split (`threshold_from=`)."""
+    """The on/off thresholds: `threshold=`, or an eval run's (`threshold_from=`): its tuned threshold when it has one
+    chosen on a val split, else the model's own answer (0.5). A cross-fitted run has one threshold per fold, none of
+    which is the run's: the scan then keeps 0.5 and says so."""
     on, source = float(cfg.threshold), "threshold="
     if cfg.threshold_from:
         path = Path(cfg.threshold_from) / "metrics.json"
         try:
-            on = float(json.loads(path.read_text())["threshold"]["value"])
+            metrics = json.loads(path.read_text())
+            tuned = metrics.get("tuned_threshold") or {}
+            if tuned.get("available") and tuned.get("source") == "val":
+                on, which = float(tuned["threshold"]), f"its threshold tuned on val ({tuned['note']})"
+            else:
+                on, which = float(metrics["threshold"]["value"]), "the model's own answer (no val-tuned threshold)"
         except (OSError, KeyError, TypeError, ValueError) as err:
             raise ScanSetupError(f"scan: threshold_from={cfg.threshold_from}: cannot read the threshold from {path} "
                                  f"({type(err).__name__}: {err}); point it at an eval/run.py output_dir") from None
-        source = f"threshold_from={cfg.threshold_from}"
+        source = f"threshold_from={cfg.threshold_from}: {which}"
     off = off_threshold(on, float(cfg.alerts.hysteresis))
     return {"on": on, "off": off, "min_gap_s": float(cfg.alerts.min_gap_s), "source": source}
 

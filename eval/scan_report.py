@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from eval.charts import frame_strip_jpeg, lead_time_png, recall_false_alerts_png, scan_timeline_png
-from eval.document import Bullets, Heading, Image, Para, Table, data_uri, num, to_html
+from eval.document import Bullets, Heading, Image, Para, Table, data_uri, interval, num, to_html
 from eval.scanning import scan_windows
 from ghostprobe.sampling import FrameClock
 from ghostprobe.video import VideoInfo, VideoReadError, frame_times_s, read_frames
@@ -44,14 +44,21 @@ def _overview(summary: dict) -> list:
 
 def _metrics_section(m: dict) -> list:
     lead = m["lead_time_s"]
+    rate_ci = m.get("false_alerts_per_hour_interval") or {}
     rows = [["event recall", f"{num(m['recall'])} ({m['hits']} of {m['events']} ghost-probing events)"],
-            ["false alerts per hour", f"{num(m['false_alerts_per_hour'], 2)} ({m['false_alerts']} in "
-                                      f"{m['hours'] * 60:.1f} minutes)"],
+            ["false alerts per hour", f"{num(m['false_alerts_per_hour'], 2)} {interval([rate_ci.get('low'), rate_ci.get('high')])} "
+                                      f"({m['false_alerts']} in {m['hours'] * 60:.1f} minutes; look-alikes under an "
+                                      "alert count, even when the alert also hits an event)"],
+            ["driving time under alert", f"{num(m.get('alert_time_fraction'))} of the time; "
+                                         f"{num(m.get('alert_time_outside_hits_s'), 1)} s outside every hit window"],
             ["lead time (alert start - t_event_s)", f"median {num(lead['p50'], 2)} s, p10 {num(lead['p10'], 2)} s, "
                                                     f"p90 {num(lead['p90'], 2)} s (n = {lead['n']}); negative = "
                                                     "before the actor enters the path"],
             ["hit", f"an alert overlapping [t_first_visible_s - {m['margin_s']:g} s, t_end_s]"]]
     blocks = [Heading("Events"), Table(["metric", "value"], rows, css="keyvalue")]
+    if m.get("rate_note"):
+        blocks.append(Para(f"Note: rates per hour are {rate_ci.get('confidence', 0.95):.0%} exact Poisson intervals "
+                           f"in brackets; {m['rate_note']}.", "note"))
     blocks.append(Image(data_uri(recall_false_alerts_png(m["curve"], m["operating_point"]), "image/png"),
                         "event recall against false alerts per hour over thresholds"))
     if lead["values"]:

@@ -16,15 +16,6 @@ def _scores(rows: list[dict]) -> np.ndarray:
     return np.array([math.nan if r["p_ghost_probing"] is None else r["p_ghost_probing"] for r in rows], float)
 
 
-def choose_threshold(val_rows: list[dict], cfg: dict) -> dict:
-    """The decision threshold: chosen on val scores when there are any, else the parsed answers' 0.5."""
-    if val_rows and not np.isnan(_scores(val_rows)).all():
-        chosen = M.choose_threshold([r["is_ghost_probing"] for r in val_rows], _scores(val_rows),
-                                    criterion=cfg["threshold_criterion"])
-        return {**chosen, "source": f"val split ({len(val_rows)} samples, {cfg['threshold_criterion']})"}
-    return {"threshold": 0.5, "source": "default 0.5 (no scored val split)"}
-
-
 def effective_scores(rows: list[dict]) -> tuple[np.ndarray, str]:
     """Scores from the answer-token probabilities; where a model gave none, its parsed yes/no answer (1/0)."""
     p = _scores(rows)
@@ -48,31 +39,75 @@ def failure_causes(rows: list[dict], scores: np.ndarray) -> dict[str, int]:
 def summarize(test_rows: list[dict], val_rows: list[dict], earliness_rows: list[dict], cfg: dict,
               wall_s: float | None, model_stage: str = "zero-shot") -> dict:
     """Everything metrics.json holds except the identity fields, which run.py adds. `model_stage`: "zero-shot",
-    or "fine-tuned" for a checkpoint trained here (the decision's next steps differ)."""
+    or "fine-tuned" for a checkpoint trained here (the decision's next steps differ).
+
+    The headline figures and the decision read the model's own answer (threshold 0.5); a tuned threshold is a second
+    result beside them (`tuned_threshold`), never in their place.
+    """
     mcfg = cfg["metrics"]
-    threshold = choose_threshold(val_rows, mcfg)
-    y = [bool(r["is_ghost_probing"]) for r in test_rows]
+    rule = M.DecisionRule.from_config(cfg["decision"])
+    threshold = M.OWN_ANSWER_THRESHOLD
+    y = np.array([bool(r["is_ghost_probing"]) for r in test_rows], dtype=bool)
     p, score_source = effective_scores(test_rows)
-    groups = {column: [r.get(column) or "unknown" for r in test_rows] for column in mcfg["group_by"]}
+    groups = {column: [r.get(column) for r in test_rows] for column in mcfg["group_by"]
+              if any(r.get(column) not in (None, "", "unknown") for r in test_rows)}  # all-unknown columns say nothing
     classification = M.classification_report(
-        y, p, threshold["threshold"], clip_ids=[r["sample_id"] for r in test_rows], groups=groups,
+        y, p, threshold, clip_ids=[r["sample_id"] for r in test_rows], groups=groups,
         n_bins=mcfg["ece_bins"], n_resamples=mcfg["bootstrap_resamples"], seed=mcfg["seed"])
     timing = M.timing_stats([r["latency_s"] if r["error"] is None else None for r in test_rows], wall_s=wall_s,
                             n_gpus=mcfg["n_gpus"], price_per_gpu_hour=mcfg["price_per_gpu_hour"],
                             api_cost_usd=[r.get("cost_usd") or 0.0 for r in test_rows])
-    decision = M.decide(classification["model"], classification["baselines"], timing, classification["ci"],
-                        deploy_above=mcfg["accuracy_deploy"], fine_tune_below=mcfg["accuracy_finetune"],
-                        target_accuracy=mcfg["target_accuracy"], target_time_s=mcfg["target_seconds_per_video"],
-                        model_stage=model_stage, min_answered_fraction=mcfg["min_answered_fraction"],
-                        failure_causes=failure_causes(test_rows, p))
+    decided_on = _decision_clips(test_rows)
+    decision = M.decide(y[decided_on["mask"]], p[decided_on["mask"]], threshold, timing, rule=rule,
+                        model_stage=model_stage, failure_causes=failure_causes(test_rows, p))
+    if decided_on["note"]:
+        decision.reason = f"{decided_on['note']} {decision.reason}"
+    tuned = _tuned(test_rows, val_rows, y, p, score_source, mcfg, rule)
     summary = {
-        "threshold": {"value": threshold["threshold"], "source": threshold["source"], "scores": score_source},
-        "classification": classification, "timing": timing, "decision": decision,
+        "threshold": {"value": threshold, "source": "the model's own answer: yes when P(yes) >= P(no)",
+                      "scores": score_source},
+        "tuned_threshold": tuned,
+        "classification": classification, "timing": timing,
+        "decision": {**decision.to_dict(), "label_quality": decided_on["quality"],
+                     "n_decided_on": int(decided_on["mask"].sum())},
         "errors": [{"sample_id": r["sample_id"], "error": r["error"]} for r in test_rows if r["error"]],
         "earliness": _earliness(earliness_rows) if earliness_rows else None,
         "localisation": _localisation(test_rows) if any("event_time_answer" in r for r in test_rows) else None,
     }
     return M.to_jsonable(summary)
+
+
+def _decision_clips(rows: list[dict]) -> dict:
+    """Which clips the decision is taken on: the gold-labelled ones when there are any beside weak labels (weak
+    labels come from a dataset's categories and are about half right for ghost probing), else all."""
+    quality = np.array([(r.get("label_quality") or "gold") == "gold" for r in rows], dtype=bool)
+    if quality.all():
+        return {"mask": quality, "quality": "gold", "note": ""}
+    if not quality.any():
+        return {"mask": ~quality, "quality": "weak",
+                "note": f"Every one of the {len(rows)} labels is weak (from a dataset's categories, not reviewed): "
+                        "the decision below rests on weak labels."}
+    return {"mask": quality, "quality": "gold",
+            "note": f"Decided on the {int(quality.sum())} gold-labelled clips; the {int((~quality).sum())} weak labels "
+                    "are reported apart (by label_quality)."}
+
+
+def _tuned(test_rows: list[dict], val_rows: list[dict], y: np.ndarray, p: np.ndarray, score_source: str,
+           mcfg: dict, rule) -> dict:
+    """The tuned-threshold result (a second, labelled figure), or why there is none."""
+    if score_source == "parsed answers":
+        return {"available": False, "refused": [], "reason": "the scores are parsed yes/no answers: there is no "
+                                                              "threshold to tune"}
+    y_val = p_val = None
+    if val_rows:
+        y_val = [bool(r["is_ghost_probing"]) for r in val_rows]
+        p_val = effective_scores(val_rows)[0]
+    result = M.tuned_threshold(
+        y, p, [r["clip_id"] for r in test_rows], y_val, p_val, policy=mcfg["tuned_threshold"],
+        criterion=mcfg["threshold_criterion"], min_val_clips=mcfg["min_val_clips"],
+        min_val_per_class=mcfg["min_val_per_class"], crossfit_folds=mcfg["crossfit_folds"], seed=mcfg["seed"],
+        confidence=rule.confidence, interval=rule.interval)
+    return result
 
 
 def _earliness(rows: list[dict]) -> dict:

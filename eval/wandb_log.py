@@ -28,6 +28,12 @@ def log_eval(cfg: DictConfig, metrics: dict, out_dir: Path, max_thumbnails: int 
     summary.update({f"timing/{k}": v for k, v in metrics["timing"].items() if isinstance(v, (int, float))})
     summary["decision"] = metrics["decision"]["action"] or "no decision"  # too few clips answered to apply the rule
     summary["decision_reason"] = metrics["decision"]["reason"]
+    interval = metrics["decision"].get("accuracy_interval") or {}
+    if interval.get("low") is not None:  # the decision's own interval, so a dashboard never shows a bare accuracy
+        summary.update({"decision/accuracy_low": interval["low"], "decision/accuracy_high": interval["high"],
+                        "decision/n": metrics["decision"]["n"]})
+    if metrics.get("model_random_init"):
+        summary["model_random_init"] = True
     if metrics.get("prompt_format"):
         summary["prompt_format"] = metrics["prompt_format"]
     run.summary.update(summary)

@@ -19,11 +19,12 @@ def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:
 
 
 def prep_settings(**overrides) -> dict:
-    """The resolved `prep` section of conf/data_prep.yaml; `sampling=NAME` picks a conf/sampling/ file."""
+    """The resolved `prep` section of conf/data_prep.yaml; `sampling=NAME` / `split=NAME` pick a conf/sampling/ or
+    conf/split/ file."""
     from omegaconf import OmegaConf
 
-    args = [f"prep.{key}={value}" for key, value in overrides.items() if key != "sampling"]
-    if "sampling" in overrides:
-        args.append(f"sampling@prep.sampling={overrides['sampling']}")
+    groups = ("sampling", "split")
+    args = [f"prep.{key}={value}" for key, value in overrides.items() if key not in groups]
+    args += [f"{group}={overrides[group]}" for group in groups if group in overrides]
     cfg = compose("data_prep", ["out_dir=unused", *args])
     return OmegaConf.to_container(cfg.prep, resolve=True)

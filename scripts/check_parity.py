@@ -117,7 +117,8 @@ def prepare_videos(fixture: Path, videos: list[str], frame_size: int, num_frames
     settings = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "data_prep.yaml").prep)
     settings.update(frame_size=frame_size, resize="decoder",
                     sampling={**OmegaConf.to_container(OmegaConf.load(CONF_DIR / "sampling" / "uniform.yaml")),
-                              "num_frames": num_frames})
+                              "num_frames": num_frames},
+                    split=OmegaConf.to_container(OmegaConf.load(CONF_DIR / "split" / "random.yaml")))
     out_dir = work_dir / f"prepared_{frame_size}"
     report = prepare_dataset(labels_path, out_dir, settings, videos_dir=fixture)
     if report["rejected"]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from transformers import LlamaForCausalLM
 
 from ghostprobe import metrics as M
@@ -47,17 +48,20 @@ def draw_clip(clip_index: int, positive: bool, num_frames: int = 6) -> np.ndarra
 
 
 def write_frames_dataset(path: Path) -> Path:
-    """A DatasetDict on disk with sample_id, clip_id and uint8 frames for every test and val clip."""
+    """A DatasetDict on disk with sample_id, clip_id, video and uint8 frames for every test and val clip, and the
+    prep_report.json naming the (absent) videos folder `path.parent / "videos"` that `video` is relative to."""
     from datasets import Array4D, Dataset, DatasetDict, Features, Value
 
-    features = Features({"sample_id": Value("string"), "clip_id": Value("string"),
+    features = Features({"sample_id": Value("string"), "clip_id": Value("string"), "video": Value("string"),
                          "frames": Array4D(shape=(None, 36, 64, 3), dtype="uint8")})
 
     def split(ids, labels):
-        return Dataset.from_dict({"sample_id": ids, "clip_id": ids, "frames": [
-            draw_clip(k, label == "ghost_probing") for k, label in enumerate(labels)]}, features=features)
+        return Dataset.from_dict({"sample_id": ids, "clip_id": ids, "video": [f"clips/{c}.mp4" for c in ids],
+                                  "frames": [draw_clip(k, label == "ghost_probing") for k, label in enumerate(labels)]},
+                                 features=features)
 
     DatasetDict(test=split(CLIP_IDS, LABELS), val=split(VAL_IDS, VAL_LABELS)).save_to_disk(str(path))
+    (path / "prep_report.json").write_text(json.dumps({"videos_root": str(path.parent / "videos")}))
     return path
 
 
@@ -104,26 +108,21 @@ def make_run_dir(out_dir: Path, dataset_path: Path, model="videollama2_7b_finetu
         for row in val + test:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
-    y, p = [r["is_ghost_probing"] for r in test], [r["p_ghost_probing"] for r in test]
-    threshold = M.choose_threshold([r["is_ghost_probing"] for r in val], [r["p_ghost_probing"] for r in val])
-    groups = {c: [r[c] or "unknown" for r in test] for c in ("label", "actor", "occluder", "light", "weather")}
-    classification = M.classification_report(y, p, threshold["threshold"], clip_ids=[r["sample_id"] for r in test],
-                                             groups=groups, n_resamples=200)
-    timing = M.timing_stats([r["latency_s"] if r["error"] is None else None for r in test], n_gpus=1,
-                            price_per_gpu_hour=2.0, api_cost_usd=[r["cost_usd"] for r in test])
-    decision = M.decide(classification["model"], classification["baselines"], timing, classification["ci"])
+    from eval.summarize import summarize
+    from ghostprobe.config import compose
+
+    cfg = OmegaConf.to_container(compose("eval", [f"data.path={dataset_path}", f"output_dir={out_dir}",
+                                                  "metrics.bootstrap_resamples=200",
+                                                  f"report.gallery_size={gallery_size}"]), resolve=True)
+    summary = summarize(test, val, [], cfg, None)
     windows = [(r["clip_id"], end, min(1.0, r["p_ghost_probing"] * end / 4)) for r in test
                if r["p_ghost_probing"] is not None for end in (1.0, 2.0, 3.0, 4.0)]
     clips = {r["clip_id"]: (r["is_ghost_probing"], r["t_event_s"]) for r in test}
+    summary["earliness"] = M.earliness_metrics(windows, clips) if earliness else None
     metrics = {
         "model": model, "prompt": prompt,
         "data": {"path": str(dataset_path), "split": "test", "fingerprint": fingerprint, "num_samples": len(test)},
-        "threshold": {"value": threshold["threshold"], "source": "val split (10 samples, balanced_accuracy)",
-                      "scores": "answer-token probabilities"},
-        "classification": classification, "timing": timing, "decision": decision,
-        "earliness": M.earliness_metrics(windows, clips) if earliness else None, "localisation": None,
-        "config": {"report": {"gallery_size": gallery_size, "thumbnails": True},
-                   "metrics": {"target_accuracy": 0.85, "target_seconds_per_video": 120}},
+        **summary, "config": cfg,
     }
     text = json.dumps(M.to_jsonable(metrics), indent=2, ensure_ascii=False, allow_nan=False)
     (out_dir / "metrics.json").write_text(text, encoding="utf-8")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from eval.compare import compare_runs
+from eval.compare import compare_runs, verdict
 from ghostprobe.metrics import mcnemar_test, paired_bootstrap_auroc
 from helpers import CLIP_IDS, REPO_ROOT, make_run_dir, write_frames_dataset
 
@@ -57,6 +57,9 @@ def test_two_runs_side_by_side_with_the_library_mcnemar_p(two_runs, tmp_path):
     assert pair["decisions"]["n"] == 34 - 3  # clip003 (A) and clip005, clip030 (B) have no answer
     row = next(line for line in md.splitlines() if line.startswith("| videollama2_7b_finetuned vs gpt4o | 31 |"))
     assert f"| {only_a} | {only_b} |" in row and f"| {expected['p_value']:.4f} |" in row
+    reading = pair["decisions"]["verdict"]["reading"]
+    assert reading in row and reading.startswith("inconclusive" if expected["p_value"] >= 0.05 else
+                                                 "videollama2_7b_finetuned is better than gpt4o")
 
     common = sorted(set(rows_a) & set(rows_b))
     labels = {c: rows_a[c]["is_ghost_probing"] for c in common}
@@ -99,3 +102,12 @@ def test_cli_with_hydra_list_of_runs(two_runs, tmp_path):
     assert "compared 2 runs on 34 common clips" in done.stdout
     assert json.loads((out / "comparison.json").read_text())["pairs"][0]["auroc"]["n_resamples"] == 100
     assert (out / "comparison.html").exists()
+
+
+def test_a_run_is_called_better_only_when_the_paired_test_says_so():
+    assert verdict(0.01, 1, 0.05, "13B", "7B", 80) == {"reading": "13B is better than 7B (p = 0.01 < 0.05)",
+                                                      "p_adjusted": 0.01, "significant": True}
+    three_pairs = verdict(0.03, 3, 0.05, "prompt A", "prompt B", 80)  # Bonferroni over 3 pairs: 0.09
+    assert not three_pairs["significant"] and three_pairs["p_adjusted"] == pytest.approx(0.09)
+    assert three_pairs["reading"] == "inconclusive: 80 clips do not tell them apart (p = 0.09)"
+    assert verdict(float("nan"), 1, 0.05, "a", "b", 0)["reading"] == "not testable"

@@ -57,6 +57,14 @@ def _at(node, path):
     return node
 
 
+def _header_package(relative: str) -> str | None:
+    """The `# @package X` header of a group file (None when it has none)."""
+    for line in (CONF_DIR / relative).read_text().splitlines():
+        if line.startswith("# @package "):
+            return line.split(maxsplit=2)[2].strip()
+    return None
+
+
 def _literal(value) -> bool:
     """A value Hydra takes as written: not mandatory (???) and no interpolation."""
     return value != "???" and "${" not in str(value)
@@ -73,7 +81,8 @@ def test_top_level_config_composes(config_name):
             if key.startswith("override ") or option is None:
                 continue
             group, _, package = key.replace("optional ", "").partition("@")
-            node = _at(resolved, (package or group).split("."))
+            package = package or _header_package(f"{group}/{option}.yaml") or group
+            node = resolved if package == "_global_" else _at(resolved, package.split("."))
             assert isinstance(node, dict) and node, f"conf/{config_name}.yaml: group {group} composed to {node!r}"
     own = {k: v for k, v in raw.items() if k not in ("defaults", "hydra")}
     for path, value in _leaves(own):
@@ -97,10 +106,13 @@ def test_every_group_option_composes(relative):
     text = (CONF_DIR / relative).read_text()
     # the option's own values reach the composed config, where its package puts them (a misplaced
     # `# @package` header, a typo in a nested key or a base file overriding its child would break this)
-    if "# @package _global_" in text:
+    header = _header_package(relative)
+    if "@" in key:
+        where = tuple(key.lstrip("+").partition("@")[2].split("."))
+    elif header == "_global_":
         where = ()
     else:
-        where = tuple(key.lstrip("+").partition("@")[2].split(".")) if "@" in key else (group,)
+        where = tuple((header or group).split("."))
     raw = yaml.safe_load(text) or {}
     own = {k: v for k, v in raw.items() if k not in ("defaults", "hydra")}
     assert own or raw.get("defaults"), f"conf/{relative} sets nothing"

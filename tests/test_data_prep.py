@@ -249,6 +249,31 @@ def run_prep(labels, out, *extra):
                            *extra], capture_output=True, text=True, timeout=300)
 
 
+def test_zero_shot_split_puts_every_clip_in_test_and_small_test_splits_are_warned_about(tmp_path, make_video):
+    make_video("videos/a.mp4", num_frames=60, width=32, height=32)
+    make_video("videos/b.mp4", num_frames=60, width=32, height=32, seed=1)
+    entries = [clip(f"c{i:02d}", f"videos/{'ab'[i % 2]}.mp4", "ghost_probing" if i % 3 == 0 else "normal",
+                    group=f"g{i}") for i in range(12)]
+    entries[0]["split"] = entries[2]["split"] = "train"  # fixed splits in the label file: zero-shot scores them too
+    labels = write_label_file(tmp_path / "labels.json", entries)
+    zero_shot = run_prep(labels, tmp_path / "zs", "split=zero_shot")  # the documented command-line form
+    assert zero_shot.returncode == 0, zero_shot.stderr
+    dataset = load_from_disk(str(tmp_path / "zs"))
+    assert list(dataset) == ["test"] and sorted(dataset["test"]["clip_id"]) == [e["clip_id"] for e in entries]
+    report = json.loads((tmp_path / "zs/prep_report.json").read_text())
+    assert report["split_policy"] == "zero_shot"
+    assert "2 clips had a fixed split in the label file (train 2); this split policy ignores it" in report["warnings"]
+    warning = ("SMALL TEST SPLIT: test holds 12 clips (prep.min_test_clips=50) and 4 ghost probing and 8 other clips "
+               "(prep.min_test_clips_per_class=10)")
+    assert report["test_split_warning"].startswith(warning) and f"WARNING: {warning}" in zero_shot.stdout
+    quiet = prepare_dataset(labels, tmp_path / "quiet", prep_settings(split="zero_shot", min_test_clips=10,
+                                                                      min_test_clips_per_class=4))
+    assert quiet["test_split_warning"] is None
+    fixed = prepare_dataset(labels, tmp_path / "random", prep_settings())  # the default split honours fixed ones
+    assert "c00" in load_from_disk(str(tmp_path / "random"))["train"]["clip_id"]
+    assert "split=zero_shot" in fixed["test_split_warning"]
+
+
 def test_exit_code_follows_rejected_share(tmp_path, make_video):
     make_video("videos/ok.mp4")
     entries = [clip(f"ok{i}", "videos/ok.mp4") for i in range(9)] + [clip("gone", "videos/gone.mp4")]

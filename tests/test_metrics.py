@@ -10,18 +10,21 @@ import pytest
 from sklearn import metrics as skm
 
 from ghostprobe.metrics import (
+    DecisionRule,
     answers_to_scores,
     bootstrap_ci,
     choose_threshold,
     classification_metrics,
     classification_report,
     clip_scores_from_windows,
+    clips_needed,
     decide,
     earliness_metrics,
     format_table,
     group_metrics,
     localisation_metrics,
     prior_baseline,
+    proportion_interval,
     rule_action,
     timing_stats,
     to_jsonable,
@@ -408,24 +411,146 @@ def test_localisation_by_hand():
 
 # --- decision rule ------------------------------------------------------------------------------------------------
 
-def decision_inputs(n_correct, n=10, n_pos=5, missing=0):
-    """n clips, n_pos positives; the model is right on the first n_correct clips, unanswered on the last `missing`."""
+def answers(n_correct, n=10, n_pos=5, missing=0, spread_errors=False):
+    """n clips, n_pos positives; the model is right on n_correct clips, unanswered on the last `missing`.
+    The errors fall on the last clips (the negatives), or with `spread_errors` spread over both classes in
+    proportion to their sizes (the first clips of each class are the wrong ones)."""
     y = np.array([True] * n_pos + [False] * (n - n_pos))
-    p = np.where(y, 0.9, 0.1)
-    p[n_correct:] = np.where(y[n_correct:], 0.1, 0.9)
+    right = np.ones(n, bool)
+    n_wrong = n - n_correct
+    if spread_errors:
+        wrong_pos = round(n_wrong * n_pos / n)
+        right[:wrong_pos] = False
+        right[n_pos:n_pos + n_wrong - wrong_pos] = False
+    else:
+        right[n_correct:] = False
+    p = np.where(right == y, 0.9, 0.1)
     if missing:
         p[n - missing:] = np.nan
-    return classification_metrics(y, p), trivial_baselines(y)
+    return y, p
 
 
-@pytest.mark.parametrize("n_correct, action", [(9, "deploy"), (8, "optimise"), (7, "optimise"), (6, "optimise"),
-                                               (5, "fine-tune")])
-def test_decision_branches_and_exact_boundaries(n_correct, action):
-    metrics, baselines = decision_inputs(n_correct)
-    d = decide(metrics, baselines)
-    assert d.action == action
-    assert f"{n_correct}/10" in d.reason and action in d.reason
+@pytest.mark.parametrize("successes, n", [(0, 6), (5, 6), (6, 6), (1, 1), (92, 100), (70, 300), (537, 1000)])
+@pytest.mark.parametrize("method", ["exact", "wilson"])
+def test_proportion_intervals_equal_scipys(successes, n, method):
+    from scipy.stats import binomtest
+
+    from ghostprobe.metrics.intervals import _bounds
+
+    ours = proportion_interval(successes, n, method=method)
+    theirs = binomtest(successes, n).proportion_ci(confidence_level=0.95, method=method)
+    assert (ours["low"], ours["high"]) == (pytest.approx(theirs.low), pytest.approx(theirs.high))
+    low, high = _bounds(np.array([successes]), np.array([n]), 0.95, method)  # the vectorised form clips_needed uses
+    assert (low[0], high[0]) == (pytest.approx(theirs.low, abs=1e-9), pytest.approx(theirs.high, abs=1e-9))
+    assert math.isnan(proportion_interval(0, 0)["low"])
+
+
+def test_five_of_six_is_inconclusive_and_says_how_many_clips_would_settle_it():
+    y, p = answers(5, n=6, n_pos=3)
+    d = decide(y, p)
+    assert d.action == "inconclusive"
+    assert d.spans == ["fine-tune", "optimise", "deploy"]
+    assert (d.accuracy_interval["low"], d.accuracy_interval["high"]) == (pytest.approx(0.3588, abs=1e-4),
+                                                                        pytest.approx(0.9958, abs=1e-4))
+    assert d.clips_needed == {"line": 0.8, "n": clips_needed(5 / 6, 0.8)}  # 83% points to deploy: the 80% line
+    assert d.accuracy_target["status"] == "uncertain"
+    assert "spans fine-tune, optimise and deploy -> inconclusive" in d.reason
+    assert f"About {d.clips_needed['n']} clips at this accuracy would settle it (the interval clearing the 80% line)" \
+        in d.reason
+    # 70% points to optimise: the interval must clear both lines, and the harder one counts
+    seventy = decide(*answers(14, n=20, n_pos=10, spread_errors=True)).clips_needed
+    assert seventy["n"] == max(clips_needed(0.7, 0.6), clips_needed(0.7, 0.8))
+    assert "label more clips" in d.next_steps
     strict_json(d.to_dict())
+
+
+def test_92_of_100_beating_the_baseline_deploys():
+    y, p = answers(92, n=100, n_pos=60, spread_errors=True)  # 5 positives and 3 negatives wrong
+    d = decide(y, p)
+    assert d.action == "deploy" and d.accuracy_interval["low"] > 0.8
+    assert d.baseline_test["baseline"] == "always_yes" and d.baseline_test["baseline_accuracy"] == 0.6
+    assert d.beats_baselines and d.baseline_test["p_value"] < 1e-6
+    assert d.fpr_check["passed"] and d.fpr_check["estimate"] == pytest.approx(3 / 40)
+    assert d.next_steps == "deploy zero-shot; no training needed"
+
+
+@pytest.mark.parametrize("n_correct, n, action", [(70, 300, "fine-tune"), (700, 1000, "optimise"),
+                                                  (66, 100, "inconclusive"), (92, 100, "deploy")])
+def test_each_branch(n_correct, n, action):
+    y, p = answers(n_correct, n=n, n_pos=n // 2, spread_errors=True)
+    d = decide(y, p)
+    assert d.action == action, d.reason
+    low, high = d.accuracy_interval["low"], d.accuracy_interval["high"]
+    assert {"fine-tune": high < 0.6, "optimise": 0.6 <= low and high <= 0.8, "deploy": low > 0.8,
+            "inconclusive": True}[action]
+
+
+def test_boundaries_of_the_interval_gates():
+    from scipy.stats import binomtest
+
+    n = 400
+    low = [binomtest(k, n).proportion_ci().low for k in range(n + 1)]
+    first_above = next(k for k in range(n + 1) if low[k] > 0.8)  # the fewest right answers whose interval clears 80%
+    for k, action in ((first_above, "deploy"), (first_above - 1, "inconclusive")):
+        y, p = answers(k, n=n, n_pos=200, spread_errors=True)
+        assert decide(y, p).action == action
+    high = [binomtest(k, n).proportion_ci().high for k in range(n + 1)]
+    last_below = max(k for k in range(n + 1) if high[k] < 0.6)
+    for k, action in ((last_below, "fine-tune"), (last_below + 1, "inconclusive")):
+        y, p = answers(k, n=n, n_pos=200, spread_errors=True)
+        assert decide(y, p).action == action
+
+
+def test_an_always_yes_like_model_on_a_mostly_positive_set_is_never_deployed():
+    for n_pos, n_neg, right_negatives in ((170, 30, 0), (1700, 300, 0), (1700, 300, 5)):
+        y = np.array([True] * n_pos + [False] * n_neg)
+        p = np.full(len(y), 0.9)
+        p[n_pos:n_pos + right_negatives] = 0.1
+        for max_fpr in (0.2, None):
+            d = decide(y, p, rule=DecisionRule(max_fpr=max_fpr))
+            assert d.action == "inconclusive", (n_pos, right_negatives, max_fpr, d.reason)
+            assert not d.beats_baselines
+    assert "no better than always yes" in decide(np.array([True] * 1700 + [False] * 300), np.full(2000, 0.9)).reason
+
+
+def test_a_false_positive_rate_of_half_is_not_deployed_by_default():
+    y = np.array([True] * 1000 + [False] * 200)
+    p = np.where(y, 0.9, 0.1)
+    p[1000:1100] = 0.9  # half the negatives flagged: accuracy 1100/1200, FPR 0.5
+    d = decide(y, p)
+    assert d.action == "inconclusive" and d.fpr_check["passed"] is False
+    assert "false positive rate 0.500 is above decision.max_fpr=0.2" in d.reason
+    assert decide(y, p, rule=DecisionRule(max_fpr=None)).action == "deploy"  # the plan's own rule
+
+
+def test_clips_needed_is_the_brute_force_answer_and_monotone():
+    from scipy.stats import binomtest
+
+    def brute(observed, line):
+        for n in range(1, 5000):
+            ci = binomtest(round(observed * n), n).proportion_ci()
+            if (ci.low > line) if observed > line else (ci.high < line):
+                return n
+
+    for observed, line in ((0.9, 0.8), (0.95, 0.8), (0.7, 0.8), (0.5, 0.6), (0.95, 0.85)):
+        assert clips_needed(observed, line) == brute(observed, line), (observed, line)
+    above = [clips_needed(a, 0.8) for a in (0.82, 0.85, 0.88, 0.9, 0.95, 0.99)]
+    below = [clips_needed(a, 0.8) for a in (0.78, 0.75, 0.7, 0.6, 0.4)]
+    assert above == sorted(above, reverse=True) and below == sorted(below, reverse=True)
+    assert clips_needed(0.8, 0.8) is None
+
+
+def test_targets_timing_and_coverage():
+    y, p = answers(8, missing=1)  # 8 right of 9 answered, 1 unanswered -> 8/10
+    d = decide(y, p, timing=timing_stats([100.0] * 19 + [119.9]))
+    assert d.accuracy == pytest.approx(0.8) and d.action == "inconclusive"
+    assert "1 clips had no usable answer" in d.reason and d.meets_time_target
+    assert not decide(y, p, timing=timing_stats([120.0] * 5)).meets_time_target  # 120 s is not < 120
+    assert decide(y, p).meets_time_target is None
+    on_target = decide(*answers(170, n=200, n_pos=100, spread_errors=True))
+    assert on_target.accuracy_target["status"] == "uncertain" and on_target.accuracy_target["clips_needed"] is None
+    assert decide(*answers(990, n=1000, n_pos=500, spread_errors=True)).accuracy_target["status"] == "met"
+    assert decide(*answers(50, n=100, n_pos=50)).accuracy_target["status"] == "not met"
 
 
 def test_rule_boundaries_with_float_noise():
@@ -436,49 +561,30 @@ def test_rule_boundaries_with_float_noise():
         rule_action(NAN)
 
 
-def test_decision_flags_a_model_no_better_than_always_yes():
-    # 20 clips, 17 positive; the model says yes to everything: 85% accuracy -> "deploy" by the rule, but flagged.
-    y = [True] * 17 + [False] * 3
-    d = decide(classification_metrics(y, [0.9] * 20), trivial_baselines(y))
-    assert d.action == "deploy" and not d.beats_baselines
-    assert "NO BETTER THAN ALWAYS YES" in d.reason and "0.850 <= always-yes 0.850" in d.reason
-    assert not d.meets_accuracy_target  # exactly 85% is not above 85%
-
-
-def test_decision_targets_timing_coverage_and_ci():
-    metrics, baselines = decision_inputs(8, missing=1)  # 8 right of 9 answered, 1 unanswered -> 8/10 = 0.8
-    fast = timing_stats([100.0] * 19 + [119.9])
-    d = decide(metrics, baselines, timing=fast)
-    assert d.action == "optimise" and d.accuracy == pytest.approx(0.8)
-    assert "1 clips had no usable answer" in d.reason and d.meets_time_target and not d.meets_accuracy_target
-    assert not decide(metrics, baselines, timing=timing_stats([120.0] * 5)).meets_time_target  # 120 s is not < 120
-    assert decide(metrics, baselines).meets_time_target is None
-    good, good_baselines = decision_inputs(10, n=10)
-    ci = {"confidence": 0.95, "intervals": {"accuracy_nan_as_wrong": {"low": 0.75, "high": 0.95}}}
-    d = decide(good, good_baselines, ci=ci)
-    assert d.action == "deploy" and d.meets_accuracy_target and d.beats_baselines
-    assert "straddles the 80% line" in d.reason
-
-
 def test_decision_for_a_fine_tuned_checkpoint_speaks_of_the_fine_tune():
-    metrics, baselines = decision_inputs(9)
-    assert decide(metrics, baselines).next_steps == "deploy zero-shot; no training needed"
-    d = decide(metrics, baselines, model_stage="fine-tuned")
+    y, p = answers(92, n=100, n_pos=50, spread_errors=True)
+    d = decide(y, p, model_stage="fine-tuned")
     assert d.action == "deploy" and d.model_stage == "fine-tuned"
     assert "-> deploy: deploy this fine-tuned checkpoint" in d.reason and "zero-shot" not in d.reason
-    low, low_baselines = decision_inputs(5)
-    d = decide(low, low_baselines, model_stage="fine-tuned")
+    d = decide(*answers(70, n=300, n_pos=150), model_stage="fine-tuned")
     assert d.action == "fine-tune" and "this fine-tune did not learn the task" in d.reason
     with pytest.raises(ValueError, match="model_stage"):
-        decide(metrics, baselines, model_stage="finetuned")
+        decide(y, p, model_stage="finetuned")
 
 
 def test_no_decision_below_the_answered_floor_says_how_many_clips_failed_and_why():
-    metrics, baselines = decision_inputs(3, missing=7)  # 3 of 10 answered
-    d = decide(metrics, baselines, min_answered_fraction=0.9, failure_causes={"timed out": 2, "HTTP 503": 5})
-    assert d.action is None and d.meets_accuracy_target is None and d.beats_baselines is None
+    y, p = answers(3, missing=7)  # 3 of 10 answered
+    d = decide(y, p, rule=DecisionRule(min_answered_fraction=0.9), failure_causes={"timed out": 2, "HTTP 503": 5})
+    assert d.action is None and d.accuracy_target is None and d.beats_baselines is None
     assert d.reason.startswith("no decision: 7 of 10 clips failed (5 x HTTP 503; 2 x timed out); the rule needs at "
-                               "least 90% of the clips answered (metrics.min_answered_fraction=0.9)")
+                               "least 90% of the clips answered (decision.min_answered_fraction=0.9)")
     strict_json(d.to_dict())
-    at_floor, at_floor_baselines = decision_inputs(9, missing=1)  # exactly 90% answered: the rule applies
-    assert decide(at_floor, at_floor_baselines, min_answered_fraction=0.9).action == "deploy"
+    y, p = answers(90, n=100, n_pos=50, missing=10)  # exactly 90% answered: the rule applies
+    assert decide(y, p, rule=DecisionRule(min_answered_fraction=0.9)).action is not None
+
+
+def test_decision_rule_from_config_refuses_unknown_keys():
+    assert DecisionRule.from_config({"max_fpr": None}).max_fpr is None
+    with pytest.raises(ValueError, match="max_fpt"):
+        DecisionRule.from_config({"max_fpt": 0.1})
+

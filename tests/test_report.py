@@ -51,8 +51,10 @@ def test_report_carries_the_numbers_of_metrics_json(reported_run):
     row = table_line(md, "model")
     for key in ("accuracy", "accuracy_nan_as_wrong", "fpr", "recall", "f1", "auroc", "auprc", "ece"):
         assert f"{model[key]:.3f}" in row, key
-    ci = metrics["classification"]["ci"]["intervals"]["fpr"]
-    assert f"{model['fpr']:.3f} [{ci['low']:.2f}, {ci['high']:.2f}]" in row
+    ci = metrics["decision"]["fpr_check"]  # the exact interval of a proportion, as the decision uses it
+    assert ci["method"] == "exact" and f"{model['fpr']:.3f} [{ci['low']:.2f}, {ci['high']:.2f}]" in row
+    auroc = metrics["classification"]["ci"]["intervals"]["auroc"]  # bootstrap for the threshold-free ones
+    assert f"{model['auroc']:.3f} [{auroc['low']:.2f}, {auroc['high']:.2f}]" in row
     for key, name in (("always_yes", "always yes"), ("always_no", "always no"), ("prior", "class-prior random")):
         assert f"| {baselines[key]['accuracy']:.3f} |" in table_line(md, name)
     # hard negatives are reported by FPR in the per-class table
@@ -95,7 +97,7 @@ def test_a_run_without_any_answer_still_gets_a_report(tmp_path, frames_dataset):
     md = write_report(run)[0].read_text()
     assert table_line(md, "ghost probing") == "| ghost probing | 0 | 0 | 14 |"
     assert table_line(md, "not ghost probing") == "| not ghost probing | 0 | 0 | 22 |"
-    assert "Decision: FINE-TUNE" in md and "| accuracy (no answer = wrong) | > 85% | 0.000" in md
+    assert "NO DECISION" in md and "| accuracy (no answer = wrong) | > 85% | 0.000" in md
 
 
 def test_report_survives_a_moved_dataset(tmp_path, frames_dataset):
@@ -115,6 +117,50 @@ def test_cli_writes_reports_and_names_a_dir_without_metrics(tmp_path, frames_dat
     (tmp_path / "empty").mkdir()
     assert report_command(tmp_path / "empty") == 1
     assert f"{tmp_path / 'empty'}: no metrics.json" in capsys.readouterr().err
+
+
+def test_the_banner_carries_n_the_interval_and_the_target_check(reported_run):
+    run, metrics, md, html = reported_run
+    decision = metrics["decision"]
+    ci = decision["accuracy_interval"]
+    assert decision["action"] == "inconclusive"  # 36 clips cannot carry a decision
+    banner = (f"Decision: INCONCLUSIVE: {decision['next_steps']} (accuracy {decision['accuracy']:.3f} on 36 clips, "
+              f"95% exact CI {ci['low']:.2f}-{ci['high']:.2f}; > 85% target: {decision['accuracy_target']['status']})")
+    assert f"**{banner}**" in md
+    assert f'<p class="decision inconclusive">{banner}</p>' in unescape(html)
+    assert "At a tuned threshold (a second result, not the decision&#x27;s)" in html
+    assert "Warning: no threshold was tuned on the val split has 10 scored clips" in md
+
+
+def test_the_gallery_names_label_and_event_time_and_links_the_clip_file(reported_run, frames_dataset):
+    run, metrics, md, html = reported_run
+    negatives = re.findall(r"\| \[(clip\d+)\]\(<(file://[^>]+)>\) \| (ghost_probing[^|]*) \|", md)
+    assert negatives, "no false negative linked to its file"
+    for clip, uri, text in negatives:
+        assert uri == (frames_dataset.parent / "videos" / "clips" / f"{clip}.mp4").as_uri()
+        assert text.startswith(f"ghost_probing, event at {3.0 + 0.1 * CLIP_IDS.index(clip):.1f} s (")
+    assert f'<a href="{negatives[0][1]}">{negatives[0][0]}</a>' in html
+    assert '<label class="zoom" title="click to enlarge"><input type="checkbox"><img' in html
+
+
+def test_all_unknown_groups_are_left_out_and_empty_charts_become_a_notice(tmp_path, frames_dataset):
+    from helpers import LABELS
+
+    run = make_run_dir(tmp_path / "run", frames_dataset, earliness=False,
+                       clip_ids=[c for c, label in zip(CLIP_IDS, LABELS) if label == "ghost_probing"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "occluder" in metrics["classification"]["by_group"]
+    md = write_report(run)[0].read_text()
+    assert "No curves: the answered clips hold one class only (13 ghost probing, 0 not)." in md
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    for row in rows:
+        row["occluder"] = None
+    (run / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    from eval.summarize import summarize
+
+    test = [r for r in rows if r["split"] == "test"]
+    summary = summarize(test, [], [], metrics["config"], None)
+    assert "occluder" not in summary["classification"]["by_group"] and "actor" in summary["classification"]["by_group"]
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +204,11 @@ def test_report_renders_in_headless_chromium(reported_run, chromium, tmp_path):
         assert page.console_errors == []
         # self-contained: the page itself is the only thing fetched over the network
         assert [u for u in page.requested_urls if not u.startswith("data:")] == [f"{base_url}/report.html"]
+        # the decision banner is amber for an inconclusive run, and nothing on the page is a green light
+        banner = page.evaluate("Array.from(document.querySelectorAll('p.decision')).map(p => [p.className, "
+                               "getComputedStyle(p).backgroundColor])")
+        assert banner == [["decision inconclusive", "rgb(255, 246, 224)"]]
+        assert page.evaluate("document.querySelectorAll('.decision.deploy').length") == 0
         shot = chromium.screenshot(tmp_path / "report.png")
     assert shot.stat().st_size > 10_000
     if os.environ.get("GHOSTPROBE_SCREENSHOT_DIR"):  # to look at the page: set it and run this test

@@ -93,9 +93,32 @@ def test_recall_false_alert_curve_recomputes_alerts_per_threshold():
     timeline = _timeline([(1, 0.3), (2, 0.9), (3, 0.3), (10, 0.6), (11, 0.3)])
     videos = [{"video_id": "v", "duration_s": 3600.0, "timeline": timeline, "events": [_gp(1, 2, 3)]}]
     curve = recall_false_alert_curve(videos, [0.5, 0.95, 0.2], hysteresis=0.0, min_gap_s=0.0, margin_s=0.0)
-    assert curve == [{"threshold": 0.2, "recall": 1.0, "false_alerts_per_hour": 0.0},   # one alert 1-11: a hit
-                     {"threshold": 0.5, "recall": 1.0, "false_alerts_per_hour": 1.0},   # 2 hit, 10 false
-                     {"threshold": 0.95, "recall": 0.0, "false_alerts_per_hour": 0.0}]
+    hour = 3600.0
+    assert curve == [{"threshold": 0.2, "recall": 1.0, "false_alerts_per_hour": 0.0,    # one alert 1-11: a hit
+                      "alert_time_fraction": pytest.approx(10 / hour)},
+                     {"threshold": 0.5, "recall": 1.0, "false_alerts_per_hour": 1.0,    # 2 hit, 10 false
+                      "alert_time_fraction": 0.0},  # alerts of one window each: no duration
+                     {"threshold": 0.95, "recall": 0.0, "false_alerts_per_hour": 0.0, "alert_time_fraction": 0.0}]
+
+
+def test_an_always_on_alert_does_not_score_perfectly():
+    """One alert over a whole 12 s drive hits the ghost probing; every look-alike it covers is a false alert of its
+    class, the whole drive is under alert, and the alert time outside the hit window is counted."""
+    events = [RecordingEvent(label="normal", kind="occluder_only", t_start_s=1, t_end_s=3), _gp(5, 6, 7),
+              RecordingEvent(label="cut_in", kind="cut_in", t_start_s=8, t_first_visible_s=8, t_event_s=9,
+                             t_end_s=10)]
+    m = event_metrics([{"video_id": "d", "duration_s": 12.0, "alerts": [{"start_s": 0.0, "end_s": 12.0}],
+                        "events": events}], margin_s=1.0)
+    assert m["recall"] == 1.0 and m["false_alerts"] == 2
+    assert m["per_negative_class"]["occluder_only"]["false_alerts"] == 1
+    assert m["per_negative_class"]["cut_in"]["false_alerts"] == 1 and "no_event" not in m["per_negative_class"]
+    assert m["alert_time_fraction"] == 1.0 and m["alert_time_outside_hits_s"] == pytest.approx(12.0 - 3.0)  # [4, 7]
+    assert m["false_alerts_per_hour"] == pytest.approx(2 / (12 / 3600))
+    # 12 s of video: the rate is mostly interval, and says so
+    interval = m["false_alerts_per_hour_interval"]  # exact Poisson for 2 events in 12 s (1/300 h): 0.242-7.22 x 300
+    assert (interval["low"], interval["high"]) == (pytest.approx(72.663, rel=1e-4), pytest.approx(2167.41, rel=1e-4))
+    assert m["rate_note"] == "from 0.2 minutes of video: a rate per hour from less than an hour is mostly interval"
+
 
 
 # --- the label schema's `events` -----------------------------------------------------------------------------------
@@ -386,11 +409,21 @@ def test_threshold_from_an_eval_run(square_recording, tmp_path):
     root, _ = square_recording
     run = tmp_path / "eval_run"
     run.mkdir()
-    (run / "metrics.json").write_text(json.dumps({"threshold": {"value": 0.95, "source": "val split"}}))
+    (run / "metrics.json").write_text(json.dumps({
+        "threshold": {"value": 0.5, "source": "the model's own answer"},
+        "tuned_threshold": {"available": True, "source": "val", "threshold": 0.95, "note": "chosen on 40 val clips"}}))
     assert _scan(_cfg(root / "videos", tmp_path / "out", f"threshold_from={run}"), SquareSeer()) == 0
     doc = json.loads((tmp_path / "out" / "videos" / "route_1" / "alerts.json").read_text())
-    assert doc["threshold"]["on"] == 0.95 and doc["threshold"]["source"] == f"threshold_from={run}"
+    assert doc["threshold"]["on"] == 0.95
+    assert doc["threshold"]["source"] == f"threshold_from={run}: its threshold tuned on val (chosen on 40 val clips)"
     assert [a["start_s"] for a in doc["alerts"]] == [12.0, 27.0, 32.0]  # only all-8-frames windows
+    # a run without a val-tuned threshold (none, or cross-fitted per fold) gives its own answer's 0.5
+    (run / "metrics.json").write_text(json.dumps({
+        "threshold": {"value": 0.5, "source": "the model's own answer"},
+        "tuned_threshold": {"available": True, "source": "crossfit", "folds": [{"fold": 0, "threshold": 0.9}]}}))
+    assert _scan(_cfg(root / "videos", tmp_path / "out2", f"threshold_from={run}"), SquareSeer()) == 0
+    doc = json.loads((tmp_path / "out2" / "videos" / "route_1" / "alerts.json").read_text())
+    assert doc["threshold"]["on"] == 0.5 and doc["threshold"]["source"].endswith("(no val-tuned threshold)")
 
 
 def test_tiny_video_llama_scans_a_drive_and_exports_alerts(tiny_checkpoint, tmp_path):

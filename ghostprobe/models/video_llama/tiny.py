@@ -31,6 +31,8 @@ from .modeling import VideoLlamaForConditionalGeneration
 from .presets import video_llama_config
 from .processing import VideoLlamaProcessor
 
+# Written into every folder built here: eval says "random-init stand-in" for such a model until it is trained.
+RANDOM_INIT_MARKER = "random_init.json"
 _SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]  # ids 0, 1, 2 as LLaMA-2
 # Text the tokenizer must cover besides conf/prompt/. Chinese answers never start a line here, so that no "▁是"
 # piece is learned (see the module docstring).
@@ -130,6 +132,9 @@ def build_tiny_checkpoint(out_dir: str | Path, seed: int = 0, image_size: int = 
         num_video_query_tokens=config.num_video_query_tokens,
         max_frames=config.max_frames,
     ).save_pretrained(out_dir)
+    (out_dir / RANDOM_INIT_MARKER).write_text(json.dumps(
+        {"built_by": "ghostprobe.models.video_llama.tiny", "seed": seed, "trained": False,
+         "note": "random weights: a stand-in that exercises the code paths, not a detector"}, indent=2) + "\n")
     return out_dir
 
 
