@@ -173,3 +173,23 @@ def parse_event_time_s(text: str | None) -> float | None:
         bare = _BARE_NUMBER_RE.match(text.strip())
         return float(bare.group(1)) if bare else None
     return min(candidates, key=lambda candidate: candidate[0])[1]  # ties: the order above (a range before its end)
+
+
+def read_answer(text: str | None, question: str) -> tuple[bool | None, float | None]:
+    """(parsed yes/no, event time in seconds) of one free-text answer to the "detect" or "when" question: the one
+    reader every backend (Video-LLaMA, HF-native, API) uses.
+
+    For "when", an answer that says no has no event time ("No ghost probing in this 10 s clip" names a duration, not
+    a time), and one that gives a time is a yes ("约在第4秒").
+    """
+    if question not in ("detect", "when"):
+        raise ValueError(f"question must be 'detect' or 'when', got {question!r}")
+    parsed = parse_yes_no(text)
+    if question == "detect":
+        return parsed, None
+    event_time_s = parse_event_time_s(text)
+    if parsed is False:
+        return False, None
+    if event_time_s is not None:
+        return True, event_time_s
+    return parsed, None

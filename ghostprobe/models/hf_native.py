@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, LogitsProcessorList
 
-from ghostprobe.answers import parse_event_time_s, parse_yes_no
+from ghostprobe.answers import read_answer
 from ghostprobe.dtypes import auto_dtype_name, dtype_by_name
 from ghostprobe.models.base import ClipInput, ModelOutput, Prompt, register
 from ghostprobe.models.non_finite import NonFiniteRows, flag_non_finite
@@ -231,10 +231,7 @@ class HfNativeVideoLLM:
                     flag_non_finite(output, self.nan_guard)
                     continue
                 output.answer = self.tokenizer.decode(tokens[:tokens_out], skip_special_tokens=True).strip()
-                if question == "detect":
-                    output.parsed_answer = parse_yes_no(output.answer)
-                else:
-                    output.event_time_s = parse_event_time_s(output.answer)
+                output.parsed_answer, output.event_time_s = read_answer(output.answer, question)
             return outputs
 
         return self._in_batches(clips, run)

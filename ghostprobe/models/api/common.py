@@ -31,7 +31,7 @@ import numpy as np
 import tenacity
 from PIL import Image
 
-from ghostprobe.answers import parse_event_time_s, parse_yes_no
+from ghostprobe.answers import read_answer
 from ghostprobe.models.base import ClipInput, ModelOutput, Prompt
 
 log = logging.getLogger(__name__)
@@ -176,16 +176,10 @@ def p_yes_from_logprobs(steps: list[dict[str, float]] | None, yes_word: str, no_
 
 def reply_to_output(clip: ClipInput, reply: Reply, prompt: Prompt, question: str, want_score: bool) -> ModelOutput:
     """A ModelOutput from an answer: parsed yes/no, event time for "when", and for score() P(ghost probing)."""
-    out = ModelOutput(clip_id=clip.clip_id, answer=reply.text, parsed_answer=parse_yes_no(reply.text))
+    parsed, event_time_s = read_answer(reply.text, "when" if question == "when" else "detect")
+    out = ModelOutput(clip_id=clip.clip_id, answer=reply.text, parsed_answer=parsed, event_time_s=event_time_s)
     if reply.finish_reason:
         out.extra["finish_reason"] = reply.finish_reason
-    if question == "when":
-        # "约在第4秒" is a yes with a time; "No ghost probing in this 10 s clip" is a no whose number is not a time.
-        out.event_time_s = parse_event_time_s(reply.text)
-        if out.parsed_answer is False:
-            out.event_time_s = None
-        elif out.event_time_s is not None:
-            out.parsed_answer = True
     if want_score:
         from_logprobs = p_yes_from_logprobs(reply.top_logprobs, prompt.yes_word, prompt.no_word)
         if from_logprobs is not None:

@@ -22,7 +22,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import LogitsProcessorList
 
-from ghostprobe.answers import parse_event_time_s, parse_yes_no
+from ghostprobe.answers import read_answer
 from ghostprobe.dtypes import dtype_by_name
 from ghostprobe.models.base import ClipInput, ModelOutput, Prompt, register
 from ghostprobe.models.non_finite import NonFiniteRows, flag_non_finite
@@ -234,8 +234,5 @@ class VideoLlamaBackend:
                     continue
                 output.answer = self.processor.decode(ids)
                 output.extra["answer_token_ids"] = ids
-                if question == "detect":
-                    output.parsed_answer = parse_yes_no(output.answer)
-                else:
-                    output.event_time_s = parse_event_time_s(output.answer)
+                output.parsed_answer, output.event_time_s = read_answer(output.answer, question)
         return outputs
