@@ -140,6 +140,8 @@ def main(cfg: DictConfig) -> None:
     questions = ("score",) + (("detect",) if cfg.generate_answers else ()) + (("when",) if cfg.ask_event_time else ())
     identity = run_identity(model_cfg, prompt, questions, fingerprint)
     pred_path = out_dir / ("predictions.jsonl" if world_size == 1 else f"predictions.rank{rank}.jsonl")
+    if world_size == 1:
+        fold_rank_files(out_dir)  # a torchrun run killed before its merge left rank files: their rows count
     # Rows that failed (API outage, unreadable frames) are asked again: a re-run resumes after the outage.
     done = {row["key"] for row in read_rows(sorted(out_dir.glob("predictions*.jsonl"))) if row["error"] is None}
 
@@ -246,21 +248,42 @@ def _latest(rows: list[dict], identity: str, split: str, sample_ids) -> list[dic
 
 
 def _merge_ranks(out_dir: Path, world_size: int, rank: int) -> None:
-    """Wait for every rank, then rank 0 appends their rows to predictions.jsonl (deduplicated by key)."""
+    """Wait for every rank, then rank 0 folds their rows into predictions.jsonl."""
     import torch.distributed as dist
 
     if not dist.is_initialized():
         dist.init_process_group("gloo")
     dist.barrier()
     if rank == 0:
-        merged = out_dir / "predictions.jsonl"
-        known = {row["key"] for row in read_rows([merged])}
-        new = [row for r in range(world_size) for row in read_rows([out_dir / f"predictions.rank{r}.jsonl"])
-               if row["key"] not in known]
-        writer = PredictionWriter(merged)
-        writer.write(new)
-        writer.close()
+        fold_rank_files(out_dir)
     dist.barrier()
+
+
+def fold_rank_files(out_dir: Path) -> int:
+    """Append the rows of every `predictions.rank*.jsonl` to predictions.jsonl (a key already answered there is not
+    appended twice; a row that answers a key that failed there is), then remove the rank files. Returns the rows
+    appended. Rank files are what a torchrun run leaves; without this, a run killed before its merge would leave rows
+    that count as done but are read by nobody."""
+    rank_files = sorted(out_dir.glob("predictions.rank*.jsonl"))
+    if not rank_files:
+        return 0
+    merged = out_dir / "predictions.jsonl"
+    answered = {row["key"] for row in read_rows([merged]) if row.get("error") is None}
+    new, seen = [], set()
+    for row in read_rows(rank_files):
+        identity = (row["key"], row.get("error") is None)
+        if row["key"] in answered or identity in seen:
+            continue
+        seen.add(identity)
+        new.append(row)
+        if row.get("error") is None:
+            answered.add(row["key"])
+    writer = PredictionWriter(merged)
+    writer.write(new)  # flushed and fsynced before the rank files go
+    writer.close()
+    for path in rank_files:
+        path.unlink()
+    return len(new)
 
 
 def _print_summary(metrics: dict, out_dir: Path) -> None:

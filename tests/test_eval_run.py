@@ -79,6 +79,23 @@ def test_resume_after_kill_gives_same_metrics_without_duplicates(finished_run, t
     assert second["threshold"] == first["threshold"]
 
 
+def test_rank_files_left_by_a_killed_torchrun_run_are_folded_in(finished_run, tmp_path, synthetic_dataset,
+                                                                 tiny_checkpoint):
+    lines = (finished_run / "predictions.jsonl").read_text().splitlines(keepends=True)
+    out = tmp_path / "killed_torchrun"
+    out.mkdir()
+    # what two ranks leave when one is killed before the merge: rank files, no predictions.jsonl
+    half = len(lines) // 2
+    (out / "predictions.rank0.jsonl").write_text("".join(lines[:half]))
+    (out / "predictions.rank1.jsonl").write_text("".join(lines[half:half + 3]) + lines[half + 3][:20])
+    run_eval("model=tiny", f"model.path={tiny_checkpoint}", f"data.path={synthetic_dataset}", f"output_dir={out}")
+    assert sorted(p.name for p in out.glob("predictions*.jsonl")) == ["predictions.jsonl"]
+    keys = [r["key"] for r in read_rows([out / "predictions.jsonl"])]
+    assert len(keys) == len(set(keys)) == len(lines)
+    first = json.loads((finished_run / "metrics.json").read_text())
+    assert json.loads((out / "metrics.json").read_text())["classification"] == first["classification"]
+
+
 def test_failed_rows_are_asked_again_on_rerun(finished_run, tmp_path, synthetic_dataset, tiny_checkpoint):
     rows = read_rows([finished_run / "predictions.jsonl"])
     rows[0] = {**rows[0], "p_ghost_probing": None, "error": "HTTP 503 from the API"}  # an outage hit this clip
