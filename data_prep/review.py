@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from ghostprobe.label_studio import LabelStudio, LabelStudioError  # noqa: E402
 from ghostprobe.labels import LabelFileError, load_labels, write_labels  # noqa: E402
-from ghostprobe.review import gold_labels, label_config, make_tasks, served_folder, uncertainty_order  # noqa: E402
+from ghostprobe.review import gold_labels, label_config, make_tasks, served_folders, uncertainty_order  # noqa: E402
 
 COMMANDS = ("to_label_studio", "from_label_studio")
 # All predictions carry one model version, which the project pre-fills reviewers' answers from.
@@ -83,7 +83,8 @@ def _import(cfg: DictConfig, batch, interface: str, document_root: Path) -> None
                 "sampling": "Sequential sampling",
                 "description": "Ghost probing review: see docs/labels.md, 'Labelling your clips'"}
     project, created = studio.create_or_update_project(str(cfg.project), settings)
-    studio.ensure_local_storage(project["id"], str(served_folder(batch, document_root)), "ghostprobe clips")
+    for folder in served_folders(batch, document_root):
+        studio.ensure_local_storage(project["id"], str(folder), f"ghostprobe clips: {folder.name}")
     existing = {t["data"].get("clip_id"): t for t in studio.export_tasks(project["id"])}
     new = [task for task in batch.tasks if task["data"]["clip_id"] not in existing]
     changed = [(existing[t["data"]["clip_id"]]["id"], t["data"]) for t in batch.tasks

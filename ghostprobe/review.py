@@ -107,6 +107,11 @@ def make_tasks(clips: list[ClipLabel], label_file: str, videos_root: Path, docum
                     "give the same folder as document_root=")
             continue
         served = shown.relative_to(root).as_posix()
+        if "/" not in served:
+            problem(f"{shown} lies directly in Label Studio's document root {root}, which Label Studio does not "
+                    "serve (only its subfolders): move the clips into a subfolder, or give a parent folder as "
+                    "document_root= (and LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
+            continue
         original = clip.to_json() | {"video": path.relative_to(root).as_posix() if path.is_relative_to(root)
                                      else str(path)}
         task = {"data": {"clip_id": clip.clip_id, "video": LOCAL_FILES_URL + quote(served, safe="/"),
@@ -117,11 +122,13 @@ def make_tasks(clips: list[ClipLabel], label_file: str, videos_root: Path, docum
     return batch
 
 
-def served_folder(batch: TaskBatch, document_root: Path) -> Path:
-    """The deepest folder holding every served video: the local-files storage Label Studio needs to serve them."""
-    paths = [unquote(task["data"]["video"][len(LOCAL_FILES_URL):]) for task in batch.tasks]
-    common = os.path.commonpath([os.path.dirname(p) or "." for p in paths]) if paths else "."
-    return (document_root.resolve() / common).resolve()
+def served_folders(batch: TaskBatch, document_root: Path) -> list[Path]:
+    """The folders holding the served videos (none inside another): the local-files storages Label Studio needs,
+    since it serves /data/local-files/?d=... only to projects holding a storage that covers the file's folder, and a
+    storage may not be the document root itself."""
+    folders = sorted({os.path.dirname(unquote(task["data"]["video"][len(LOCAL_FILES_URL):])) for task in batch.tasks})
+    outermost = [f for f in folders if not any(f.startswith(other + "/") for other in folders)]
+    return [document_root.resolve() / folder for folder in outermost]
 
 
 def uncertainty_order(clips: list[ClipLabel], run_dir: str | Path) -> tuple[list[ClipLabel], dict[str, float]]:

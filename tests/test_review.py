@@ -79,14 +79,18 @@ def test_to_label_studio_writes_one_task_per_clip(tmp_path, make_video):
     assert "<TimelineLabels" in out.with_suffix(".xml").read_text()
 
 
-def test_videos_outside_the_document_root_are_reported(tmp_path, make_video, capsys):
+def test_videos_label_studio_cannot_serve_are_reported(tmp_path, make_video, capsys):
     make_video("clips/weak_a.mp4")
-    labels = write_label_file(tmp_path / "labels.json", [weak_clip("weak_a")])
+    make_video("flat.mp4")
+    labels = write_label_file(tmp_path / "labels.json", [weak_clip("weak_a"), weak_clip("flat", video="flat.mp4")])
+    to_label_studio(review_cfg("to_label_studio", labels=labels, out=tmp_path / "tasks.json"))
+    assert [t["data"]["clip_id"] for t in json.loads((tmp_path / "tasks.json").read_text())] == ["weak_a"]
+    assert "clip 'flat', field video: " in capsys.readouterr().out  # Label Studio serves subfolders only
     (tmp_path / "elsewhere").mkdir()
     ok = to_label_studio(review_cfg("to_label_studio", labels=labels, out=tmp_path / "tasks.json",
                                     document_root=tmp_path / "elsewhere"))
     assert not ok
-    assert "clip 'weak_a', field video" in capsys.readouterr().out
+    assert "clip 'weak_a', field video: " in capsys.readouterr().out
 
 
 def write_run(run_dir: Path, p_by_sample: dict[str, tuple[str, float | None]], threshold: float) -> Path:

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,8 +92,9 @@ def answer_as(server, token: str, answers: dict) -> None:
 def test_weak_labels_and_scan_alerts_round_trip_to_gold(studio, tmp_path):
     server, media = studio
     weak_dir, scan_dir = media / "imported", media / "scan" / "exported"
-    for k, clip_id in enumerate(("w_ghost", "w_split", "w_skip", "w_open")):
+    for k, clip_id in enumerate(("w_ghost", "w_split", "w_skip")):
         write_video(weak_dir / "clips" / f"{clip_id}.mp4", frames(40, k), FPS)
+    write_video(weak_dir / "clips" / "w_open.avi", frames(20, 3), FPS, codec="mpeg4")  # played through a preview
     for k, clip_id in enumerate(("drive_a000", "drive_a001")):
         write_video(scan_dir / "clips" / f"{clip_id}.mp4", frames(30, 10 + k), FPS)
     source = {"dataset": "dota", "original_id": "0qfbmt4G8Rw_000306", "category_name": "pedestrian",
@@ -100,8 +102,8 @@ def test_weak_labels_and_scan_alerts_round_trip_to_gold(studio, tmp_path):
     weak = write_label_file(weak_dir / "labels.json", [
         {"clip_id": "w_ghost", "video": "clips/w_ghost.mp4", "label": "ghost_probing", "label_quality": "weak",
          "source": source, "event": {"t_first_visible_s": 1.0, "t_event_s": 2.0}, "group": "g1"},
-        *[{"clip_id": c, "video": f"clips/{c}.mp4", "label": "other_hazard", "label_quality": "weak",
-           "source": source | {"category_name": "vehicle"}} for c in ("w_split", "w_skip", "w_open")]])
+        *[{"clip_id": Path(name).stem, "video": f"clips/{name}", "label": "other_hazard", "label_quality": "weak",
+           "source": source | {"category_name": "vehicle"}} for name in ("w_split.mp4", "w_skip.mp4", "w_open.avi")]])
     alerts = write_label_file(scan_dir / "labels.json", [  # as eval/scan.py's export_alerts writes it
         {"clip_id": c, "video": f"clips/{c}.mp4", "label": None, "group": "drive",
          "notes": "TO LABEL: set label to one of ghost_probing, cut_in, other_hazard, normal"}
@@ -129,6 +131,9 @@ def test_weak_labels_and_scan_alerts_round_trip_to_gold(studio, tmp_path):
     tasks = json.loads((tmp_path / "weak_tasks.json").read_text())
     served = requests.get(server.url + tasks[0]["data"]["video"], headers=ben, timeout=60)
     assert served.status_code == 200 and served.content == (weak_dir / "clips" / "w_ghost.mp4").read_bytes()
+    preview = next(t["data"]["video"] for t in tasks if t["data"]["clip_id"] == "w_open")
+    served = requests.get(server.url + preview, headers=ben, timeout=60)
+    assert served.status_code == 200 and served.content == (media / "review_previews" / "w_open.mp4").read_bytes()
 
     # Frames from 1 at 10 fps: 11 -> 1.0 s, 16 -> 1.5 s, 26 -> 2.5 s.
     answer_as(server, pat, {
