@@ -1,8 +1,9 @@
 """A small client of Label Studio's documented REST API: the few calls the labelling loop makes.
 
-Why not `label-studio-sdk`: beside the project's own packages it would pull 34 more, among them a second numpy
-(2.2 in place of the project's 2.4), opencv-python-headless <4.13, nltk and black, for five HTTP calls
-(`pip install --dry-run label-studio-sdk` beside `.[dev]`). The REST calls below are the ones the SDK itself makes.
+Why not `label-studio-sdk` (2.1): beside `.[dev]` it resolves, but installs 36 packages, among them numpy 2.2 in
+place of the project's 2.4, opencv-python-headless 4.12, nltk, black and isort (`pip install --dry-run
+label-studio-sdk` in the project's venv), for a handful of HTTP calls. The calls below use the same documented
+endpoints the SDK wraps; the tests answer tasks through the SDK itself, from Label Studio's own virtualenv.
 
 Tokens: a personal access token (the default since Label Studio 1.19; a JWT refresh token) is exchanged at
 `/api/token/refresh/` for an access token sent as `Bearer`, renewed when it expires; a legacy token (an

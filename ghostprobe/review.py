@@ -98,8 +98,12 @@ def make_tasks(clips: list[ClipLabel], label_file: str, videos_root: Path, docum
         shown = path
         if path.suffix.lower() not in BROWSER_SUFFIXES or info.codec not in BROWSER_CODECS:
             shown = previews_dir.resolve() / f"{clip.clip_id}.mp4"
-            if not shown.exists():
-                _write_preview(path, info, shown, decode_threads)
+            if not shown.exists() or shown.stat().st_mtime < path.stat().st_mtime:  # none yet, or the video changed
+                try:
+                    _write_preview(path, info, shown, decode_threads)
+                except Exception as err:  # one odd file must not stop the other clips
+                    problem(f"cannot encode a browser preview of {path}: {type(err).__name__}: {err}")
+                    continue
                 batch.previews += 1
         if not shown.is_relative_to(root):
             problem(f"{shown} is outside Label Studio's document root {root}: start Label Studio with "
@@ -156,9 +160,9 @@ def _about(clip: ClipLabel) -> str:
         parts.append(f"label in the file: {clip.label} ({clip.quality})")
     source = clip.source
     if source is not None:
+        category = source.category_name or source.category_id
         said = [f"{source.dataset} {source.original_id or ''}".strip() if source.dataset else None,
-                f"category {source.category_name or source.category_id}" if (source.category_name or
-                                                                            source.category_id) else None,
+                f"category {category}" if category is not None else None,
                 f"cause: {source.cause}" if source.cause else None,
                 f"candidate because: {source.candidate_reason}" if source.candidate_reason else None]
         parts += [s for s in said if s]
