@@ -21,11 +21,10 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from ghostprobe.label_studio import LabelStudio, LabelStudioError  # noqa: E402
 from ghostprobe.labels import LabelFileError, load_labels, write_labels  # noqa: E402
-from ghostprobe.review import gold_labels, label_config, make_tasks, served_folders, uncertainty_order  # noqa: E402
+from ghostprobe.review import (PREDICTIONS_VERSION, gold_labels, label_config, make_tasks, served_folders,  # noqa: E402
+                               uncertainty_order)
 
 COMMANDS = ("to_label_studio", "from_label_studio")
-# All predictions carry one model version, which the project pre-fills reviewers' answers from.
-PREDICTIONS_VERSION = "label in the file"
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="review")
@@ -59,9 +58,6 @@ def to_label_studio(cfg: DictConfig) -> bool:
     batch = make_tasks(clips, str(cfg.labels), videos_root, document_root, previews_dir, cfg.decode_threads)
     for problem in batch.problems:
         print(f"  not reviewable: {problem}")
-    for task in batch.tasks:
-        for prediction in task.get("predictions", []):
-            prediction["model_version"] = PREDICTIONS_VERSION
     interface = label_config(OmegaConf.to_container(cfg.words))
     print(f"{len(batch.tasks)} tasks from {len(label_set.clips) + len(label_set.problems)} clips of {cfg.labels} "
           f"({sum('predictions' in t for t in batch.tasks)} with a label to confirm, {batch.previews} previews "

@@ -24,6 +24,8 @@ from ghostprobe.runs import load_run
 from ghostprobe.video import VideoInfo, VideoReadError, probe_video, read_frames
 
 TOOL = "label_studio"
+# All predictions carry one model version, the one the project pre-fills reviewers' answers from.
+PREDICTIONS_VERSION = "label in the file"
 # Timeline marks -> the event times they give (a mark's first frame; `in path` also its last, when it spans frames).
 VISIBLE_MARK, PATH_MARK = "actor visible", "in path"
 LOCAL_FILES_URL = "/data/local-files/?d="
@@ -181,9 +183,7 @@ def _prediction(clip: ClipLabel, fps: float) -> dict:
             result.append(_mark(PATH_MARK, event.t_event_s, event.t_end_s or event.t_event_s, fps))
         result += [_choice(name, getattr(event, name)) for name in ("actor", "occluder", "side", "outcome")
                    if getattr(event, name) is not None]
-    source = clip.source
-    who = f"{source.dataset} " if source is not None and source.dataset else ""
-    return {"model_version": f"{who}{clip.quality} label", "result": result}
+    return {"model_version": PREDICTIONS_VERSION, "result": result}
 
 
 def _choice(name: str, value: str) -> dict:
