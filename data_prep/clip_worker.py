@@ -24,6 +24,10 @@ from ghostprobe.video import VideoReadError, frame_times_s, probe_video
 CACHE_FORMAT = 2  # 2: decoder resizing, short clips kept, per-clip warnings, presentation times
 # The settings that change what a clip's cache entry holds; anything else (num_proc, paths) does not.
 OUTPUT_SETTINGS = ("sampling", "frame_size", "resize", "storage", "jpeg_quality", "seed")
+# Label fields a cache entry does not depend on (the dataset's rows take them from the label file on every run): a
+# review that only turns a weak label gold, adds provenance or a note re-uses the decoded frames.
+DESCRIPTIVE_FIELDS = ("notes", "context", "group", "split", "label_quality", "source")
+DESCRIPTIVE_EVENT_FIELDS = ("actor", "occluder", "side", "outcome")
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,15 @@ class EventTimeError(ValueError):
 
 
 def cache_key(clip: ClipLabel, video_path: Path, settings: dict) -> str:
+    """The name of a clip's cache entry: a hash of what decides its frames and windows (label, event times, video
+    file, output settings), not of its descriptive fields."""
     stat = video_path.stat() if video_path.is_file() else None
+    decisive = {k: v for k, v in clip.to_json().items() if k not in DESCRIPTIVE_FIELDS}
+    if "event" in decisive:
+        decisive["event"] = {k: v for k, v in decisive["event"].items() if k not in DESCRIPTIVE_EVENT_FIELDS}
     payload = {
         "format": CACHE_FORMAT,
-        "clip": clip.to_json(),
+        "clip": decisive,
         "video": [str(video_path), stat.st_size if stat else None, stat.st_mtime_ns if stat else None],
         "settings": {name: settings[name] for name in OUTPUT_SETTINGS},
     }

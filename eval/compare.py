@@ -27,10 +27,11 @@ from omegaconf import DictConfig  # noqa: E402
 from eval import charts  # noqa: E402
 from eval.document import (Bullets, Estimate, Heading, Image, Para, Table, data_uri, interval, num,  # noqa: E402
                            to_html, to_markdown)
-from eval.report import labels_and_scores, load_run  # noqa: E402
+from eval.report import labels_and_scores  # noqa: E402
 from ghostprobe.metrics import (classification_metrics, compare_decisions, paired_bootstrap_auroc,  # noqa: E402
                                 to_jsonable, trivial_baselines)
 from ghostprobe.metrics.common import format_ids  # noqa: E402
+from ghostprobe.runs import load_run  # noqa: E402
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -32,21 +31,6 @@ def run_identity(model_cfg: dict, prompt: Prompt, questions: tuple[str, ...], da
 
 def row_key(identity: str, split: str, sample_id: str) -> str:
     return f"{identity}:{split}:{sample_id}"
-
-
-def read_rows(paths: Iterable[Path]) -> list[dict]:
-    """All complete rows of the given JSONL files (a torn final line from a kill is skipped)."""
-    rows = []
-    for path in paths:
-        if not path.exists():
-            continue
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # only the last line of a killed run can be torn; its sample is asked again
-    return rows
 
 
 class PredictionWriter:

@@ -9,7 +9,6 @@ named in metrics.json. A clip without a score is shown as "no answer", never as 
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -24,8 +23,8 @@ from eval import charts  # noqa: E402
 from eval.document import (Bullets, Estimate, Heading, Image, Para, Table, data_uri, interval, num,  # noqa: E402
                            to_html, to_markdown)
 from eval.gallery import gallery  # noqa: E402
-from eval.predictions import read_rows  # noqa: E402
 from eval.summarize import effective_scores  # noqa: E402
+from ghostprobe.runs import load_run  # noqa: E402
 
 EVAL_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "eval.yaml"
 METRIC_COLUMNS = (("n", "n"), ("coverage", "answered"), ("accuracy", "accuracy"),
@@ -34,30 +33,6 @@ METRIC_COLUMNS = (("n", "n"), ("coverage", "answered"), ("accuracy", "accuracy")
                   ("auroc", "AUROC"), ("auprc", "AUPRC"), ("ece", "ECE"))
 GROUP_COLUMNS = (("accuracy", "accuracy"), ("recall", "recall"), ("fpr", "FPR"), ("precision", "precision"),
                  ("f1", "F1"), ("auroc", "AUROC"))
-
-
-def load_run(run_dir) -> tuple[dict, list[dict]]:
-    """metrics.json of `run_dir` and the prediction rows behind it (reported split, newest row per sample).
-
-    Raises FileNotFoundError naming the directory when it is not a finished eval output directory.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir}: no such directory (expected an eval output_dir)")
-    if not (run_dir / "metrics.json").exists():
-        raise FileNotFoundError(f"{run_dir}: no metrics.json. eval/run.py writes it when a run finishes; a run "
-                                "stopped early has only predictions.jsonl: run the same command again to resume it")
-    if not (run_dir / "predictions.jsonl").exists():
-        raise FileNotFoundError(f"{run_dir}: metrics.json without predictions.jsonl; re-run eval/run.py there")
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    # A directory may also hold rows of earlier runs (another model, prompt or dataset) and the val split:
-    # keep exactly the rows metrics.json was computed from.
-    want = (metrics["model"], metrics["prompt"], metrics["data"]["fingerprint"], metrics["data"]["split"])
-    latest = {}
-    for row in read_rows([run_dir / "predictions.jsonl"]):
-        if (row.get("model"), row.get("prompt"), row.get("data_fingerprint"), row.get("split")) == want:
-            latest[row["sample_id"]] = row  # a re-asked sample keeps its newest row, as eval/run.py does
-    return metrics, list(latest.values())
 
 
 def labels_and_scores(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:

@@ -16,10 +16,11 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from eval.evaluate import EvalSession, evaluate_split  # noqa: E402
-from eval.predictions import PredictionWriter, read_rows, row_key, run_identity  # noqa: E402
+from eval.predictions import PredictionWriter, row_key, run_identity  # noqa: E402
 from eval.summarize import summarize  # noqa: E402
 from ghostprobe.models.api.common import ApiModelError  # noqa: E402
 from ghostprobe.prompts import load_prompt  # noqa: E402
+from ghostprobe.runs import read_rows  # noqa: E402
 
 
 class EvalSetupError(SystemExit):

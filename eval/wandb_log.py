@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from eval.predictions import read_rows
+from ghostprobe.runs import read_rows
 
 SCALARS = ("accuracy", "accuracy_nan_as_wrong", "balanced_accuracy", "precision", "recall", "f1", "fpr", "fnr", "mcc",
            "auroc", "auprc", "ece", "coverage")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +142,7 @@ class ClipLabel(_Strict):
                 raise ValueError(f"events are not in time order: events.{k} starts at {starts[k]} s, before "
                                  f"events.{k - 1} at {starts[k - 1]} s")
         has_positive = any(e.label == "ghost_probing" for e in self.events)
-        if has_positive != (self.label == "ghost_probing"):
+        if self.label is not None and has_positive != (self.label == "ghost_probing"):
             raise ValueError(f"label {self.label!r} does not fit its events: a recording is 'ghost_probing' exactly "
                              "when one of its events is")
         return self
@@ -177,6 +178,13 @@ class ClipLabel(_Strict):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+class ClipToLabel(ClipLabel):
+    """A clip waiting for a person's label (`"label": null`, as the scan's `export_alerts` writes it): every other
+    field is checked as in `ClipLabel`. Read only by `load_labels(..., to_label=True)`, never by data prep."""
+
+    label: Label | None = None
+
+
 @dataclass(frozen=True)
 class LabelProblem:
     """A clip (or line) that cannot be used, with where and why."""
@@ -210,11 +218,12 @@ class LabelFileError(ValueError):
     """The label file as a whole cannot be read (missing, not JSON, wrong top-level shape)."""
 
 
-def load_labels(path: str | Path) -> LabelSet:
+def load_labels(path: str | Path, to_label: bool = False) -> LabelSet:
     """Read and validate a JSON or JSONL label file.
 
     Returns the valid clips plus one `LabelProblem` per unusable clip; raises `LabelFileError` only when nothing in the
-    file can be read (missing file, JSON syntax error in a `.json` file, wrong top-level shape).
+    file can be read (missing file, JSON syntax error in a `.json` file, wrong top-level shape). A clip whose `label`
+    is null or absent is a problem, unless `to_label` (the review loop): then it is a `ClipToLabel` among the clips.
     """
     path = Path(path)
     try:
@@ -230,7 +239,7 @@ def load_labels(path: str | Path) -> LabelSet:
         entries = list(_json_entries(path, text, out))
     seen: dict[str, int | None] = {}
     for line, raw in entries:
-        clip = _validate_clip(path, line, raw, out)
+        clip = _validate_clip(path, line, raw, out, to_label)
         if clip is None:
             continue
         if clip.clip_id in seen:
@@ -295,15 +304,25 @@ def _clip_lines(text: str, clips: list) -> list[int | None]:
     return lines
 
 
-def _validate_clip(path: Path, line: int | None, raw, out: LabelSet) -> ClipLabel | None:
+def validate_clip(source: str | Path, raw, line: int | None = None) -> tuple[ClipLabel | None, list[LabelProblem],
+                                                                            list[str]]:
+    """Check one clip object as `load_labels` checks each clip of a file (for labels built elsewhere, e.g. from a
+    Label Studio export named by `source`): the clip or None, its problems and its warnings."""
+    out = LabelSet(path=Path(source))
+    return _validate_clip(source, line, raw, out), out.problems, out.warnings  # a URL stays a URL in messages
+
+
+def _validate_clip(path: str | Path, line: int | None, raw, out: LabelSet,
+                   to_label: bool = False) -> ClipLabel | None:
     clip_id = raw.get("clip_id") if isinstance(raw, dict) else None
     clip_id = str(clip_id) if clip_id is not None else None
     video = raw.get("video") if isinstance(raw, dict) and isinstance(raw.get("video"), str) else None
     if not isinstance(raw, dict):
         out.problems.append(LabelProblem(str(path), line, None, None, f"a clip must be a JSON object, got {raw!r:.60}"))
         return None
+    model = ClipToLabel if to_label and raw.get("label") is None else ClipLabel
     try:
-        clip = ClipLabel.model_validate(raw)
+        clip = model.model_validate(raw)
     except ValidationError as err:
         first = err.errors()[0]
         loc = ".".join(str(p) for p in first["loc"]) or None
@@ -358,6 +377,10 @@ def events_beyond_video(clip: ClipLabel, duration_s: float, fps: float) -> str |
 
 
 def write_labels(path: str | Path, clips: list[ClipLabel]) -> None:
-    """Write clips as a schema-v1 JSON label file (one clip per block, stable key order)."""
+    """Write clips as a schema-v1 JSON label file (one clip per block, stable key order), atomically: a kill never
+    leaves a half-written label file in place of the previous one."""
+    path = Path(path)
     doc = {"schema_version": SCHEMA_VERSION, "clips": [clip.to_json() for clip in clips]}
-    Path(path).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(temporary, path)

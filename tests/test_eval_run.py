@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from eval.predictions import read_rows
+from ghostprobe.runs import read_rows
 
 from helpers import REPO_ROOT
 from fake_api_servers import FakeOpenAIServer, Scripted

@@ -1,0 +1,50 @@
+"""Reading a finished eval run: its metrics.json and the prediction rows behind it.
+
+eval/run.py writes a run directory (metrics.json, predictions.jsonl); the eval reports and comparisons read it back, and
+so does data prep's review loop (`order=uncertainty`), which may not import the eval stage: the reader lives here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def read_rows(paths: Iterable[Path]) -> list[dict]:
+    """All complete rows of the given JSONL files (a torn final line from a kill is skipped)."""
+    rows = []
+    for path in paths:
+        if not path.exists():
+            continue
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # only the last line of a killed run can be torn; its sample is asked again
+    return rows
+
+
+def load_run(run_dir) -> tuple[dict, list[dict]]:
+    """metrics.json of `run_dir` and the prediction rows behind it (reported split, newest row per sample).
+
+    Raises FileNotFoundError naming the directory when it is not a finished eval output directory.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such directory (expected an eval output_dir)")
+    if not (run_dir / "metrics.json").exists():
+        raise FileNotFoundError(f"{run_dir}: no metrics.json. eval/run.py writes it when a run finishes; a run "
+                                "stopped early has only predictions.jsonl: run the same command again to resume it")
+    if not (run_dir / "predictions.jsonl").exists():
+        raise FileNotFoundError(f"{run_dir}: metrics.json without predictions.jsonl; re-run eval/run.py there")
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    # A directory may also hold rows of earlier runs (another model, prompt or dataset) and the val split:
+    # keep exactly the rows metrics.json was computed from.
+    want = (metrics["model"], metrics["prompt"], metrics["data"]["fingerprint"], metrics["data"]["split"])
+    latest = {}
+    for row in read_rows([run_dir / "predictions.jsonl"]):
+        if (row.get("model"), row.get("prompt"), row.get("data_fingerprint"), row.get("split")) == want:
+            latest[row["sample_id"]] = row  # a re-asked sample keeps its newest row, as eval/run.py does
+    return metrics, list(latest.values())
