@@ -39,6 +39,11 @@ def resolve_labels(cfg: DictConfig) -> Path:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="data_prep")
 def main(cfg: DictConfig) -> int:
     labels = resolve_labels(cfg)
+    if cfg.videos_dir is not None and not Path(cfg.videos_dir).is_dir():
+        print(f"data_prep: videos_dir {cfg.videos_dir} does not exist (video paths in {labels} are relative to it); "
+              "set videos_dir= to the folder that holds the videos, or leave it out to use the label file's folder",
+              file=sys.stderr)
+        sys.exit(1)
     settings = OmegaConf.to_container(cfg.prep, resolve=True)
     report = prepare_dataset(labels, cfg.out_dir, settings, videos_dir=cfg.videos_dir)
     print(summary(report))

@@ -89,25 +89,32 @@ def interval(ci, digits: int = 2) -> str:
 
 # --- Markdown -------------------------------------------------------------------------------------------------
 
+def _md_text(text: str) -> str:
+    """Text with `&` and `<` escaped: Markdown renders raw HTML, and clip ids, file names and model answers are not
+    ours (`<img onerror=...>` in a clip id must stay text, as in the HTML report)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;")
+
+
 def _md_cell(cell) -> str:
     if isinstance(cell, Link):
-        return f"[{_md_cell(cell.text)}](<{cell.href.replace('>', '%3E')}>)"
-    text = cell.alt if isinstance(cell, Image) else str(cell)
+        return f"[{_md_cell(cell.text)}](<{cell.href.replace('>', '%3E').replace(' ', '%20')}>)"
+    text = _md_text(cell.alt if isinstance(cell, Image) else str(cell))
     return text.replace("|", "\\|").replace("\n", " ")
 
 
 def to_markdown(title: str, blocks: list) -> str:
     """The blocks as GitHub-flavoured Markdown; images become one line pointing at the HTML."""
-    out = [f"# {title}", ""]
+    out = [f"# {_md_text(title)}", ""]
     for block in blocks:
         if isinstance(block, Heading):
-            out += ["#" * block.level + " " + block.text, ""]
+            out += ["#" * block.level + " " + _md_text(block.text), ""]
         elif isinstance(block, Para):
-            out += [f"**{block.text}**" if "decision" in block.css else block.text, ""]
+            text = _md_text(block.text)
+            out += [f"**{text}**" if "decision" in block.css else text, ""]
         elif isinstance(block, Image):
-            out += [f"*Figure in the HTML report: {block.alt}.*", ""]
+            out += [f"*Figure in the HTML report: {_md_text(block.alt)}.*", ""]
         elif isinstance(block, Bullets):
-            out += [f"- {item}" for item in block.items] + [""]
+            out += [f"- {_md_text(item)}" for item in block.items] + [""]
         elif isinstance(block, Table):
             out.append("| " + " | ".join(map(_md_cell, block.header)) + " |")
             out.append("|" + "---|" * len(block.header))

@@ -8,6 +8,7 @@ data-prep stage reports under `rejected`. Only an unreadable file as a whole rai
 from __future__ import annotations
 
 import bisect
+import difflib
 import json
 import os
 import re
@@ -327,19 +328,58 @@ def _validate_clip(path: str | Path, line: int | None, raw, out: LabelSet,
         first = err.errors()[0]
         loc = ".".join(str(p) for p in first["loc"]) or None
         more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-        out.problems.append(LabelProblem(str(path), line, clip_id, loc, _pydantic_message(first) + more, video))
+        misspelt = _misspelt_required(raw, first)
+        if misspelt:
+            loc, message = misspelt
+            out.problems.append(LabelProblem(str(path), line, clip_id, loc, message + more, video))
+        else:
+            out.problems.append(LabelProblem(str(path), line, clip_id, loc, _pydantic_message(first) + more, video))
         return None
     if not clip.clip_id.strip():
         out.problems.append(LabelProblem(str(path), line, None, "clip_id", "clip_id is empty", video))
         return None
     missing = clip.missing_for_label()
     if missing:
-        out.problems.append(LabelProblem(str(path), line, clip.clip_id, missing,
-                                         "required for label 'ghost_probing' but missing", video))
+        misspelt = _misspelt_required(raw, {"type": "missing", "loc": tuple(missing.split("."))})
+        where, message = misspelt or (missing, "required for label 'ghost_probing' but missing")
+        out.problems.append(LabelProblem(str(path), line, clip.clip_id, where, message, video))
         return None
     for name in _unknown_fields(clip):
-        out.warnings.append(str(LabelProblem(str(path), line, clip.clip_id, name, "unknown field ignored")))
+        parent, _, leaf = name.rpartition(".")
+        hint = _did_you_mean(leaf, _known_fields(parent))
+        out.warnings.append(str(LabelProblem(str(path), line, clip.clip_id, name, f"unknown field ignored{hint}")))
     return clip
+
+
+def _known_fields(parent: str) -> list[str]:
+    """The field names a clip object (parent "") or one of its parts ("event", "events.0", "context", "source")
+    knows."""
+    model = {"": ClipLabel, "event": Event, "context": Context, "source": Provenance}.get(
+        "events" if parent.startswith("events.") else parent, RecordingEvent)
+    return list(model.model_fields)
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _misspelt_required(raw: dict, error: dict) -> tuple[str, str] | None:
+    """A required field reported missing while an unknown field of nearly the same name is there ("lable" for
+    "label"): (the misspelt field's location, "unknown field 'lable' (did you mean 'label'?)")."""
+    if error["type"] != "missing" or not error["loc"]:
+        return None
+    *parents, name = [str(p) for p in error["loc"]]
+    node = raw
+    for key in parents:
+        node = node.get(key) if isinstance(node, dict) else node[int(key)] if isinstance(node, list) else None
+    if not isinstance(node, dict):
+        return None
+    known = set(_known_fields(".".join(parents)))
+    close = difflib.get_close_matches(name, [k for k in node if k not in known], n=1, cutoff=0.6)
+    if not close:
+        return None
+    return ".".join([*parents, close[0]]), f"unknown field {close[0]!r} (did you mean {name!r}?)"
 
 
 def _pydantic_message(error: dict) -> str:

@@ -285,6 +285,10 @@ def test_exit_code_follows_rejected_share(tmp_path, make_video):
     assert over.returncode == 1 and "rejected share 10.0% exceeds" in over.stderr
     assert (tmp_path / "o2/dataset_dict.json").exists()  # nothing lost: the dataset is still written
 
+    wrong_dir = run_prep(labels, tmp_path / "o4", f"videos_dir={tmp_path / 'no_such_folder'}")
+    assert wrong_dir.returncode == 1 and wrong_dir.stderr.count("does not exist") == 1
+    assert f"data_prep: videos_dir {tmp_path / 'no_such_folder'} does not exist" in wrong_dir.stderr
+
     broken = tmp_path / "broken.json"
     broken.write_text('{"schema_version": 1, "clips": [\n  {"clip_id": "x",}\n]}')
     none = run_prep(broken, tmp_path / "o3")

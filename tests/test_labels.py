@@ -112,3 +112,17 @@ def test_wrong_schema_version_and_shape(tmp_path):
         load_labels(path)
     with pytest.raises(LabelFileError, match="label file not found"):
         load_labels(tmp_path / "nope.json")
+
+
+def test_a_misspelt_field_is_named_with_the_field_it_was_meant_to_be(tmp_path):
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps({"schema_version": 1, "clips": [
+        {"clip_id": "a", "video": "a.mp4", "lable": "normal"},
+        {"clip_id": "b", "video": "b.mp4", "label": "ghost_probing",
+         "event": {"t_first_visible_s": 1.0, "t_evnt_s": 2.0}},
+        {"clip_id": "c", "video": "c.mp4", "label": "normal", "contxt": {"light": "day"}}]}))
+    labels = load_labels(path)
+    assert [str(p).split(", ", 1)[1] for p in labels.problems] == [
+        "clip 'a', field lable: unknown field 'lable' (did you mean 'label'?)",
+        "clip 'b', field event.t_evnt_s: unknown field 't_evnt_s' (did you mean 't_event_s'?)"]
+    assert labels.warnings[0].endswith("clip 'c', field contxt: unknown field ignored (did you mean 'context'?)")

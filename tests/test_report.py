@@ -42,12 +42,12 @@ def test_report_carries_the_numbers_of_metrics_json(reported_run):
     run, metrics, md, html = reported_run
     model, baselines = metrics["classification"]["model"], metrics["classification"]["baselines"]
     decision = metrics["decision"]
-    for text in (md, unescape(html)):
+    for text in (unescape(md), unescape(html)):  # both escape markup ("<" in "< 120 s" too)
         assert metrics["model"] in text and "zh prompt" in text
         assert f"Decision: {decision['action'].upper()}" in text
         assert f"{model['accuracy_nan_as_wrong']:.3f}" in text
         assert "> 85%" in text and "< 120 s" in text
-    assert decision["reason"] in md
+    assert decision["reason"] in unescape(md)
     row = table_line(md, "model")
     for key in ("accuracy", "accuracy_nan_as_wrong", "fpr", "recall", "f1", "auroc", "auprc", "ece"):
         assert f"{model[key]:.3f}" in row, key
@@ -213,3 +213,13 @@ def test_report_renders_in_headless_chromium(reported_run, chromium, tmp_path):
     assert shot.stat().st_size > 10_000
     if os.environ.get("GHOSTPROBE_SCREENSHOT_DIR"):  # to look at the page: set it and run this test
         shutil.copy(shot, Path(os.environ["GHOSTPROBE_SCREENSHOT_DIR"]) / "report.png")
+
+
+def test_markdown_escapes_markup_from_clip_ids_and_answers():
+    from eval.document import Bullets, Heading, Para, Table, to_markdown
+
+    evil = '<img src=x onerror="alert(1)"> & </script>'
+    md = to_markdown(f"run {evil}", [Heading(evil), Para(evil), Para(evil, css="decision inconclusive"),
+                                     Bullets([evil]), Table(["clip", "answer"], [[evil, evil]])])
+    assert "<img" not in md and "</script>" not in md
+    assert md.count("&lt;img src=x onerror=\"alert(1)\"> &amp; &lt;/script>") == 7
