@@ -77,7 +77,7 @@ def evaluate_split(session: EvalSession, dataset, split: str) -> float:
     label_view = dataset.select_columns(wanted).with_format(None)
     started = time.perf_counter()
     common = {"split": split, "model": session.model_name, "prompt": prompt.name,
-              "data_fingerprint": session.data_fingerprint}
+              "data_fingerprint": session.data_fingerprint, "run_identity": identity}
     with ThreadPoolExecutor(max_workers=1) as loader, tqdm(total=len(todo), desc=f"eval {split}", unit="clip",
                                                             disable=not todo or session.rank != 0) as progress:
         pending = [loader.submit(load_batch, dataset, label_view, b) for b in batches[:prefetch_batches]]

@@ -15,18 +15,17 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ghostprobe.metrics.common import nan_to_none
-from ghostprobe.models.base import Prompt
+from ghostprobe.models.base import Prompt, answer_settings
 
 
 
 def run_identity(model_cfg: dict, prompt: Prompt, questions: tuple[str, ...], data_fingerprint: str) -> str:
-    """What must match for a stored row to count as done: model name, weights path and prompt format, prompt text,
-    questions."""
-    identity = {
-        "model": {k: model_cfg.get(k) for k in ("kind", "name", "path", "model", "prompt_format")},
-        "prompt": asdict(prompt), "questions": list(questions), "data": data_fingerprint,
-    }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+    """What must match for a stored row to count as done, and what every reader of a run selects rows by: the
+    resolved model config minus its kind's pacing keys (batch size, concurrency, rate limits, timeouts, device
+    placement: `ghostprobe.models.base.answer_settings`), the prompt, the questions asked and the data."""
+    identity = {"model": answer_settings(model_cfg), "prompt": asdict(prompt), "questions": list(questions),
+                "data": data_fingerprint}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:16]
 
 
 def row_key(identity: str, split: str, sample_id: str) -> str:

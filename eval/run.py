@@ -97,35 +97,14 @@ def _prep_labels(path: Path) -> str | None:
 
 
 def model_config(cfg: DictConfig) -> dict:
-    """The backend's keyword arguments: the model entry, plus the hardware profile for local-weights models."""
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    kind = model_cfg["kind"]
-    if kind in HARDWARE_KEYS:
-        hardware = OmegaConf.to_container(cfg.hardware, resolve=True)
-        accepted = HARDWARE_KEYS[kind] or set(hardware)
-        model_cfg.update({k: v for k, v in hardware.items() if k in accepted})
-        path = model_cfg.get("path")
-        if path and not Path(path).exists():
-            how = ("convert the original checkpoints with scripts/convert_video_llama.py (README), or point "
-                   "model.path= at a converted folder, a training run or one of its checkpoints"
-                   if kind == "video_llama" else "download the model's HF folder on a machine with internet "
-                   "(huggingface-cli download ...) and set model.path=")
-            if model_cfg.get("name") == TINY_MODEL_NAME:
-                how = (f"build the random-init tiny model there with `python -m ghostprobe.models.video_llama.tiny "
-                       f"{path}` (a second), or point model.path= at a training run of it or one of its checkpoints")
-            raise EvalSetupError(f"eval: model path {path} does not exist: {how}")
-    if cfg.batch_size:
-        model_cfg["batch_size"] = int(cfg.batch_size)
-    return model_cfg
+    """The backend's keyword arguments for this eval config (ghostprobe.models.base.resolve_model_config)."""
+    from ghostprobe.models.base import ModelPathError, resolve_model_config
 
-
-# conf/model/tiny.yaml's name: its folder is built in a second, not converted from original checkpoints.
-TINY_MODEL_NAME = "tiny_video_llama"
-# Which hardware-profile keys each local-weights backend takes (None: all of them); API models take none.
-HARDWARE_KEYS = {
-    "video_llama": None,
-    "hf_native": {"dtype", "device", "device_map", "max_memory", "attn_implementation", "nan_guard"},
-}
+    try:
+        return resolve_model_config(OmegaConf.to_container(cfg.model, resolve=True),
+                                    OmegaConf.to_container(cfg.hardware, resolve=True), cfg.batch_size)
+    except ModelPathError as err:
+        raise EvalSetupError(f"eval: {err}") from None
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
@@ -179,7 +158,8 @@ def main(cfg: DictConfig) -> None:
     test_wall_s = None if resumed or world_size > 1 else wall_s[cfg.data.split]
     summary = summarize(by_split[cfg.data.split], by_split.get("val", []), by_split.get("earliness", []),
                         OmegaConf.to_container(cfg, resolve=True), test_wall_s, stage)
-    metrics = {"model": model_name, "prompt": prompt.name, "prompt_format": getattr(model, "prompt_format", None),
+    metrics = {"run_identity": identity, "model": model_name, "prompt": prompt.name,
+               "prompt_format": getattr(model, "prompt_format", None),
                "model_stage": stage, "model_random_init": is_random_init(model_cfg, stage),
                "data": {"path": str(cfg.data.path), "split": cfg.data.split, "fingerprint": fingerprint,
                         "num_samples": len(by_split[cfg.data.split])},

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from ghostprobe.runs import read_rows
+from ghostprobe.runs import run_rows
 
 SCALARS = ("accuracy", "accuracy_nan_as_wrong", "balanced_accuracy", "precision", "recall", "f1", "fpr", "fnr", "mcc",
            "auroc", "auprc", "ece", "coverage")
@@ -43,7 +43,7 @@ def log_eval(cfg: DictConfig, metrics: dict, out_dir: Path, max_thumbnails: int 
     threshold = metrics["threshold"]["value"]
     table = wandb.Table(columns=["sample_id", "label", "p_ghost_probing", "predicted", "answer", "latency_s",
                                  "thumbnail"])
-    rows = [r for r in read_rows([out_dir / "predictions.jsonl"]) if r["split"] == metrics["data"]["split"]]
+    rows = run_rows(out_dir, metrics)  # this run's rows only: the folder may hold other runs
     for k, row in enumerate(rows):
         thumbnail = None
         if cfg.report.thumbnails and k < max_thumbnails and row["sample_id"] in index:

@@ -40,11 +40,27 @@ def load_run(run_dir) -> tuple[dict, list[dict]]:
     if not (run_dir / "predictions.jsonl").exists():
         raise FileNotFoundError(f"{run_dir}: metrics.json without predictions.jsonl; re-run eval/run.py there")
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    # A directory may also hold rows of earlier runs (another model, prompt or dataset) and the val split:
-    # keep exactly the rows metrics.json was computed from.
-    want = (metrics["model"], metrics["prompt"], metrics["data"]["fingerprint"], metrics["data"]["split"])
+    return metrics, run_rows(run_dir, metrics)
+
+
+def run_rows(run_dir, metrics: dict, split: str | None = None) -> list[dict]:
+    """The prediction rows metrics.json was computed from: this run's identity (`run_identity`, written into
+    metrics.json and every row) and the reported split (or `split`), newest row per sample.
+
+    A directory may also hold rows of earlier runs (another model, prompt, dataset, frames sent...) and other splits.
+    Runs written before the identity was recorded are selected by model name, prompt, data and split.
+    """
+    split = split or metrics["data"]["split"]
+    if metrics.get("run_identity"):
+        def mine(row):
+            return row.get("run_identity") == metrics["run_identity"] and row.get("split") == split
+    else:
+        want = (metrics["model"], metrics["prompt"], metrics["data"]["fingerprint"], split)
+
+        def mine(row):
+            return (row.get("model"), row.get("prompt"), row.get("data_fingerprint"), row.get("split")) == want
     latest = {}
-    for row in read_rows([run_dir / "predictions.jsonl"]):
-        if (row.get("model"), row.get("prompt"), row.get("data_fingerprint"), row.get("split")) == want:
+    for row in read_rows([Path(run_dir) / "predictions.jsonl"]):
+        if mine(row):
             latest[row["sample_id"]] = row  # a re-asked sample keeps its newest row, as eval/run.py does
-    return metrics, list(latest.values())
+    return list(latest.values())

@@ -96,6 +96,51 @@ def test_rank_files_left_by_a_killed_torchrun_run_are_folded_in(finished_run, tm
     assert json.loads((out / "metrics.json").read_text())["classification"] == first["classification"]
 
 
+def test_three_evals_a_b_a_into_one_folder_report_the_last_run_only(finished_run, tmp_path, synthetic_dataset,
+                                                                     tiny_checkpoint):
+    from ghostprobe.models.video_llama.tiny import build_tiny_checkpoint
+    from ghostprobe.runs import load_run
+
+    other = build_tiny_checkpoint(tmp_path / "other_model", seed=1)  # same name, other weights
+    shared = tmp_path / "shared"
+    for path in (tiny_checkpoint, other, tiny_checkpoint):
+        run_eval("model=tiny", f"model.path={path}", f"data.path={synthetic_dataset}", f"output_dir={shared}",
+                 "metrics.bootstrap_resamples=50")
+    metrics, rows = load_run(shared)
+    reference, reference_rows = load_run(finished_run)
+    assert metrics["run_identity"] == reference["run_identity"]
+    by_id = {r["sample_id"]: r["p_ghost_probing"] for r in reference_rows}
+    assert {r["sample_id"]: r["p_ghost_probing"] for r in rows} == by_id  # A's rows, not B's
+    identities = {r["run_identity"] for r in read_rows([shared / "predictions.jsonl"])}
+    assert len(identities) == 2  # A's and B's rows both kept; the third run re-used A's answers
+    assert len(read_rows([shared / "predictions.jsonl"])) == 2 * len(reference_rows) + 2 * sum(
+        r["split"] == "val" for r in read_rows([finished_run / "predictions.jsonl"]))
+    report = (shared / "report.md").read_text()
+    assert f"{reference['classification']['model']['accuracy_nan_as_wrong']:.3f}" in report
+
+
+def test_run_identity_ignores_pacing_and_follows_what_changes_an_answer():
+    from eval.predictions import run_identity
+    from ghostprobe.config import compose
+    from ghostprobe.prompts import load_prompt
+    from omegaconf import OmegaConf
+
+    def identity(*overrides):
+        cfg = compose("eval", ["output_dir=x", "data.path=x", *overrides])
+        prompt = load_prompt(OmegaConf.to_container(cfg.prompt, resolve=True))
+        return run_identity(OmegaConf.to_container(cfg.model, resolve=True), prompt, ("score",), "data")
+
+    gpt4o = identity("model=gpt4o")
+    assert identity("model=gpt4o", "model.max_concurrency=16", "model.batch_size=4", "model.timeout_s=5",
+                    "model.requests_per_minute=600", "model.max_retries=1") == gpt4o
+    assert identity("model=gpt4o", "model.max_frames=16") != gpt4o
+    assert identity("model=gpt4o", "model.image_detail=high") != gpt4o
+    qwen = identity("model=qwen2_5_vl_7b")
+    assert identity("model=qwen2_5_vl_7b", "model.num_frames=8") != qwen
+    assert identity("model=qwen2_5_vl_7b", "model.batch_size=1") == qwen
+    assert identity("model=gpt4o", "prompt=en") != gpt4o
+
+
 def test_failed_rows_are_asked_again_on_rerun(finished_run, tmp_path, synthetic_dataset, tiny_checkpoint):
     rows = read_rows([finished_run / "predictions.jsonl"])
     rows[0] = {**rows[0], "p_ghost_probing": None, "error": "HTTP 503 from the API"}  # an outage hit this clip

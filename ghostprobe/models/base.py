@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -74,27 +75,87 @@ class VideoQAModel(Protocol):
         """Free-text answers per clip; `question` is "detect" (yes/no) or "when" (event time)."""
 
 
-_REGISTRY: dict[str, Callable[..., VideoQAModel]] = {}
+@dataclass(frozen=True)
+class ModelKind:
+    """What the project knows of a backend besides how to build it, declared where it registers."""
+
+    factory: Callable[..., VideoQAModel]
+    # conf/hardware/ keys it takes (None: all of them; empty: none, e.g. an API model)
+    hardware_keys: frozenset[str] | None
+    # settings that change how fast or how robustly it answers, never what: left out of a run's identity
+    pacing_keys: frozenset[str]
+    api: bool  # answers come from a paid remote service (budgets, cost estimates)
 
 
-def register(kind: str):
-    """Class or factory decorator: `@register("openai")` makes `kind: openai` in conf/model/*.yaml build it."""
+_REGISTRY: dict[str, ModelKind] = {}
+# Placement keys every local backend takes: where the weights sit changes speed, not answers.
+PLACEMENT_KEYS = frozenset({"batch_size", "device", "device_map", "max_memory"})
+
+
+def register(kind: str, *, hardware_keys=frozenset(), pacing_keys=PLACEMENT_KEYS, api: bool = False):
+    """Class or factory decorator: `@register("openai", ...)` makes `kind: openai` in conf/model/*.yaml build it.
+
+    `hardware_keys`: which conf/hardware/ keys eval hands it (None: all; the default, none); `pacing_keys`: its
+    settings that do not change an answer (batch size, device placement, rate limits, timeouts, retries, prices), so
+    that changing them keeps a run's identity and its answers are re-used; `api`: a remote paid service.
+    """
 
     def wrap(factory):
         if kind in _REGISTRY:
             raise ValueError(f"model kind {kind!r} registered twice")
-        _REGISTRY[kind] = factory
+        _REGISTRY[kind] = ModelKind(factory, None if hardware_keys is None else frozenset(hardware_keys),
+                                    frozenset(pacing_keys), api)
         return factory
 
     return wrap
 
 
-def build_model(cfg) -> VideoQAModel:
-    """Build the model described by a conf/model/*.yaml mapping (`kind` picks the backend, the rest is its args)."""
+def model_kind(kind: str) -> ModelKind:
+    """The registered facts of `kind` (importing every backend first); ValueError naming the known kinds."""
     from ghostprobe.models import backends  # noqa: F401  (importing registers every backend)
 
-    cfg = dict(cfg)
-    kind = cfg.pop("kind")
     if kind not in _REGISTRY:
         raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[kind](**cfg)
+    return _REGISTRY[kind]
+
+
+def answer_settings(model_cfg: dict) -> dict:
+    """The resolved model config minus its kind's pacing keys: everything that can change an answer (weights, model
+    name, dtypes, frames sent, image size, decoding, prompt layout). Runs that agree on it share their answers."""
+    pacing = model_kind(model_cfg["kind"]).pacing_keys
+    return {k: v for k, v in sorted(model_cfg.items()) if k not in pacing}
+
+
+class ModelPathError(ValueError):
+    """A local model's weights folder does not exist; the message says how to get it."""
+
+
+def resolve_model_config(model: dict, hardware: dict, batch_size: int | None = None) -> dict:
+    """The backend's keyword arguments: the model entry (conf/model/), plus the hardware profile's keys that its kind
+    takes (conf/hardware/), plus a batch size override. ModelPathError when a local model's folder is missing."""
+    from ghostprobe.models.video_llama.tiny import TINY_MODEL_NAME
+
+    model_cfg = dict(model)
+    kind = model_kind(model_cfg["kind"])
+    accepted = set(hardware) if kind.hardware_keys is None else kind.hardware_keys
+    model_cfg.update({k: v for k, v in hardware.items() if k in accepted})
+    path = model_cfg.get("path")
+    if not kind.api and path and not Path(path).exists():
+        how = ("convert the original checkpoints with scripts/convert_video_llama.py (README), or point "
+               "model.path= at a converted folder, a training run or one of its checkpoints"
+               if model_cfg["kind"] == "video_llama" else "download the model's HF folder on a machine with internet "
+               "(huggingface-cli download ...) and set model.path=")
+        if model_cfg.get("name") == TINY_MODEL_NAME:
+            how = (f"build the random-init tiny model there with `python -m ghostprobe.models.video_llama.tiny "
+                   f"{path}` (a second), or point model.path= at a training run of it or one of its checkpoints")
+        raise ModelPathError(f"model path {path} does not exist: {how}")
+    if batch_size:
+        model_cfg["batch_size"] = int(batch_size)
+    return model_cfg
+
+
+def build_model(cfg) -> VideoQAModel:
+    """Build the model described by a conf/model/*.yaml mapping (`kind` picks the backend, the rest is its args)."""
+    cfg = dict(cfg)
+    kind = model_kind(cfg.pop("kind"))
+    return kind.factory(**cfg)

@@ -96,7 +96,8 @@ def _load_processor(folder: Path):
     return processor
 
 
-@register("hf_native")
+@register("hf_native", hardware_keys={"dtype", "device", "device_map", "max_memory", "attn_implementation",
+                                      "nan_guard"})
 class HfNativeVideoLLM:
     """A transformers video LLM from a local folder; conf/model/qwen2_5_vl_7b.yaml documents every argument.
 

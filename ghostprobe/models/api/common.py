@@ -34,6 +34,11 @@ from PIL import Image
 from ghostprobe.answers import read_answer
 from ghostprobe.models.base import ClipInput, ModelOutput, Prompt
 
+# What an API model's config says about pacing, retries, the key's variable and prices: none of it changes an answer.
+API_PACING_KEYS = frozenset({"batch_size", "max_concurrency", "requests_per_minute", "timeout_s", "max_retries",
+                             "backoff_initial_s", "backoff_max_s", "abort_after_failed_clips", "api_key_env",
+                             "price_per_1m_input_usd", "price_per_1m_output_usd"})
+
 log = logging.getLogger(__name__)
 
 # How a failed request is handled (see the module docstring).

@@ -14,7 +14,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from ghostprobe.models.api.common import ApiConfig, ApiModel, CLIP, FATAL, Reply, TRANSIENT
+from ghostprobe.models.api.common import API_PACING_KEYS, ApiConfig, ApiModel, CLIP, FATAL, Reply, TRANSIENT
 from ghostprobe.models.api.common import import_client, jpeg_bytes, retry_after_s, select_frames, user_text
 from ghostprobe.models.base import ClipInput, Prompt, register
 
@@ -28,7 +28,7 @@ class GeminiConfig(ApiConfig):
     thinking_budget: int | None  # 0: answer at once (thinking tokens are billed as output); null: model default
 
 
-@register("gemini")
+@register("gemini", pacing_keys=API_PACING_KEYS, api=True)
 class GeminiModel(ApiModel):
     """A VideoQAModel answering through Gemini generateContent with inline images (build it with `kind: gemini`)."""
 

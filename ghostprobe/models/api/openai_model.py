@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ghostprobe.models.api.common import ApiConfig, ApiModel, CLIP, FATAL, Reply, TRANSIENT
+from ghostprobe.models.api.common import API_PACING_KEYS, ApiConfig, ApiModel, CLIP, FATAL, Reply, TRANSIENT
 from ghostprobe.models.api.common import import_client, jpeg_bytes, jpeg_data_url, retry_after_s, select_frames, user_text
 from ghostprobe.models.base import ClipInput, Prompt, register
 
@@ -20,7 +20,7 @@ class OpenAIConfig(ApiConfig):
     image_detail: str  # "low" | "high" | "auto": how many tokens each image costs
 
 
-@register("openai")
+@register("openai", pacing_keys=API_PACING_KEYS, api=True)
 class OpenAIChatModel(ApiModel):
     """A VideoQAModel answering through OpenAI chat completions with images (build it with `kind: openai`)."""
 

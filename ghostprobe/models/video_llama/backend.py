@@ -98,7 +98,7 @@ def yes_probability(model: VideoLlamaForConditionalGeneration, batch: Mapping[st
     return yes_probability_from_logits(answer_logits(model, batch), choice)
 
 
-@register("video_llama")
+@register("video_llama", hardware_keys=None)
 class VideoLlamaBackend:
     """A converted Video-LLaMA-2 folder (scripts/convert_video_llama.py, or the tiny one) as a `VideoQAModel`.
 

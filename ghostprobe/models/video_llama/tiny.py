@@ -31,6 +31,8 @@ from .modeling import VideoLlamaForConditionalGeneration
 from .presets import video_llama_config
 from .processing import VideoLlamaProcessor
 
+# conf/model/tiny.yaml's name: its folder is built in a second by this module, not converted from original checkpoints.
+TINY_MODEL_NAME = "tiny_video_llama"
 # Written into every folder built here: eval says "random-init stand-in" for such a model until it is trained.
 RANDOM_INIT_MARKER = "random_init.json"
 _SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]  # ids 0, 1, 2 as LLaMA-2
