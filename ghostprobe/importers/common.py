@@ -230,8 +230,9 @@ def finish(rows, root: Path, keep_missing: bool) -> ImportResult:
             continue
         video, is_folder = _find_video(root, row.videos)
         found = video is not None
-        if not found:  # planned where the first layout would put it
-            video, is_folder = row.videos[0], not Path(row.videos[0]).suffix
+        if not found:  # planned where the first layout without a wildcard would put it
+            video = next((v for v in row.videos if "*" not in v), row.videos[0])
+            is_folder = not Path(video).suffix
         clip = _validated(row, video, is_folder, result)
         if clip is None:
             continue
@@ -250,7 +251,7 @@ def finish(rows, root: Path, keep_missing: bool) -> ImportResult:
 def _validated(row: Candidate, video: str, is_folder: bool, result: ImportResult) -> ClipLabel | None:
     entry = {"clip_id": row.clip_id, "video": video, "label": row.label, "label_quality": row.quality,
              "source": {k: v for k, v in row.source.items() if v not in (None, "")},
-             "context": row.context, "split": row.split, "group": row.group, "notes": row.notes,
+             "context": row.context or None, "split": row.split, "group": row.group, "notes": row.notes,
              "fps": row.fps if is_folder else None, "event": row.event or None}
     try:
         clip = ClipLabel.model_validate({k: v for k, v in entry.items() if v is not None})
