@@ -104,7 +104,7 @@ def test_dota_both_metadata_files_with_fixed_splits_and_clamping(tmp_path):
     assert {c["label"] for c in clips.values() if c not in pedestrians} == {"other_hazard"}
 
 
-# --- CCD (real file, both forms) ---------------------------------------------------------------------------------------
+# --- CCD (real file, both forms) --------------------------------------------------------------------------------------
 
 @needs_shared
 def test_ccd_reads_the_bracketed_and_the_bare_form_alike_plus_normal_negatives(tmp_path):
@@ -126,7 +126,7 @@ def test_ccd_reads_the_bracketed_and_the_bare_form_alike_plus_normal_negatives(t
     assert dict(result.by_category["Normal"]) == {"normal": 2}
 
 
-# --- A3D (real pickle, and pickles that try to run code) -----------------------------------------------------------------
+# --- A3D (real pickle, and pickles that try to run code) --------------------------------------------------------------
 
 @needs_shared
 def test_a3d_real_pickle_is_read_with_numpy_arrays_only(tmp_path):
@@ -166,10 +166,11 @@ def test_a_pickle_naming_anything_but_numpy_is_refused_by_name_and_nothing_runs(
     assert not marker.exists()
 
 
-# --- CAP-DATA (synthetic .xls of the real layout) ------------------------------------------------------------------------
+# --- CAP-DATA (synthetic .xls of the real layout) ---------------------------------------------------------------------
 
 CAP_HEADER = ["video", "weather(sunny,rainy,snowy,foggy)1-4", "light(day,night)1-2",
-              "scenes(highway,tunnel,mountain,urban,rural)1-5", "linear(arterials,curve,intersection,T-junction,ramp) 1-5",
+              "scenes(highway,tunnel,mountain,urban,rural)1-5",
+              "linear(arterials,curve,intersection,T-junction,ramp) 1-5",
               "type", "whether an accident occurred (1/0)", "abnormal start frame", "abnormal end frame",
               "accident frame", "total frames", "texts", "causes", "measures"]
 
@@ -226,7 +227,7 @@ def test_cap_without_a_column_names_the_headers_it_found(tmp_path):
         run("cap", xls, tmp_path)
 
 
-# --- Nexar (synthetic train.csv and metadata.csv) ------------------------------------------------------------------------
+# --- Nexar (synthetic train.csv and metadata.csv) ---------------------------------------------------------------------
 
 def test_nexar_train_csv_keeps_ids_as_text_and_times_in_seconds(tmp_path):
     csv_path = tmp_path / "train.csv"
@@ -255,7 +256,7 @@ def test_nexar_metadata_csv_names_files_relative_to_its_folder(tmp_path):
     assert result.missing == ["nexar_01924 (tried: train/negative/01924.mp4)"]
 
 
-# --- DAD (synthetic folder layout) -----------------------------------------------------------------------------------------
+# --- DAD (synthetic folder layout) ------------------------------------------------------------------------------------
 
 def test_dad_folders_give_labels_splits_and_the_accident_at_frame_90(tmp_path):
     for subset in ("training", "testing"):
@@ -272,7 +273,7 @@ def test_dad_folders_give_labels_splits_and_the_accident_at_frame_90(tmp_path):
     assert clips["dad_testing_negative_000001"]["split"] == "test"
 
 
-# --- a user's CSV -------------------------------------------------------------------------------------------------------------
+# --- a user's CSV -----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("delimiter", [",", "\t"])
 def test_a_users_csv_in_every_form_and_each_bad_row_named(tmp_path, delimiter):

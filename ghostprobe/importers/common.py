@@ -86,7 +86,8 @@ class ImportResult:
     def to_json(self) -> dict:
         return {"clips": len(self.clips), "missing": self.missing, "problems": [str(p) for p in self.problems],
                 "warnings": self.warnings, "kept_missing": self.kept_missing,
-                "by_category": {c: dict(n) for c, n in sorted(self.by_category.items(), key=lambda kv: _natural(kv[0]))}}
+                "by_category": {c: dict(n) for c, n in sorted(self.by_category.items(),
+                                                              key=lambda kv: _natural(kv[0]))}}
 
 
 def _listed(title: str, items: list[str], show: int) -> list[str]:

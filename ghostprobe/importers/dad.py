@@ -39,6 +39,7 @@ def _candidate(video: Path, subset: str, split: str | None, kind: str, label: st
         event, _ = event_times({"accident_frame": cfg["accident_frame"]}, cfg, cfg["frames_per_clip"])
     relative = video.resolve().relative_to(root.resolve()).as_posix()
     return Candidate(
-        clip_id=fill(cfg["clip_id"], fields), videos=[relative], label=label, where=relative, category=kind, event=event, split=split,
+        clip_id=fill(cfg["clip_id"], fields), videos=[relative], label=label, where=relative, category=kind,
+        event=event, split=split,
         fps=cfg["fps"], source={"dataset": cfg["dataset"], "original_id": f"{subset}/{kind}/{video.stem}",
                                 "category_name": kind})

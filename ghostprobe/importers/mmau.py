@@ -73,7 +73,8 @@ def _candidate(field: dict, where: str, cfg: dict, names: dict, categories: Cate
         notes=_description(field.get("text")),
         source={"dataset": cfg["dataset"], "original_id": fill(cfg["original_id"], fields), "category_id": category_id,
                 "category_name": name, "cause": cause,
-                "candidate_reason": ghost_probing_reason(category_label, pattern) if label == "ghost_probing" else None})
+                "candidate_reason": (ghost_probing_reason(category_label, pattern)
+                                     if label == "ghost_probing" else None)})
 
 
 def _video_id(value, digits: int) -> str:

@@ -95,7 +95,8 @@ def _row(cells: list[str], where: str, words: dict, cfg: dict):
     videos = [clip] if Path(clip).suffix else [fill(p, {"clip": clip}) for p in cfg["videos"]]
     return Candidate(
         clip_id=stem, videos=videos, label=label, where=where, category=_squeeze(label_text), quality=cfg["quality"],
-        event=event, fps=cfg.get("fps"), source={"dataset": cfg["dataset"], "original_id": clip, "category_name": label_text})
+        event=event, fps=cfg.get("fps"),
+        source={"dataset": cfg["dataset"], "original_id": clip, "category_name": label_text})
 
 
 def _seconds(text: str) -> float | None:
