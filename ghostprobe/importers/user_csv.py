@@ -31,6 +31,7 @@ def read_user_csv(annotations: Path, root: Path, cfg: dict):
     delimiter = "\t" if "\t" in first else ","
     words = _label_words(cfg)
     header_words = {w.lower() for w in cfg["header_words"]}
+    first_line = next((k for k, line in enumerate(lines, start=1) if line.strip()), 0)
     for line_number, cells in enumerate(csv.reader(lines, delimiter=delimiter), start=1):
         cells = [cell.strip() for cell in cells]
         while cells and cells[-1] == "":
@@ -38,13 +39,9 @@ def read_user_csv(annotations: Path, root: Path, cfg: dict):
         if not cells or cells[0].startswith("#"):
             continue
         where = f"{annotations.name} line {line_number}"
-        if line_number == _first_line(lines) and cells[0].lower() in header_words:
+        if line_number == first_line and cells[0].lower() in header_words:
             continue
         yield _row(cells, where, words, cfg)
-
-
-def _first_line(lines: list[str]) -> int:
-    return next(k for k, line in enumerate(lines, start=1) if line.strip())
 
 
 def _label_words(cfg: dict) -> dict[str, str]:
