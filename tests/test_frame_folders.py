@@ -7,12 +7,11 @@ from datasets import load_from_disk
 from PIL import Image
 
 import ghostprobe.frame_folder as frame_folder
-from conftest import moving_pattern
 from data_prep.prepare import prepare_dataset
 from ghostprobe.config import prep_settings
 from ghostprobe.synth.encode import write_video
 from ghostprobe.video import VideoReadError, probe_video, read_frames
-from helpers import write_label_file
+from helpers import moving_pattern, write_label_file
 
 
 def write_frames(folder, frames, first=1, digits=4, ext="png"):
