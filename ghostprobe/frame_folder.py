@@ -90,7 +90,7 @@ def list_frame_folder(path: str | Path, root: str | Path | None = None) -> Frame
                              f"missing between {_format(pattern, first)} and {_format(pattern, last)}; FFmpeg "
                              "would stop at the first gap")
     if root is not None:
-        _check_links(folder, [entry for entry, *_ in images], Path(root))
+        _check_links(folder, [entry for entry, *_ in images], Path(root))  # the images/ folder, then each image
     width, height = _check_headers(folder, images)
     codec = IMAGE_TYPES[images[0][3].lower()][0]
     return FrameSequence(folder=folder, pattern=pattern, first_number=first, num_frames=len(numbers), width=width,
@@ -144,6 +144,8 @@ def _pattern(folder: Path, images: list) -> str:
 
 def _check_links(folder: Path, entries: list, root: Path) -> None:
     root = root.resolve()
+    if not folder.resolve().is_relative_to(root):
+        raise VideoReadError(f"{folder}: links to {folder.resolve()}, outside the videos folder {root}")
     outside = [entry.name for entry in entries
                if entry.is_symlink() and not Path(os.path.realpath(entry.path)).is_relative_to(root)]
     if outside:

@@ -57,7 +57,9 @@ class VideoInfo:
                              self.width, self.height, self.codec)
 
     def to_json(self) -> dict:
-        fields = {k: v for k, v in asdict(self).items() if v is not None or k not in _FOLDER_FIELDS}
+        # Where a folder's images are is how to read them, not what the clip is: left out, so a prepared dataset's
+        # content hash does not depend on the folder's path.
+        fields = {k: v for k, v in asdict(self).items() if k not in _FOLDER_FIELDS}
         return fields | {"duration_s": self.duration_s}
 
 

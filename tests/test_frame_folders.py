@@ -84,6 +84,8 @@ def test_every_bad_frame_folder_is_rejected_by_name_and_the_good_one_survives(tm
     write_frames(videos / "linked", frames[:2])
     (videos / "linked/0003.png").symlink_to(tmp_path / "elsewhere/secret/0001.png")
     (videos / "linked_folder").symlink_to(tmp_path / "elsewhere/secret", target_is_directory=True)
+    (videos / "linked_images").mkdir()
+    (videos / "linked_images/images").symlink_to(tmp_path / "elsewhere/secret", target_is_directory=True)
     bad = {
         "gap": ("the numbering has gaps: 0004.png missing between 0001.png and 0006.png", {}),
         "stray": ("not a numbered image (jpg/png): notes.txt", {}),
@@ -95,6 +97,7 @@ def test_every_bad_frame_folder_is_rejected_by_name_and_the_good_one_survives(tm
         "no_fps": ("a folder of frames has no frame rate of its own: give the clip's `fps`", {"fps": None}),
         "linked": ("0003.png link(s) to files outside the videos folder", {}),
         "linked_folder": ("escapes the videos folder", {}),
+        "linked_images": (f"links to {tmp_path / 'elsewhere/secret'}, outside the videos folder", {}),
         "missing": ("frame folder (or video file) not found", {}),
     }
     entries = [folder_clip("good", "videos/good")]
