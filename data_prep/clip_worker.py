@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ghostprobe.frame_folder import IMAGES_SUBFOLDER
 from ghostprobe.frames import encode_jpeg, read_resized_frames
 from ghostprobe.labels import ClipLabel
 from ghostprobe.sampling import FrameClock, SamplingError, sample_windows
@@ -36,6 +37,7 @@ class ClipTask:
     video_path: str
     cache_path: str
     settings: dict
+    videos_root: str | None = None  # a frame folder's images may not link outside it
 
 
 class EventTimeError(ValueError):
@@ -44,25 +46,36 @@ class EventTimeError(ValueError):
 
 def cache_key(clip: ClipLabel, video_path: Path, settings: dict) -> str:
     """The name of a clip's cache entry: a hash of what decides its frames and windows (label, event times, video
-    file, output settings), not of its descriptive fields."""
-    stat = video_path.stat() if video_path.is_file() else None
+    file or frame folder, output settings), not of its descriptive fields."""
     decisive = {k: v for k, v in clip.to_json().items() if k not in DESCRIPTIVE_FIELDS}
     if "event" in decisive:
         decisive["event"] = {k: v for k, v in decisive["event"].items() if k not in DESCRIPTIVE_EVENT_FIELDS}
     payload = {
         "format": CACHE_FORMAT,
         "clip": decisive,
-        "video": [str(video_path), stat.st_size if stat else None, stat.st_mtime_ns if stat else None],
+        "video": [str(video_path), *_video_stamp(video_path)],
         "settings": {name: settings[name] for name in OUTPUT_SETTINGS},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _video_stamp(video_path: Path) -> list:
+    """What changes when the video changes: a file's size and mtime; a frame folder's mtime and that of its images/
+    subfolder (they change when an image is added, removed or renamed; an image rewritten in place is not seen)."""
+    if video_path.is_file():
+        stat = video_path.stat()
+        return [stat.st_size, stat.st_mtime_ns]
+    if video_path.is_dir():
+        images = video_path / IMAGES_SUBFOLDER
+        return [video_path.stat().st_mtime_ns, images.stat().st_mtime_ns if images.is_dir() else None]
+    return [None, None]
 
 
 def prepare_clip(task: ClipTask) -> dict:
     """Prepare one clip into its cache file. Never raises: a failure comes back as {"ok": False, "reason": ...}."""
     clip = ClipLabel.model_validate_json(task.clip_json)
     try:
-        _prepare(clip, Path(task.video_path), Path(task.cache_path), task.settings)
+        _prepare(clip, Path(task.video_path), Path(task.cache_path), task.settings, task.videos_root)
     except (VideoReadError, SamplingError, EventTimeError) as err:
         return {"clip_id": clip.clip_id, "ok": False, "reason": str(err)}
     except Exception as err:  # a decoder bug on one odd file must not stop the other clips
@@ -70,8 +83,8 @@ def prepare_clip(task: ClipTask) -> dict:
     return {"clip_id": clip.clip_id, "ok": True}
 
 
-def _prepare(clip: ClipLabel, video_path: Path, cache_path: Path, settings: dict) -> None:
-    info = probe_video(video_path, settings["decode_threads"])
+def _prepare(clip: ClipLabel, video_path: Path, cache_path: Path, settings: dict, videos_root: str | None) -> None:
+    info = probe_video(video_path, settings["decode_threads"], fps=clip.fps, root=videos_root)
     _check_event_times(clip, info.duration_s, info.fps)
     event = clip.event
     # Variable frame rate (phone dashcams): frames are sampled and stamped by their presentation times.

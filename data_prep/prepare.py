@@ -60,7 +60,8 @@ def prepare_dataset(labels_path: str | Path, out_dir: str | Path, settings: dict
         if cache_path.exists():
             reused += 1
         else:
-            tasks.append(ClipTask(clip.model_dump_json(), str(video_path), str(cache_path), settings))
+            tasks.append(ClipTask(clip.model_dump_json(), str(video_path), str(cache_path), settings,
+                                  str(videos_root)))
     report["reused_from_cache"] = reused
 
     for result in _run_tasks(tasks, settings["num_proc"]):
@@ -124,12 +125,16 @@ def _resolve_video(videos_root: Path, clip: ClipLabel, report: dict) -> Path | N
 
 def _video_names(videos_root: Path, paths: dict[str, Path]) -> dict[str, str]:
     """clip_id -> its video file's path in the videos folder; clips whose files hold the same bytes (a copy under
-    another name) get the same name. Only files of equal size are compared, by their first and last MiB."""
+    another name) get the same name. Only files of equal size are compared, by their first and last MiB; a frame
+    folder is named by its path."""
     root = videos_root.resolve()
     by_size: dict[int, set[Path]] = defaultdict(set)
-    for path in paths.values():
-        by_size[path.stat().st_size].add(path)
     name_of: dict[Path, str] = {}
+    for path in paths.values():
+        if path.is_dir():
+            name_of[path] = str(path.relative_to(root))
+        else:
+            by_size[path.stat().st_size].add(path)
     for candidates in by_size.values():
         copies: dict[str, list[Path]] = defaultdict(list)
         for path in sorted(candidates):

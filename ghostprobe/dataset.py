@@ -16,7 +16,7 @@ from ghostprobe.labels import LABEL_NAMES, ClipLabel
 TRAIN_COLUMNS = ("sample_id", "frames", "timestamps_s", "is_ghost_probing")
 # Per-sample label columns eval copies into each predictions.jsonl row, for metrics and reports without the dataset.
 LABEL_COLUMNS = ("clip_id", "window_index", "window_end_s", "is_ghost_probing", "t_event_s", "actor", "occluder",
-                 "light", "weather")
+                 "light", "weather", "label_quality", "source_dataset", "source_category")
 
 
 def dataset_features(settings: dict) -> Features:
@@ -37,9 +37,20 @@ def dataset_features(settings: dict) -> Features:
         "t_first_visible_s": seconds, "t_event_s": seconds, "t_end_s": seconds,
         "actor": text, "occluder": text, "side": text, "outcome": text,
         "light": text, "weather": text, "scene": text, "road": text, "group": text, "notes": text,
+        "label_quality": text, "source_dataset": text, "source_category": text,
         "video_fps": exact, "video_num_frames": Value("int32"), "video_duration_s": seconds,
         "video_width": Value("int32"), "video_height": Value("int32"), "video_codec": text, "decode_backend": text,
     })
+
+
+def source_category(clip: ClipLabel) -> str | None:
+    """The public dataset's category a label came from, as one readable value ("dada2000 / 1 ego-car hits a crossing
+    pedestrian", "dota / ego: pedestrian"); None for a clip with no such provenance."""
+    source = clip.source
+    if source is None or (source.category_id is None and source.category_name is None):
+        return None
+    category = " ".join(str(part) for part in (source.category_id, source.category_name) if part is not None)
+    return f"{source.dataset} / {category}" if source.dataset else category
 
 
 def rows_for_clip(clip: ClipLabel, meta: dict, frames: list, storage: str):
@@ -54,6 +65,8 @@ def rows_for_clip(clip: ClipLabel, meta: dict, frames: list, storage: str):
         "side": event.side if event else None, "outcome": event.outcome if event else None,
         "light": clip.context.light, "weather": clip.context.weather, "scene": clip.context.scene,
         "road": clip.context.road, "group": clip.group, "notes": clip.notes,
+        "label_quality": clip.quality, "source_dataset": clip.source.dataset if clip.source else None,
+        "source_category": source_category(clip),
         "video_fps": info["fps"], "video_num_frames": info["num_frames"], "video_duration_s": info["duration_s"],
         "video_width": info["width"], "video_height": info["height"], "video_codec": info["codec"],
         "decode_backend": info["backend"],

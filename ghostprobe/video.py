@@ -1,8 +1,9 @@
-"""Video probing and frame decoding: decord first, PyAV when decord cannot read a file.
+"""Video probing and frame decoding: decord first, PyAV when decord cannot read a file; frame folders through
+FFmpeg's image-sequence demuxer (ghostprobe/frame_folder.py).
 
-Metadata (fps, frame count, duration, resolution) always comes from the file, never from labels. Every failure is a
-`VideoReadError` whose message says what is wrong with which file, so the data-prep stage can reject one clip and
-carry on with the others.
+Metadata (fps, frame count, duration, resolution) always comes from the file, never from labels; a frame folder has
+no rate of its own, so its `fps` is the label's. Every failure is a `VideoReadError` whose message says what is wrong
+with which file, so the data-prep stage can reject one clip and carry on with the others.
 """
 
 from __future__ import annotations
@@ -11,8 +12,12 @@ import errno
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ghostprobe.frame_folder import FrameSequence
 
 
 class VideoReadError(RuntimeError):
@@ -33,18 +38,45 @@ class VideoInfo:
     width: int
     height: int
     codec: str
-    backend: str  # the decoder that will read this file: "decord" or "pyav"
+    backend: str  # the decoder that will read this file: "decord", "pyav", or "image2" for a frame folder
+    # A frame folder only: where its images are, their FFmpeg name pattern and the first image's number.
+    image_folder: str | None = None
+    image_pattern: str | None = None
+    first_number: int | None = None
 
     @property
     def duration_s(self) -> float:
         return self.num_frames / self.fps
 
+    @property
+    def sequence(self) -> FrameSequence:
+        """The frame folder this info describes (backend "image2")."""
+        from ghostprobe.frame_folder import FrameSequence
+
+        return FrameSequence(Path(self.image_folder), self.image_pattern, self.first_number, self.num_frames,
+                             self.width, self.height, self.codec)
+
     def to_json(self) -> dict:
-        return asdict(self) | {"duration_s": self.duration_s}
+        # Where a folder's images are is how to read them, not what the clip is: left out, so a prepared dataset's
+        # content hash does not depend on the folder's path.
+        fields = {k: v for k, v in asdict(self).items() if k not in _FOLDER_FIELDS}
+        return fields | {"duration_s": self.duration_s}
 
 
-def probe_video(path: str | Path, decode_threads: int = 1) -> VideoInfo:
-    """Read a video's metadata; decodes the first frame with the chosen backend to prove the file is readable."""
+_FOLDER_FIELDS = ("image_folder", "image_pattern", "first_number")
+
+
+def probe_video(path: str | Path, decode_threads: int = 1, fps: float | None = None,
+                root: str | Path | None = None) -> VideoInfo:
+    """Read a video's metadata; decodes the first frame with the chosen backend to prove the file is readable.
+
+    `path` may be a folder of numbered images (ghostprobe/frame_folder.py): `fps` (the label's) is then required,
+    and `root` (the videos folder) refuses images that link outside it.
+    """
+    if Path(path).is_dir():
+        return _probe_folder(Path(path), fps, root)
+    if fps and not Path(path).exists():  # a label with an fps most likely names a frame folder
+        raise VideoReadError(f"{path}: frame folder (or video file) not found")
     path = _check_file(path)
     codec, declared = _check_container(path)
     try:
@@ -78,7 +110,16 @@ def read_frames(path: str | Path, indices: list[int], info: VideoInfo, decode_th
         return np.zeros((0, size or info.height, size or info.width, 3), np.uint8)
     if wanted[0] < 0 or wanted[-1] >= info.num_frames:
         raise VideoReadError(f"{path}: frame index out of range 0..{info.num_frames - 1}: {wanted[0]}..{wanted[-1]}")
-    if info.backend == "decord":
+    if info.backend == "image2":
+        from ghostprobe.frame_folder import read_sequence_frames
+
+        try:
+            frames = read_sequence_frames(info.sequence, info.fps, wanted, size)
+        except VideoReadError:
+            raise
+        except Exception as err:
+            raise VideoReadError(f"{path}: decoding frames {wanted[0]}..{wanted[-1]} failed: {_short(err)}") from None
+    elif info.backend == "decord":
         try:
             frames = _read_decord(path, wanted, decode_threads, size)
         except Exception as decord_err:
@@ -101,7 +142,10 @@ def read_frames(path: str | Path, indices: list[int], info: VideoInfo, decode_th
 def frame_times_s(path: str | Path, info: VideoInfo, decode_threads: int = 1) -> tuple[float, ...] | None:
     """Presentation time of every frame in seconds from the first, for a variable-frame-rate video; None at a
     constant rate (every frame within half a frame interval of index / fps), where index / fps is exact and is what
-    the original Video-LLaMA computes. Read from the container's timestamps: nothing is decoded."""
+    the original Video-LLaMA computes. Read from the container's timestamps: nothing is decoded. A frame folder is
+    constant-rate by construction (None)."""
+    if info.backend == "image2":
+        return None
     try:
         if info.backend == "decord":
             import decord
@@ -139,6 +183,26 @@ def _check_file(path: str | Path) -> Path:
     if path.stat().st_size == 0:
         raise VideoReadError(f"{path}: empty file (0 bytes)")
     return path
+
+
+def _probe_folder(path: Path, fps: float | None, root: str | Path | None) -> VideoInfo:
+    if not fps:
+        raise VideoReadError(f"{path}: a folder of frames has no frame rate of its own: give the clip's `fps` in the "
+                             "label file")
+    from ghostprobe.frame_folder import list_frame_folder, open_sequence
+
+    sequence = list_frame_folder(path, root)
+    try:
+        with open_sequence(sequence, fps) as container:
+            stream = container.streams.video[0]
+            first = next(container.decode(stream), None)
+    except Exception as err:  # noqa: BLE001  (FFmpeg's own error, named with the folder)
+        raise VideoReadError(f"{sequence.folder}: FFmpeg cannot read {sequence.file_name(0)}: {_short(err)}") from None
+    if first is None:
+        raise VideoReadError(f"{sequence.folder}: FFmpeg decodes no frame from {sequence.file_name(0)}")
+    return VideoInfo(fps=float(fps), num_frames=sequence.num_frames, width=sequence.width, height=sequence.height,
+                     codec=sequence.codec, backend="image2", image_folder=str(sequence.folder),
+                     image_pattern=sequence.pattern, first_number=sequence.first_number)
 
 
 def _probe_decord(path: Path, decode_threads: int) -> VideoInfo:
@@ -194,7 +258,7 @@ def _read_pyav(path: Path, wanted: list[int], size: int | None = None) -> list[n
     out: dict[int, np.ndarray] = {}
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        to_rgb = _pyav_scaler(stream, size) if size else lambda frame: frame.to_ndarray(format="rgb24")
+        to_rgb = pyav_rgb_converter(stream, size)
         # Sequential decode: on long-GOP files a seek per frame costs ~2x (docs/benchmarks.md).
         for index, frame in enumerate(container.decode(stream)):
             if index in want:
@@ -205,6 +269,12 @@ def _read_pyav(path: Path, wanted: list[int], size: int | None = None) -> list[n
     if missing:
         raise VideoReadError(f"{path}: stream ended before frame {min(missing)} (truncated?)")
     return [out[i] for i in wanted]
+
+
+def pyav_rgb_converter(stream, size: int | None):
+    """frame -> uint8 RGB array for frames of `stream`: squeezed to size x size by FFmpeg's filters (`size`), or
+    full size."""
+    return _pyav_scaler(stream, size) if size else lambda frame: frame.to_ndarray(format="rgb24")
 
 
 def _pyav_scaler(stream, size: int):

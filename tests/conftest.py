@@ -4,11 +4,10 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from ghostprobe.config import prep_settings
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, moving_pattern
 
 # Stage packages (data_prep, train, eval) are imported by tests the way their scripts import them.
 sys.path.insert(0, str(REPO_ROOT))
@@ -26,18 +25,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
-
-
-def moving_pattern(num_frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
-    """Frames that differ from each other (a bar sweeping over a noise background), so decode errors show."""
-    rng = np.random.default_rng(seed)
-    background = rng.integers(0, 255, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
-    background = np.kron(background, np.ones((8, 8, 1), np.uint8))[:height, :width]
-    frames = np.repeat(background[None], num_frames, axis=0)
-    for t in range(num_frames):
-        x = int(t * (width - 16) / max(num_frames - 1, 1))
-        frames[t, :, x:x + 16] = (255, 255, 255)
-    return frames
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""What several test files share, made offline: label files, eval run directories with their frames dataset, tiny
-Video-LLaMA pieces (model, inputs) and fake ORIGINAL checkpoints. Fixtures stay in conftest.py.
+"""What several test files share, made offline: frames that show decode errors, label files, eval run directories with
+their frames dataset, tiny Video-LLaMA pieces (model, inputs) and fake ORIGINAL checkpoints. Fixtures stay in
+conftest.py.
 
 The fake checkpoints use the original key names (EVA ViT, LAVIS BLIP-2 Q-Former, Video-LLaMA VL file, HF LLaMA
 folder) with tiny shapes, including the keys a real conversion must drop.
@@ -19,6 +20,18 @@ from ghostprobe.models.video_llama import VideoLlamaConfig, VideoLlamaForConditi
 from ghostprobe.models.video_llama.tiny import tiny_tokenizer, tiny_video_tokenizer  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def moving_pattern(num_frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Frames that differ from each other (a bar sweeping over a noise background), so decode errors show."""
+    rng = np.random.default_rng(seed)
+    background = rng.integers(0, 255, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
+    background = np.kron(background, np.ones((8, 8, 1), np.uint8))[:height, :width]
+    frames = np.repeat(background[None], num_frames, axis=0)
+    for t in range(num_frames):
+        x = int(t * (width - 16) / max(num_frames - 1, 1))
+        frames[t, :, x:x + 16] = (255, 255, 255)
+    return frames
 
 
 def write_label_file(path: Path, clips: list[dict]) -> Path:
