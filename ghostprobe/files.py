@@ -15,8 +15,8 @@ import contextlib
 import errno
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
@@ -33,7 +33,9 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     On failure (a full disk) the temporary file is removed and the old `path`, if any, is left untouched.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    # os.open with 0o666 and the umask, as open() would (tempfile.mkstemp would make results readable by us only).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -44,12 +46,14 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    # The rename itself reaches the disk only with the folder's entry: without this a power cut may undo it.
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    # The rename itself reaches the disk only with the folder's entry: without this a power cut may undo it. Some
+    # network filesystems refuse to sync a folder; the file is whole either way, so that is not an error.
+    with contextlib.suppress(OSError):
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
     return path
 
 

@@ -26,6 +26,10 @@ def test_json_is_replaced_whole_and_a_failed_write_keeps_the_old_file(tmp_path, 
     path = tmp_path / "summary.json"
     write_json_atomic(path, {"step": 1})
     assert json.loads(path.read_text()) == {"step": 1}
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")  # readable by whoever could read a file written the ordinary way
+    assert path.stat().st_mode == plain.stat().st_mode
+    plain.unlink()
 
     def no_space(fd):  # simulated at the flush to disk, where a full disk (or quota) shows on many filesystems
         raise OSError(errno.ENOSPC, "No space left on device")
