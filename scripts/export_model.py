@@ -44,7 +44,7 @@ def export(run_dir: str | Path, out: str | Path, dtype: str = "fp32", base_model
 def main(cfg: DictConfig) -> None:
     try:
         out = export(cfg.run_dir, cfg.out, cfg.dtype, cfg.base_model)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:  # FileNotFoundError: no checkpoint, or one that lost files
         raise SystemExit(f"export_model: {error}") from None
     print(f"exported {resolve_model_dir(cfg.run_dir)} -> {out}")
 

@@ -26,6 +26,7 @@ from ghostprobe.models.video_llama import VideoLlamaForConditionalGeneration
 from ghostprobe.models.video_llama.finetuned import COMPLETE_MARKER, TRAINABLES_FILE, complete_checkpoints
 from ghostprobe.prompts import load_prompt
 from ghostprobe.synth import generate
+from small_disk import on_small_disk, small_disk_available
 
 REPO = Path(__file__).resolve().parents[1]
 DEEPSPEED = Path(sys.executable).parent / "deepspeed"
@@ -38,15 +39,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(run_dir: Path, *overrides: str, exp: str = "tiny_smoke", timeout: int = 600) -> Path:
-    """Run the trainer on 2 CPU ranks; fail with the log tail when it does not exit 0."""
-    cmd = [str(DEEPSPEED), "--num_gpus", "2", "--master_port", str(_free_port()), "train/main.py", f"+exp={exp}",
-           f"output_dir={run_dir}", "progress_bar=false", *overrides]
+def run_trainer(run_dir: Path, *overrides: str, exp: str = "tiny_smoke", timeout: int = 600,
+                wrap=lambda cmd: cmd) -> subprocess.CompletedProcess:
+    """Run the trainer on 2 CPU ranks (the command passed through `wrap`), keeping its output in RUN.log."""
+    cmd = wrap([str(DEEPSPEED), "--num_gpus", "2", "--master_port", str(_free_port()), "train/main.py",
+                f"+exp={exp}", f"output_dir={run_dir}", "progress_bar=false", *overrides])
     env = {**os.environ, "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     (run_dir.parent / f"{run_dir.name}.log").write_text(done.stdout + done.stderr)
-    assert done.returncode == 0, f"{' '.join(cmd)} exited {done.returncode}:\n{(done.stdout + done.stderr)[-6000:]}"
+    return done
+
+
+def launch(run_dir: Path, *overrides: str, exp: str = "tiny_smoke", timeout: int = 600) -> Path:
+    """Run the trainer on 2 CPU ranks; fail with the log tail when it does not exit 0."""
+    done = run_trainer(run_dir, *overrides, exp=exp, timeout=timeout)
+    assert done.returncode == 0, f"{' '.join(done.args)} exited {done.returncode}:\n" \
+                                 f"{(done.stdout + done.stderr)[-6000:]}"
     return run_dir
+
+
+def refusal(done: subprocess.CompletedProcess, start: str) -> str:
+    """The one line starting with `start` by which the trainer refused to start (exit 1, once, no traceback)."""
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output[-6000:]
+    lines = [line for line in output.splitlines() if line.startswith(start)]
+    assert len(lines) == 1 and "Traceback" not in output, output[-6000:]
+    return lines[0]
 
 
 def metrics(run_dir: Path) -> list[dict]:
@@ -158,6 +176,10 @@ def test_lora_checkpoint_holds_adapter_and_trainables_and_reloads(lora_run, tiny
 def test_full_zero3_stops_early_and_saves_consolidated_weights(full_run, tiny_setup):
     losses = train_losses(full_run)
     assert sorted(losses) == list(range(1, 9))  # train.stop_at_step=8 of max_steps=12
+    # The stop writes a checkpoint (checkpoint.every_steps=6 alone would lose steps 7 and 8) to resume from.
+    assert [c.name for c in complete_checkpoints(full_run)] == ["checkpoint-6", "checkpoint-8"]
+    assert json.loads((full_run / "summary.json").read_text())["last_checkpoint"] == "checkpoint-8"
+    assert json.loads((full_run / "checkpoint-8" / "trainer_state.json").read_text())["max_steps"] == 12
     assert np.mean([losses[7], losses[8]]) < 0.9 * np.mean([losses[1], losses[2]]), losses
     checkpoint = full_run / "checkpoint-6"
     assert (checkpoint / COMPLETE_MARKER).is_file() and not (checkpoint / "adapter_config.json").exists()
@@ -177,6 +199,7 @@ def test_resume_skips_checkpoint_killed_mid_write_and_equals_uninterrupted_run(l
     metrics once."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
+    shutil.copy(lora_run / "config.yaml", run_dir)
     shutil.copytree(lora_run / "checkpoint-6", run_dir / "checkpoint-6")
     killed = run_dir / "checkpoint-9"
     shutil.copytree(lora_run / "checkpoint-6", killed)
@@ -184,7 +207,8 @@ def test_resume_skips_checkpoint_killed_mid_write_and_equals_uninterrupted_run(l
     (killed / "adapter_model.safetensors").write_bytes(b"\0" * 100)
     logged = [{**m, "killed_run": True} for m in metrics(lora_run) if m["step"] <= 9]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in logged))
-    launch(run_dir, *_common(tiny_setup), "logger=none", "resume=auto")
+    # Settings resume_may_change declares safe may differ (the stopped run had logger=wandb and keep_last=2).
+    launch(run_dir, *_common(tiny_setup), "logger=none", "resume=auto", "checkpoint.keep_last=4")
 
     rows = metrics(run_dir)
     assert [m["step"] for m in rows if "loss" in m] == list(range(1, 13))  # no step twice
@@ -211,3 +235,109 @@ def test_export_merges_lora_into_a_plain_model(lora_run, tiny_setup, tmp_path):
     assert not any("lora" in name for name, _ in merged.named_parameters())
     best = lora_run / json.loads((lora_run / "summary.json").read_text())["best_checkpoint"]
     _assert_same_scores(_score_val(out, tiny_setup[1], best), best)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What the trainer refuses or warns about, and what a full disk looks like (issue 17)
+
+def _copy_run(lora_run: Path, run_dir: Path, *checkpoints: str) -> Path:
+    """A run directory holding lora_run's config.yaml, metrics and the named checkpoints."""
+    run_dir.mkdir()
+    for name in ("config.yaml", "metrics.jsonl"):
+        shutil.copy(lora_run / name, run_dir)
+    for name in checkpoints:
+        shutil.copytree(lora_run / name, run_dir / name)
+    return run_dir
+
+
+def test_a_lora_checkpoint_that_lost_its_trained_tensors_is_refused_by_eval_export_and_resume(
+        lora_run, tiny_setup, tmp_path):
+    """COMPLETE present, trainables.safetensors gone: eval and export would give the base model's video modules
+    under the fine-tune's name, resume would continue from them. Each refuses, naming the file."""
+    run_dir = _copy_run(lora_run, tmp_path / "run", "checkpoint-6", "checkpoint-12")
+    damaged = run_dir / "checkpoint-12"
+    (damaged / TRAINABLES_FILE).unlink()
+    problem = f"{damaged} is incomplete and cannot be loaded: {TRAINABLES_FILE} is missing ("
+    with pytest.raises(FileNotFoundError) as refused:  # eval's model loading (IncompleteCheckpoint)
+        build_model({"kind": "video_llama", "path": str(damaged), "batch_size": 4})
+    assert str(refused.value).startswith(problem)
+
+    out = tmp_path / "merged"
+    done = subprocess.run([sys.executable, "scripts/export_model.py", f"run_dir={damaged}", f"out={out}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-3000:]
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"export_model: {problem}")
+    assert not out.exists()
+
+    done = run_trainer(run_dir, *_common(tiny_setup), "logger=wandb", "logger.mode=offline", "resume=auto")
+    line = refusal(done, "train: resume=auto: ")
+    assert f"{damaged} is incomplete and cannot be resumed from: {TRAINABLES_FILE} is missing (" in line
+    assert line.endswith(f"or resume={run_dir / 'checkpoint-6'} to continue from the one before (the newer "
+                         "checkpoints are then deleted)")
+    assert (damaged / COMPLETE_MARKER).is_file()  # refused, not deleted
+
+
+def test_resume_with_settings_that_change_the_run_is_refused_naming_them(lora_run, tiny_setup, tmp_path):
+    """The issue's command: train.lr=0.5 prompt=zh train.global_batch_size=16 on resume=auto. Safe changes
+    (logger, keep_last) are allowed by test_resume_skips_checkpoint_killed_mid_write_and_equals_uninterrupted_run."""
+    run_dir = _copy_run(lora_run, tmp_path / "run", "checkpoint-6")
+    config = (run_dir / "config.yaml").read_text()
+    done = run_trainer(run_dir, *_common(tiny_setup), "logger=wandb", "logger.mode=offline", "resume=auto",
+                       "train.lr=0.5", "prompt=zh", "train.global_batch_size=16")
+    line = refusal(done, "train: cannot resume ")
+    for change in ("train.lr (0.001 -> 0.5)", "train.global_batch_size (8 -> 16)", "prompt.name ('en' -> 'zh')"):
+        assert change in line
+    assert "resume (" not in line and "logger" not in line
+    assert line.endswith("Resume without these overrides, or train with them as a new run (another output_dir, no "
+                         "resume=). What a resume may change is listed in resume_may_change (conf/train.yaml)")
+    assert (run_dir / "config.yaml").read_text() == config  # still says what the run was trained with
+    assert metrics(run_dir) == metrics(lora_run)  # nothing trained, nothing dropped
+
+
+def test_test_at_end_without_a_test_split_stops_at_start(tiny_setup, tmp_path):
+    run_dir = tmp_path / "run"
+    done = run_trainer(run_dir, *_common(tiny_setup), "logger=none", "eval.test_at_end=true",
+                       "data.test_split=holdout")
+    line = refusal(done, "train: ")
+    assert line == (f"train: eval.test_at_end=true needs a test split, but {tiny_setup[1]} has no split 'holdout' "
+                    "(it has train, val, test): set data.test_split to one of them or eval.test_at_end=false")
+    assert sorted(p.name for p in run_dir.iterdir()) == []  # before any step, config or lock was written
+
+
+def test_a_one_class_train_split_is_warned_about_at_start_and_in_the_summary(tiny_setup, tmp_path):
+    import datasets
+
+    one_class = tmp_path / "no_positives"
+    splits = datasets.load_from_disk(str(tiny_setup[1]))
+    splits["train"] = splits["train"].filter(lambda row: not row["is_ghost_probing"])
+    splits.save_to_disk(str(one_class))
+    run_dir = launch(tmp_path / "run", f"model.path={tiny_setup[0]}", f"data.path={one_class}", "logger=none",
+                     "train.max_steps=2", "eval.every_steps=0", "checkpoint.every_steps=0", "eval.test_at_end=false")
+    warning = (f"the train split of {one_class} holds only non-ghost-probing clips ({len(splits['train'])}): the "
+               "model can only learn to answer 'No' to every clip; add clips of the other class to the labels")
+    log = (tmp_path / "run.log").read_text()
+    assert f"train: WARNING: {warning}" in log
+    assert log.index(warning) < log.index("'loss'")  # at start-up, before the first step
+    assert json.loads((run_dir / "summary.json").read_text())["warnings"] == [warning]
+
+
+@pytest.mark.skipif(not small_disk_available(), reason="needs unprivileged user namespaces (unshare) for a tmpfs")
+def test_a_full_disk_while_checkpointing_ends_with_one_line(tiny_setup, tmp_path):
+    """output_dir on a 448 KiB tmpfs: the first checkpoint's model files fit, DeepSpeed's optimizer shards do not
+    (torch.save's `inline_container.cc: unexpected pos`)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    run_dir = disk / "run"
+    done = run_trainer(run_dir, *_common(tiny_setup), "logger=none", "train.max_steps=2", "checkpoint.every_steps=1",
+                       "eval.every_steps=0", "eval.test_at_end=false",
+                       wrap=lambda cmd: on_small_disk(disk, "448k", cmd))
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output[-6000:]
+    lines = {line for line in output.splitlines() if line.startswith("train: disk full: ")}
+    assert len(lines) == 1, output[-6000:]  # each rank that hit it says the same line
+    (line,) = lines
+    assert line.startswith(f"train: disk full: no space left to write in {run_dir} (")
+    assert line.endswith(" free of 448.0 KiB); free space there (or move output_dir), then continue with "
+                         "resume=auto")
+    assert "inline_container" not in output and "No space left on device" not in output, output[-6000:]

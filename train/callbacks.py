@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import shutil
 import time
@@ -17,10 +16,11 @@ from pathlib import Path
 import torch.distributed as dist
 from transformers import TrainerCallback
 
+from ghostprobe.files import write_json_atomic, write_text_atomic
 from ghostprobe.metrics.common import nan_to_none
-from ghostprobe.models.video_llama.finetuned import is_complete
+from ghostprobe.models.video_llama.finetuned import is_complete, mark_complete
 
-from train.checkpointing import mark_complete, rotate
+from train.checkpointing import rotate
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
@@ -68,12 +68,8 @@ def drop_metrics_after(run_dir: Path, step: int) -> int:
         else:
             kept.append(line)
     if later or unreadable or (text and not text.endswith("\n")):  # the next row must start a line
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as f:
-            f.write("".join(line + "\n" for line in kept))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # a kill now leaves the old file or the new one, never a mix
+        # atomic: a kill now leaves the old file or the new one, never a mix
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
     if later or unreadable:
         log.warning("%s: removed %d row(s) of steps after step %d, where training continues, and %d unreadable "
                     "line(s)", path, later, step, unreadable)
@@ -92,7 +88,7 @@ class ValScores(TrainerCallback):
             self.dir.mkdir(exist_ok=True)
             record = {"step": state.global_step, "metrics": {k: _jsonable(v) for k, v in (metrics or {}).items()},
                       "scores": self.score_metrics.last_scores}
-            (self.dir / f"step-{state.global_step}.json").write_text(json.dumps(record, indent=1) + "\n")
+            write_json_atomic(self.dir / f"step-{state.global_step}.json", record, indent=1)
 
 
 class CheckpointCallback(TrainerCallback):
@@ -120,7 +116,8 @@ class CheckpointCallback(TrainerCallback):
 
 class StopAtStep(TrainerCallback):
     """Ends training after `step` optimizer steps while keeping the schedule of the full run (`train.stop_at_step`):
-    for time-boxed sessions and for testing that stop + resume equals an uninterrupted run."""
+    for time-boxed sessions and for testing that stop + resume equals an uninterrupted run. A checkpoint is written
+    at the stop (unless checkpoint.every_steps=0), so `resume=auto` continues from there and no step is lost."""
 
     def __init__(self, step: int):
         self.step = step
@@ -128,6 +125,7 @@ class StopAtStep(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step >= self.step:
             control.should_training_stop = True
+            control.should_save = args.save_strategy != "no"
         return control
 
 

@@ -21,6 +21,14 @@ from ghostprobe.models.base import ClipInput, Prompt
 from ghostprobe.models.video_llama.processing import AnswerChoice, VideoLlamaProcessor
 
 
+class MissingSplit(KeyError):
+    """The prepared dataset has no split of the name asked for (`available`: the ones it has)."""
+
+    def __init__(self, path: Path, split: str, available: Sequence[str]):
+        super().__init__(f"{path}: no split {split!r} (it has {', '.join(available)}); set data.*_split")
+        self.path, self.split, self.available = path, split, list(available)
+
+
 class PreparedClips(Dataset):
     """One split of a prepared dataset (docs/labels.md, "The prepared dataset"), read row by row.
 
@@ -38,7 +46,7 @@ class PreparedClips(Dataset):
                                     "python data_prep/main.py labels=FILE out_dir=DIR (or source=synthetic)")
         splits = datasets.load_from_disk(str(path))
         if split not in splits:
-            raise KeyError(f"{path}: no split {split!r} (it has {', '.join(splits)}); set data.*_split")
+            raise MissingSplit(Path(path), split, list(splits))
         rows = splits[split]
         missing = [c for c in TRAIN_COLUMNS if c not in rows.column_names]
         if missing:

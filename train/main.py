@@ -129,6 +129,7 @@ def main(cfg: DictConfig) -> None:
         from train.launcher_watch import exit_when_launcher_dies
         exit_when_launcher_dies()
     init_distributed()
+    from ghostprobe.files import exit_when_disk_full
     from train.run import run
 
     rank = dist.get_rank()
@@ -136,7 +137,9 @@ def main(cfg: DictConfig) -> None:
     run_dir = shared_run_dir(cfg)
     if rank == 0:
         log.info("run directory %s (%d ranks)", run_dir, dist.get_world_size())
-    with lock_run_dir(run_dir):
+    # A full disk shows up as torch's "inline_container.cc: unexpected pos" among others: say it in one line.
+    with lock_run_dir(run_dir), exit_when_disk_full(
+            run_dir, "train", "free space there (or move output_dir), then continue with resume=auto"):
         run(cfg, run_dir)
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import NoReturn
 
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from transformers import EarlyStoppingCallback, set_seed
 
+from ghostprobe.files import write_json_atomic, write_text_atomic
 from ghostprobe.metrics import to_jsonable
 from ghostprobe.models.video_llama.finetuned import best_checkpoint, checkpoint_step, complete_checkpoints
 from ghostprobe.models.video_llama.processing import VideoLlamaProcessor
@@ -20,8 +22,8 @@ from ghostprobe.prompts import load_prompt
 
 from train.callbacks import (CheckpointCallback, JsonlMetrics, StopAtStep, ValScores, WandbLogger,
                              drop_metrics_after)
-from train.checkpointing import discard_after, find_resume_checkpoint
-from train.data import AnswerCollator, BalancedSampler, PreparedClips
+from train.checkpointing import changed_settings, discard_after, find_resume_checkpoint
+from train.data import AnswerCollator, BalancedSampler, MissingSplit, PreparedClips
 from train.model_setup import apply_training_policy, choose_precision, load_base_model, parameter_counts
 from train.throughput import flops_per_sample, peak_tflops
 from train.trainer import ScoreMetrics, VideoLlamaTrainer, training_arguments
@@ -29,13 +31,79 @@ from train.trainer import ScoreMetrics, VideoLlamaTrainer, training_arguments
 log = logging.getLogger("train")
 
 
+def _refuse(message: str) -> NoReturn:
+    """Stop every rank before training; rank 0 says why in one line (the others would only repeat it)."""
+    raise SystemExit(message if dist.get_rank() == 0 else 1)
+
+
+def _load_splits(cfg: DictConfig) -> dict[str, PreparedClips]:
+    """The train and val splits, and test with eval.test_at_end: all read at start-up, so a missing split stops the
+    run before training rather than after it."""
+    wanted = {"train": (cfg.data.train_split, cfg.data.max_train_samples),
+              "val": (cfg.data.val_split, cfg.data.max_eval_samples)}
+    if cfg.eval.test_at_end:
+        wanted["test"] = (cfg.data.test_split, cfg.data.max_eval_samples)
+    splits = {}
+    for role, (name, max_samples) in wanted.items():
+        try:
+            splits[role] = PreparedClips(cfg.data.path, name, max_samples)
+        except MissingSplit as missing:
+            needed_by = "eval.test_at_end=true needs a test split, but " if role == "test" else ""
+            alternative = " or eval.test_at_end=false" if role == "test" else ""
+            _refuse(f"train: {needed_by}{missing.path} has no split {missing.split!r} (it has "
+                    f"{', '.join(missing.available)}): set data.{role}_split to one of them{alternative}")
+        except FileNotFoundError as error:
+            _refuse(f"train: {error}")
+    return splits
+
+
+def _one_class_warning(cfg: DictConfig, train_data: PreparedClips) -> list[str]:
+    """A warning (logged, and kept for summary.json) when the train split holds one class only: the model can then
+    only learn to give that class's answer to every clip."""
+    positives = int(train_data.labels.sum())
+    if 0 < positives < len(train_data):
+        return []
+    only, answer = ("ghost-probing", cfg.train.answers.positive) if positives else (
+        "non-ghost-probing", cfg.train.answers.negative)
+    limit = (f" (data.max_train_samples={cfg.data.max_train_samples})"
+             if cfg.data.max_train_samples is not None else "")
+    message = (f"the train split of {cfg.data.path} holds only {only} clips ({len(train_data)}{limit}): the model "
+               f"can only learn to answer {answer!r} to every clip; add clips of the other class to the labels")
+    if dist.get_rank() == 0:
+        log.warning("train: WARNING: %s", message)
+    return [message]
+
+
+def _check_unchanged_settings(cfg: DictConfig, resume: Path) -> None:
+    """Refuse to resume with settings that change the optimisation or the task (anything not in
+    `resume_may_change`) from those the run was trained with, as its config.yaml holds them."""
+    saved = resume.parent / "config.yaml"
+    if not saved.is_file():
+        log.warning("%s: no config.yaml beside %s: this run's settings cannot be compared with those it was trained "
+                    "with", resume.parent, resume.name)
+        return
+    changes = changed_settings(OmegaConf.to_container(OmegaConf.load(saved)),
+                               OmegaConf.to_container(cfg, resolve=True), list(cfg.resume_may_change))
+    if changes:
+        _refuse(f"train: cannot resume {resume.parent} with other settings than it was trained with "
+                f"({saved.name}): {', '.join(changes)}. These change the optimisation or the task mid-run. Resume "
+                "without these overrides, or train with them as a new run (another output_dir, no resume=). What a "
+                "resume may change is listed in resume_may_change (conf/train.yaml)")
+
+
 def _resume_point(cfg: DictConfig, run_dir: Path) -> Path | None:
-    """The checkpoint to resume from; refuses to start afresh over an earlier run's checkpoints. Newer
-    checkpoints and metrics rows of later steps, left by the attempt that stopped, are removed."""
-    resume = find_resume_checkpoint(cfg.resume, run_dir)
+    """The checkpoint to resume from; refuses to start afresh over an earlier run's checkpoints, to resume from a
+    checkpoint that lost files, and to resume with other settings. Newer checkpoints and metrics rows of later
+    steps, left by the attempt that stopped, are removed."""
+    try:
+        resume = find_resume_checkpoint(cfg.resume, run_dir)
+    except FileNotFoundError as error:  # not complete, or lost files since
+        _refuse(f"train: {error}")
     if resume is None and cfg.resume is None and complete_checkpoints(run_dir):
-        raise SystemExit(f"{run_dir} already holds checkpoints of an earlier run: pass resume=auto to continue it, "
-                         "or another output_dir to start afresh")
+        _refuse(f"train: {run_dir} already holds checkpoints of an earlier run: pass resume=auto to continue it, "
+                "or another output_dir to start afresh")
+    if resume is not None:
+        _check_unchanged_settings(cfg, resume)
     if dist.get_rank() == 0:
         if resume is not None or cfg.resume == "auto":
             discard_after(run_dir, resume)
@@ -47,9 +115,12 @@ def _resume_point(cfg: DictConfig, run_dir: Path) -> Path | None:
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Train per `cfg` into `run_dir`; returns (and rank 0 writes) the summary: best/last checkpoint, metrics."""
     rank, world_size = dist.get_rank(), dist.get_world_size()
+    splits = _load_splits(cfg)
+    train_data, val_data = splits["train"], splits["val"]
+    warnings = _one_class_warning(cfg, train_data)
     resume = _resume_point(cfg, run_dir)
     if rank == 0:
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     precision = choose_precision(cfg.train.precision)
     args = training_arguments(cfg, run_dir, precision, world_size)  # before loading: ZeRO-3 partitions on load
@@ -65,8 +136,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
 
     prompt = load_prompt(cfg.prompt)
     collator = AnswerCollator(processor, prompt, cfg.train.answers.positive, cfg.train.answers.negative)
-    train_data = PreparedClips(cfg.data.path, cfg.data.train_split, cfg.data.max_train_samples)
-    val_data = PreparedClips(cfg.data.path, cfg.data.val_split, cfg.data.max_eval_samples)
     score_metrics = ScoreMetrics(val_data.sample_ids, cfg.eval.threshold)
 
     example = collator([train_data[0]])
@@ -96,14 +165,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
     summary = {"run_dir": str(run_dir), "global_step": trainer.state.global_step,
-               "best_metric": trainer.state.best_metric, "metric": cfg.eval.metric}
-    if cfg.eval.test_at_end:
-        test_data = PreparedClips(cfg.data.path, cfg.data.test_split, cfg.data.max_eval_samples)
-        test_scores = ScoreMetrics(test_data.sample_ids, cfg.eval.threshold)
+               "best_metric": trainer.state.best_metric, "metric": cfg.eval.metric, "warnings": warnings}
+    if "test" in splits:
+        test_scores = ScoreMetrics(splits["test"].sample_ids, cfg.eval.threshold)
         trainer.compute_metrics = test_scores
-        summary["test"] = trainer.evaluate(test_data, metric_key_prefix="test")
+        summary["test"] = trainer.evaluate(splits["test"], metric_key_prefix="test")
         if rank == 0:
-            (run_dir / "test_scores.json").write_text(json.dumps(test_scores.last_scores, indent=1) + "\n")
+            write_json_atomic(run_dir / "test_scores.json", test_scores.last_scores, indent=1)
     if wandb is not None:
         wandb.finish()
     if rank == 0:
@@ -111,7 +179,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         complete = complete_checkpoints(run_dir)
         summary.update(best_checkpoint=best.name if best else None,
                        last_checkpoint=complete[-1].name if complete else None)
-        (run_dir / "summary.json").write_text(json.dumps(to_jsonable(summary), indent=2) + "\n")
+        write_json_atomic(run_dir / "summary.json", to_jsonable(summary))
         log.info("done: %s", json.dumps(to_jsonable(summary)))
     dist.barrier()
     return summary

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import Trainer, TrainingArguments
 
+from ghostprobe.files import write_json_atomic
 from ghostprobe.metrics import classification_metrics
 from ghostprobe.models.video_llama.backend import yes_probability_from_logits
 from ghostprobe.models.video_llama.finetuned import CHECKPOINT_INFO, TRAINABLES_FILE
@@ -189,7 +189,7 @@ class VideoLlamaTrainer(Trainer):
         info = dict(self.checkpoint_info, step=self.state.global_step)
         if info["format"] == "lora":
             self._save_trainables(output_dir, state_dict)
-        (output_dir / CHECKPOINT_INFO).write_text(json.dumps(info, indent=2) + "\n")
+        write_json_atomic(output_dir / CHECKPOINT_INFO, info)
 
     def _save_trainables(self, output_dir: Path, state_dict: dict | None) -> None:
         """The trained tensors outside the LoRA adapter, from the (ZeRO-3: gathered) state dict, in base names."""

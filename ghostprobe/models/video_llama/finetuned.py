@@ -8,15 +8,22 @@ Two formats, named in each checkpoint's `ghostprobe_checkpoint.json`:
   trained tensor: video Q-Former, query tokens, projection..., named as in the base model) + the base model folder
   in the json. Loading merges the adapter into the base, so callers get a plain model.
 Both hold the tokenizer and processor_config.json, and the DeepSpeed state (global_step*/) for resuming.
+
+`COMPLETE` is also the checkpoint's manifest: every file it held when it was marked, with its size. A checkpoint is
+loaded or resumed only when each of them is still there with that size (`verify_checkpoint`): a LoRA checkpoint that
+lost trainables.safetensors would otherwise load as base weights plus the adapter, a fine-tune in name only.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import torch
+
+from ghostprobe.files import write_json_atomic
 
 from .modeling import VideoLlamaForConditionalGeneration
 
@@ -24,6 +31,17 @@ COMPLETE_MARKER = "COMPLETE"
 CHECKPOINT_INFO = "ghostprobe_checkpoint.json"
 TRAINABLES_FILE = "trainables.safetensors"
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
+# What a checkpoint needs only to continue training (DeepSpeed's shards, RNG and scheduler states), not to be loaded
+# as a model: eval and export accept a checkpoint whose optimizer state was deleted to save space.
+_RESUME_STATE = re.compile(r"^(global_step\d+/.*|latest|rng_state.*\.pth|scheduler\.pt|optimizer\.pt|"
+                           r"training_args\.bin|trainer_state\.json|zero_to_.*\.py)$")
+# The model files of each format, checked also where a marker predates the manifest.
+_FORMAT_FILES = {"lora": (("adapter_config.json",), ("adapter_model.safetensors",), (TRAINABLES_FILE,)),
+                 "full": (("config.json",), ("model.safetensors", "model.safetensors.index.json"))}
+
+
+class IncompleteCheckpoint(FileNotFoundError):
+    """A checkpoint marked complete that has lost files (or whose files changed size) since."""
 
 
 def checkpoint_step(path: str | Path) -> int | None:
@@ -33,8 +51,61 @@ def checkpoint_step(path: str | Path) -> int | None:
 
 
 def is_complete(checkpoint: str | Path) -> bool:
-    """True when the trainer finished writing this checkpoint (its completion marker exists)."""
+    """True when the trainer finished writing this checkpoint (its completion marker exists); whether its files are
+    all still there is `verify_checkpoint`'s question."""
     return (Path(checkpoint) / COMPLETE_MARKER).is_file()
+
+
+def mark_complete(checkpoint: str | Path) -> None:
+    """Write the completion marker, listing every file of the checkpoint with its size (the manifest), after every
+    rank has written its files. Written atomically: the marker is either absent or whole."""
+    checkpoint = Path(checkpoint)
+    files = {p.relative_to(checkpoint).as_posix(): p.stat().st_size
+             for p in sorted(checkpoint.rglob("*")) if p.is_file() and p.name != COMPLETE_MARKER}
+    write_json_atomic(checkpoint / COMPLETE_MARKER, {"step": checkpoint_step(checkpoint),
+                                                     "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": files})
+
+
+def _manifest(checkpoint: Path) -> dict[str, int] | None:
+    """The marker's {file: size}; None for a marker written before markers listed files."""
+    try:
+        files = json.loads((checkpoint / COMPLETE_MARKER).read_text()).get("files")
+    except (ValueError, AttributeError):
+        return None
+    return files if isinstance(files, dict) else None
+
+
+def checkpoint_problems(checkpoint: str | Path, purpose: str = "load") -> list[str]:
+    """What keeps a checkpoint from being used for `purpose` ("load": as a model; "resume": to continue training):
+    each file of its manifest that is missing or has another size than when it was written, and each model file its
+    format needs that is missing. Empty when the checkpoint is whole."""
+    checkpoint = Path(checkpoint)
+    problems, missing = [], set()
+    for name, size in (_manifest(checkpoint) or {}).items():
+        if purpose == "load" and _RESUME_STATE.match(name):
+            continue
+        path = checkpoint / name
+        if not path.is_file():
+            missing.add(name)
+            problems.append(f"{name} is missing ({size:,} bytes when written)")
+        elif path.stat().st_size != size:
+            problems.append(f"{name} has {path.stat().st_size:,} bytes, {size:,} when written")
+    if (checkpoint / CHECKPOINT_INFO).is_file():
+        kind = checkpoint_info(checkpoint)["format"]
+        for choices in _FORMAT_FILES.get(kind, ()):
+            if not any((checkpoint / name).is_file() for name in choices) and not missing.intersection(choices):
+                problems.append(f"{' or '.join(choices)} is missing (a {kind} checkpoint needs it)")
+    return problems
+
+
+def verify_checkpoint(checkpoint: str | Path, purpose: str = "load") -> Path:
+    """`checkpoint` when `checkpoint_problems` finds nothing; otherwise IncompleteCheckpoint naming each file."""
+    problems = checkpoint_problems(checkpoint, purpose)
+    if problems:
+        raise IncompleteCheckpoint(
+            f"{checkpoint} is incomplete and cannot be {'loaded' if purpose == 'load' else 'resumed from'}: "
+            f"{'; '.join(problems)}. Restore the files from a copy, or use another checkpoint-<step>/ of the run")
+    return Path(checkpoint)
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
@@ -73,11 +144,13 @@ def resolve_model_dir(path: str | Path) -> Path:
     if checkpoint_step(path) is not None and path.is_dir() and not is_complete(path):
         raise FileNotFoundError(f"{path}: checkpoint was interrupted while being written (no {COMPLETE_MARKER} "
                                 "marker); use an earlier checkpoint or the run directory")
-    if (path / "config.json").is_file() or (path / CHECKPOINT_INFO).is_file():
+    if (path / CHECKPOINT_INFO).is_file() or is_complete(path):  # written by the trainer: whole or refused
+        return verify_checkpoint(path)
+    if (path / "config.json").is_file():
         return path
     best = best_checkpoint(path)
     if best is not None:
-        return best
+        return verify_checkpoint(best)
     raise FileNotFoundError(
         f"{path}: not a converted Video-LLaMA folder (no config.json), nor a training checkpoint or run directory "
         f"with a complete checkpoint-<step>/. Convert the original checkpoints with scripts/convert_video_llama.py, "
@@ -113,15 +186,14 @@ def load_video_llama(path: str | Path, base_model: str | Path | None = None,
         raise FileNotFoundError(f"{model_dir}: LoRA checkpoint of base model {base_dir}, which is not there; pass "
                                 "base_model=PATH (eval: model.base_model=PATH) to say where it is now")
     model = VideoLlamaForConditionalGeneration.from_pretrained(base_dir, **from_pretrained_kwargs)
-    trainables_file = model_dir / TRAINABLES_FILE
-    if trainables_file.is_file():
-        tensors = load_file(trainables_file)
-        params = dict(model.named_parameters())
-        unknown = sorted(set(tensors) - set(params))
-        if unknown:
-            raise ValueError(f"{trainables_file}: tensors {unknown[:5]} are not in the base model {base_dir}")
-        with torch.no_grad():
-            for name, tensor in tensors.items():
-                params[name].copy_(tensor.to(params[name].device, params[name].dtype))
+    trainables_file = model_dir / TRAINABLES_FILE  # always there: resolve_model_dir verified the checkpoint
+    tensors = load_file(trainables_file)
+    params = dict(model.named_parameters())
+    unknown = sorted(set(tensors) - set(params))
+    if unknown:
+        raise ValueError(f"{trainables_file}: tensors {unknown[:5]} are not in the base model {base_dir}")
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            params[name].copy_(tensor.to(params[name].device, params[name].dtype))
     model = PeftModel.from_pretrained(model, model_dir)
     return model.merge_and_unload()
