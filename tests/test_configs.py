@@ -81,7 +81,8 @@ def test_top_level_config_composes(config_name):
             if key.startswith("override ") or option is None:
                 continue
             group, _, package = key.replace("optional ", "").partition("@")
-            package = package or _header_package(f"{group}/{option}.yaml") or group
+            interpolated = "${" in str(option)  # e.g. `importer: ${dataset}`: the option is chosen by another group
+            package = package or (None if interpolated else _header_package(f"{group}/{option}.yaml")) or group
             node = resolved if package == "_global_" else _at(resolved, package.split("."))
             assert isinstance(node, dict) and node, f"conf/{config_name}.yaml: group {group} composed to {node!r}"
     own = {k: v for k, v in raw.items() if k not in ("defaults", "hydra")}
