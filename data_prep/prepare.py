@@ -23,6 +23,7 @@ from tqdm import tqdm
 from data_prep.atomic_save import save_atomically
 from data_prep.clip_worker import ClipTask, cache_key, load_cache_meta, load_cached_clip, prepare_clip
 from data_prep.splits import assign_splits
+from ghostprobe.files import write_json_atomic
 from ghostprobe.dataset import dataset_features, rows_for_clip
 from ghostprobe.labels import ClipLabel, LabelFileError, load_labels
 
@@ -223,9 +224,7 @@ def _finish(report: dict, out_dir: Path, splits: dict, prepared: list[ClipLabel]
     report["splits"] = splits
     report["seconds"] = round(time.perf_counter() - started, 2)
     out_dir.mkdir(parents=True, exist_ok=True)
-    temporary = out_dir / f".prep_report.json.{os.getpid()}"  # renamed into place: a kill never truncates the report
-    temporary.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    os.replace(temporary, out_dir / "prep_report.json")
+    write_json_atomic(out_dir / "prep_report.json", report)  # a kill never truncates the report
     return report
 
 

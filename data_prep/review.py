@@ -9,7 +9,6 @@ schema (the label file is still written with the others).
 """
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from ghostprobe.files import write_json_atomic, write_text_atomic  # noqa: E402
 from ghostprobe.label_studio import LabelStudio, LabelStudioError  # noqa: E402
 from ghostprobe.labels import LabelFileError, load_labels, write_labels  # noqa: E402
 from ghostprobe.review import (PREDICTIONS_VERSION, gold_labels, label_config, make_tasks, served_folders,  # noqa: E402
@@ -64,8 +64,8 @@ def to_label_studio(cfg: DictConfig) -> bool:
           f"encoded); videos served from {document_root.resolve()}")
     if cfg.out is not None:
         out = Path(cfg.out)
-        _write_atomically(out, json.dumps(batch.tasks, indent=1, ensure_ascii=False) + "\n")
-        _write_atomically(out.with_suffix(".xml"), interface)
+        write_json_atomic(out, batch.tasks, indent=1)
+        write_text_atomic(out.with_suffix(".xml"), interface)
         print(f"wrote {out} and its labelling interface {out.with_suffix('.xml')}")
     if cfg.url is not None and batch.tasks:
         _import(cfg, batch, interface, document_root)
@@ -120,12 +120,6 @@ def from_label_studio(cfg: DictConfig) -> bool:
             print(f"  {title} ({len(entries)}):")
             print("\n".join(f"    {entry}" for entry in entries))
     return not outcome.problems
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ clips removes the clip-difficulty variance they share. Writes comparison.md, com
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import sys
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from eval.report import labels_and_scores  # noqa: E402
 from ghostprobe.metrics import (classification_metrics, compare_decisions, paired_bootstrap_auroc,  # noqa: E402
                                 to_jsonable, trivial_baselines)
 from ghostprobe.metrics.common import format_ids  # noqa: E402
+from ghostprobe.files import write_json_atomic, write_text_atomic  # noqa: E402
 from ghostprobe.runs import load_run  # noqa: E402
 
 
@@ -136,9 +136,9 @@ def compare_runs(run_dirs, out_dir, n_resamples: int = 2000, seed: int = 0, conf
     out_dir.mkdir(parents=True, exist_ok=True)
     blocks = _blocks(runs, result, y, alpha)
     title = f"Ghost probing: {len(runs)} runs compared on {len(common)} common clips"
-    (out_dir / "comparison.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out_dir / "comparison.md").write_text(to_markdown(title, blocks) + "\n", encoding="utf-8")
-    (out_dir / "comparison.html").write_text(to_html(title, blocks), encoding="utf-8")
+    write_json_atomic(out_dir / "comparison.json", result, allow_nan=False)
+    write_text_atomic(out_dir / "comparison.md", to_markdown(title, blocks) + "\n")
+    write_text_atomic(out_dir / "comparison.html", to_html(title, blocks))
     return result
 
 

@@ -24,6 +24,7 @@ from eval.document import (Bullets, Estimate, Heading, Image, Para, Table, data_
                            to_html, to_markdown)
 from eval.gallery import gallery  # noqa: E402
 from eval.summarize import effective_scores  # noqa: E402
+from ghostprobe.files import write_text_atomic  # noqa: E402
 from ghostprobe.runs import load_run  # noqa: E402
 
 EVAL_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "eval.yaml"
@@ -272,8 +273,8 @@ def write_report(out_dir, gallery_size: int | None = None, thumbnails: bool | No
               + timing_section(metrics.get("timing") or {}, rows) + gallery(metrics, rows, y, p, settings))
     title = f"Ghost probing: {metrics['model']} ({metrics['prompt']} prompt)"
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    md_path.write_text(to_markdown(title, blocks) + "\n", encoding="utf-8")
-    html_path.write_text(to_html(title, blocks), encoding="utf-8")
+    write_text_atomic(md_path, to_markdown(title, blocks) + "\n")
+    write_text_atomic(html_path, to_html(title, blocks))
     return md_path, html_path
 
 
@@ -281,7 +282,7 @@ def report_command(run_dir: str | Path, gallery_size: int | None = None, thumbna
     """Write the reports of `run_dir` and print their paths; exit code 1 with one line when it has no results."""
     try:
         md, html = write_report(run_dir, gallery_size, thumbnails)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:  # no finished run there, or a damaged metrics.json
         print(f"report: {err}", file=sys.stderr)
         return 1
     print(f"report: {md}\nreport: {html}")

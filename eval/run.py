@@ -4,6 +4,7 @@ Writes DIR/predictions.jsonl (resumable), DIR/metrics.json, DIR/report.md and DI
 each rank scores its share of the clips into its own predictions file and rank 0 merges and reports.
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -18,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from eval.evaluate import EvalSession, evaluate_split  # noqa: E402
 from eval.predictions import PredictionWriter, row_key, run_identity  # noqa: E402
 from eval.summarize import summarize  # noqa: E402
+from ghostprobe.files import write_json_atomic  # noqa: E402
 from ghostprobe.models.api.common import ApiModelError  # noqa: E402
 from ghostprobe.prompts import load_prompt  # noqa: E402
 from ghostprobe.runs import read_rows  # noqa: E402
@@ -109,11 +111,27 @@ def model_config(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    from ghostprobe.models.base import build_model
+    from ghostprobe.files import exit_when_disk_full
+    from ghostprobe.run_lock import RunDirBusy, RunLock
 
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    advice = "free space there (or choose another output_dir), then run the same command again: answered clips are kept"
+    # One eval per folder (rank 0 holds the lock under torchrun): a second one would ask, and pay for, every clip again.
+    lock = RunLock(out_dir, "eval") if rank == 0 else contextlib.nullcontext()
+    try:
+        with lock, exit_when_disk_full(out_dir, "eval", advice):
+            evaluate(cfg, out_dir, rank, world_size)
+    except RunDirBusy as busy:
+        raise EvalSetupError(f"eval: {busy}") from None
+
+
+def evaluate(cfg: DictConfig, out_dir: Path, rank: int, world_size: int) -> None:
+    """Score every clip not yet answered under this run's identity, then (rank 0) metrics.json and the reports."""
+    from ghostprobe.models.base import build_model
+    from ghostprobe.models.video_llama.finetuned import IncompleteCheckpoint
+
     splits, fingerprint = load_splits(cfg)
     prompt = load_prompt(OmegaConf.to_container(cfg.prompt, resolve=True))
     model_cfg = model_config(cfg)
@@ -125,8 +143,11 @@ def main(cfg: DictConfig) -> None:
     # Rows that failed (API outage, unreadable frames) are asked again: a re-run resumes after the outage.
     done = {row["key"] for row in read_rows(sorted(out_dir.glob("predictions*.jsonl"))) if row["error"] is None}
 
-    stage = model_stage(model_cfg)
-    model = build_model(model_cfg)
+    try:
+        stage = model_stage(model_cfg)
+        model = build_model(model_cfg)
+    except IncompleteCheckpoint as err:
+        raise EvalSetupError(f"eval: {err}") from None
     _warn_training_mismatch(model_cfg, prompt.name, getattr(model, "prompt_format", None))
     model_name = model_cfg.get("name") or getattr(model, "name", model_cfg["kind"])
     writer = PredictionWriter(pred_path)
@@ -164,7 +185,7 @@ def main(cfg: DictConfig) -> None:
                "data": {"path": str(cfg.data.path), "split": cfg.data.split, "fingerprint": fingerprint,
                         "num_samples": len(by_split[cfg.data.split])},
                **summary, "config": OmegaConf.to_container(cfg, resolve=True)}
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    write_json_atomic(out_dir / "metrics.json", metrics, allow_nan=False)
     _print_summary(metrics, out_dir)
     _write_report(out_dir)
     _log_wandb(cfg, metrics, out_dir)

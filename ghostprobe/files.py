@@ -57,9 +57,10 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return path
 
 
-def write_json_atomic(path: str | Path, obj, indent: int | None = 2) -> Path:
-    """Write `obj` as JSON (plus a final newline) to `path` atomically; see `write_text_atomic`."""
-    return write_text_atomic(path, json.dumps(obj, indent=indent) + "\n")
+def write_json_atomic(path: str | Path, obj, indent: int | None = 2, allow_nan: bool = True) -> Path:
+    """Write `obj` as JSON (UTF-8, plus a final newline) to `path` atomically; see `write_text_atomic`.
+    `allow_nan=False` refuses NaN/Infinity (strict JSON: results that other languages read)."""
+    return write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=allow_nan) + "\n")
 
 
 def _existing_folder(path: Path) -> Path:

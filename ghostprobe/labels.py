@@ -10,7 +10,6 @@ from __future__ import annotations
 import bisect
 import difflib
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -420,7 +419,6 @@ def write_labels(path: str | Path, clips: list[ClipLabel]) -> None:
     """Write clips as a schema-v1 JSON label file (one clip per block, stable key order), atomically: a kill never
     leaves a half-written label file in place of the previous one."""
     path = Path(path)
-    doc = {"schema_version": SCHEMA_VERSION, "clips": [clip.to_json() for clip in clips]}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    from ghostprobe.files import write_json_atomic
+
+    write_json_atomic(path, {"schema_version": SCHEMA_VERSION, "clips": [clip.to_json() for clip in clips]})

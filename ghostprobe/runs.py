@@ -39,7 +39,12 @@ def load_run(run_dir) -> tuple[dict, list[dict]]:
                                 "stopped early has only predictions.jsonl: run the same command again to resume it")
     if not (run_dir / "predictions.jsonl").exists():
         raise FileNotFoundError(f"{run_dir}: metrics.json without predictions.jsonl; re-run eval/run.py there")
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    except ValueError as err:  # JSONDecodeError, or bytes that are not UTF-8
+        raise ValueError(f"{run_dir / 'metrics.json'} cannot be read ({type(err).__name__}: {err}): it was cut short "
+                         "(a full disk or a kill while it was written); run eval/run.py into that folder again to "
+                         "rewrite it (answered clips are kept)") from None
     return metrics, run_rows(run_dir, metrics)
 
 

@@ -3,6 +3,7 @@ clips missing from a run named, a directory without metrics.json named."""
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -111,3 +112,18 @@ def test_a_run_is_called_better_only_when_the_paired_test_says_so():
     assert not three_pairs["significant"] and three_pairs["p_adjusted"] == pytest.approx(0.09)
     assert three_pairs["reading"] == "inconclusive: 80 clips do not tell them apart (p = 0.09)"
     assert verdict(float("nan"), 1, 0.05, "a", "b", 0)["reading"] == "not testable"
+
+
+def test_a_truncated_metrics_json_is_named_by_report_and_compare(two_runs, tmp_path):
+    a, b = two_runs
+    cut = tmp_path / "cut"
+    shutil.copytree(b, cut)
+    text = (cut / "metrics.json").read_text()
+    (cut / "metrics.json").write_text(text[: len(text) // 2])  # what an in-place write on a full disk left
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "eval" / "compare.py"), f"runs=[{a},{cut}]",
+                           f"output_dir={tmp_path / 'out'}"], capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"compare: {cut / 'metrics.json'} cannot be read (JSONDecodeError" in done.stderr
+    report = subprocess.run([sys.executable, str(REPO_ROOT / "eval" / "report.py"), f"run_dir={cut}"],
+                            capture_output=True, text=True)
+    assert report.returncode == 1 and f"report: {cut / 'metrics.json'} cannot be read" in report.stderr

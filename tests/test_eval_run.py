@@ -1,6 +1,7 @@
 """The eval harness end to end on the tiny model and synthetic clips: outputs, resume, clear errors."""
 
 import json
+import shlex
 import shutil
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 from ghostprobe.runs import read_rows
 
 from helpers import REPO_ROOT
+from small_disk import on_small_disk, small_disk_available
 from fake_api_servers import FakeOpenAIServer, Scripted
 
 
@@ -332,3 +334,43 @@ def test_api_model_keeps_max_concurrency_clips_in_flight(tmp_path, synthetic_dat
     in_flight = max(sum(1 for t in arrivals if start - delay_s < t <= start) for start in arrivals)
     n = json.loads((synthetic_dataset / "prep_report.json").read_text())["splits"]["test"]["samples"]
     assert len(arrivals) == n and in_flight == min(4, n)  # conf/model/gpt4o.yaml: max_concurrency 4
+
+
+def test_a_second_eval_into_a_busy_folder_is_refused_by_name(tmp_path, synthetic_dataset, tiny_checkpoint):
+    from ghostprobe.run_lock import RunLock
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    with RunLock(out, "eval"):  # another eval holds the folder
+        result = run_eval("model=tiny", f"model.path={tiny_checkpoint}", f"data.path={synthetic_dataset}",
+                          f"output_dir={out}", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"eval: {out} is in use by another eval run (pid " in result.stderr
+    assert not (out / "predictions.jsonl").exists()
+
+
+CHECK_WHAT_IS_LEFT = """
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+if (out / "metrics.json").exists():
+    json.loads((out / "metrics.json").read_text())  # whole, never half-written
+for line in (out / "predictions.jsonl").read_text().splitlines():
+    json.loads(line)
+print("left whole")
+"""
+
+
+@pytest.mark.skipif(not small_disk_available(), reason="needs unprivileged user namespaces (unshare) for a tmpfs")
+def test_a_full_disk_is_one_line_and_leaves_every_file_whole(tmp_path, synthetic_dataset, tiny_checkpoint):
+    out = tmp_path / "small"
+    out.mkdir()
+    script = (f"{shlex.quote(sys.executable)} {shlex.quote(str(REPO_ROOT / 'eval/run.py'))} wandb.mode=disabled "
+              f"model=tiny model.path={tiny_checkpoint} data.path={synthetic_dataset} output_dir={out} "
+              f"metrics.bootstrap_resamples=50; echo exit=$?; {shlex.quote(sys.executable)} -c "
+              f"{shlex.quote(CHECK_WHAT_IS_LEFT)} {out}")
+    done = subprocess.run(on_small_disk(out, "48k", ["sh", "-c", script]), capture_output=True, text=True,
+                          timeout=600)
+    assert "exit=1" in done.stdout and "left whole" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"eval: disk full: no space left to write in {out} (")

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from train.callbacks import JsonlMetrics, drop_metrics_after
-from train.run_lock import LOCK_FILE, RunDirBusy, RunLock
+from ghostprobe.run_lock import LOCK_FILE, RunDirBusy, RunLock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,7 +51,7 @@ def test_a_fresh_start_drops_every_row_and_a_clean_file_is_left_alone(tmp_path):
 
 def _hold_lock_in_a_child(run_dir: Path) -> subprocess.Popen:
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from train.run_lock import RunLock; "
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from ghostprobe.run_lock import RunLock; "
          "lock = RunLock(Path(sys.argv[1])).acquire(); print('locked', flush=True); time.sleep(60)", str(run_dir)],
         cwd=REPO, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
@@ -69,14 +69,14 @@ def test_lock_of_a_killed_run_is_taken_over_with_a_warning_and_released_at_the_e
         holder.kill()
         holder.wait()
 
-    with caplog.at_level(logging.WARNING, logger="train.run_lock"):
+    with caplog.at_level(logging.WARNING, logger="ghostprobe.run_lock"):
         with RunLock(tmp_path):
             record = json.loads((tmp_path / LOCK_FILE).read_text())
             assert record["pid"] == os.getpid() and record["host"] == socket.gethostname()
     assert f"taking over the lock left by pid {holder.pid}" in caplog.text
     assert not (tmp_path / LOCK_FILE).exists()  # a clean end leaves nothing to take over
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="train.run_lock"), RunLock(tmp_path):
+    with caplog.at_level(logging.WARNING, logger="ghostprobe.run_lock"), RunLock(tmp_path):
         pass
     assert caplog.text == ""
 

@@ -103,9 +103,9 @@ def shared_run_dir(cfg: DictConfig) -> Path:
 
 @contextlib.contextmanager
 def lock_run_dir(run_dir: Path):
-    """Rank 0 takes the run directory's lock (train/run_lock.py) and holds it through the run; when another live
+    """Rank 0 takes the run directory's lock (ghostprobe/run_lock.py) and holds it through the run; when another live
     run holds it, every rank stops here and rank 0 says which folder and which process."""
-    from train.run_lock import RunDirBusy, RunLock
+    from ghostprobe.run_lock import RunDirBusy, RunLock
 
     lock, refusal = None, [None]
     if dist.get_rank() == 0:

@@ -8,8 +8,6 @@ negatives, with the provenance that says where each came from.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from ghostprobe.importers.a3d import read_a3d
@@ -20,6 +18,7 @@ from ghostprobe.importers.dota import read_dota
 from ghostprobe.importers.mmau import read_mmau
 from ghostprobe.importers.nexar import read_nexar
 from ghostprobe.importers.user_csv import read_user_csv
+from ghostprobe.files import write_json_atomic
 from ghostprobe.labels import SCHEMA_VERSION
 
 # The `reader:` of an importer's YAML -> the function that reads its annotation files.
@@ -54,7 +53,5 @@ def write_import(result: ImportResult, out: str | Path) -> tuple[Path, Path]:
     report = out.with_name(out.stem + ".import_report.json")
     doc = {"schema_version": SCHEMA_VERSION, "clips": [clip.to_json() for clip in result.clips]}
     for path, content in ((out, doc), (report, result.to_json())):
-        temporary = path.with_name(f".{path.name}.{os.getpid()}")
-        temporary.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(temporary, path)
+        write_json_atomic(path, content)
     return out, report

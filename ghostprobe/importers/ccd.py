@@ -38,7 +38,7 @@ def _crash(line: str, where: str, cfg: dict):
     if len(cells) != 1 + NUM_LABELS + 5:
         return RowProblem(where, f"{len(cells)} values, expected {1 + NUM_LABELS + 5} (vid, {NUM_LABELS} frame "
                                  "labels, startframe, youtube_id, Day/Night, weather, ego-involved)")
-    vid, labels, (start_frame, youtube_id, light, weather, ego) = cells[0], cells[1:1 + NUM_LABELS], cells[-5:]
+    vid, labels, (_start_frame, youtube_id, light, weather, ego) = cells[0], cells[1:1 + NUM_LABELS], cells[-5:]
     if any(value not in ("0", "1") for value in labels):
         return RowProblem(where, f"frame labels must be 0 or 1, got {sorted(set(labels) - {'0', '1'})}")
     if "1" not in labels:

@@ -1,4 +1,5 @@
-"""One training run per run directory: rank 0 holds an OS lock on RUN/run.lock for as long as it lives.
+"""One run per output folder: a training run's rank 0, or an evaluation, holds an OS lock on DIR/run.lock for as long
+as it lives (two evals into one folder would both pay for every API call; two trainings would interleave checkpoints).
 
 The lock is `flock` on an open file, so the kernel drops it when the holding process ends, however it ends
 (kill -9 included); the file records who holds it (pid, host, start time) for the message a second run prints. A
@@ -38,10 +39,12 @@ def _holder(f) -> str:
 
 
 class RunLock:
-    """`with RunLock(run_dir):` holds RUN/run.lock, or raises RunDirBusy naming the folder and the holder."""
+    """`with RunLock(run_dir, "eval"):` holds DIR/run.lock, or raises RunDirBusy naming the folder and the holder.
+    `kind` names the run in that message ("training", "eval")."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, kind: str = "training"):
         self.path = Path(run_dir) / LOCK_FILE
+        self.kind = kind
         self._file = None
 
     def acquire(self) -> RunLock:
@@ -54,7 +57,7 @@ class RunLock:
             except BlockingIOError:
                 holder = _holder(f)
                 f.close()
-                raise RunDirBusy(f"{self.path.parent} is in use by another training run ({holder}; lock file "
+                raise RunDirBusy(f"{self.path.parent} is in use by another {self.kind} run ({holder}; lock file "
                                  f"{self.path}): wait for it to end or stop it, or choose another output_dir")
             except OSError as err:
                 f.close()
