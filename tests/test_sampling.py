@@ -34,7 +34,7 @@ def test_sliding_windows_of_a_positive_end_before_the_event():
     windows = sample_windows(SLIDING, fps=15, num_frames=150, t_event_s=6.2, is_positive=True, seed_key="a")
     assert [w.end_s for w in windows] == [2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0]
     for window in windows:
-        assert max(window.timestamps_s(FrameClock(15, 150))) < 6.2 and len(window.frame_indices) == 8
+        assert FrameClock(15, 150).time_of(max(window.frame_indices)) < 6.2 and len(window.frame_indices) == 8
     negatives = sample_windows(SLIDING, fps=15, num_frames=150, t_event_s=6.2, is_positive=False, seed_key="a")
     assert negatives[-1].end_s == 10.0
 
@@ -84,10 +84,11 @@ def test_variable_frame_rate_clips_are_sampled_by_presentation_time():
                              frame_times_s=VFR_TIMES)
     assert [w.end_s for w in windows] == [2.0, 2.5, 3.0]
     for window in windows:  # every frame shown inside the window, none after its end (the event)
-        times = window.timestamps_s(clock)
+        times = [clock.time_of(i) for i in window.frame_indices]
         assert window.start_s - 0.1 < min(times) and max(times) < window.end_s and len(times) == 8
+        assert window.timestamps_s == pytest.approx([t - times[0] for t in times])  # from the window's first frame
 
     (every_half_second,) = sample_windows({"policy": "fps", "target_fps": 2.0, "max_frames": 32, "min_frames": 4},
                                           fps=20.0, num_frames=80, t_event_s=None, is_positive=False,
                                           seed_key="a", frame_times_s=VFR_TIMES)
-    assert every_half_second.timestamps_s(clock) == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5])
+    assert every_half_second.timestamps_s == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5])
