@@ -30,6 +30,18 @@ def run_identity(model_cfg: dict, prompt: Prompt, questions: tuple[str, ...], da
     return hashlib.sha256(json.dumps(identity, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
+def data_fingerprint(splits: dict) -> str:
+    """What the rows of a run were scored on: every split's `datasets` fingerprint, by split name."""
+    return "+".join(f"{name}:{ds._fingerprint}" for name, ds in sorted(splits.items()))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to a temporary name beside `path`, then rename it into place: a kill never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def row_key(identity: str, split: str, sample_id: str) -> str:
     return f"{identity}:{split}:{sample_id}"
 
