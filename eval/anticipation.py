@@ -114,7 +114,7 @@ def _fill_clip_fields(rows: list[dict], metrics: dict) -> None:
 
 def anticipation_results(clips: list[ClipWindows], settings: dict, protocol: str = "all") -> dict:
     """Every protocol asked for (`protocol`: ustring, far, nexar or all) on the clips' frame scores; JSON-ready.
-    `settings`: conf/anticipation.yaml (far_max, nexar_horizons_s, recall_target, records)."""
+    `settings`: conf/anticipation.yaml (far_max, nexar_horizons_s, recall_target, records and their sources)."""
     if protocol not in PROTOCOL_CHOICES:
         raise ValueError(f"protocol={protocol}: choose one of {', '.join(PROTOCOL_CHOICES)}")
     excluded = {c.clip_id: "ghost probing without t_event_s" for c in clips if c.is_positive and c.t_event_s is None}
@@ -125,7 +125,8 @@ def anticipation_results(clips: list[ClipWindows], settings: dict, protocol: str
     fps = [c.fps for c in clips]
     ids = [c.clip_id for c in clips]
     result = {"clips": len(clips), "positives": int(sum(labels)), "excluded": excluded, "protocol": protocol,
-              "records": [r for r in settings["records"] if protocol in ("all", r["protocol"])]}
+              "records": [{**r, "source": settings["sources"].get(r["source"], r["source"])}
+                          for r in settings["records"] if protocol in ("all", r["protocol"])]}
     if protocol in ("ustring", "all"):
         result["ustring"] = _ustring(series, labels, events, fps)
         result["corrected"] = P.corrected_ap_mtta(series, labels, events, fps, ids, settings["recall_target"])

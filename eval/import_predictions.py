@@ -184,8 +184,9 @@ def import_predictions(cfg) -> dict:
     for name, metas in labels.items():
         clip_ids = [m["clip_id"] for m in metas]
         if len(set(clip_ids)) != len(clip_ids):
-            raise ImportSetupError(f"import: split {name!r} of {cfg.data.path} holds several windows per clip; per-clip "
-                               "answers are compared on a dataset prepared with whole-clip sampling (uniform, fps)")
+            raise ImportSetupError(f"import: split {name!r} of {cfg.data.path} holds several windows per clip; "
+                                   "per-clip answers are compared on a dataset prepared with whole-clip sampling "
+                                   "(uniform, fps)")
     path = Path(cfg.file)
     records, bad_lines = read_records(path)
     columns = {"id": cfg.id_column, "answer": cfg.answer_column, "score": cfg.score_column,

@@ -223,7 +223,8 @@ def scores_at(window_ends_s: Sequence[float], window_scores: Sequence[float | No
     return np.where(latest >= 0, scores[np.maximum(latest, 0)] if len(scores) else np.nan, np.nan)
 
 
-def frame_scores(window_ends_s: Sequence[float], window_scores: Sequence[float | None], clock: FrameClock) -> np.ndarray:
+def frame_scores(window_ends_s: Sequence[float], window_scores: Sequence[float | None],
+                 clock: FrameClock) -> np.ndarray:
     """One score per frame of the video (float64 [num_frames]): frame i gets the score of the latest window that
     ends at or before frame i is shown (`scores_at`), NaN for the frames before the first scored window ends."""
     return scores_at(window_ends_s, window_scores, [clock.time_of(i) for i in range(clock.num_frames)])

@@ -18,7 +18,8 @@ The rules, stated exactly:
 - `mtta_max_per_recall_s`: over distinct recall levels, the largest mean TTA any threshold gives at that level,
   averaged. That is the averaging UString's `evaluation` uses, but only that: it keeps the seconds to the event, every
   distinct score as a threshold and the lowest recall level, so it does NOT reproduce published figures (use
-  `anticipation.ustring_ap_mtta`). It is never smaller than mTTA: a lower threshold at one recall alerts earlier.
+  `anticipation.ustring_ap_mtta`). It weighs every recall level alike where mTTA weighs them by the recall they
+  add, so neither bounds the other.
 - TTA@R80: the mean TTA at the highest threshold whose recall is >= 0.8 (with that threshold and its precision).
 Clips that cannot be scored (positive without t_event_s, no window before the event, no scored window, no windows
 at all) are excluded and listed with the reason, never counted as misses or as correct negatives.
