@@ -119,6 +119,8 @@ def anticipation_results(clips: list[ClipWindows], settings: dict, protocol: str
         raise ValueError(f"protocol={protocol}: choose one of {', '.join(PROTOCOL_CHOICES)}")
     excluded = {c.clip_id: "ghost probing without t_event_s" for c in clips if c.is_positive and c.t_event_s is None}
     clips = [c for c in clips if c.clip_id not in excluded]
+    if not clips:
+        raise ValueError(f"no clip can be scored: {format_ids(excluded)} are ghost probing without t_event_s")
     series = [c.frames() for c in clips]
     labels = [c.is_positive for c in clips]
     events = [c.clock.frames_before(c.t_event_s) if c.is_positive else c.num_frames for c in clips]
@@ -137,8 +139,10 @@ def anticipation_results(clips: list[ClipWindows], settings: dict, protocol: str
                          for lam in settings["far_max"]}
     if protocol in ("nexar", "all"):
         horizons = [float(h) for h in settings["nexar_horizons_s"]]
-        at = {h: [float(scores_at(c.ends_s, c.scores, [(c.t_event_s if c.is_positive else c.clock.duration_s) - h])[0])
-                  for c in clips] for h in horizons}
+        # the moment h seconds before a positive's event, or before a negative's end
+        refs_s = [c.t_event_s if c.is_positive else c.clock.duration_s for c in clips]
+        at = {h: [float(scores_at(c.ends_s, c.scores, [ref - h])[0]) for c, ref in zip(clips, refs_s)]
+              for h in horizons}
         result["nexar"] = P.nexar_map(at, labels, ids)
     return to_jsonable(result)
 

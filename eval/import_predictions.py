@@ -20,6 +20,7 @@ import csv
 import hashlib
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from eval.evaluate import prediction_row, sample_meta  # noqa: E402
-from eval.predictions import data_fingerprint, row_key, write_text_atomic  # noqa: E402
+from eval.predictions import PredictionWriter, data_fingerprint, write_text_atomic  # noqa: E402
 from eval.summarize import summarize  # noqa: E402
 from ghostprobe.config import CONF_DIR  # noqa: E402
 from ghostprobe.models.base import ModelOutput  # noqa: E402
@@ -194,7 +195,7 @@ def import_predictions(cfg) -> dict:
     if records and not any(columns["id"] in record for _, record in records):
         found = sorted({key for _, record in records for key in record})
         raise ImportSetupError(f"import: {path} has no column {columns['id']!r} (id_column=); its columns: "
-                           f"{', '.join(found)}")
+                               f"{', '.join(found)}")
     clip_split = {m["clip_id"]: name for name, metas in labels.items() for m in metas}
     imported = match_records(records, list(clip_split), columns, [e.lower() for e in cfg.video_extensions])
     imported.malformed = sorted(bad_lines + imported.malformed, key=lambda m: m["line"])
@@ -216,13 +217,12 @@ def import_predictions(cfg) -> dict:
                                  error=None if given else f"no answer or score in {path.name} line {entry['line']}")
             row.update(latency_s=entry["latency"], tokens_in=None, tokens_out=None, cost_usd=entry["cost"],
                        imported=True, source_line=entry["line"])
-            row["key"] = row_key(identity, name, meta["sample_id"])
             rows_by_split[name].append(row)
     test_rows = rows_by_split[cfg.data.split]
     if not test_rows:
         raise ImportSetupError(f"import: no row of {path} matched a clip of split {cfg.data.split!r} in "
-                           f"{cfg.data.path} ({len(imported.unmatched)} unmatched, {len(imported.malformed)} "
-                           f"malformed; e.g. {(imported.unmatched or imported.malformed or [{}])[0]})")
+                               f"{cfg.data.path} ({len(imported.unmatched)} unmatched, {len(imported.malformed)} "
+                               f"malformed; e.g. {(imported.unmatched or imported.malformed or [{}])[0]})")
 
     eval_cfg = OmegaConf.load(CONF_DIR / "eval.yaml")
     settings = OmegaConf.to_container(cfg, resolve=True)
@@ -245,8 +245,13 @@ def import_predictions(cfg) -> dict:
                             "cost_given": any(r["cost_usd"] is not None for r in test_rows)},
                "config": settings}
     out_dir.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(row, ensure_ascii=False) for name in splits for row in rows_by_split[name]]
-    write_text_atomic(out_dir / "predictions.jsonl", "\n".join(lines) + "\n")
+    # Written as eval/run.py writes them (PredictionWriter: no NaN in the JSON), to a new file renamed into place.
+    fresh = out_dir / f".predictions.jsonl.tmp{os.getpid()}"
+    fresh.unlink(missing_ok=True)
+    writer = PredictionWriter(fresh)
+    writer.write([row for name in splits for row in rows_by_split[name]])
+    writer.close()
+    os.replace(fresh, out_dir / "predictions.jsonl")
     write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False,
                                                            allow_nan=False) + "\n")
     from eval.report import write_report

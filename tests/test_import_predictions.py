@@ -140,6 +140,10 @@ def test_jsonl_answers_only_without_latency(tmp_path, synthetic_dataset, test_cl
     assert timing["wall_source"] == "not measured (imported without latency)"
     assert metrics["classification"]["model"]["n_missing"] == 1
     assert metrics["errors"] == [{"sample_id": ids[3], "error": "no answer or score in lab.jsonl line 4"}]
+    text = (tmp_path / "out" / "predictions.jsonl").read_text()
+    assert "NaN" not in text  # strict JSON, as eval/run.py writes it: no score is null, never 0
+    row = next(r for r in map(json.loads, text.splitlines()) if r["clip_id"] == ids[3])
+    assert row["p_ghost_probing"] is None and row["parsed_answer"] is None and row["imported"]
 
 
 def test_file_and_folder_problems_are_named(tmp_path, synthetic_dataset, project_run):
