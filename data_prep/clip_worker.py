@@ -19,10 +19,11 @@ import numpy as np
 from ghostprobe.frame_folder import IMAGES_SUBFOLDER
 from ghostprobe.frames import encode_jpeg, read_resized_frames
 from ghostprobe.labels import ClipLabel
-from ghostprobe.sampling import FrameClock, SamplingError, sample_windows
+from ghostprobe.sampling import WINDOW_POLICIES, SamplingError, sample_windows, window_sample_id
 from ghostprobe.video import VideoReadError, frame_times_s, probe_video
 
-CACHE_FORMAT = 2  # 2: decoder resizing, short clips kept, per-clip warnings, presentation times
+CACHE_FORMAT = 3  # 2: decoder resizing, short clips kept, per-clip warnings, presentation times; 3: one window rule
+# (ghostprobe.sampling.WINDOW_RULE), window timestamps from the window's first frame, sample ids in the entry
 # The settings that change what a clip's cache entry holds; anything else (num_proc, paths) does not.
 OUTPUT_SETTINGS = ("sampling", "frame_size", "resize", "storage", "jpeg_quality", "seed")
 # Label fields a cache entry does not depend on (the dataset's rows take them from the label file on every run): a
@@ -92,8 +93,8 @@ def _prepare(clip: ClipLabel, video_path: Path, cache_path: Path, settings: dict
     windows = sample_windows(settings["sampling"], fps=info.fps, num_frames=info.num_frames,
                              t_event_s=event.t_event_s if event else None, is_positive=clip.is_ghost_probing,
                              seed_key=f"{settings['seed']}:{clip.clip_id}", frame_times_s=times)
-    clock = FrameClock(info.fps, info.num_frames, times)
     sampling = settings["sampling"]
+    windowed = sampling["policy"] in WINDOW_POLICIES
     short = sampling["policy"] == "uniform" and info.num_frames < sampling["num_frames"]
     unique = sorted({i for window in windows for i in window.frame_indices})
     frames = read_resized_frames(video_path, unique, info, settings["frame_size"], settings["resize"],
@@ -106,8 +107,9 @@ def _prepare(clip: ClipLabel, video_path: Path, cache_path: Path, settings: dict
         "warnings": [f"{info.num_frames} frames, fewer than the {sampling['num_frames']} asked: all of them are "
                      "used (as the original Video-LLaMA does)"] if short else [],
         "variable_frame_rate": times is not None,
-        "windows": [{"frame_indices": list(w.frame_indices), "rows": [position[i] for i in w.frame_indices],
-                     "timestamps_s": w.timestamps_s(clock), "start_s": w.start_s, "end_s": w.end_s}
+        "windows": [{"sample_id": window_sample_id(clip.clip_id, w.index if windowed else None),
+                     "frame_indices": list(w.frame_indices), "rows": [position[i] for i in w.frame_indices],
+                     "timestamps_s": list(w.timestamps_s), "start_s": w.start_s, "end_s": w.end_s}
                     for w in windows],
     }
     arrays = {}

@@ -26,9 +26,7 @@ def load_batch(dataset, label_view, indices: Sequence[int]) -> tuple[list[ClipIn
     `label_view` is the dataset without its frames (reading labels must not decode frames)."""
     clips, metas, failed = [], [], []
     for index in indices:
-        labels = label_view[int(index)]
-        meta = {name: _plain(labels.get(name)) for name in ("sample_id", *LABEL_COLUMNS)}
-        meta["label"] = LABEL_NAMES[int(labels["label"])]
+        meta = sample_meta(label_view[int(index)])
         try:
             row = dataset[int(index)]  # decodes the frames: may fail on a damaged row
             frames = frames_from_row(row["frames"])
@@ -40,6 +38,13 @@ def load_batch(dataset, label_view, indices: Sequence[int]) -> tuple[list[ClipIn
         clips.append(ClipInput(meta["sample_id"], frames, tuple(row["timestamps_s"])))
         metas.append(meta)
     return clips, metas, failed
+
+
+def sample_meta(labels: dict) -> dict:
+    """The label fields a predictions.jsonl row carries, from a dataset row read without its frames."""
+    meta = {name: _plain(labels.get(name)) for name in ("sample_id", *LABEL_COLUMNS)}
+    meta["label"] = LABEL_NAMES[int(labels["label"])]
+    return meta
 
 
 def _plain(value):
@@ -85,7 +90,7 @@ def evaluate_split(session: EvalSession, dataset, split: str) -> float:
             clips, metas, failed = pending.pop(0).result()
             if k + prefetch_batches < len(batches):
                 pending.append(loader.submit(load_batch, dataset, label_view, batches[k + prefetch_batches]))
-            rows = [_row(meta, ModelOutput(meta["sample_id"]), identity, common, error=error)
+            rows = [prediction_row(meta, ModelOutput(meta["sample_id"]), identity, common, error=error)
                     for meta, error in failed]
             if clips:
                 rows += _ask(model, prompt, clips, metas, identity, common, session.generate_answers,
@@ -102,7 +107,7 @@ def _ask(model, prompt, clips, metas, identity, common, generate_answers, ask_ev
     rows = []
     for meta, score, answer, when in zip(metas, scored, answered, timed):
         extra_latency = sum(o.latency_s for o in (answer, when) if o is not None)
-        row = _row(meta, score, identity, common, error=score.extra.get("error"))
+        row = prediction_row(meta, score, identity, common, error=score.extra.get("error"))
         row["latency_s"] = score.latency_s + extra_latency
         if answer is not None:
             row.update(answer=answer.answer, parsed_answer=answer.parsed_answer,
@@ -114,7 +119,9 @@ def _ask(model, prompt, clips, metas, identity, common, generate_answers, ask_ev
     return rows
 
 
-def _row(meta: dict, output: ModelOutput, identity: str, common: dict, error: str | None = None) -> dict:
+def prediction_row(meta: dict, output: ModelOutput, identity: str, common: dict, error: str | None = None) -> dict:
+    """One predictions.jsonl row: the sample's labels (`meta`), what the model said, and the run's `common` fields
+    (split, model, prompt, data_fingerprint)."""
     return {
         "key": row_key(identity, common["split"], meta["sample_id"]), **common, **meta,
         "p_ghost_probing": output.p_ghost_probing, "answer": output.answer, "parsed_answer": output.parsed_answer,

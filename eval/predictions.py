@@ -28,6 +28,11 @@ def run_identity(model_cfg: dict, prompt: Prompt, questions: tuple[str, ...], da
     return hashlib.sha256(json.dumps(identity, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:16]
 
 
+def data_fingerprint(splits: dict) -> str:
+    """What the rows of a run were scored on: every split's `datasets` fingerprint, by split name."""
+    return "+".join(f"{name}:{ds._fingerprint}" for name, ds in sorted(splits.items()))
+
+
 def row_key(identity: str, split: str, sample_id: str) -> str:
     return f"{identity}:{split}:{sample_id}"
 

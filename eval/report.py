@@ -9,6 +9,7 @@ named in metrics.json. A clip without a score is shown as "no answer", never as 
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -216,7 +217,7 @@ def earliness_section(earliness: dict | None) -> list:
     blocks = [Heading("Earliness"), Table(["", "value"], [
         ["clips (ghost probing / not)", f"{e['n_clips']} ({e['n_positive']} / {e['n_negative']})"],
         ["AP (alert before the event)", num(e["ap"])], ["mTTA (s)", num(e["mtta_s"], 2)],
-        ["mTTA, DAD-style (s)", num(e["mtta_dad_style_s"], 2)],
+        ["mTTA, largest per recall level (s)", num(e.get("mtta_max_per_recall_s"), 2)],
         [f"TTA at {target:.0%} recall (s)", num(e["tta_at_recall_target_s"], 2)],
         [f"threshold / precision at {target:.0%} recall",
          f"{num(e['threshold_at_recall_target'])} / {num(e['precision_at_recall_target'])}"],
@@ -225,6 +226,21 @@ def earliness_section(earliness: dict | None) -> list:
         blocks.append(Image(data_uri(charts.earliness_png(e["curve"], target, e["tta_at_recall_target_s"]),
                                      "image/png"), "earliness curves"))
     return blocks + [Para(f"Note: {n}", css="note") for n in e.get("notes") or []]
+
+
+def anticipation_section(out_dir: Path, metrics: dict) -> list:
+    """The field's anticipation protocols beside published records, when eval/anticipation.py computed them for
+    this run (an anticipation.json of another model, prompt or dataset in the same folder is not shown)."""
+    path = out_dir / "anticipation.json"
+    if not path.exists():
+        return []
+    from eval.anticipation import anticipation_blocks
+
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    if [doc.get(k) for k in ("model", "prompt", "fingerprint")] != [metrics["model"], metrics["prompt"],
+                                                                   metrics["data"]["fingerprint"]]:
+        return []
+    return anticipation_blocks(doc)
 
 
 def localisation_section(loc: dict | None) -> list:
@@ -269,7 +285,8 @@ def write_report(out_dir, gallery_size: int | None = None, thumbnails: bool | No
     blocks = (headline(metrics, rows, y, p) + metrics_table(metrics["classification"], metrics["decision"])
               + tuned_section(metrics.get("tuned_threshold")) + figures(metrics, y, p)
               + group_tables(metrics["classification"].get("by_group") or {})
-              + earliness_section(metrics.get("earliness")) + localisation_section(metrics.get("localisation"))
+              + earliness_section(metrics.get("earliness")) + anticipation_section(out_dir, metrics)
+              + localisation_section(metrics.get("localisation"))
               + timing_section(metrics.get("timing") or {}, rows) + gallery(metrics, rows, y, p, settings))
     title = f"Ghost probing: {metrics['model']} ({metrics['prompt']} prompt)"
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"

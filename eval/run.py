@@ -17,7 +17,7 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from eval.evaluate import EvalSession, evaluate_split  # noqa: E402
-from eval.predictions import PredictionWriter, row_key, run_identity  # noqa: E402
+from eval.predictions import PredictionWriter, data_fingerprint, row_key, run_identity  # noqa: E402
 from eval.summarize import summarize  # noqa: E402
 from ghostprobe.files import write_json_atomic  # noqa: E402
 from ghostprobe.models.api.common import ApiModelError  # noqa: E402
@@ -58,7 +58,7 @@ def load_splits(cfg: DictConfig) -> tuple[dict, str]:
         splits["earliness"] = windows[cfg.data.split]
     if cfg.data.limit:
         splits = {name: ds.select(range(min(int(cfg.data.limit), len(ds)))) for name, ds in splits.items()}
-    fingerprint = "+".join(f"{name}:{ds._fingerprint}" for name, ds in sorted(splits.items()))
+    fingerprint = data_fingerprint(splits)
     # Frames as numpy arrays: the python-list default costs more than the model on small models.
     return {name: ds.with_format("numpy", columns=["frames"], output_all_columns=True)
             for name, ds in splits.items()}, fingerprint

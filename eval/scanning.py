@@ -1,9 +1,10 @@
 """The scan's machinery: which files, which windows, decoding each needed frame once, scoring, and the per-video
 files (timeline.jsonl, alerts.json) that make a scan resumable.
 
-A window is handed to the model as if it were a clip cut from the recording at the window's start: frames picked
-with the original's uniform rule (`uniform_indices`) over the window's frames, timestamps relative to the window's
-start (the original model never saw times like 3600.0 s). Frames are squeezed to `frame_size` inside the decoder
+Windows are the library's causal windows (`ghostprobe.sampling.sliding_windows`), the same ones data prep's
+`sliding` policy cuts and eval's earliness measures: each is handed to the model as if it were a clip cut from the
+recording at the window's start (frames picked with the original's uniform rule over the frames it shows,
+timestamps from its first frame). Frames are squeezed to `frame_size` inside the decoder
 (`ghostprobe.video.read_frames(size=)`), as the original's `load_video`.
 
 Windows are decoded in chunks of consecutive windows: a chunk's frames that an earlier chunk of the same video
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 from collections.abc import Iterator
@@ -27,19 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from ghostprobe.models.base import ClipInput
-from ghostprobe.sampling import FrameClock, uniform_indices
+from ghostprobe.sampling import (WINDOW_RULE, FrameClock, Window, make_window, sliding_windows,
+                                 window_sample_id)
 from ghostprobe.video import VideoInfo, VideoReadError, frame_times_s, probe_video, read_frames
 
 API_KINDS = ("openai", "gemini")
-
-
-@dataclass(frozen=True)
-class ScanWindow:
-    index: int
-    start_s: float
-    end_s: float
-    frame_indices: tuple[int, ...]
-    timestamps_s: tuple[float, ...]  # relative to the window's first frame, as in a clip cut there
 
 
 @dataclass
@@ -48,7 +40,7 @@ class VideoJob:
     path: Path
     info: VideoInfo | None = None
     clock: FrameClock | None = None
-    windows: list[ScanWindow] = field(default_factory=list)
+    windows: list[Window] = field(default_factory=list)
     done: dict[int, dict] = field(default_factory=dict)  # window index -> its timeline row (answered ones)
     error: str | None = None
 
@@ -88,23 +80,12 @@ def list_inputs(spec: str, extensions: list[str]) -> list[tuple[str, Path]]:
 
 # --- windows --------------------------------------------------------------------------------------------------
 
-def scan_windows(clock: FrameClock, window_s: float, stride_s: float, num_frames: int) -> list[ScanWindow]:
-    """Windows [k * stride_s, k * stride_s + window_s) that fit in the video (one over the whole video when it is
-    shorter than a window), each with the original's uniform frame choice over the frames it shows."""
-    duration_s = clock.duration_s
-    starts = [0.0] if duration_s < window_s else \
-        [k * stride_s for k in range(int(math.floor((duration_s - window_s) / stride_s + 1e-9)) + 1)]
-    windows = []
-    for k, start in enumerate(starts):
-        end = min(start + window_s, duration_s)
-        first = clock.index_at(start)
-        span = max(clock.index_at(end - 1e-6) - first + 1, 1) if end >= duration_s else \
-            max(clock.index_at(end) - first, 1)
-        indices = tuple(first + i for i in uniform_indices(span, num_frames))
-        t0 = clock.time_of(first)
-        windows.append(ScanWindow(k, round(start, 6), round(end, 6), indices,
-                                  tuple(round(clock.time_of(i) - t0, 6) for i in indices)))
-    return windows
+def scan_windows(clock: FrameClock, window_s: float, stride_s: float, num_frames: int) -> list[Window]:
+    """Windows [k * stride_s, k * stride_s + window_s) that fit in the video (`sliding_windows`), or one over the
+    whole video when it is shorter than a window."""
+    if clock.duration_s < window_s:
+        return [make_window(clock, 0.0, round(clock.duration_s, 6), num_frames)]
+    return sliding_windows(clock, window_s, stride_s, num_frames)
 
 
 # --- resumable per-video files --------------------------------------------------------------------------------
@@ -112,7 +93,7 @@ def scan_windows(clock: FrameClock, window_s: float, stride_s: float, num_frames
 def scan_identity(model_cfg: dict, prompt, settings: dict) -> str:
     """What must match for a stored window score to count: the model, the prompt, and how windows are made."""
     identity = {"model": {k: model_cfg.get(k) for k in ("kind", "name", "path", "model", "prompt_format")},
-                "prompt": asdict(prompt), "windows": settings}
+                "prompt": asdict(prompt), "windows": {**settings, "rule": WINDOW_RULE}}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
@@ -169,7 +150,7 @@ def write_json_atomic(path: Path, doc) -> None:
 @dataclass
 class Chunk:
     job: VideoJob
-    windows: list[ScanWindow]
+    windows: list[Window]
     new_indices: list[int]           # frames this chunk decodes (the rest come from the previous chunk's cache)
     frames: Future | None = None     # -> uint8 [len(new_indices), S, S, 3]
     last_of_video: bool = False
@@ -231,8 +212,8 @@ def decoded_chunks(chunks: Iterator[Chunk], frame_size: int, decode_threads: int
             cache = {i: f for i, f in cache.items() if i >= lowest}
 
 
-def window_clip(job: VideoJob, window: ScanWindow, frames: dict[int, np.ndarray]) -> ClipInput:
-    return ClipInput(f"{job.video_id}#w{window.index}", np.stack([frames[i] for i in window.frame_indices]),
+def window_clip(job: VideoJob, window: Window, frames: dict[int, np.ndarray]) -> ClipInput:
+    return ClipInput(window_sample_id(job.video_id, window.index), np.stack([frames[i] for i in window.frame_indices]),
                      window.timestamps_s)
 
 

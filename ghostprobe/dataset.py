@@ -14,9 +14,11 @@ from ghostprobe.labels import LABEL_NAMES, ClipLabel
 
 # What training reads of a row: the model input and its answer.
 TRAIN_COLUMNS = ("sample_id", "frames", "timestamps_s", "is_ghost_probing")
-# Per-sample label columns eval copies into each predictions.jsonl row, for metrics and reports without the dataset.
-LABEL_COLUMNS = ("clip_id", "window_index", "window_end_s", "is_ghost_probing", "t_event_s", "actor", "occluder",
-                 "light", "weather", "label_quality", "source_dataset", "source_category")
+# Per-sample label columns eval copies into each predictions.jsonl row, for metrics and reports without the dataset
+# (the frame rate and length let eval/anticipation.py put window scores back on the video's frames).
+LABEL_COLUMNS = ("clip_id", "window_index", "window_end_s", "is_ghost_probing", "t_first_visible_s", "t_event_s",
+                 "actor", "occluder", "light", "weather", "video_fps", "video_num_frames", "label_quality",
+                 "source_dataset", "source_category")
 
 
 def dataset_features(settings: dict) -> Features:
@@ -78,7 +80,7 @@ def rows_for_clip(clip: ClipLabel, meta: dict, frames: list, storage: str):
             window_frames = [{"bytes": frames[r], "path": None} for r in window["rows"]]
         yield {
             **base,
-            "sample_id": f"{clip.clip_id}#w{k}" if len(meta["windows"]) > 1 else clip.clip_id,
+            "sample_id": window["sample_id"],  # ghostprobe.sampling.window_sample_id: unique within a dataset
             "window_index": k, "frames": window_frames, "frame_indices": window["frame_indices"],
             "timestamps_s": window["timestamps_s"],
             "window_start_s": window["start_s"], "window_end_s": window["end_s"],

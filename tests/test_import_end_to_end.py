@@ -9,7 +9,7 @@ import sys
 import decord
 from PIL import Image
 
-from eval.predictions import read_rows
+from ghostprobe.runs import read_rows
 from ghostprobe.synth import generate
 from ghostprobe.synth.encode import write_video
 from helpers import REPO_ROOT

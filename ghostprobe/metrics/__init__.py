@@ -3,7 +3,9 @@
 - classification: clip-level metrics from P(ghost probing) with the NaN policy (scored clips only + coverage +
   accuracy_nan_as_wrong), bootstrap CIs, threshold choice on a val set;
 - breakdown: trivial baselines (always yes / always no / class-prior random), per-group metrics, one report, a table;
-- earliness: AP, mTTA and TTA at 80% recall from sliding-window scores;
+- earliness: AP, mTTA and TTA at 80% recall from sliding-window scores (the project's own definition);
+- anticipation: the field's protocols on per-frame scores (UString's evaluation reproduced, the corrected AP / mTTA,
+  FAR-gated AUC / mTTA, Nexar's mAP), each saying where it comes from;
 - localisation: event-time hit rates within 1 s / 2 s and absolute errors;
 - timing: response-time percentiles, throughput, GPU-seconds and cost;
 - decision: the planning document's deploy / optimise / fine-tune rule, gated by the accuracy's interval, a paired
