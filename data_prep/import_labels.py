@@ -14,13 +14,18 @@ from pathlib import Path
 # A stage script runs as `python data_prep/import_labels.py`: put the repository root on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from ghostprobe.importers import AnnotationFileError, ImporterConfigError, import_labels, write_import  # noqa: E402
+from ghostprobe.cli import entry_point  # noqa: E402
+from ghostprobe.importers import (  # noqa: E402
+    AnnotationFileError,
+    ImporterConfigError,
+    import_labels,
+    write_import,
+)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="import_labels")
+@entry_point("import_labels")
 def main(cfg: DictConfig) -> None:
     importer = OmegaConf.to_container(cfg.importer, resolve=True)
     try:

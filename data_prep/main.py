@@ -11,10 +11,10 @@ from pathlib import Path
 # A stage script runs as `python data_prep/main.py`: put the repository root on the path so `data_prep.*` imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from data_prep.prepare import prepare_dataset  # noqa: E402
+from ghostprobe.cli import entry_point  # noqa: E402
 
 
 def resolve_labels(cfg: DictConfig) -> Path:
@@ -36,7 +36,7 @@ def resolve_labels(cfg: DictConfig) -> Path:
     return Path(cfg.labels)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="data_prep")
+@entry_point("data_prep")
 def main(cfg: DictConfig) -> int:
     labels = resolve_labels(cfg)
     if cfg.videos_dir is not None and not Path(cfg.videos_dir).is_dir():
@@ -45,7 +45,8 @@ def main(cfg: DictConfig) -> int:
               file=sys.stderr)
         sys.exit(1)
     settings = OmegaConf.to_container(cfg.prep, resolve=True)
-    report = prepare_dataset(labels, cfg.out_dir, settings, videos_dir=cfg.videos_dir)
+    report = prepare_dataset(labels, cfg.out_dir, settings, videos_dir=cfg.videos_dir,
+                             config=OmegaConf.to_container(cfg, resolve=True))
     print(summary(report))
     too_many = report["rejected_fraction"] > cfg.max_rejected_fraction
     if report["num_prepared"] == 0 or too_many:

@@ -17,10 +17,16 @@ from pathlib import Path
 # A stage script runs as `python data_prep/merge_labels.py`: put the repository root on the path for `ghostprobe`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from ghostprobe.labels import ClipLabel, LabelFileError, LabelProblem, load_labels, write_labels  # noqa: E402
+from ghostprobe.cli import entry_point  # noqa: E402
+from ghostprobe.labels import (  # noqa: E402
+    ClipLabel,
+    LabelFileError,
+    LabelProblem,
+    load_labels,
+    write_labels,
+)
 
 
 @dataclass
@@ -66,7 +72,7 @@ def merge_label_files(paths: list[Path], out_dir: Path) -> Merge:
     return merge
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="merge_labels")
+@entry_point("merge_labels")
 def main(cfg: DictConfig) -> None:
     paths = [Path(p) for p in cfg.labels]
     out = Path(cfg.out)

@@ -31,14 +31,16 @@ CACHE_DIR = ".prep_cache"
 
 
 def prepare_dataset(labels_path: str | Path, out_dir: str | Path, settings: dict,
-                    videos_dir: str | Path | None = None) -> dict:
+                    videos_dir: str | Path | None = None, config: dict | None = None) -> dict:
     """Prepare every clip of `labels_path` into a DatasetDict at `out_dir`; return the report (also written to
-    `out_dir/prep_report.json`). `settings` is the resolved data-prep config (see conf/data_prep.yaml)."""
+    `out_dir/prep_report.json`). `settings` is the resolved data-prep config (see conf/data_prep.yaml); `config`, the
+    whole resolved command config, is recorded in the report as it was given."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
     cache_dir = out_dir / CACHE_DIR / "clips"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    report: dict = {"labels": str(labels_path), "out_dir": str(out_dir), "rejected": [], "warnings": []}
+    report: dict = {"labels": str(labels_path), "out_dir": str(out_dir), "rejected": [], "warnings": [],
+                    "config": config}
 
     try:
         label_set = load_labels(labels_path)

@@ -15,19 +15,25 @@ from pathlib import Path
 # A stage script runs as `python data_prep/review.py`: put the repository root on the path for `ghostprobe`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from ghostprobe.cli import entry_point  # noqa: E402
 from ghostprobe.files import write_json_atomic, write_text_atomic  # noqa: E402
 from ghostprobe.label_studio import LabelStudio, LabelStudioError  # noqa: E402
 from ghostprobe.labels import LabelFileError, load_labels, write_labels  # noqa: E402
-from ghostprobe.review import (PREDICTIONS_VERSION, gold_labels, label_config, make_tasks, served_folders,  # noqa: E402
-                               uncertainty_order)
+from ghostprobe.review import (  # noqa: E402
+    PREDICTIONS_VERSION,
+    gold_labels,
+    label_config,
+    make_tasks,
+    served_folders,
+    uncertainty_order,
+)
 
 COMMANDS = ("to_label_studio", "from_label_studio")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="review")
+@entry_point("review")
 def main(cfg: DictConfig) -> None:
     try:
         ok = to_label_studio(cfg) if cfg.command == "to_label_studio" else from_label_studio(cfg)

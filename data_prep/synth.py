@@ -12,16 +12,20 @@ from pathlib import Path
 # A stage script runs as `python data_prep/synth.py`: put the repository root on the path for `ghostprobe`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from ghostprobe.cli import entry_point  # noqa: E402
+from ghostprobe.files import write_json_atomic  # noqa: E402
 from ghostprobe.labels import LABEL_NAMES  # noqa: E402
 from ghostprobe.synth import generate  # noqa: E402
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="synth")
+@entry_point("synth")
 def main(cfg: DictConfig) -> None:
     started = time.perf_counter()
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    # What made these clips, beside them (Hydra itself writes nothing: ghostprobe/cli.py).
+    write_json_atomic(Path(cfg.out_dir) / "synth_config.json", OmegaConf.to_container(cfg, resolve=True))
     if cfg.mode == "drive":
         _drives(cfg, started)
         return

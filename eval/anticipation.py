@@ -22,16 +22,16 @@ from pathlib import Path
 # Run as `python eval/anticipation.py`: put the repository root on the path so `eval.*` imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import hydra  # noqa: E402
 import numpy as np  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from eval.document import Bullets, Heading, Para, Table, num, to_markdown  # noqa: E402
-from ghostprobe.files import write_text_atomic  # noqa: E402
-from ghostprobe.runs import read_rows  # noqa: E402
 from eval.summarize import effective_scores  # noqa: E402
+from ghostprobe.cli import entry_point  # noqa: E402
+from ghostprobe.files import write_text_atomic  # noqa: E402
 from ghostprobe.metrics import anticipation as P  # noqa: E402
 from ghostprobe.metrics.common import format_ids, to_jsonable  # noqa: E402
+from ghostprobe.runs import read_rows  # noqa: E402
 from ghostprobe.sampling import FrameClock, frame_scores, scores_at  # noqa: E402
 
 PROTOCOL_CHOICES = ("ustring", "far", "nexar", "all")
@@ -259,7 +259,7 @@ def run_anticipation(run_dir: str | Path, settings: dict, protocol: str = "all")
     return result
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="anticipation")
+@entry_point("anticipation")
 def main(cfg: DictConfig) -> None:
     settings = OmegaConf.to_container(cfg, resolve=True)
     try:

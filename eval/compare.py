@@ -19,18 +19,34 @@ from pathlib import Path
 # Run as `python eval/compare.py`: put the repository root on the path so `eval.*` imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import hydra  # noqa: E402
 import numpy as np  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from eval import charts  # noqa: E402
-from eval.document import (Bullets, Estimate, Heading, Image, Para, Table, data_uri, interval, num,  # noqa: E402
-                           to_html, to_markdown)
+from eval.document import (  # noqa: E402
+    Bullets,
+    Estimate,
+    Heading,
+    Image,
+    Para,
+    Table,
+    data_uri,
+    interval,
+    num,
+    to_html,
+    to_markdown,
+)
 from eval.report import labels_and_scores  # noqa: E402
-from ghostprobe.metrics import (classification_metrics, compare_decisions, paired_bootstrap_auroc,  # noqa: E402
-                                to_jsonable, trivial_baselines)
-from ghostprobe.metrics.common import format_ids  # noqa: E402
+from ghostprobe.cli import entry_point  # noqa: E402
 from ghostprobe.files import write_json_atomic, write_text_atomic  # noqa: E402
+from ghostprobe.metrics import (  # noqa: E402
+    classification_metrics,
+    compare_decisions,
+    paired_bootstrap_auroc,
+    to_jsonable,
+    trivial_baselines,
+)
+from ghostprobe.metrics.common import format_ids  # noqa: E402
 from ghostprobe.runs import load_run  # noqa: E402
 
 
@@ -131,6 +147,7 @@ def compare_runs(run_dirs, out_dir, n_resamples: int = 2000, seed: int = 0, conf
         auroc["verdict"] = verdict(auroc["p_value"], n_pairs, alpha, *((a.name, b.name) if higher
                                    else (b.name, a.name)), auroc["n"])
         result["pairs"].append({"a": a.name, "b": b.name, "decisions": decisions, "auroc": auroc})
+    result["settings"] = {"n_resamples": n_resamples, "seed": seed, "confidence": confidence, "alpha": alpha}
     result = to_jsonable(result)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -205,7 +222,7 @@ def _blocks(runs: list[Run], result: dict, y: np.ndarray, alpha: float) -> list:
     return blocks
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="compare")
+@entry_point("compare")
 def main(cfg: DictConfig) -> None:
     if isinstance(cfg.runs, str):  # runs=DIR would otherwise be read as a list of characters
         sys.exit(f"compare: runs must be a list of eval output dirs: runs=[DIR_A,DIR_B], got runs={cfg.runs}")

@@ -28,14 +28,14 @@ from pathlib import Path
 # Run as `python eval/import_predictions.py`: put the repository root on the path so `eval.*` imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from eval.evaluate import prediction_row, sample_meta  # noqa: E402
 from eval.predictions import PredictionWriter, data_fingerprint  # noqa: E402
-from ghostprobe.files import write_json_atomic  # noqa: E402
 from eval.summarize import summarize  # noqa: E402
+from ghostprobe.cli import entry_point  # noqa: E402
 from ghostprobe.config import CONF_DIR  # noqa: E402
+from ghostprobe.files import write_json_atomic  # noqa: E402
 from ghostprobe.models.base import ModelOutput  # noqa: E402
 
 IMPORTED_PROMPT = "imported"  # the run's `prompt`: compare names runs by model / prompt
@@ -274,7 +274,7 @@ def _print(metrics: dict, out_dir: Path) -> None:
               "file (metrics.json imported.clips_without_row)", file=sys.stderr)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="import_predictions")
+@entry_point("import_predictions")
 def main(cfg: DictConfig) -> None:
     metrics = import_predictions(cfg)
     _print(metrics, Path(cfg.output_dir))

@@ -16,15 +16,26 @@ from pathlib import Path
 # Run as `python eval/report.py`: put the repository root on the path so `eval.*` imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import hydra  # noqa: E402
 import numpy as np  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from eval import charts  # noqa: E402
-from eval.document import (Bullets, Estimate, Heading, Image, Para, Table, data_uri, interval, num,  # noqa: E402
-                           to_html, to_markdown)
+from eval.document import (  # noqa: E402
+    Bullets,
+    Estimate,
+    Heading,
+    Image,
+    Para,
+    Table,
+    data_uri,
+    interval,
+    num,
+    to_html,
+    to_markdown,
+)
 from eval.gallery import gallery  # noqa: E402
 from eval.summarize import effective_scores  # noqa: E402
+from ghostprobe.cli import entry_point  # noqa: E402
 from ghostprobe.files import write_text_atomic  # noqa: E402
 from ghostprobe.runs import load_run  # noqa: E402
 
@@ -306,7 +317,7 @@ def report_command(run_dir: str | Path, gallery_size: int | None = None, thumbna
     return 0
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="report")
+@entry_point("report")
 def main(cfg: DictConfig) -> None:
     sys.exit(report_command(cfg.run_dir, cfg.gallery_size, cfg.thumbnails))
 

@@ -13,12 +13,12 @@ from pathlib import Path
 # A stage script runs as `python eval/run.py`: put the repository root on the path so `eval.*` imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from eval.evaluate import EvalSession, evaluate_split  # noqa: E402
 from eval.predictions import PredictionWriter, data_fingerprint, row_key, run_identity  # noqa: E402
 from eval.summarize import summarize  # noqa: E402
+from ghostprobe.cli import entry_point  # noqa: E402
 from ghostprobe.files import write_json_atomic  # noqa: E402
 from ghostprobe.models.api.common import ApiModelError  # noqa: E402
 from ghostprobe.prompts import load_prompt  # noqa: E402
@@ -109,7 +109,7 @@ def model_config(cfg: DictConfig) -> dict:
         raise EvalSetupError(f"eval: {err}") from None
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+@entry_point("eval")
 def main(cfg: DictConfig) -> None:
     from ghostprobe.files import exit_when_disk_full
     from ghostprobe.run_lock import RunDirBusy, RunLock
@@ -197,7 +197,10 @@ def model_stage(model_cfg: dict) -> str:
     "zero-shot": the decision's next steps differ ("deploy zero-shot" is wrong for a fine-tune)."""
     if model_cfg["kind"] != "video_llama" or not model_cfg.get("path"):
         return "zero-shot"
-    from ghostprobe.models.video_llama.finetuned import CHECKPOINT_INFO, resolve_model_dir
+    from ghostprobe.models.video_llama.finetuned import (
+        CHECKPOINT_INFO,
+        resolve_model_dir,
+    )
 
     model_dir = resolve_model_dir(model_cfg["path"])
     # The trainer writes CHECKPOINT_INFO into every checkpoint; scripts/export_model.py writes export_info.json.
@@ -230,7 +233,10 @@ def _warn_training_mismatch(model_cfg: dict, prompt_name: str, prompt_format: st
     something else."""
     if model_cfg["kind"] != "video_llama" or not model_cfg.get("path"):
         return
-    from ghostprobe.models.video_llama.finetuned import checkpoint_info, resolve_model_dir
+    from ghostprobe.models.video_llama.finetuned import (
+        checkpoint_info,
+        resolve_model_dir,
+    )
 
     trained = checkpoint_info(resolve_model_dir(model_cfg["path"]))
     for key, used, fix in (("prompt", prompt_name, f"pass prompt={trained.get('prompt')}"),

@@ -19,12 +19,12 @@ from pathlib import Path
 # A stage script runs as `python eval/scan.py`: put the repository root on the path so `eval.*` imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from eval.scanning import (API_KINDS, TimelineWriter, VideoJob, api_estimate, decoded_chunks, file_stamp,  # noqa: E402
                            list_inputs, plan_chunks, probe, read_timeline, scan_identity, scan_windows, window_clip,
                            write_json_atomic)
+from ghostprobe.cli import entry_point  # noqa: E402
 from ghostprobe.alerts import alerts_from_timeline, off_threshold  # noqa: E402
 from ghostprobe.models.api.common import ApiModelError  # noqa: E402
 from ghostprobe.prompts import load_prompt  # noqa: E402
@@ -298,7 +298,7 @@ def _barrier() -> None:
     dist.barrier()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="scan")
+@entry_point("scan")
 def main(cfg: DictConfig) -> None:
     code = scan(cfg)
     if code:

@@ -24,18 +24,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import hydra  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from data_prep.prepare import prepare_dataset  # noqa: E402
+from ghostprobe.cli import entry_point  # noqa: E402
 from ghostprobe.config import CONF_DIR  # noqa: E402
 from ghostprobe.frames import frames_from_row  # noqa: E402
 from ghostprobe.models.base import ClipInput, Prompt, build_model  # noqa: E402
 from ghostprobe.models.video_llama import video_llama_config  # noqa: E402
 from ghostprobe.models.video_llama.backend import answer_logits  # noqa: E402
-from ghostprobe.models.video_llama.convert import VIDEO_PLACEHOLDER_TOKEN, convert_checkpoints  # noqa: E402
+from ghostprobe.models.video_llama.convert import (  # noqa: E402
+    VIDEO_PLACEHOLDER_TOKEN,
+    convert_checkpoints,
+)
 from ghostprobe.models.video_llama.processing import VideoLlamaProcessor  # noqa: E402
 
 TOLERANCES = {"pixel_values": 1e-6, "video_embeds": 1e-4, "inputs_embeds": 1e-4, "logits": 1e-4, "p_yes": 1e-5}
@@ -260,7 +263,7 @@ def print_table(checks: Checks) -> None:
         print(f"{status}  {row['subject']:<{width}}  {row['check']:<{check_width}}  {row['detail']}")
 
 
-@hydra.main(config_path="../conf", config_name="check_parity", version_base="1.3")
+@entry_point("check_parity")
 def main(cfg: DictConfig) -> None:
     fixture = Path(cfg.fixture).expanduser().resolve()
     if not (fixture / "cases.json").is_file():

@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from ghostprobe.cli import entry_point  # noqa: E402
 from ghostprobe.metrics import anticipation  # noqa: E402
 
 PROTOCOLS = {name: getattr(anticipation, name) for name in
@@ -73,7 +73,7 @@ def check_cases(path: Path, tolerance: float) -> list[dict]:
     return rows
 
 
-@hydra.main(config_path="../conf", config_name="check_protocols", version_base="1.3")
+@entry_point("check_protocols")
 def main(cfg: DictConfig) -> None:
     fixture = Path(cfg.fixture).expanduser().resolve()
     try:

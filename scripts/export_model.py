@@ -17,11 +17,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from ghostprobe.cli import entry_point  # noqa: E402
 from ghostprobe.dtypes import dtype_by_name  # noqa: E402
-from ghostprobe.models.video_llama.finetuned import checkpoint_info, load_video_llama, resolve_model_dir  # noqa: E402
+from ghostprobe.models.video_llama.finetuned import (  # noqa: E402
+    checkpoint_info,
+    load_video_llama,
+    resolve_model_dir,
+)
 from ghostprobe.models.video_llama.processing import VideoLlamaProcessor  # noqa: E402
 
 
@@ -40,7 +44,7 @@ def export(run_dir: str | Path, out: str | Path, dtype: str = "fp32", base_model
     return out
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="export_model")
+@entry_point("export_model")
 def main(cfg: DictConfig) -> None:
     try:
         out = export(cfg.run_dir, cfg.out, cfg.dtype, cfg.base_model)

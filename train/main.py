@@ -43,10 +43,11 @@ def drop_launcher_args(argv: list[str]) -> list[str]:
 
 sys.argv = drop_launcher_args(sys.argv)
 
-import hydra  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
+
+from ghostprobe.cli import entry_point  # noqa: E402
 
 log = logging.getLogger("train")
 
@@ -123,7 +124,7 @@ def lock_run_dir(run_dir: Path):
             lock.release()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@entry_point("train")
 def main(cfg: DictConfig) -> None:
     if "RANK" in os.environ:  # started by a launcher (deepspeed, torchrun): end with it
         from train.launcher_watch import exit_when_launcher_dies
