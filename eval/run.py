@@ -148,6 +148,7 @@ def evaluate(cfg: DictConfig, out_dir: Path, rank: int, world_size: int) -> None
         model = build_model(model_cfg)
     except IncompleteCheckpoint as err:
         raise EvalSetupError(f"eval: {err}") from None
+    _check_frames_fit(model, model_cfg, splits, cfg)
     _warn_training_mismatch(model_cfg, prompt.name, getattr(model, "prompt_format", None))
     model_name = model_cfg.get("name") or getattr(model, "name", model_cfg["kind"])
     writer = PredictionWriter(pred_path)
@@ -226,6 +227,22 @@ def _fail_on_failed_clips(metrics: dict, max_failed_fraction: float) -> None:
         raise TooManyFailedClips(
             f"eval: {n_failed} of {n} test clips have no answer, more than max_failed_fraction={max_failed_fraction:g}"
             f" (causes: `errors` in metrics.json); run the same command again to ask them again")
+
+
+def _check_frames_fit(model, model_cfg: dict, splits: dict, cfg: DictConfig) -> None:
+    """A model that takes at most N frames per clip (Video-LLaMA's frame position embedding) would refuse every
+    clip of a dataset prepared with more: say so once, before any clip is scored."""
+    limit = getattr(model, "max_frames", None)
+    if not limit:
+        return
+    for name, dataset in splits.items():
+        most = max((len(t) for t in dataset["timestamps_s"]), default=0)
+        if most > limit:
+            raise EvalSetupError(
+                f"eval: split {name!r} of {cfg.data.path} has clips of {most} frames, but model "
+                f"{model_cfg.get('name') or model_cfg['kind']} takes at most {limit} (max_frames in its config.json): "
+                f"prepare the data again with sampling.num_frames={limit} (python data_prep/main.py ... "
+                f"sampling.num_frames={limit}), or evaluate a model that takes {most} frames")
 
 
 def _warn_training_mismatch(model_cfg: dict, prompt_name: str, prompt_format: str | None) -> None:

@@ -316,11 +316,29 @@ def _check_container(path: Path) -> tuple[str, int]:
             codec = stream.codec_context.name if stream.codec_context else "unknown"  # None: no decoder for it
             return codec, int(stream.frames or 0)
     except av.error.FFmpegError as err:
+        image = _image_kind(path)
+        if image:  # an image renamed .mp4 is no playlist: say what it is
+            raise VideoReadError(f"{path}: {image} image, not a video (whatever its name says): clips are video files "
+                                 "or folders of numbered frames (docs/labels.md)") from None
         if listing or err.errno == errno.EINVAL:
             raise VideoReadError(f"{path}: {listing or 'a container format'}, not a plain video file: only "
                                  f"single-file containers are read ({', '.join(SINGLE_FILE_CONTAINERS)}); "
                                  "playlists and lists that open other files or URLs are refused") from None
         return "unknown", 0
+
+
+# Leading bytes of the still-image formats a renamed file most often is.
+_IMAGE_MAGIC = ((b"\xff\xd8\xff", "a JPEG"), (b"\x89PNG\r\n\x1a\n", "a PNG"), (b"GIF87a", "a GIF"), (b"GIF89a", "a GIF"),
+                (b"BM", "a BMP"), (b"II*\x00", "a TIFF"), (b"MM\x00*", "a TIFF"))
+
+
+def _image_kind(path: Path) -> str | None:
+    """"a JPEG", "a PNG", ... when the file is a still image (by its first bytes), else None."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP"
+    return next((name for magic, name in _IMAGE_MAGIC if head.startswith(magic)), None)
 
 
 def _lists_other_files(path: Path) -> str | None:

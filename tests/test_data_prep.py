@@ -489,3 +489,18 @@ def test_variable_frame_rate_videos_get_their_presentation_times(tmp_path):
     # A constant-rate video keeps index / fps, the times the original Video-LLaMA prints.
     prepare_dataset(labels, tmp_path / "uniform", prep_settings())
     assert load_from_disk(str(tmp_path / "uniform"))["test"][0]["frame_indices"] == list(range(0, 80, 10))
+
+
+def test_an_image_renamed_mp4_is_called_an_image_not_a_playlist(tmp_path, make_video):
+    from PIL import Image
+
+    make_video("videos/ok.mp4", num_frames=30, width=32, height=32)
+    frame = Image.fromarray(np.zeros((32, 32, 3), np.uint8))
+    for name, fmt in (("jpg", "JPEG"), ("png", "PNG"), ("gif", "GIF")):
+        frame.save(tmp_path / "videos" / f"{name}.mp4", format=fmt)
+    entries = [clip("ok", "videos/ok.mp4")] + [clip(n, f"videos/{n}.mp4") for n in ("jpg", "png", "gif")]
+    report = prepare_dataset(write_label_file(tmp_path / "labels.json", entries), tmp_path / "out", prep_settings())
+    reasons = {r["clip_id"]: r["reason"] for r in report["rejected"]}
+    for name, kind in (("jpg", "a JPEG"), ("png", "a PNG"), ("gif", "a GIF")):
+        assert f"videos/{name}.mp4: {kind} image, not a video" in reasons[name] and "playlist" not in reasons[name]
+    assert report["num_prepared"] == 1

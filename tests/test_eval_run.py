@@ -374,3 +374,22 @@ def test_a_full_disk_is_one_line_and_leaves_every_file_whole(tmp_path, synthetic
     assert "exit=1" in done.stdout and "left whole" in done.stdout, done.stdout + done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(f"eval: disk full: no space left to write in {out} (")
+
+
+def test_more_frames_than_the_model_takes_is_said_once_at_start_up(tmp_path, tiny_checkpoint):
+    from datasets import Array4D, Dataset, DatasetDict, Features, List, Value
+
+    frames = np.random.default_rng(0).integers(0, 255, (3, 12, 28, 28, 3), dtype=np.uint8)  # 12 frames per clip
+    features = Features({"sample_id": Value("string"), "clip_id": Value("string"), "label": Value("int64"),
+                         "is_ghost_probing": Value("bool"), "frames": Array4D(shape=(None, 28, 28, 3), dtype="uint8"),
+                         "timestamps_s": List(Value("float64"))})
+    rows = {"sample_id": ["a", "b", "c"], "clip_id": ["a", "b", "c"], "label": [0, 3, 3],
+            "is_ghost_probing": [True, False, False], "frames": list(frames),
+            "timestamps_s": [[k / 4 for k in range(12)]] * 3}
+    DatasetDict({"test": Dataset.from_dict(rows, features=features)}).save_to_disk(str(tmp_path / "ds"))
+    result = run_eval("model=tiny", f"model.path={tiny_checkpoint}", f"data.path={tmp_path / 'ds'}",
+                      f"output_dir={tmp_path / 'out'}", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert (f"eval: split 'test' of {tmp_path / 'ds'} has clips of 12 frames, but model tiny_video_llama takes at "
+            "most 8") in result.stderr and "sampling.num_frames=8" in result.stderr
+    assert not (tmp_path / "out" / "predictions.jsonl").exists() or not (tmp_path / "out/predictions.jsonl").read_text()

@@ -147,6 +147,7 @@ class VideoLlamaBackend:
                           "cpu" if device == "auto" else device)
         self.processor = VideoLlamaProcessor.from_pretrained(path, resize=resize, prompt_format=prompt_format)
         self.prompt_format = self.processor.prompt_format  # recorded in metrics.json and the report
+        self.max_frames = self.processor.max_frames  # a clip with more is refused: eval checks its data at start-up
         config = self.model.config
         if (self.processor.video_token_id, self.processor.num_video_query_tokens) != (
                 config.video_token_index, config.num_video_query_tokens):
