@@ -393,3 +393,32 @@ def test_more_frames_than_the_model_takes_is_said_once_at_start_up(tmp_path, tin
     assert (f"eval: split 'test' of {tmp_path / 'ds'} has clips of 12 frames, but model tiny_video_llama takes at "
             "most 8") in result.stderr and "sampling.num_frames=8" in result.stderr
     assert not (tmp_path / "out" / "predictions.jsonl").exists() or not (tmp_path / "out/predictions.jsonl").read_text()
+
+
+def test_the_decision_is_taken_on_gold_labels_when_there_are_any():
+    from eval.summarize import summarize
+    from ghostprobe.config import compose
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(compose("eval", ["output_dir=x", "data.path=x", "metrics.bootstrap_resamples=20"]),
+                                 resolve=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(120):
+        gold = i < 40
+        positive = i % 2 == 0
+        right = rng.random() < (0.95 if gold else 0.5)  # the model agrees with gold labels, not with weak ones
+        p = 0.9 if positive == right else 0.1
+        rows.append({"sample_id": f"c{i}", "clip_id": f"c{i}", "is_ghost_probing": positive, "latency_s": 0.1,
+                     "error": None, "p_ghost_probing": p, "label_quality": "gold" if gold else "weak",
+                     "source_dataset": None if gold else "dada2000"})
+    summary = summarize(rows, [], [], cfg, None)
+    decision = summary["decision"]
+    gold_right = sum((r["p_ghost_probing"] >= 0.5) == r["is_ghost_probing"] for r in rows[:40])
+    assert decision["n_decided_on"] == decision["n"] == 40 and decision["n_correct"] == gold_right
+    assert decision["label_quality"] == "gold"
+    assert decision["reason"].startswith("Decided on the 40 gold-labelled clips; the 80 weak labels are reported apart")
+    by_quality = summary["classification"]["by_group"]["label_quality"]
+    assert by_quality["gold"]["n"] == 40 and by_quality["weak"]["n"] == 80
+    weak_only = summarize(rows[40:], [], [], cfg, None)["decision"]
+    assert weak_only["label_quality"] == "weak" and "rests on weak labels" in weak_only["reason"]
