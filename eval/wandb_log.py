@@ -13,7 +13,7 @@ SCALARS = ("accuracy", "accuracy_nan_as_wrong", "balanced_accuracy", "precision"
            "auroc", "auprc", "ece", "coverage")
 
 
-def log_eval(cfg: DictConfig, metrics: dict, out_dir: Path, max_thumbnails: int = 200) -> None:
+def log_eval(cfg: DictConfig, metrics: dict, out_dir: Path) -> None:
     """One W&B run per evaluation, grouped by `wandb.group`, named after model and prompt."""
     import wandb
     from datasets import load_from_disk
@@ -46,7 +46,7 @@ def log_eval(cfg: DictConfig, metrics: dict, out_dir: Path, max_thumbnails: int 
     rows = run_rows(out_dir, metrics)  # this run's rows only: the folder may hold other runs
     for k, row in enumerate(rows):
         thumbnail = None
-        if cfg.report.thumbnails and k < max_thumbnails and row["sample_id"] in index:
+        if cfg.report.thumbnails and k < cfg.wandb.max_thumbnails and row["sample_id"] in index:
             frames = frames_from_row(split[index[row["sample_id"]]]["frames"])
             thumbnail = wandb.Image(np.concatenate(list(frames[:: max(1, len(frames) // 4)]), axis=1))
         p = row["p_ghost_probing"]

@@ -75,7 +75,7 @@ def unknown_option(config_name: str, argv: list[str]) -> str | None:
         overrides = OverridesParser.create().parse_overrides(args.overrides)
     except (HydraException, SystemExit):  # a malformed override or flag: Hydra says what is wrong with it
         return None
-    config_name = args.config_name or config_name  # --config-name synth_demo_drive
+    config_name = args.config_name or config_name  # --config-name NAME
     groups = [o for o in overrides if _is_group(o.key_or_group)]
     values = [o for o in overrides if o not in groups and not o.is_delete()
               and not o.key_or_group.startswith("hydra")]
