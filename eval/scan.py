@@ -81,12 +81,12 @@ def scan(cfg: DictConfig, model=None, model_cfg: dict | None = None) -> int:
 def _scan(cfg: DictConfig, out_dir: Path, model, model_cfg: dict | None) -> int:
     rank, world_size = rank_and_world_size()
     prompt = load_prompt(OmegaConf.to_container(cfg.prompt, resolve=True))
+    settings = _window_settings(cfg)
+    thresholds = resolve_threshold(cfg)
     if model is None:
         model_cfg = _model_config(cfg)
     elif model_cfg is None:
         model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    thresholds = resolve_threshold(cfg)
-    settings = _window_settings(cfg)
     identity = scan_identity(model_cfg, prompt, settings)
     labels = _load_labels(cfg)
     inputs = _list_inputs(cfg)
