@@ -19,6 +19,7 @@ import numpy as np
 from ghostprobe.frame_folder import IMAGES_SUBFOLDER
 from ghostprobe.frames import encode_jpeg, read_resized_frames
 from ghostprobe.labels import ClipLabel
+from ghostprobe.links import AllowedRoots
 from ghostprobe.sampling import WINDOW_POLICIES, SamplingError, sample_windows, window_sample_id
 from ghostprobe.video import VideoReadError, frame_times_s, probe_video
 
@@ -38,7 +39,8 @@ class ClipTask:
     video_path: str
     cache_path: str
     settings: dict
-    videos_root: str | None = None  # a frame folder's images may not link outside it
+    videos_root: str | None = None  # a frame folder's images may link only inside it or an allowed root
+    allowed_roots: tuple[str, ...] = ()
 
 
 class EventTimeError(ValueError):
@@ -76,7 +78,8 @@ def prepare_clip(task: ClipTask) -> dict:
     """Prepare one clip into its cache file. Never raises: a failure comes back as {"ok": False, "reason": ...}."""
     clip = ClipLabel.model_validate_json(task.clip_json)
     try:
-        _prepare(clip, Path(task.video_path), Path(task.cache_path), task.settings, task.videos_root)
+        roots = AllowedRoots.of(task.videos_root, task.allowed_roots) if task.videos_root else None
+        _prepare(clip, Path(task.video_path), Path(task.cache_path), task.settings, roots)
     except (VideoReadError, SamplingError, EventTimeError) as err:
         return {"clip_id": clip.clip_id, "ok": False, "reason": str(err)}
     except Exception as err:  # a decoder bug on one odd file must not stop the other clips
@@ -84,8 +87,8 @@ def prepare_clip(task: ClipTask) -> dict:
     return {"clip_id": clip.clip_id, "ok": True}
 
 
-def _prepare(clip: ClipLabel, video_path: Path, cache_path: Path, settings: dict, videos_root: str | None) -> None:
-    info = probe_video(video_path, settings["decode_threads"], fps=clip.fps, root=videos_root)
+def _prepare(clip: ClipLabel, video_path: Path, cache_path: Path, settings: dict, roots: AllowedRoots | None) -> None:
+    info = probe_video(video_path, settings["decode_threads"], fps=clip.fps, roots=roots)
     _check_event_times(clip, info.duration_s, info.fps)
     event = clip.event
     # Variable frame rate (phone dashcams): frames are sampled and stamped by their presentation times.

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from data_prep.prepare import prepare_dataset  # noqa: E402
 from ghostprobe.cli import entry_point  # noqa: E402
+from ghostprobe.links import missing_roots  # noqa: E402
 
 
 def resolve_labels(cfg: DictConfig) -> Path:
@@ -44,8 +45,14 @@ def main(cfg: DictConfig) -> int:
               "set videos_dir= to the folder that holds the videos, or leave it out to use the label file's folder",
               file=sys.stderr)
         sys.exit(1)
+    allowed_roots = tuple(str(p) for p in cfg.allowed_roots or ())
+    missing = missing_roots(allowed_roots)
+    if missing:
+        print(f"data_prep: allowed_roots: {', '.join(missing)} is not a folder; list existing folders that links in "
+              "the videos folder may point into", file=sys.stderr)
+        sys.exit(1)
     settings = OmegaConf.to_container(cfg.prep, resolve=True)
-    report = prepare_dataset(labels, cfg.out_dir, settings, videos_dir=cfg.videos_dir,
+    report = prepare_dataset(labels, cfg.out_dir, settings, videos_dir=cfg.videos_dir, allowed_roots=allowed_roots,
                              config=OmegaConf.to_container(cfg, resolve=True))
     print(summary(report))
     too_many = report["rejected_fraction"] > cfg.max_rejected_fraction

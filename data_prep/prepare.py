@@ -26,15 +26,18 @@ from data_prep.splits import assign_splits
 from ghostprobe.files import write_json_atomic
 from ghostprobe.dataset import dataset_features, rows_for_clip
 from ghostprobe.labels import ClipLabel, LabelFileError, load_labels
+from ghostprobe.links import AllowedRoots, PathNotAllowed, resolve_allowed
 
 CACHE_DIR = ".prep_cache"
 
 
 def prepare_dataset(labels_path: str | Path, out_dir: str | Path, settings: dict,
-                    videos_dir: str | Path | None = None, config: dict | None = None) -> dict:
+                    videos_dir: str | Path | None = None, allowed_roots: tuple[str, ...] = (),
+                    config: dict | None = None) -> dict:
     """Prepare every clip of `labels_path` into a DatasetDict at `out_dir`; return the report (also written to
-    `out_dir/prep_report.json`). `settings` is the resolved data-prep config (see conf/data_prep.yaml); `config`, the
-    whole resolved command config, is recorded in the report as it was given."""
+    `out_dir/prep_report.json`). `settings` is the resolved data-prep config (see conf/data_prep.yaml);
+    `allowed_roots`: folders outside the videos folder that its links may point into (ghostprobe/links.py); `config`,
+    the whole resolved command config, is recorded in the report as it was given."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
     cache_dir = out_dir / CACHE_DIR / "clips"
@@ -55,7 +58,7 @@ def prepare_dataset(labels_path: str | Path, out_dir: str | Path, settings: dict
 
     tasks, clips_by_id, reused = [], {}, 0
     for clip in label_set.clips:
-        video_path = _resolve_video(videos_root, clip, report)
+        video_path = _resolve_video(AllowedRoots.of(videos_root, allowed_roots), clip, report)
         if video_path is None:
             continue
         cache_path = cache_dir / f"{cache_key(clip, video_path, settings)}.npz"
@@ -64,7 +67,7 @@ def prepare_dataset(labels_path: str | Path, out_dir: str | Path, settings: dict
             reused += 1
         else:
             tasks.append(ClipTask(clip.model_dump_json(), str(video_path), str(cache_path), settings,
-                                  str(videos_root)))
+                                  str(videos_root), tuple(allowed_roots)))
     report["reused_from_cache"] = reused
 
     for result in _run_tasks(tasks, settings["num_proc"]):
@@ -116,14 +119,17 @@ def _small_test_warning(prepared: list[ClipLabel], split_of: dict[str, str], set
             f"decision likely inconclusive.{how}")
 
 
-def _resolve_video(videos_root: Path, clip: ClipLabel, report: dict) -> Path | None:
-    root = videos_root.resolve()
-    path = (root / clip.video).resolve()
-    if not path.is_relative_to(root):
-        report["rejected"].append({"clip_id": clip.clip_id, "video": clip.video,
-                                   "reason": f"video path {clip.video!r} escapes the videos folder {root}"})
+def _resolve_video(roots: AllowedRoots, clip: ClipLabel, report: dict) -> Path | None:
+    """The clip's video as named in the videos folder (its links followed only into the allowed roots: the reader
+    opens the same file), or None after recording why it is refused."""
+    try:
+        resolve_allowed(roots.folder / clip.video, roots)
+    except PathNotAllowed as err:
+        report["rejected"].append({"clip_id": clip.clip_id, "video": clip.video, "reason": str(err)})
         return None
-    return path
+    # The name, not the link's target: the report and the split's same-video check name clips by their path in the
+    # videos folder.
+    return Path(os.path.normpath(roots.folder.resolve() / clip.video))
 
 
 def _video_names(videos_root: Path, paths: dict[str, Path]) -> dict[str, str]:

@@ -4,14 +4,16 @@ Streams each recording (no dataset on disk), scores every window with any model 
 DIR/videos/VIDEO_ID/timeline.jsonl (one row per window: start, end, p_ghost_probing) and alerts.json (alerts
 merged with hysteresis), then DIR/scan.json, DIR/scan.html and, with labels=, DIR/metrics.json (event recall,
 false alerts per hour, lead times, the recall / false-alert curve). Resumable: a re-run skips finished videos and
-answered windows (unanswered ones, e.g. an API outage, are asked again). A file that cannot be read is reported by
-name and skipped; the exit code is 1 only when nothing could be scanned (or an API budget stopped the scan).
-Under `torchrun` ranks split the files and rank 0 writes the scan-wide outputs. Options: conf/scan.yaml.
+answered windows (unanswered ones, e.g. an API outage, are asked again). A file listed twice (another path, a link)
+is scanned once; a file that cannot be read, a link to outside the allowed roots or a recording shorter than one
+window is reported by name and skipped; a stretch of a file that will not decode is skipped and reported with its
+time range while the rest is scored. The exit code is 1 only when nothing could be scanned (or an API budget
+stopped the scan). Under `torchrun` ranks split the files and rank 0 writes the scan-wide outputs. Options:
+conf/scan.yaml.
 """
 
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,12 +23,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from eval.scanning import (API_KINDS, TimelineWriter, VideoJob, api_estimate, decoded_chunks, file_stamp,  # noqa: E402
-                           list_inputs, plan_chunks, probe, read_timeline, scan_identity, scan_windows, window_clip,
-                           write_json_atomic)
+from eval.scanning import (ScanInputs, TimelineWriter, VideoJob, api_estimate, damaged_stretches,  # noqa: E402
+                           decoded_chunks, file_stamp, list_inputs, plan_chunks, probe, read_timeline,
+                           scan_identity, scan_windows, timeline_with_gaps, window_clip)
 from ghostprobe.cli import entry_point  # noqa: E402
 from ghostprobe.alerts import alerts_from_timeline, off_threshold  # noqa: E402
+from ghostprobe.distributed import barrier, rank_and_world_size  # noqa: E402
+from ghostprobe.files import exit_when_disk_full, write_json_atomic  # noqa: E402
+from ghostprobe.labels import LabelFileError, LabelSet, load_labels  # noqa: E402
+from ghostprobe.links import missing_roots  # noqa: E402
 from ghostprobe.models.api.common import ApiModelError  # noqa: E402
+from ghostprobe.models.base import model_kind, resolve_model_config  # noqa: E402
 from ghostprobe.prompts import load_prompt  # noqa: E402
 
 
@@ -62,29 +69,32 @@ def resolve_threshold(cfg: DictConfig) -> dict:
 
 def scan(cfg: DictConfig, model=None, model_cfg: dict | None = None) -> int:
     """Run the scan described by `cfg` (conf/scan.yaml) and return the exit code. `model` (and its `model_cfg`,
-    which names the kind) replaces the configured model: tests use scorer doubles."""
-    from eval.run import model_config
-
-    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    whose kind must be a registered one; default: the configured model's entry) replaces the configured model:
+    tests and benchmarks use scorer doubles. A full disk ends it with one line naming the folder."""
     out_dir = Path(cfg.output_dir)
-    (out_dir / "videos").mkdir(parents=True, exist_ok=True)
+    advice = "free space there (or choose another output_dir), then run the same command again: scored windows are kept"
+    with exit_when_disk_full(out_dir, "scan", advice):
+        (out_dir / "videos").mkdir(parents=True, exist_ok=True)
+        return _scan(cfg, out_dir, model, model_cfg)
+
+
+def _scan(cfg: DictConfig, out_dir: Path, model, model_cfg: dict | None) -> int:
+    rank, world_size = rank_and_world_size()
     prompt = load_prompt(OmegaConf.to_container(cfg.prompt, resolve=True))
-    if model is None:
-        model_cfg = model_config(cfg)
-    elif model_cfg is None:
-        model_cfg = {"kind": "test", "name": getattr(model, "name", "test")}
+    settings = _window_settings(cfg)
     thresholds = resolve_threshold(cfg)
-    settings = {k: cfg[k] for k in ("window_s", "stride_s", "num_frames", "frame_size")}
-    if cfg.stride_s <= 0 or cfg.window_s <= 0 or cfg.num_frames < 1:
-        raise ScanSetupError(f"scan: window_s, stride_s and num_frames must be positive, got {settings}")
+    if model is None:
+        model_cfg = _model_config(cfg)
+    elif model_cfg is None:
+        model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     identity = scan_identity(model_cfg, prompt, settings)
-    try:
-        inputs = list_inputs(str(cfg.input), list(cfg.video_extensions))
-    except FileNotFoundError as err:
-        raise ScanSetupError(f"scan: {err}") from None
-    if not inputs:
-        raise ScanSetupError(f"scan: input={cfg.input} holds no video file ({', '.join(cfg.video_extensions)})")
-    mine = inputs[rank::world_size]
+    labels = _load_labels(cfg)
+    inputs = _list_inputs(cfg)
+    if rank == 0:
+        for same in inputs.same_file:
+            print(f"scan: {same['path']} is the same file as {same['same_as']} ({same['file']}): scanned once",
+                  file=sys.stderr)
+    mine = inputs.recordings[rank::world_size]
 
     jobs, reused, skipped = _prepare_jobs(mine, out_dir, identity, cfg, thresholds)
     pending = sum(len(j.windows) - len(j.done) for j in jobs)
@@ -107,30 +117,32 @@ def scan(cfg: DictConfig, model=None, model_cfg: dict | None = None) -> int:
             model.close()
     wall_s = time.perf_counter() - started
     for job in jobs:
+        if not job.error and job.windows and len(job.skipped_windows) == len(job.windows):
+            job.error = f"no window could be decoded: {job.undecodable[min(job.undecodable)]}"
         if job.error:
             skipped.append({"video_id": job.video_id, "path": str(job.path), "reason": job.error})
         else:
             _finish_video(job, out_dir, identity, thresholds, cfg)
     status = {"rank": rank, "scanned": [j.video_id for j in jobs if not j.error] + reused, "skipped": skipped,
               "windows_scored": pending, "wall_s": wall_s, "stopped": stopped}
-    write_json_atomic(out_dir / f"scan_status.rank{rank}.json", status)
+    write_json_atomic(out_dir / f"scan_status.rank{rank}.json", status, allow_nan=False)
     for item in skipped:
         print(f"scan: skipped {item['path']}: {item['reason']}", file=sys.stderr)
     if world_size > 1:
-        _barrier()
+        barrier()
         if rank != 0:
             return 0  # rank 0 decides the exit code for the whole scan
     from eval.scan_summary import write_outputs
 
     summary = write_outputs(out_dir, inputs, world_size, cfg, thresholds, model_cfg.get("name") or model_cfg["kind"],
-                            prompt.name)
+                            prompt.name, labels)
     if stopped:
         print(f"scan: stopped: {stopped}. Windows scored so far are kept; run the same command again to go on "
               "(after raising api_budget_usd, or once the API answers again)", file=sys.stderr)
         return 1
     if not summary["videos_scanned"]:
         unanswered = len(summary["videos"])
-        why = (f"{summary['videos_skipped']} of {len(inputs)} files were skipped (reasons above)"
+        why = (f"{summary['videos_skipped']} of {summary['videos_total']} files were skipped (reasons above)"
                + (f", and the model answered no window of the other {unanswered} (timeline.jsonl rows hold the "
                   "errors)" if unanswered else ""))
         print(f"scan: nothing could be scanned: {why}", file=sys.stderr)
@@ -138,17 +150,72 @@ def scan(cfg: DictConfig, model=None, model_cfg: dict | None = None) -> int:
     return 0
 
 
+def _model_config(cfg: DictConfig) -> dict:
+    """The backend's keyword arguments: the model entry, the hardware keys its kind takes, `batch_size=`."""
+    try:
+        return resolve_model_config(OmegaConf.to_container(cfg.model, resolve=True),
+                                    OmegaConf.to_container(cfg.hardware, resolve=True), cfg.batch_size)
+    except ValueError as err:  # ModelPathError (weights missing) or an unknown model kind
+        raise ScanSetupError(f"scan: {err}") from None
+
+
+def _window_settings(cfg: DictConfig) -> dict:
+    """window_s, stride_s, num_frames, frame_size, checked: a stride longer than the window is refused, since the
+    footage between two windows would be seen by no window at all."""
+    settings = {k: cfg[k] for k in ("window_s", "stride_s", "num_frames", "frame_size")}
+    if cfg.stride_s <= 0 or cfg.window_s <= 0 or cfg.num_frames < 1:
+        raise ScanSetupError(f"scan: window_s, stride_s and num_frames must be positive, got {settings}")
+    if cfg.stride_s > cfg.window_s:
+        gap = float(cfg.stride_s) - float(cfg.window_s)
+        raise ScanSetupError(f"scan: stride_s={cfg.stride_s:g} is longer than window_s={cfg.window_s:g}: {gap:g} s "
+                             f"of every {cfg.stride_s:g} s would be seen by no window; set stride_s <= window_s")
+    return settings
+
+
+def _load_labels(cfg: DictConfig) -> LabelSet | None:
+    """labels= (and videos_dir=, where its video paths are relative to), read before any window is scored."""
+    if cfg.videos_dir is not None and not Path(cfg.videos_dir).is_dir():
+        raise ScanSetupError(f"scan: videos_dir {cfg.videos_dir} does not exist (the video paths of labels= are "
+                             "relative to it); set it to the folder the label file's paths start from")
+    if not cfg.labels:
+        return None
+    try:
+        return load_labels(cfg.labels)
+    except LabelFileError as err:
+        raise ScanSetupError(f"scan: labels={cfg.labels}: {err}") from None
+
+
+def _list_inputs(cfg: DictConfig) -> ScanInputs:
+    allowed_roots = tuple(str(p) for p in cfg.allowed_roots or ())
+    missing = missing_roots(allowed_roots)
+    if missing:
+        raise ScanSetupError(f"scan: allowed_roots: {', '.join(missing)} is not a folder; list existing folders that "
+                             "links among the inputs may point into")
+    try:
+        inputs = list_inputs(str(cfg.input), list(cfg.video_extensions), allowed_roots)
+    except FileNotFoundError as err:
+        raise ScanSetupError(f"scan: {err}") from None
+    if not inputs.recordings:
+        raise ScanSetupError(f"scan: input={cfg.input} holds no video file ({', '.join(cfg.video_extensions)})")
+    return inputs
+
+
 def _prepare_jobs(mine, out_dir: Path, identity: str, cfg, thresholds):
     """Probe this rank's files and list their windows; a video finished by an earlier run with the same model,
     prompt, windows and file is not probed or decoded again (its alerts are recomputed for today's thresholds)."""
     jobs, reused, skipped = [], [], []
-    for video_id, path in mine:
+    for recording in mine:
+        video_id, path = recording.video_id, recording.path
+        if recording.refused:
+            skipped.append({"video_id": video_id, "path": str(path), "reason": recording.refused})
+            continue
         video_dir = out_dir / "videos" / video_id
         previous = _read_json(video_dir / "alerts.json")
         if (previous and previous.get("identity") == identity and previous.get("complete") and path.exists()
                 and previous.get("file") == file_stamp(path)):
             rows = list(read_timeline(video_dir / "timeline.jsonl", identity).values())
-            if len(rows) == previous["num_windows"]:
+            if len(rows) == previous["windows_answered"]:
+                rows = timeline_with_gaps(rows, previous.get("damaged_stretches", []))
                 alerts = _write_alerts(video_dir, previous | {"threshold": thresholds}, rows, thresholds)
                 if cfg.export_alerts and alerts:
                     _export(VideoJob(video_id, path), alerts, video_dir, cfg)
@@ -156,6 +223,9 @@ def _prepare_jobs(mine, out_dir: Path, identity: str, cfg, thresholds):
                 continue
         job = VideoJob(video_id, path)
         probe(job, int(cfg.decode_threads))
+        if not job.error and job.clock.duration_s < float(cfg.window_s):
+            job.error = (f"{job.clock.duration_s:.2f} s long, shorter than window_s={cfg.window_s:g}: no whole "
+                         "window to score (lower window_s to scan it)")
         if job.error:
             skipped.append({"video_id": video_id, "path": str(path), "reason": job.error})
             continue
@@ -192,7 +262,7 @@ def _export(job: VideoJob, alerts: list[dict], video_dir: Path, cfg) -> None:
 
 def _check_api_budget(cfg, model_cfg: dict, pending: int) -> tuple[float | None, float | None]:
     """(budget, estimated dollars per window) for API models, after printing the estimate; (None, None) else."""
-    if model_cfg["kind"] not in API_KINDS:
+    if not model_kind(model_cfg["kind"]).api:
         return None, None
     estimate = api_estimate(model_cfg, pending, int(cfg.num_frames), OmegaConf.to_container(cfg.api_estimate))
     line = (f"scan: {model_cfg.get('name')}: {estimate['calls']} calls, about {estimate['tokens_in_per_call']} "
@@ -208,9 +278,9 @@ def _check_api_budget(cfg, model_cfg: dict, pending: int) -> tuple[float | None,
 
 def _score(jobs, model, prompt, cfg, identity: str, out_dir: Path, batch_size: int, budget: float | None,
            per_call_usd: float | None) -> None:
-    """Score every chunk's windows in batches, appending timeline rows. With a budget, a batch is sent only when the
-    spend so far plus the batch at the dearest per-window cost seen (the estimate until a call has been paid)
-    stays within it."""
+    """Score every chunk's windows in batches, appending timeline rows; a window that needs a frame that would not
+    decode is set aside (`job.skipped_windows`). With a budget, a batch is sent only when the spend so far plus the
+    batch at the dearest per-window cost seen (the estimate until a call has been paid) stays within it."""
     from tqdm import tqdm
 
     chunks = [c for job in jobs for c in plan_chunks(job, int(cfg.chunk_windows))]
@@ -221,30 +291,30 @@ def _score(jobs, model, prompt, cfg, identity: str, out_dir: Path, batch_size: i
     writers: dict[str, TimelineWriter] = {}
     spent, per_call = 0.0, per_call_usd
     try:
-        for chunk, frames in decoded_chunks(iter(chunks), int(cfg.frame_size), int(cfg.decode_threads),
-                                            int(cfg.decode_workers), int(cfg.prefetch_chunks)):
+        for chunk, frames, undecodable in decoded_chunks(iter(chunks), int(cfg.frame_size), int(cfg.decode_threads),
+                                                         int(cfg.decode_workers), int(cfg.prefetch_chunks)):
             job = chunk.job
-            if job.error:
-                continue
-            if isinstance(frames, Exception):
-                job.error = f"{frames} (after {len(job.done)} of {len(job.windows)} windows)"
-                videos_bar.update(1)
-                continue
+            job.undecodable.update(undecodable)
+            windows = []
+            for window in chunk.windows:
+                damaged = any(i in job.undecodable for i in window.frame_indices)
+                (job.skipped_windows if damaged else windows).append(window)
+            windows_bar.update(len(chunk.windows) - len(windows))
             writer = writers.get(job.video_id)
-            if writer is None:
+            if writer is None and windows:
                 writer = writers[job.video_id] = TimelineWriter(out_dir / "videos" / job.video_id / "timeline.jsonl")
-            for k in range(0, len(chunk.windows), batch_size):
-                windows = chunk.windows[k:k + batch_size]
-                if budget is not None and per_call is not None and spent + per_call * len(windows) > budget:
+            for k in range(0, len(windows), batch_size):
+                batch = windows[k:k + batch_size]
+                if budget is not None and per_call is not None and spent + per_call * len(batch) > budget:
                     raise BudgetReached(f"api_budget_usd={budget:g} reached (${spent:.2f} spent)")
-                outputs = model.score([window_clip(job, w, frames) for w in windows], prompt)
-                rows = [_row(w, o, identity) for w, o in zip(windows, outputs)]
+                outputs = model.score([window_clip(job, w, frames) for w in batch], prompt)
+                rows = [_row(w, o, identity) for w, o in zip(batch, outputs)]
                 writer.write(rows)
                 cost = sum(o.cost_usd for o in outputs)
                 spent += cost
-                per_call = max(per_call or 0.0, cost / len(windows))
+                per_call = max(per_call or 0.0, cost / len(batch))
                 job.done.update({r["window"]: r for r in rows if r["error"] is None})
-                windows_bar.update(len(windows))
+                windows_bar.update(len(batch))
             if chunk.last_of_video:
                 videos_bar.update(1)
     finally:
@@ -264,13 +334,26 @@ def _row(window, output, identity: str) -> dict:
 
 
 def _finish_video(job: VideoJob, out_dir: Path, identity: str, thresholds: dict, cfg) -> None:
+    """alerts.json of a scanned video: what was scored, the damaged stretches skipped (said on stderr too) and the
+    alerts. Complete when every window was scored or set aside as undecodable (a re-run does not try those again
+    unless the file changes)."""
     video_dir = out_dir / "videos" / job.video_id
     video_dir.mkdir(parents=True, exist_ok=True)
+    stretches = damaged_stretches(job, float(cfg.stride_s))
+    not_scanned_s = sum(hi - lo for lo, hi in (s["not_scanned_s"] for s in stretches))
     header = {"video_id": job.video_id, "path": str(job.path), "identity": identity, "file": file_stamp(job.path),
-              "info": job.info.to_json(), "duration_s": job.clock.duration_s, "num_windows": len(job.windows),
-              "windows_answered": len(job.done), "complete": len(job.done) == len(job.windows),
+              "info": job.info.to_json(), "duration_s": job.clock.duration_s,
+              "scanned_s": job.clock.duration_s - not_scanned_s, "num_windows": len(job.windows),
+              "windows_answered": len(job.done), "windows_skipped": len(job.skipped_windows),
+              "complete": len(job.done) + len(job.skipped_windows) == len(job.windows),
+              "damaged_stretches": stretches,
               "window_s": float(cfg.window_s), "stride_s": float(cfg.stride_s), "num_frames": int(cfg.num_frames)}
-    rows = [job.done[k] for k in sorted(job.done)]
+    for s in stretches:
+        print(f"scan: {job.path}: frames {s['damaged_frames'][0]}-{s['damaged_frames'][1]} "
+              f"({s['damaged_s'][0]:.2f}-{s['damaged_s'][1]:.2f} s) would not decode: {s['windows_skipped']} windows "
+              f"ending {s['window_ends_s'][0]:.2f}-{s['window_ends_s'][1]:.2f} s not scored, the rest was "
+              f"({s['reason']})", file=sys.stderr)
+    rows = timeline_with_gaps([job.done[k] for k in sorted(job.done)], stretches)
     alerts = _write_alerts(video_dir, header, rows, thresholds)
     if cfg.export_alerts and alerts:
         _export(job, alerts, video_dir, cfg)
@@ -279,7 +362,8 @@ def _finish_video(job: VideoJob, out_dir: Path, identity: str, thresholds: dict,
 def _write_alerts(video_dir: Path, header: dict, rows: list[dict], thresholds: dict) -> list[dict]:
     alerts = [a.to_json() for a in alerts_from_timeline(rows, thresholds["on"], thresholds["off"],
                                                          thresholds["min_gap_s"])]
-    write_json_atomic(video_dir / "alerts.json", header | {"threshold": thresholds, "alerts": alerts})
+    write_json_atomic(video_dir / "alerts.json", header | {"threshold": thresholds, "alerts": alerts},
+                      allow_nan=False)
     return alerts
 
 
@@ -288,14 +372,6 @@ def _read_json(path: Path):
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    dist.barrier()
 
 
 @entry_point("scan")

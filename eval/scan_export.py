@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eval.scanning import VideoJob, write_json_atomic
+from eval.scanning import VideoJob
+from ghostprobe.files import write_json_atomic
 from ghostprobe.labels import LABEL_NAMES
 from ghostprobe.synth.encode import write_video
 from ghostprobe.video import read_frames
@@ -39,7 +40,7 @@ def export_video_alerts(job: VideoJob, alerts: list[dict], video_dir: Path, pad_
                       f"{clock.time_of(last):.2f} s; alert {alert['start_s']:.2f}-{alert['end_s']:.2f} s, peak "
                       f"p={alert['peak_p']:.3f} at {alert['peak_s']:.2f} s"),
         })
-    write_json_atomic(video_dir / "exported.json", {"clips": stubs})
+    write_json_atomic(video_dir / "exported.json", {"clips": stubs}, allow_nan=False)
 
 
 def _frames(job: VideoJob, indices: range):

@@ -1,5 +1,6 @@
-"""scan.html: a summary table, the event metrics when labelled, skipped files, and per video a timeline chart with
-its alert spans and a frame strip per alert. Built from eval/document.py blocks (every string escaped, images as
+"""scan.html: a summary table, the event metrics when labelled (and which recordings had no label and why), skipped
+files, inputs that were the same file, stretches that would not decode, and per video a timeline chart with its alert
+spans and a frame strip per alert. Built from eval/document.py blocks (every string escaped, images as
 data: URIs, no script) with the charts of eval/charts.py."""
 
 from __future__ import annotations
@@ -8,7 +9,9 @@ from pathlib import Path
 
 from eval.charts import frame_strip_jpeg, lead_time_png, recall_false_alerts_png, scan_timeline_png
 from eval.document import Bullets, Heading, Image, Para, Table, data_uri, interval, num, to_html
+from eval.scan_summary import label_coverage
 from eval.scanning import scan_windows
+from ghostprobe.files import write_text_atomic
 from ghostprobe.sampling import FrameClock
 from ghostprobe.video import VideoInfo, VideoReadError, frame_times_s, read_frames
 
@@ -16,15 +19,13 @@ from ghostprobe.video import VideoInfo, VideoReadError, frame_times_s, read_fram
 def write_scan_html(out_dir: Path, summary: dict, videos: list[dict], metrics: dict | None, cfg) -> Path:
     title = f"Scan: {summary['model']} ({summary['prompt']} prompt)"
     blocks = _overview(summary) + (_metrics_section(metrics) if metrics else [])
-    blocks += _skipped(summary)
+    blocks += _skipped(summary) + _same_file(summary) + _damaged(summary)
     per_video = {v["video_id"]: v for v in (metrics or {}).get("per_video", [])}
     events_by_video = _labelled_events(metrics)
     for video in videos:
         blocks += _video_section(video, per_video.get(video["video_id"]), events_by_video.get(video["video_id"]),
                                  int(cfg.report.strip_frames), int(cfg.report.max_alerts_shown))
-    path = out_dir / "scan.html"
-    path.write_text(to_html(title, blocks), encoding="utf-8")
-    return path
+    return write_text_atomic(out_dir / "scan.html", to_html(title, blocks))
 
 
 def _overview(summary: dict) -> list:
@@ -46,9 +47,10 @@ def _metrics_section(m: dict) -> list:
     lead = m["lead_time_s"]
     rate_ci = m.get("false_alerts_per_hour_interval") or {}
     rows = [["event recall", f"{num(m['recall'])} ({m['hits']} of {m['events']} ghost-probing events)"],
-            ["false alerts per hour", f"{num(m['false_alerts_per_hour'], 2)} {interval([rate_ci.get('low'), rate_ci.get('high')])} "
-                                      f"({m['false_alerts']} in {m['hours'] * 60:.1f} minutes; look-alikes under an "
-                                      "alert count, even when the alert also hits an event)"],
+            ["false alerts per hour", f"{num(m['false_alerts_per_hour'], 2)} "
+                                      f"{interval([rate_ci.get('low'), rate_ci.get('high')])} "
+                                      f"({m['false_alerts']} in {m['hours'] * 60:.1f} minutes scanned; look-alikes "
+                                      "under an alert count, even when the alert also hits an event)"],
             ["driving time under alert", f"{num(m.get('alert_time_fraction'))} of the time; "
                                          f"{num(m.get('alert_time_outside_hits_s'), 1)} s outside every hit window"],
             ["lead time (alert start - t_event_s)", f"median {num(lead['p50'], 2)} s, p10 {num(lead['p10'], 2)} s, "
@@ -69,9 +71,12 @@ def _metrics_section(m: dict) -> list:
                    Table(["class", "labelled events", "false alerts", "per hour"],
                          [[name, c["events"], c["false_alerts"], num(c["false_alerts_per_hour"], 2)]
                           for name, c in m["per_negative_class"].items()])]
-    if m["label_problems"] or m["videos_without_labels"]:
-        items = list(m["label_problems"]) + [f"{v}: no label (counted in no metric)"
-                                             for v in m["videos_without_labels"]]
+    blocks.append(Para(label_coverage(m, m["videos_labelled"] + len(m["videos_without_labels"])) + ".", "note"))
+    if m["label_problems"] or m["videos_without_labels"] or m["events_not_scanned"]:
+        items = (list(m["label_problems"])
+                 + [f"{v['path']}: no label ({v['why']}): counted in no metric" for v in m["videos_without_labels"]]
+                 + [f"{e['video_id']}: {e['label']} event at {e['span_s'][0]:.2f} s not counted: {e['why']}"
+                    for e in m["events_not_scanned"]])
         blocks += [Heading("Label problems", 3), Bullets(items)]
     return blocks
 
@@ -82,14 +87,39 @@ def _skipped(summary: dict) -> list:
     return [Heading("Skipped files"), Table(["file", "reason"], [[s["path"], s["reason"]] for s in summary["skipped"]])]
 
 
+def _same_file(summary: dict) -> list:
+    if not summary["same_file"]:
+        return []
+    return [Heading("Inputs that were the same file"),
+            Para("Each file is scanned once, under the first name it was listed by.", "note"),
+            Table(["input", "same file as", "file"], [[s["path"], s["same_as"], s["file"]]
+                                                      for s in summary["same_file"]])]
+
+
+def _damaged(summary: dict) -> list:
+    rows = [[v["path"], f"{s['damaged_s'][0]:.2f}-{s['damaged_s'][1]:.2f}",
+             f"{s['damaged_frames'][0]}-{s['damaged_frames'][1]}", s["windows_skipped"],
+             f"{s['window_ends_s'][0]:.2f}-{s['window_ends_s'][1]:.2f}", s["reason"]]
+            for v in summary["videos"] for s in v["damaged_stretches"]]
+    if not rows:
+        return []
+    return [Heading("Stretches that would not decode"),
+            Para("These windows were not scored (the rest of each recording was); their time is left out of the "
+                 "hours and rates, and an alert never spans them.", "note"),
+            Table(["file", "frames that would not decode (s)", "frames", "windows skipped", "window ends (s)",
+                   "decoder's error"], rows)]
+
+
 def _labelled_events(metrics: dict | None) -> dict:
     return {v["video_id"]: v.get("label_events", []) for v in (metrics or {}).get("per_video", [])}
 
 
 def _video_section(video: dict, matched: dict | None, events: list | None, strip_frames: int, max_alerts: int) -> list:
     rows = video["timeline"]
+    lost = "".join(f"; {s['not_scanned_s'][0]:.1f}-{s['not_scanned_s'][1]:.1f} s not scanned (would not decode)"
+                   for s in video["damaged_stretches"])
     blocks = [Heading(video["video_id"], 3), Para(f"{video['path']}: {video['duration_s']:.1f} s, "
-                                                  f"{len(video['alerts'])} alerts", "note")]
+                                                  f"{len(video['alerts'])} alerts{lost}", "note")]
     if matched:
         blocks.append(Para(f"{matched['hits']} of {matched['events']} ghost-probing events hit, "
                            f"{matched['false_alerts']} false alerts", "note"))

@@ -8,7 +8,8 @@ same arrays as the same images stored in a lossless video (tests/test_frame_fold
 
 Every problem is a `VideoReadError` naming the folder and the files at fault: no images, a file that is not a
 numbered image, a gap in the numbering, mixed extensions, zero padding, sizes or pixel modes, a file whose content
-is not what its extension says, an image that links outside the videos folder.
+is not what its extension says, a folder or image that links outside the allowed roots (ghostprobe/links.py: the
+videos folder and `allowed_roots=`; the link and its target are named).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ghostprobe.links import AllowedRoots, PathNotAllowed, resolve_allowed
 from ghostprobe.video import VideoReadError, pyav_rgb_converter
 
 # extension -> (FFmpeg decoder the image2 demuxer picks for it, Pillow's name of the format)
@@ -52,11 +54,12 @@ class FrameSequence:
         return _format(self.pattern, self.first_number + index)
 
 
-def list_frame_folder(path: str | Path, root: str | Path | None = None) -> FrameSequence:
+def list_frame_folder(path: str | Path, roots: AllowedRoots | None = None) -> FrameSequence:
     """List and check a frame folder (one directory listing and one image-header read per file; no decoding).
 
-    `root`: the videos folder; an image that is a link to a file outside it is refused, as a video path that
-    leaves it is. Raises `VideoReadError` naming the folder and the offending files.
+    `roots`: the videos folder and `allowed_roots=`; an images/ folder or an image that is a link to somewhere outside
+    them is refused (ghostprobe/links.py), as a video path that leaves them is. Raises `VideoReadError` naming the
+    folder and the offending files.
     """
     path = Path(path)
     folder = path / IMAGES_SUBFOLDER if (path / IMAGES_SUBFOLDER).is_dir() else path
@@ -89,8 +92,8 @@ def list_frame_folder(path: str | Path, root: str | Path | None = None) -> Frame
         raise VideoReadError(f"{folder}: the numbering has gaps: {_names([_format(pattern, n) for n in missing])} "
                              f"missing between {_format(pattern, first)} and {_format(pattern, last)}; FFmpeg "
                              "would stop at the first gap")
-    if root is not None:
-        _check_links(folder, [entry for entry, *_ in images], Path(root))  # the images/ folder, then each image
+    if roots is not None:
+        _check_links(folder, [entry for entry, *_ in images], roots)  # the images/ folder, then each image
     width, height = _check_headers(folder, images)
     codec = IMAGE_TYPES[images[0][3].lower()][0]
     return FrameSequence(folder=folder, pattern=pattern, first_number=first, num_frames=len(numbers), width=width,
@@ -142,14 +145,21 @@ def _pattern(folder: Path, images: list) -> str:
                          "all with the same number of digits")
 
 
-def _check_links(folder: Path, entries: list, root: Path) -> None:
-    root = root.resolve()
-    if not folder.resolve().is_relative_to(root):
-        raise VideoReadError(f"{folder}: links to {folder.resolve()}, outside the videos folder {root}")
-    outside = [entry.name for entry in entries
-               if entry.is_symlink() and not Path(os.path.realpath(entry.path)).is_relative_to(root)]
-    if outside:
-        raise VideoReadError(f"{folder}: {_names(outside)} link(s) to files outside the videos folder {root}")
+def _check_links(folder: Path, entries: list, roots: AllowedRoots) -> None:
+    try:
+        resolve_allowed(folder, roots)
+    except PathNotAllowed as err:
+        raise VideoReadError(f"{folder}: {err}") from None
+    refused = []
+    for entry in entries:
+        if entry.is_symlink():
+            try:
+                resolve_allowed(entry.path, roots)
+            except PathNotAllowed:
+                refused.append(f"{entry.name} -> {os.path.realpath(entry.path)}")
+    if refused:
+        raise VideoReadError(f"{folder}: image links to files outside {roots.describe()}: {_names(refused)}; add "
+                             "their folder to allowed_roots= to follow them")
 
 
 def _check_headers(folder: Path, images: list) -> tuple[int, int]:

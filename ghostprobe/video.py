@@ -18,6 +18,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from ghostprobe.frame_folder import FrameSequence
+    from ghostprobe.links import AllowedRoots
 
 
 class VideoReadError(RuntimeError):
@@ -67,14 +68,14 @@ _FOLDER_FIELDS = ("image_folder", "image_pattern", "first_number")
 
 
 def probe_video(path: str | Path, decode_threads: int = 1, fps: float | None = None,
-                root: str | Path | None = None) -> VideoInfo:
+                roots: AllowedRoots | None = None) -> VideoInfo:
     """Read a video's metadata; decodes the first frame with the chosen backend to prove the file is readable.
 
     `path` may be a folder of numbered images (ghostprobe/frame_folder.py): `fps` (the label's) is then required,
-    and `root` (the videos folder) refuses images that link outside it.
+    and `roots` (the videos folder and `allowed_roots=`, ghostprobe/links.py) refuses images that link outside them.
     """
     if Path(path).is_dir():
-        return _probe_folder(Path(path), fps, root)
+        return _probe_folder(Path(path), fps, roots)
     if fps and not Path(path).exists():  # a label with an fps most likely names a frame folder
         raise VideoReadError(f"{path}: frame folder (or video file) not found")
     path = _check_file(path)
@@ -97,12 +98,14 @@ def probe_video(path: str | Path, decode_threads: int = 1, fps: float | None = N
 
 
 def read_frames(path: str | Path, indices: list[int], info: VideoInfo, decode_threads: int = 1,
-                size: int | None = None) -> np.ndarray:
+                size: int | None = None, pyav_fallback: bool = True) -> np.ndarray:
     """Decode the frames at `indices` (any order, repeats allowed) as uint8 RGB [N, H, W, 3].
 
     `size`: squeeze every frame to size x size inside the decoder, as the original Video-LLaMA's
     `decord.VideoReader(path, height=size, width=size)` does (FFmpeg's scaler, bilinear); the PyAV fallback runs
-    the same FFmpeg filter and gives the same arrays (tests/test_data_prep.py).
+    the same FFmpeg filter and gives the same arrays (tests/test_data_prep.py). `pyav_fallback=False`: a file decord
+    reads is not retried with PyAV, which decodes from the file's start (callers that narrow down a damaged stretch
+    by reading smaller sets would otherwise decode the whole file again per try).
     """
     path = Path(path)
     wanted = sorted(set(indices))
@@ -123,6 +126,9 @@ def read_frames(path: str | Path, indices: list[int], info: VideoInfo, decode_th
         try:
             frames = _read_decord(path, wanted, decode_threads, size)
         except Exception as decord_err:
+            if not pyav_fallback:
+                raise VideoReadError(f"{path}: decoding frames {wanted[0]}..{wanted[-1]} failed: "
+                                     f"{_short(decord_err)}") from None
             try:
                 frames = _read_pyav(path, wanted, size)
             except Exception as pyav_err:
@@ -185,13 +191,13 @@ def _check_file(path: str | Path) -> Path:
     return path
 
 
-def _probe_folder(path: Path, fps: float | None, root: str | Path | None) -> VideoInfo:
+def _probe_folder(path: Path, fps: float | None, roots: AllowedRoots | None) -> VideoInfo:
     if not fps:
         raise VideoReadError(f"{path}: a folder of frames has no frame rate of its own: give the clip's `fps` in the "
                              "label file")
     from ghostprobe.frame_folder import list_frame_folder, open_sequence
 
-    sequence = list_frame_folder(path, root)
+    sequence = list_frame_folder(path, roots)
     try:
         with open_sequence(sequence, fps) as container:
             stream = container.streams.video[0]

@@ -95,9 +95,13 @@ def test_every_bad_frame_folder_is_rejected_by_name_and_the_good_one_survives(tm
         "padding": ("mixed zero padding", {}),
         "liar": ("0002.jpg holds a PNG image, not the JPEG its name says", {}),
         "no_fps": ("a folder of frames has no frame rate of its own: give the clip's `fps`", {"fps": None}),
-        "linked": ("0003.png link(s) to files outside the videos folder", {}),
-        "linked_folder": ("escapes the videos folder", {}),
-        "linked_images": (f"links to {tmp_path / 'elsewhere/secret'}, outside the videos folder", {}),
+        # each link named with its target (ghostprobe/links.py)
+        "linked": (f"image links to files outside the videos folder {tmp_path / 'data'}: 0003.png -> "
+                   f"{tmp_path / 'elsewhere/secret/0001.png'}", {}),
+        "linked_folder": (f"{videos / 'linked_folder'} is a link to {tmp_path / 'elsewhere/secret'}, outside the "
+                          "videos folder", {}),
+        "linked_images": (f"{videos / 'linked_images/images'} is a link to {tmp_path / 'elsewhere/secret'}, outside "
+                          "the videos folder", {}),
         "missing": ("frame folder (or video file) not found", {}),
     }
     entries = [folder_clip("good", "videos/good")]

@@ -14,6 +14,7 @@ from ghostprobe.alerts import Alert, alerts_from_timeline, merge_alerts, off_thr
 from ghostprobe.labels import RecordingEvent, events_beyond_video, load_labels
 from ghostprobe.metrics.events import event_metrics, recall_false_alert_curve
 from ghostprobe.models.base import ModelOutput
+from small_disk import on_small_disk, small_disk_available
 
 FPS, SECONDS, SIZE = 10, 40, (48, 64)
 GHOST_SPANS = [(10.0, 12.0), (25.0, 27.0)]  # white square top-left: what the double calls ghost probing
@@ -250,7 +251,8 @@ def _cfg(input_path, out_dir, *overrides):
 def _scan(cfg, model, **model_cfg):
     from eval.scan import scan
 
-    return scan(cfg, model=model, model_cfg={"kind": "test", "name": model.name, "batch_size": 4, **model_cfg})
+    # the double stands in for a local model (its kind decides the pacing keys and that it is not a paid API)
+    return scan(cfg, model=model, model_cfg={"kind": "video_llama", "name": model.name, "batch_size": 4, **model_cfg})
 
 
 def _timeline_rows(out_dir, video_id="route_1"):
@@ -464,15 +466,17 @@ def test_input_list_and_video_ids(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     for name in ("a/x.mp4", "a/b/x.mp4", "a/b/y.txt", "a/b/z z.MOV"):
         (tmp_path / name).write_bytes(b"1")
-    assert list_inputs(str(tmp_path / "a"), [".mp4", ".mov"]) == [
+    inputs = list_inputs(str(tmp_path / "a"), [".mp4", ".mov"])
+    assert [(r.video_id, r.path) for r in inputs.recordings] == [
         ("b_x", tmp_path / "a/b/x.mp4"), ("b_z_z", tmp_path / "a/b/z z.MOV"), ("x", tmp_path / "a/x.mp4")]
+    assert inputs.same_file == []  # two files of equal bytes are two recordings
     (tmp_path / "list.txt").write_text("# two files\na/x.mp4\n\na/b/x.mp4\n")
-    assert [v for v, _ in list_inputs(str(tmp_path / "list.txt"), [".mp4"])] == ["a_x", "a_b_x"]
+    assert [r.video_id for r in list_inputs(str(tmp_path / "list.txt"), [".mp4"]).recordings] == ["a_x", "a_b_x"]
     with pytest.raises(FileNotFoundError):
         list_inputs(str(tmp_path / "missing"), [".mp4"])
 
 
-def test_windows_follow_the_original_sampling_and_cover_short_videos():
+def test_windows_follow_the_original_sampling():
     from eval.scanning import plan_chunks, scan_windows, VideoJob
     from ghostprobe.sampling import FrameClock, uniform_indices
 
@@ -480,8 +484,7 @@ def test_windows_follow_the_original_sampling_and_cover_short_videos():
     windows = scan_windows(clock, 2.0, 0.5, 8)
     assert len(windows) == 17 and windows[-1].end_s == 10.0
     assert windows[3].frame_indices == tuple(15 + i for i in uniform_indices(20, 8))
-    short = scan_windows(FrameClock(10.0, 12), 2.0, 0.5, 8)
-    assert [(w.start_s, w.end_s, w.frame_indices) for w in short] == [(0.0, 1.2, tuple(uniform_indices(12, 8)))]
+    assert scan_windows(FrameClock(10.0, 12), 2.0, 0.5, 8) == []  # 1.2 s: no whole window (the scan says so)
     vfr = FrameClock(10.0, 30, tuple([k * 0.1 for k in range(10)] + [1.0 + k / 30 for k in range(20)]))
     assert scan_windows(vfr, 1.0, 1.0, 4)[0].timestamps_s == pytest.approx((0.0, 0.2, 0.5, 0.7))
     job = VideoJob("v", Path("v.mp4"), windows=windows)
@@ -491,6 +494,213 @@ def test_windows_follow_the_original_sampling_and_cover_short_videos():
     assert len(decoded) == len(set(decoded))  # every frame decoded once
     assert set(decoded) == {i for w in windows[2:] for i in w.frame_indices}
     assert chunks[-1].last_of_video and sum(len(c.windows) for c in chunks) == 15
+
+
+# --- issue 17: one file by two paths, damaged stretches, data prep's labels, window settings, the library --------
+
+def test_one_file_reached_by_two_paths_is_scanned_once(square_recording, tmp_path, capsys):
+    """`in/route.mp4` and `./in/route.mp4` in a list, and a link beside its target: one recording, its events
+    counted once and its minutes once; the scan says which inputs were the same file."""
+    root, video = square_recording
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "route.mp4").write_bytes(video.read_bytes())
+    (tmp_path / "in" / "a_link.mp4").symlink_to("route.mp4")  # sorts first: the recording keeps its own name
+    labels = json.loads((root / "labels.json").read_text())
+    labels["clips"][0]["video"] = "in/route.mp4"
+    (tmp_path / "labels.json").write_text(json.dumps(labels))
+    (tmp_path / "list.txt").write_text("in/route.mp4\n./in/route.mp4\nin/a_link.mp4\n")
+    seer = SquareSeer()
+    assert _scan(_cfg(tmp_path / "list.txt", tmp_path / "out", f"labels={tmp_path / 'labels.json'}"), seer) == 0
+    assert len(seer.windows) == 77  # once, not three times
+    summary = json.loads((tmp_path / "out" / "scan.json").read_text())
+    assert summary["videos_total"] == 1 and summary["hours_scanned"] == pytest.approx(40 / 3600)
+    assert [v["video_id"] for v in summary["videos"]] == ["in_route"]
+    resolved = str((tmp_path / "in" / "route.mp4").resolve())
+    assert summary["same_file"] == [
+        {"path": str(tmp_path / "./in/route.mp4"), "same_as": str(tmp_path / "in/route.mp4"), "file": resolved},
+        {"path": str(tmp_path / "in/a_link.mp4"), "same_as": str(tmp_path / "in/route.mp4"), "file": resolved}]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert (metrics["hits"], metrics["events"], metrics["hours"]) == (2, 2, pytest.approx(40 / 3600))
+    captured = capsys.readouterr()
+    assert f"scan: {tmp_path / 'in/a_link.mp4'} is the same file as {tmp_path / 'in/route.mp4'} ({resolved}): " \
+           "scanned once" in captured.err
+    assert "2 inputs named a file already listed: each file scanned once" in captured.out
+    assert "Inputs that were the same file" in (tmp_path / "out" / "scan.html").read_text()
+    seer = SquareSeer()  # the folder: the link beside its target is the same recording, named after the target
+    assert _scan(_cfg(tmp_path / "in", tmp_path / "out_folder"), seer) == 0 and len(seer.windows) == 77
+    assert [v["video_id"] for v in json.loads((tmp_path / "out_folder" / "scan.json").read_text())["videos"]] == \
+        ["route"]
+
+
+def _damaged_recording(path: Path) -> Path:
+    """The square recording over a noise background (so each frame is ~1.7 kB and the file ~680 kB), with 8 kB of
+    noise written over its middle: x264's 25 s key-frame interval makes the frames from the damage to the next key
+    frame (20.0-24.7 s) undecodable, the rest decode."""
+    from ghostprobe.synth.encode import write_video
+
+    h, w = SIZE
+    frames = np.random.default_rng(1).integers(0, 100, (FPS * SECONDS, h, w, 3), dtype=np.uint8)
+    for start, end in GHOST_SPANS:
+        frames[round(start * FPS):round(end * FPS), :16, :16] = 255
+    frames[round(LOOKALIKE_SPAN[0] * FPS):round(LOOKALIKE_SPAN[1] * FPS), -16:, -16:] = 255
+    data = bytearray(write_video(path, frames, FPS).read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 8192] = np.random.default_rng(2).integers(0, 255, 8192, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_stretch_that_will_not_decode_is_skipped_and_the_rest_scored(square_recording, tmp_path, capsys):
+    root, _ = square_recording
+    video = _damaged_recording(tmp_path / "in" / "route 1.mp4")
+    labels = json.loads((root / "labels.json").read_text())
+    labels["clips"][0]["video"] = "in/route 1.mp4"
+    (tmp_path / "labels.json").write_text(json.dumps(labels))
+    seer = SquareSeer()
+    cfg = _cfg(tmp_path / "in", tmp_path / "out", f"labels={tmp_path / 'labels.json'}")
+    assert _scan(cfg, seer) == 0
+    assert len(seer.windows) == 64  # 77 windows, 13 of which need a frame of 20.0-24.7 s
+    summary = json.loads((tmp_path / "out" / "scan.json").read_text())
+    (entry,) = summary["videos"]
+    assert (entry["windows_answered"], entry["windows_skipped"], entry["complete"]) == (64, 13, True)
+    (stretch,) = entry["damaged_stretches"]
+    assert (stretch["damaged_frames"], stretch["damaged_s"], stretch["window_ends_s"], stretch["not_scanned_s"]) == (
+        [200, 247], [20.0, 24.7], [20.5, 26.5], [20.0, 26.5])
+    assert "decoding frames 200..200 failed" in stretch["reason"]
+    assert entry["scanned_s"] == 40.0 - 6.5 and summary["hours_scanned"] == pytest.approx(33.5 / 3600)
+    alerts = json.loads((tmp_path / "out" / "videos" / "route_1" / "alerts.json").read_text())["alerts"]
+    # the first event (before the damage) as undamaged; the second alert starts at the first window scored after it
+    assert [(a["start_s"], a["end_s"]) for a in alerts] == [(11.0, 13.0), (27.0, 28.0), (31.0, 34.0)]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert (metrics["hits"], metrics["events"], metrics["hours"]) == (2, 2, pytest.approx(33.5 / 3600))
+    err = capsys.readouterr().err
+    assert (f"scan: {video}: frames 200-247 (20.00-24.70 s) would not decode: 13 windows ending 20.50-26.50 s not "
+            "scored, the rest was") in err
+    html = (tmp_path / "out" / "scan.html").read_text()
+    assert "Stretches that would not decode" in html and "20.00-24.70" in html
+    again = SquareSeer()  # a re-run keeps the result: nothing scored or decoded again
+    assert _scan(cfg, again) == 0 and again.windows == []
+    assert json.loads((tmp_path / "out" / "scan.json").read_text())["videos"][0]["damaged_stretches"] == [stretch]
+
+
+def test_read_around_damage_reads_every_frame_that_decodes():
+    from eval.scanning import read_around_damage
+    from ghostprobe.video import VideoReadError
+
+    bad, tries = {30, 31}, []
+
+    def read(indices):
+        tries.append(indices)
+        if bad & set(indices):
+            raise VideoReadError(f"v.mp4: decoding frames {indices[0]}..{indices[-1]} failed")
+        return np.asarray(indices)
+
+    frames, undecodable = read_around_damage(read, list(range(64)))
+    assert sorted(frames) == sorted(set(range(64)) - bad) and all(frames[i] == i for i in frames)
+    assert undecodable == {i: f"v.mp4: decoding frames {i}..{i} failed" for i in sorted(bad)}
+    # halves around the damage: 64, 0-31, 0-15, 16-31, 16-23, 24-31, 24-27, 28-31, 28-29, 30-31, 30, 31, 32-63
+    assert len(tries) == 13
+
+
+def test_the_scan_reads_data_preps_label_file_with_videos_dir(square_recording, tmp_path, capsys):
+    """Data prep's label file names videos relative to videos_dir= and holds one-event clips: the scan matches
+    them with videos_dir= too, and says how many recordings had no label and why."""
+    from eval.scan import ScanSetupError
+
+    root, video = square_recording
+    (tmp_path / "footage").mkdir()
+    for name in ("route 1.mp4", "route 2.mp4", "short.mp4"):
+        (tmp_path / "footage" / name).write_bytes(video.read_bytes())
+    (tmp_path / "labels").mkdir()
+    labels = tmp_path / "labels" / "labels.json"  # not beside the videos: paths are relative to videos_dir
+    labels.write_text(json.dumps({"schema_version": 1, "clips": [
+        {"clip_id": "r1", "video": "route 1.mp4", "label": "ghost_probing",
+         "event": {"t_first_visible_s": 10.0, "t_event_s": 10.5, "t_end_s": 12.0}},
+        {"clip_id": "late", "video": "short.mp4", "label": "ghost_probing",
+         "event": {"t_first_visible_s": 50.0, "t_event_s": 50.5}}]}))
+    args = (tmp_path / "footage", tmp_path / "out", f"labels={labels}")
+    assert _scan(_cfg(*args), SquareSeer()) == 0
+    out = capsys.readouterr().out
+    assert "events: recall n/a (0/0)" in out
+    assert (f"labels: 0 of 3 scanned recordings have a label; not counted: 3 match no clip of {labels} (its `video` "
+            f"paths are read from {tmp_path / 'labels'}; set videos_dir= if they start elsewhere)") in out
+    assert _scan(_cfg(*args, f"videos_dir={tmp_path / 'footage'}"), SquareSeer()) == 0
+    out = capsys.readouterr().out
+    assert "events: recall 1.000 (1/1)" in out
+    assert ("labels: 1 of 3 scanned recordings have a label; not counted: 1 match no clip of "
+            f"{labels} (its `video` paths are read from {tmp_path / 'footage'}; set videos_dir= if they start "
+            "elsewhere), 1 with an event beyond the recording's end") in out
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert {v["video_id"]: v["why"] for v in metrics["videos_without_labels"]} == {
+        "route_2": "no clip of the label file names this file",
+        "short": "clip 'late': event.t_first_visible_s=50 s is beyond the video's real duration 40.00 s"}
+    assert "route 2.mp4: no label (no clip of the label file names this file)" in \
+        (tmp_path / "out" / "scan.html").read_text()
+    with pytest.raises(ScanSetupError, match=f"scan: videos_dir {tmp_path / 'nowhere'} does not exist"):
+        _scan(_cfg(*args, f"videos_dir={tmp_path / 'nowhere'}"), SquareSeer())
+
+
+def test_windows_longer_than_a_recording_or_strides_past_a_window_are_said(square_recording, tmp_path, capsys):
+    from eval.scan import ScanSetupError
+
+    root, _ = square_recording
+    with pytest.raises(ScanSetupError, match=r"stride_s=3 is longer than window_s=2: 1 s of every 3 s would be seen "
+                                             r"by no window; set stride_s <= window_s"):
+        _scan(_cfg(root / "videos", tmp_path / "out", "stride_s=3"), SquareSeer())
+    seer = SquareSeer()
+    assert _scan(_cfg(root / "videos", tmp_path / "out", "window_s=50", "stride_s=1"), seer) == 1
+    assert seer.windows == []  # not one shorter window presented as a scan
+    err = capsys.readouterr().err
+    assert "route 1.mp4: 40.00 s long, shorter than window_s=50: no whole window to score (lower window_s to scan " \
+           "it)" in err
+    assert "nothing could be scanned: 1 of 1 files were skipped" in err
+    summary = json.loads((tmp_path / "out" / "scan.json").read_text())
+    assert summary["videos_scanned"] == 0 and summary["hours_scanned"] == 0 and summary["alerts"] == 0
+
+
+def test_the_scan_uses_the_library_and_its_identity_is_the_answer_settings():
+    """No import from eval/run.py; the identity changes with what changes an answer (frames sent to gpt-4o, an HF
+    model's num_frames) and not with pacing (batch size, rate limits)."""
+    import ast
+
+    from eval.scanning import scan_identity
+    from ghostprobe.models.base import Prompt
+
+    eval_dir = Path(__file__).resolve().parents[1] / "eval"
+    for path in eval_dir.glob("scan*.py"):
+        imported = {node.module for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ImportFrom)}
+        assert "eval.run" not in imported, path
+    prompt = Prompt("en", "en", "system", "question?", "when?", "Yes", "No")
+    windows = {"window_s": 2.0, "stride_s": 0.5, "num_frames": 8, "frame_size": 224}
+    gpt4o = {"kind": "openai", "name": "gpt4o", "model": "gpt-4o", "max_frames": 8, "requests_per_minute": 60}
+    same = scan_identity(gpt4o, prompt, windows)
+    assert scan_identity({**gpt4o, "requests_per_minute": 5}, prompt, windows) == same
+    assert scan_identity({**gpt4o, "max_frames": 16}, prompt, windows) != same
+    assert scan_identity(gpt4o, prompt, {**windows, "stride_s": 1.0}) != same
+    hf = {"kind": "hf_native", "name": "qwen", "path": "/m", "num_frames": 8, "batch_size": 2}
+    assert scan_identity({**hf, "batch_size": 8}, prompt, windows) == scan_identity(hf, prompt, windows)
+    assert scan_identity({**hf, "num_frames": 16}, prompt, windows) != scan_identity(hf, prompt, windows)
+
+
+@pytest.mark.skipif(not small_disk_available(), reason="needs unprivileged user namespaces (unshare) for a tmpfs")
+def test_a_full_disk_is_one_line(square_recording, tmp_path):
+    import shlex
+    import subprocess
+    import sys
+
+    root, _ = square_recording
+    out = tmp_path / "small"
+    out.mkdir()
+    tests = Path(__file__).resolve().parent
+    code = (f"import sys; sys.path[:0] = [{str(tests.parent)!r}, {str(tests)!r}]\n"
+            "from test_scan import SquareSeer, _cfg, _scan\n"
+            f"sys.exit(_scan(_cfg({str(root / 'videos')!r}, {str(out)!r}), SquareSeer()))")
+    script = f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}; echo exit=$?"
+    done = subprocess.run(on_small_disk(out, "24k", ["sh", "-c", script]), capture_output=True, text=True,
+                          timeout=600)
+    assert "exit=1" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"scan: disk full: no space left to write in {out} (")
 
 
 @pytest.mark.slow

@@ -104,11 +104,13 @@ def _distribution(values: list[float]) -> dict:
 
 
 def event_metrics(videos: list[dict], margin_s: float, confidence: float = 0.95) -> dict:
-    """Metrics over videos, each {"video_id", "duration_s", "alerts": [{start_s, end_s}, ...], "events": [...]}.
+    """Metrics over videos, each {"video_id", "duration_s", "alerts": [{start_s, end_s}, ...], "events": [...]}
+    and optionally "scanned_s": the driving time actually judged when a stretch could not be (default: duration_s),
+    which rates and time fractions are taken over.
 
     Rates per hour come with an exact Poisson interval (`false_alerts_per_hour_interval`): from minutes of video a
     rate is mostly interval, and `rate_note` says so when less than an hour was scanned."""
-    duration_s = sum(v["duration_s"] for v in videos)
+    duration_s = sum(v.get("scanned_s", v["duration_s"]) for v in videos)
     hours = duration_s / 3600.0
     n_events = n_hits = 0
     leads: list[float] = []
@@ -126,10 +128,11 @@ def event_metrics(videos: list[dict], margin_s: float, confidence: float = 0.95)
         negatives.update(matched["negatives"])
         alert_s += matched["alert_s"]
         outside_s += matched["alert_outside_hits_s"]
+        scanned_s = video.get("scanned_s", video["duration_s"])
         per_video.append({"video_id": video["video_id"], "events": len(matched["events"]), "hits": len(hit),
                           "false_alerts": len(matched["false_alerts"]), "alerts": len(video["alerts"]),
                           "duration_s": video["duration_s"], "alert_time_fraction":
-                              matched["alert_s"] / video["duration_s"] if video["duration_s"] else None,
+                              matched["alert_s"] / scanned_s if scanned_s else None,
                           "event_details": matched["events"], "false_alert_details": matched["false_alerts"]})
     n_false = sum(blamed.values())
     per_class = {name: {"events": negatives.get(name, 0), "false_alerts": blamed.get(name, 0),
