@@ -6,7 +6,6 @@ each rank scores its share of the clips into its own predictions file and rank 0
 
 import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from eval.evaluate import EvalSession, evaluate_split  # noqa: E402
 from eval.predictions import PredictionWriter, data_fingerprint, row_key, run_identity  # noqa: E402
 from eval.summarize import summarize  # noqa: E402
 from ghostprobe.cli import entry_point  # noqa: E402
+from ghostprobe.distributed import barrier, rank_and_world_size  # noqa: E402
 from ghostprobe.files import write_json_atomic  # noqa: E402
 from ghostprobe.models.api.common import ApiModelError  # noqa: E402
 from ghostprobe.prompts import load_prompt  # noqa: E402
@@ -114,7 +114,7 @@ def main(cfg: DictConfig) -> None:
     from ghostprobe.files import exit_when_disk_full
     from ghostprobe.run_lock import RunDirBusy, RunLock
 
-    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    rank, world_size = rank_and_world_size()
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     advice = "free space there (or choose another output_dir), then run the same command again: answered clips are kept"
@@ -274,14 +274,10 @@ def _latest(rows: list[dict], identity: str, split: str, sample_ids) -> list[dic
 
 def _merge_ranks(out_dir: Path, world_size: int, rank: int) -> None:
     """Wait for every rank, then rank 0 folds their rows into predictions.jsonl."""
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    dist.barrier()
+    barrier()
     if rank == 0:
         fold_rank_files(out_dir)
-    dist.barrier()
+    barrier()
 
 
 def fold_rank_files(out_dir: Path) -> int:
