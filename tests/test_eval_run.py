@@ -146,6 +146,29 @@ def test_run_identity_ignores_pacing_and_follows_what_changes_an_answer():
     assert identity("model=gpt4o", "prompt=en") != gpt4o
 
 
+@pytest.mark.slow
+def test_torchrun_ranks_split_the_clips_and_rank_0_merges(finished_run, tmp_path, synthetic_dataset, tiny_checkpoint):
+    import os
+
+    out = tmp_path / "two_ranks"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(REPO_ROOT / "eval/run.py"), "wandb.mode=disabled", "model=tiny", f"model.path={tiny_checkpoint}",
+         f"data.path={synthetic_dataset}", f"output_dir={out}"], cwd=REPO_ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in out.glob("predictions*.jsonl")) == ["predictions.jsonl"]  # rank files folded in
+    rows = read_rows([out / "predictions.jsonl"])
+    assert len(rows) == len({r["key"] for r in rows}) == len(read_rows([finished_run / "predictions.jsonl"]))
+    # the same scores as one process (to float noise: the ranks batch other clips together)
+    single = {r["key"].split(":", 1)[1]: r["p_ghost_probing"] for r in read_rows([finished_run / "predictions.jsonl"])}
+    assert {r["key"].split(":", 1)[1]: r["p_ghost_probing"] for r in rows} == pytest.approx(single, abs=1e-5)
+    first = json.loads((finished_run / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["classification"]["model"]["confusion"] == first["classification"]["model"]["confusion"]
+    assert not (out / "run.lock").exists()  # rank 0 held the folder, and let it go
+
+
 def test_failed_rows_are_asked_again_on_rerun(finished_run, tmp_path, synthetic_dataset, tiny_checkpoint):
     rows = read_rows([finished_run / "predictions.jsonl"])
     rows[0] = {**rows[0], "p_ghost_probing": None, "error": "HTTP 503 from the API"}  # an outage hit this clip
