@@ -130,7 +130,7 @@ def main(cfg: DictConfig) -> None:
 def evaluate(cfg: DictConfig, out_dir: Path, rank: int, world_size: int) -> None:
     """Score every clip not yet answered under this run's identity, then (rank 0) metrics.json and the reports."""
     from ghostprobe.models.base import build_model
-    from ghostprobe.models.video_llama.finetuned import IncompleteCheckpoint
+    from ghostprobe.models.video_llama.run_dir import IncompleteCheckpoint
 
     splits, fingerprint = load_splits(cfg)
     prompt = load_prompt(OmegaConf.to_container(cfg.prompt, resolve=True))
@@ -198,7 +198,7 @@ def model_stage(model_cfg: dict) -> str:
     "zero-shot": the decision's next steps differ ("deploy zero-shot" is wrong for a fine-tune)."""
     if model_cfg["kind"] != "video_llama" or not model_cfg.get("path"):
         return "zero-shot"
-    from ghostprobe.models.video_llama.finetuned import (
+    from ghostprobe.models.video_llama.run_dir import (
         CHECKPOINT_INFO,
         resolve_model_dir,
     )
@@ -214,7 +214,7 @@ def is_random_init(model_cfg: dict, stage: str) -> bool:
     any detector, and the report and console say so."""
     if stage != "zero-shot" or model_cfg["kind"] != "video_llama" or not model_cfg.get("path"):
         return False
-    from ghostprobe.models.video_llama.finetuned import resolve_model_dir
+    from ghostprobe.models.video_llama.run_dir import resolve_model_dir
     from ghostprobe.models.video_llama.tiny import RANDOM_INIT_MARKER
 
     return (resolve_model_dir(model_cfg["path"]) / RANDOM_INIT_MARKER).is_file()
@@ -250,7 +250,7 @@ def _warn_training_mismatch(model_cfg: dict, prompt_name: str, prompt_format: st
     something else."""
     if model_cfg["kind"] != "video_llama" or not model_cfg.get("path"):
         return
-    from ghostprobe.models.video_llama.finetuned import (
+    from ghostprobe.models.video_llama.run_dir import (
         checkpoint_info,
         resolve_model_dir,
     )

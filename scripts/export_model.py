@@ -4,7 +4,7 @@
     python scripts/export_model.py run_dir=RUN/checkpoint-200 out=DIR dtype=bf16 base_model=/new/place/of/base
 
 `run_dir` may be a run directory (its best complete checkpoint is taken, see
-ghostprobe.models.video_llama.finetuned.best_checkpoint) or one checkpoint folder. The output holds config.json,
+ghostprobe.models.video_llama.run_dir.best_checkpoint) or one checkpoint folder. The output holds config.json,
 model.safetensors, the tokenizer and processor_config.json: `python eval/run.py model=tiny model.path=DIR ...`
 loads it like a converted checkpoint, without peft and without the merge at load time.
 """
@@ -21,7 +21,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from ghostprobe.cli import entry_point  # noqa: E402
 from ghostprobe.dtypes import dtype_by_name  # noqa: E402
-from ghostprobe.models.video_llama.finetuned import (  # noqa: E402
+from ghostprobe.models.video_llama.run_dir import (  # noqa: E402
     checkpoint_info,
     load_video_llama,
     resolve_model_dir,

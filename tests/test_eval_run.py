@@ -277,7 +277,7 @@ def test_damaged_dataset_is_one_line_naming_the_folder_and_the_fix(tmp_path, syn
 
 
 def test_fine_tuned_checkpoint_gets_the_fine_tune_next_steps(tmp_path, synthetic_dataset, tiny_checkpoint):
-    from ghostprobe.models.video_llama.finetuned import CHECKPOINT_INFO, COMPLETE_MARKER
+    from ghostprobe.models.video_llama.run_dir import CHECKPOINT_INFO, COMPLETE_MARKER
 
     # A run directory as the trainer leaves it, with a full-weights checkpoint (what a full fine-tune saves).
     checkpoint = tmp_path / "run" / "checkpoint-4"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from ghostprobe.models.video_llama.finetuned import (CHECKPOINT_INFO, COMPLETE_MARKER, TRAINABLES_FILE,
-                                                     IncompleteCheckpoint, mark_complete, resolve_model_dir)
+from ghostprobe.models.video_llama.run_dir import (CHECKPOINT_INFO, COMPLETE_MARKER, TRAINABLES_FILE,
+                                                   IncompleteCheckpoint, mark_complete, resolve_model_dir)
 from train.callbacks import StopAtStep
-from train.checkpointing import changed_settings, find_resume_checkpoint
+from train.checkpoints import changed_settings, find_resume_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 # What a LoRA checkpoint of the trainer holds (sizes made up), model files and resume state.

@@ -23,7 +23,7 @@ import torch
 from ghostprobe.config import prep_settings
 from ghostprobe.models.base import build_model
 from ghostprobe.models.video_llama import VideoLlamaForConditionalGeneration
-from ghostprobe.models.video_llama.finetuned import COMPLETE_MARKER, TRAINABLES_FILE, complete_checkpoints
+from ghostprobe.models.video_llama.run_dir import COMPLETE_MARKER, TRAINABLES_FILE, complete_checkpoints
 from ghostprobe.prompts import load_prompt
 from ghostprobe.synth import generate
 from small_disk import on_small_disk, small_disk_available

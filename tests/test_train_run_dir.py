@@ -14,8 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from train.callbacks import JsonlMetrics, drop_metrics_after
 from ghostprobe.run_lock import LOCK_FILE, RunDirBusy, RunLock
+from train.callbacks import JsonlMetrics
+from train.checkpoints import drop_metrics_after
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,7 +104,7 @@ RUNNER = "import subprocess, sys; subprocess.Popen([sys.executable, sys.argv[1],
 LAUNCH = "import subprocess, sys; subprocess.Popen([sys.executable, *sys.argv[1:]]).wait()\n"
 RANK = """import json, logging, os, sys, time
 from pathlib import Path
-from train.launcher_watch import exit_when_launcher_dies, launcher_chain
+from train.launch import exit_when_launcher_dies, launcher_chain
 logging.basicConfig()
 exit_when_launcher_dies(poll_s=0.1)
 Path(sys.argv[1] + ".tmp").write_text(json.dumps(launcher_chain()))

@@ -1,4 +1,5 @@
-"""Trainer callbacks: checkpoint completion and rotation, metrics as JSONL, W&B, per-sample val scores, stop-at-step.
+"""Trainer callbacks that log and steer: metrics as JSONL, per-sample val scores, W&B, stop-at-step. (Checkpoint
+completion and rotation, and trimming metrics.jsonl on resume, are the checkpoint lifecycle: train/checkpoints.py.)
 
 Callbacks run on every rank; only rank 0 (`state.is_world_process_zero`) writes files or talks to W&B, so a run
 has one metrics file and one W&B run however many ranks it has.
@@ -7,22 +8,16 @@ has one metrics file and one W&B run however many ranks it has.
 from __future__ import annotations
 
 import json
-import logging
 import secrets
-import shutil
 import time
 from pathlib import Path
 
-import torch.distributed as dist
 from transformers import TrainerCallback
 
-from ghostprobe.files import write_json_atomic, write_text_atomic
+from ghostprobe.files import write_json_atomic
 from ghostprobe.metrics.common import nan_to_none
-from ghostprobe.models.video_llama.finetuned import is_complete, mark_complete
+from ghostprobe.models.video_llama.run_dir import is_complete
 
-from train.checkpointing import rotate
-
-log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
 VAL_SCORES_DIR = "val_scores"
 
@@ -48,34 +43,6 @@ class JsonlMetrics(TrainerCallback):
                 f.write(json.dumps(record) + "\n")
 
 
-def drop_metrics_after(run_dir: Path, step: int) -> int:
-    """Before training continues from `step`: remove the RUN/metrics.jsonl rows of later steps (an earlier attempt
-    logged them past its last complete checkpoint; the resumed run logs those steps again) and lines a kill cut
-    short. The file is replaced atomically; returns how many rows went."""
-    path = run_dir / METRICS_FILE
-    if not path.is_file():
-        return 0
-    text = path.read_text()
-    kept, later, unreadable = [], 0, 0
-    for line in text.splitlines():
-        try:
-            row_step = int(json.loads(line)["step"])
-        except (ValueError, KeyError, TypeError):
-            unreadable += 1
-            continue
-        if row_step > step:
-            later += 1
-        else:
-            kept.append(line)
-    if later or unreadable or (text and not text.endswith("\n")):  # the next row must start a line
-        # atomic: a kill now leaves the old file or the new one, never a mix
-        write_text_atomic(path, "".join(line + "\n" for line in kept))
-    if later or unreadable:
-        log.warning("%s: removed %d row(s) of steps after step %d, where training continues, and %d unreadable "
-                    "line(s)", path, later, step, unreadable)
-    return later + unreadable
-
-
 class ValScores(TrainerCallback):
     """Writes each validation's per-sample P(yes) to RUN/val_scores/step-N.json (and later into the checkpoint of
     that step), so a reloaded checkpoint can be checked against what training measured."""
@@ -89,29 +56,6 @@ class ValScores(TrainerCallback):
             record = {"step": state.global_step, "metrics": {k: _jsonable(v) for k, v in (metrics or {}).items()},
                       "scores": self.score_metrics.last_scores}
             write_json_atomic(self.dir / f"step-{state.global_step}.json", record, indent=1)
-
-
-class CheckpointCallback(TrainerCallback):
-    """After the Trainer wrote checkpoint-N on every rank: copy that step's val scores in, wait for all ranks,
-    write the completion marker (rank 0), then keep the last `keep_last` complete checkpoints plus the best."""
-
-    def __init__(self, run_dir: Path, keep_last: int | None):
-        self.run_dir, self.keep_last = run_dir, keep_last
-
-    def on_save(self, args, state, control, **kwargs):
-        checkpoint = self.run_dir / f"checkpoint-{state.global_step}"
-        if dist.is_initialized():
-            dist.barrier()  # every rank has written its optimizer shard and RNG state
-        if state.is_world_process_zero:
-            scores = self.run_dir / VAL_SCORES_DIR / f"step-{state.global_step}.json"
-            if scores.is_file():
-                shutil.copy(scores, checkpoint / "val_scores.json")
-            mark_complete(checkpoint)
-            best = Path(state.best_model_checkpoint) if state.best_model_checkpoint else None
-            for path in rotate(self.run_dir, self.keep_last, keep=best):
-                log.info("deleted old checkpoint %s (checkpoint.keep_last=%s)", path.name, self.keep_last)
-        if dist.is_initialized():
-            dist.barrier()  # nobody moves on (or is killed) before the marker exists
 
 
 class StopAtStep(TrainerCallback):

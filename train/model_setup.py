@@ -16,7 +16,7 @@ import torch
 
 from ghostprobe.dtypes import DTYPES, auto_dtype_name, dtype_by_name
 from ghostprobe.models.video_llama import VideoLlamaForConditionalGeneration
-from ghostprobe.models.video_llama.finetuned import checkpoint_info, resolve_model_dir
+from ghostprobe.models.video_llama.run_dir import checkpoint_info, resolve_model_dir
 
 log = logging.getLogger(__name__)
 LLM_MODES = ("frozen", "lora", "full")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import NoReturn
 
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
@@ -16,24 +15,19 @@ from transformers import EarlyStoppingCallback, set_seed
 
 from ghostprobe.files import write_json_atomic, write_text_atomic
 from ghostprobe.metrics import to_jsonable
-from ghostprobe.models.video_llama.finetuned import best_checkpoint, checkpoint_step, complete_checkpoints
 from ghostprobe.models.video_llama.processing import VideoLlamaProcessor
+from ghostprobe.models.video_llama.run_dir import best_checkpoint, complete_checkpoints
 from ghostprobe.prompts import load_prompt
 
-from train.callbacks import (CheckpointCallback, JsonlMetrics, StopAtStep, ValScores, WandbLogger,
-                             drop_metrics_after)
-from train.checkpointing import changed_settings, discard_after, find_resume_checkpoint
+from train.callbacks import JsonlMetrics, StopAtStep, ValScores, WandbLogger
+from train.checkpoints import CheckpointCallback, resume_point
 from train.data import AnswerCollator, BalancedSampler, MissingSplit, PreparedClips
+from train.launch import refuse
 from train.model_setup import apply_training_policy, choose_precision, load_base_model, parameter_counts
 from train.throughput import flops_per_sample, peak_tflops
 from train.trainer import ScoreMetrics, VideoLlamaTrainer, training_arguments
 
 log = logging.getLogger("train")
-
-
-def _refuse(message: str) -> NoReturn:
-    """Stop every rank before training; rank 0 says why in one line (the others would only repeat it)."""
-    raise SystemExit(message if dist.get_rank() == 0 else 1)
 
 
 def _load_splits(cfg: DictConfig) -> dict[str, PreparedClips]:
@@ -50,10 +44,10 @@ def _load_splits(cfg: DictConfig) -> dict[str, PreparedClips]:
         except MissingSplit as missing:
             needed_by = "eval.test_at_end=true needs a test split, but " if role == "test" else ""
             alternative = " or eval.test_at_end=false" if role == "test" else ""
-            _refuse(f"train: {needed_by}{missing.path} has no split {missing.split!r} (it has "
-                    f"{', '.join(missing.available)}): set data.{role}_split to one of them{alternative}")
+            refuse(f"train: {needed_by}{missing.path} has no split {missing.split!r} (it has "
+                   f"{', '.join(missing.available)}): set data.{role}_split to one of them{alternative}")
         except FileNotFoundError as error:
-            _refuse(f"train: {error}")
+            refuse(f"train: {error}")
     return splits
 
 
@@ -74,51 +68,13 @@ def _one_class_warning(cfg: DictConfig, train_data: PreparedClips) -> list[str]:
     return [message]
 
 
-def _check_unchanged_settings(cfg: DictConfig, resume: Path) -> None:
-    """Refuse to resume with settings that change the optimisation or the task (anything not in
-    `resume_may_change`) from those the run was trained with, as its config.yaml holds them."""
-    saved = resume.parent / "config.yaml"
-    if not saved.is_file():
-        log.warning("%s: no config.yaml beside %s: this run's settings cannot be compared with those it was trained "
-                    "with", resume.parent, resume.name)
-        return
-    changes = changed_settings(OmegaConf.to_container(OmegaConf.load(saved)),
-                               OmegaConf.to_container(cfg, resolve=True), list(cfg.resume_may_change))
-    if changes:
-        _refuse(f"train: cannot resume {resume.parent} with other settings than it was trained with "
-                f"({saved.name}): {', '.join(changes)}. These change the optimisation or the task mid-run. Resume "
-                "without these overrides, or train with them as a new run (another output_dir, no resume=). What a "
-                "resume may change is listed in resume_may_change (conf/train.yaml)")
-
-
-def _resume_point(cfg: DictConfig, run_dir: Path) -> Path | None:
-    """The checkpoint to resume from; refuses to start afresh over an earlier run's checkpoints, to resume from a
-    checkpoint that lost files, and to resume with other settings. Newer checkpoints and metrics rows of later
-    steps, left by the attempt that stopped, are removed."""
-    try:
-        resume = find_resume_checkpoint(cfg.resume, run_dir)
-    except FileNotFoundError as error:  # not complete, or lost files since
-        _refuse(f"train: {error}")
-    if resume is None and cfg.resume is None and complete_checkpoints(run_dir):
-        _refuse(f"train: {run_dir} already holds checkpoints of an earlier run: pass resume=auto to continue it, "
-                "or another output_dir to start afresh")
-    if resume is not None:
-        _check_unchanged_settings(cfg, resume)
-    if dist.get_rank() == 0:
-        if resume is not None or cfg.resume == "auto":
-            discard_after(run_dir, resume)
-        drop_metrics_after(run_dir, checkpoint_step(resume) if resume is not None else 0)
-    dist.barrier()
-    return resume
-
-
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Train per `cfg` into `run_dir`; returns (and rank 0 writes) the summary: best/last checkpoint, metrics."""
     rank, world_size = dist.get_rank(), dist.get_world_size()
     splits = _load_splits(cfg)
     train_data, val_data = splits["train"], splits["val"]
     warnings = _one_class_warning(cfg, train_data)
-    resume = _resume_point(cfg, run_dir)
+    resume = resume_point(cfg, run_dir)
     if rank == 0:
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 

@@ -5,7 +5,8 @@
 - `VideoLlamaTrainer`: validation by scoring in the same forward pass as the val loss (no generation, so nothing
   ZeRO-3 cannot run): P(yes) is read where the answer's deciding token is predicted, exactly the position
   `backend.yes_probability` reads at eval time; class-balanced sampling; throughput/MFU in every training log;
-  LoRA checkpoints that carry every other trained tensor and a ghostprobe_checkpoint.json.
+  LoRA checkpoints that carry every other trained tensor and a ghostprobe_checkpoint.json (what is written:
+  train/checkpoints.py).
 """
 
 from __future__ import annotations
@@ -18,12 +19,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import Trainer, TrainingArguments
 
-from ghostprobe.files import write_json_atomic
 from ghostprobe.metrics import classification_metrics
-from ghostprobe.models.video_llama.backend import yes_probability_from_logits
-from ghostprobe.models.video_llama.finetuned import CHECKPOINT_INFO, TRAINABLES_FILE
-from ghostprobe.models.video_llama.processing import IGNORE_INDEX, AnswerChoice
+from ghostprobe.models.video_llama.processing import IGNORE_INDEX, AnswerChoice, yes_probability_from_logits
 
+from train.checkpoints import write_checkpoint_extras
 from train.throughput import peak_memory_gib
 
 # Validation metrics logged (with the eval_ prefix) and selectable as eval.metric.
@@ -69,7 +68,7 @@ def training_arguments(cfg: DictConfig, run_dir: Path, precision: str, world_siz
         eval_steps=ev.every_steps or None,
         save_strategy="steps" if cfg.checkpoint.every_steps else "no",
         save_steps=cfg.checkpoint.every_steps or None,
-        save_total_limit=None,  # rotation is train.checkpointing.rotate, after the completion marker
+        save_total_limit=None,  # rotation is train.checkpoints.rotate, after the completion marker
         metric_for_best_model=metric,
         greater_is_better=None if metric is None else metric not in ("loss", "fpr", "fnr"),
         remove_unused_columns=False,  # batches are built by our collator from non-tensor items
@@ -183,27 +182,6 @@ class VideoLlamaTrainer(Trainer):
     # ---- saving -------------------------------------------------------------------------------------------
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         super()._save(output_dir, state_dict)
-        if not self.args.should_save:
-            return
-        output_dir = Path(output_dir or self.args.output_dir)
-        info = dict(self.checkpoint_info, step=self.state.global_step)
-        if info["format"] == "lora":
-            self._save_trainables(output_dir, state_dict)
-        write_json_atomic(output_dir / CHECKPOINT_INFO, info)
-
-    def _save_trainables(self, output_dir: Path, state_dict: dict | None) -> None:
-        """The trained tensors outside the LoRA adapter, from the (ZeRO-3: gathered) state dict, in base names."""
-        from safetensors.torch import save_file
-
-        if state_dict is None:
-            state_dict = self.model.state_dict()
-        names = [n for n, p in self.model.named_parameters() if p.requires_grad and "lora_" not in n]
-        missing = [n for n in names if n not in state_dict]
-        if missing:
-            raise RuntimeError(f"trained tensors {missing[:3]} are missing from the gathered state dict: "
-                               "is stage3_gather_16bit_weights_on_model_save on?")
-        tensors = {n.removeprefix("base_model.model."): state_dict[n].detach().cpu().contiguous() for n in names}
-        empty = [n for n, t in tensors.items() if t.numel() == 0]
-        if empty:  # a ZeRO-3 placeholder instead of the weights (the LLaVA #1619 failure)
-            raise RuntimeError(f"trained tensors {empty[:3]} are empty: ZeRO-3 parameters were not gathered")
-        save_file(tensors, str(output_dir / TRAINABLES_FILE), metadata={"format": "pt"})
+        if self.args.should_save:
+            write_checkpoint_extras(Path(output_dir or self.args.output_dir), self.model, state_dict,
+                                    dict(self.checkpoint_info, step=self.state.global_step))

@@ -27,10 +27,10 @@ from ghostprobe.dtypes import dtype_by_name
 from ghostprobe.models.base import ClipInput, ModelOutput, Prompt, register
 from ghostprobe.models.non_finite import NonFiniteRows, flag_non_finite
 
-from .finetuned import load_video_llama, resolve_model_dir
 from .modeling import VideoLlamaForConditionalGeneration
 from .precision import PrecisionPolicy, apply_precision
-from .processing import AnswerChoice, VideoLlamaProcessor
+from .processing import AnswerChoice, VideoLlamaProcessor, yes_probability_from_logits
+from .run_dir import load_video_llama, resolve_model_dir
 SDPA_BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
                  "math": SDPBackend.MATH, "cudnn": SDPBackend.CUDNN_ATTENTION}
 GENERATION_DEFAULTS = {"do_sample": False, "max_new_tokens": 300, "top_p": 0.9, "temperature": 1.0, "seed": 0}
@@ -79,13 +79,6 @@ def answer_logits(model: VideoLlamaForConditionalGeneration, batch: Mapping[str,
     return out.logits[:, -1].float()
 
 
-def yes_probability_from_logits(logits: torch.Tensor, choice: AnswerChoice) -> torch.Tensor:
-    """P(yes) / (P(yes) + P(no)) per row; NaN where any logit of the row is not finite (fp16 overflow)."""
-    pair = logits[:, [choice.yes_id, choice.no_id]].float()
-    p_yes = pair.softmax(-1)[:, 0]
-    return p_yes.masked_fill(~torch.isfinite(logits).all(-1), float("nan"))
-
-
 def yes_probability(model: VideoLlamaForConditionalGeneration, batch: Mapping[str, torch.Tensor],
                     choice: AnswerChoice) -> torch.Tensor:
     """P(ghost probing) [B] for a processor batch built with `suffix_ids=choice.prefix_ids` (also the trainer's
@@ -104,7 +97,7 @@ class VideoLlamaBackend:
 
     Args:
         path: the converted folder (model, tokenizer with `<ImageHere>`, optional processor_config.json), or a
-            checkpoint / run directory written by train/main.py (see finetuned.resolve_model_dir).
+            checkpoint / run directory written by train/main.py (see run_dir.resolve_model_dir).
         batch_size: clips per forward pass / generate call.
         dtype, vision_dtype, video_autocast: the LLM's dtype, the ViT's (null: as dtype) and the autocast dtype of
             the Q-Formers and llama_proj (null: fp32); see precision.py for the original's and each profile's.

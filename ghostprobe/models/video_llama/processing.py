@@ -54,6 +54,14 @@ class AnswerChoice:
     no_id: int
 
 
+def yes_probability_from_logits(logits: torch.Tensor, choice: AnswerChoice) -> torch.Tensor:
+    """P(yes) / (P(yes) + P(no)) per row of next-token `logits` [B, vocab]; NaN where any logit of the row is not
+    finite (fp16 overflow). Eval's scoring (backend.yes_probability) and the trainer's validation both read it."""
+    pair = logits[:, [choice.yes_id, choice.no_id]].float()
+    p_yes = pair.softmax(-1)[:, 0]
+    return p_yes.masked_fill(~torch.isfinite(logits).all(-1), float("nan"))
+
+
 class VideoLlamaProcessor:
     """`ClipInput`s + a `Prompt` -> `input_ids`, `attention_mask`, `position_ids`, `pixel_values` (+ `labels`).
 

@@ -1,4 +1,6 @@
-"""Checkpoints written by the trainer (train/main.py): finding them in a run directory and loading them.
+"""The format of a training run directory (train/main.py writes it; eval, export and the trainer read it): its
+checkpoints, which of them is complete and whole, which is best, what each holds, and loading one as a model. When
+the trainer writes, marks, rotates and resumes from each checkpoint is train/checkpoints.py.
 
 A run directory holds `checkpoint-<step>/` folders. The trainer writes `COMPLETE` into a checkpoint last, after
 every rank has finished its files; a folder without it was interrupted mid-write and is never loaded or resumed.
