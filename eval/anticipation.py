@@ -31,7 +31,7 @@ from ghostprobe.cli import entry_point  # noqa: E402
 from ghostprobe.files import write_text_atomic  # noqa: E402
 from ghostprobe.metrics import anticipation as P  # noqa: E402
 from ghostprobe.metrics.common import format_ids, to_jsonable  # noqa: E402
-from ghostprobe.runs import read_rows  # noqa: E402
+from ghostprobe.files import read_jsonl  # noqa: E402
 from ghostprobe.sampling import FrameClock, frame_scores, scores_at  # noqa: E402
 
 PROTOCOL_CHOICES = ("ustring", "far", "nexar", "all")
@@ -68,7 +68,7 @@ def load_window_clips(run_dir: Path) -> tuple[dict, list[ClipWindows], str]:
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     want = (metrics["model"], metrics["prompt"], metrics["data"]["fingerprint"])
     by_split: dict[str, dict[str, dict]] = {}
-    for row in read_rows([run_dir / "predictions.jsonl"]):
+    for row in read_jsonl([run_dir / "predictions.jsonl"]):
         if (row.get("model"), row.get("prompt"), row.get("data_fingerprint")) == want:
             by_split.setdefault(row["split"], {})[row["sample_id"]] = row  # a re-asked sample keeps its newest row
     split = "earliness" if "earliness" in by_split else metrics["data"]["split"]

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict
-from pathlib import Path
 
+from ghostprobe.files import JsonlAppender
 from ghostprobe.metrics.common import nan_to_none
 from ghostprobe.models.base import Prompt, answer_settings
 
@@ -37,31 +36,11 @@ def row_key(identity: str, split: str, sample_id: str) -> str:
     return f"{identity}:{split}:{sample_id}"
 
 
-class PredictionWriter:
-    """Appends rows to a JSONL file, one flush + fsync per batch so a kill loses at most the batch in flight."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._repair_torn_tail()
-        self._file = open(path, "a", encoding="utf-8")
-
-    def _repair_torn_tail(self) -> None:
-        # A row half-written by a killed run would glue onto the next appended row: cut it off first.
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return
-        data = self.path.read_bytes()
-        if not data.endswith(b"\n"):
-            self.path.write_bytes(data[: data.rfind(b"\n") + 1])
+class PredictionWriter(JsonlAppender):
+    """predictions.jsonl's appender: a score the model could not give (NaN) is written as null, never 0."""
 
     def write(self, rows: list[dict]) -> None:
-        for row in rows:
-            self._file.write(json.dumps(_finite(row), ensure_ascii=False) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        self._file.close()
+        super().write([_finite(row) for row in rows])
 
 
 def _finite(row: dict) -> dict:

@@ -22,7 +22,7 @@ from ghostprobe.distributed import barrier, rank_and_world_size  # noqa: E402
 from ghostprobe.files import write_json_atomic  # noqa: E402
 from ghostprobe.models.api.common import ApiModelError  # noqa: E402
 from ghostprobe.prompts import load_prompt  # noqa: E402
-from ghostprobe.runs import read_rows  # noqa: E402
+from ghostprobe.files import read_jsonl  # noqa: E402
 
 
 class EvalSetupError(SystemExit):
@@ -141,7 +141,7 @@ def evaluate(cfg: DictConfig, out_dir: Path, rank: int, world_size: int) -> None
     if world_size == 1:
         fold_rank_files(out_dir)  # a torchrun run killed before its merge left rank files: their rows count
     # Rows that failed (API outage, unreadable frames) are asked again: a re-run resumes after the outage.
-    done = {row["key"] for row in read_rows(sorted(out_dir.glob("predictions*.jsonl"))) if row["error"] is None}
+    done = {row["key"] for row in read_jsonl(sorted(out_dir.glob("predictions*.jsonl"))) if row["error"] is None}
 
     try:
         stage = model_stage(model_cfg)
@@ -172,7 +172,7 @@ def evaluate(cfg: DictConfig, out_dir: Path, rank: int, world_size: int) -> None
         _merge_ranks(out_dir, world_size, rank)
         if rank != 0:
             return
-    rows = read_rows([out_dir / "predictions.jsonl"])
+    rows = read_jsonl([out_dir / "predictions.jsonl"])
     by_split = {split: _latest(rows, identity, split, ds["sample_id"]) for split, ds in splits.items()}
     # Throughput from this run's wall clock only when it scored the whole test split; a resumed run falls back to
     # the sum of per-clip latencies.
@@ -289,9 +289,9 @@ def fold_rank_files(out_dir: Path) -> int:
     if not rank_files:
         return 0
     merged = out_dir / "predictions.jsonl"
-    answered = {row["key"] for row in read_rows([merged]) if row.get("error") is None}
+    answered = {row["key"] for row in read_jsonl([merged]) if row.get("error") is None}
     new, seen = [], set()
-    for row in read_rows(rank_files):
+    for row in read_jsonl(rank_files):
         identity = (row["key"], row.get("error") is None)
         if row["key"] in answered or identity in seen:
             continue

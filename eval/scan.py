@@ -23,13 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from eval.scanning import (ScanInputs, TimelineWriter, VideoJob, api_estimate, damaged_stretches,  # noqa: E402
+from eval.scanning import (ScanInputs, VideoJob, api_estimate, damaged_stretches,  # noqa: E402
                            decoded_chunks, file_stamp, list_inputs, plan_chunks, probe, read_timeline,
                            scan_identity, scan_windows, timeline_with_gaps, window_clip)
 from ghostprobe.cli import entry_point  # noqa: E402
 from ghostprobe.alerts import alerts_from_timeline, off_threshold  # noqa: E402
 from ghostprobe.distributed import barrier, rank_and_world_size  # noqa: E402
-from ghostprobe.files import exit_when_disk_full, write_json_atomic  # noqa: E402
+from ghostprobe.files import JsonlAppender, exit_when_disk_full, read_json_or_none, write_json_atomic  # noqa: E402
 from ghostprobe.labels import LabelFileError, LabelSet, load_labels  # noqa: E402
 from ghostprobe.links import missing_roots  # noqa: E402
 from ghostprobe.models.api.common import ApiModelError  # noqa: E402
@@ -210,7 +210,7 @@ def _prepare_jobs(mine, out_dir: Path, identity: str, cfg, thresholds):
             skipped.append({"video_id": video_id, "path": str(path), "reason": recording.refused})
             continue
         video_dir = out_dir / "videos" / video_id
-        previous = _read_json(video_dir / "alerts.json")
+        previous = read_json_or_none(video_dir / "alerts.json")
         if (previous and previous.get("identity") == identity and previous.get("complete") and path.exists()
                 and previous.get("file") == file_stamp(path)):
             rows = list(read_timeline(video_dir / "timeline.jsonl", identity).values())
@@ -239,7 +239,7 @@ def _prepare_jobs(mine, out_dir: Path, identity: str, cfg, thresholds):
 def _forget_if_changed(video_dir: Path, path: Path) -> None:
     """Scores of a file that changed since they were written (same name, new bytes) are set aside, not resumed."""
     source, stamp = video_dir / "source.json", file_stamp(path)
-    previous = _read_json(source)
+    previous = read_json_or_none(source)
     timeline = video_dir / "timeline.jsonl"
     if previous is not None and previous != stamp and timeline.exists():
         stale = timeline.with_name(f"timeline.stale{time.time_ns()}.jsonl")
@@ -288,7 +288,7 @@ def _score(jobs, model, prompt, cfg, identity: str, out_dir: Path, batch_size: i
     show = bool(cfg.progress) and total > 0
     videos_bar = tqdm(total=len(jobs), desc="videos", unit="video", position=0, disable=not show)
     windows_bar = tqdm(total=total, desc="windows", unit="win", position=1, disable=not show)
-    writers: dict[str, TimelineWriter] = {}
+    writers: dict[str, JsonlAppender] = {}
     spent, per_call = 0.0, per_call_usd
     try:
         for chunk, frames, undecodable in decoded_chunks(iter(chunks), int(cfg.frame_size), int(cfg.decode_threads),
@@ -302,7 +302,7 @@ def _score(jobs, model, prompt, cfg, identity: str, out_dir: Path, batch_size: i
             windows_bar.update(len(chunk.windows) - len(windows))
             writer = writers.get(job.video_id)
             if writer is None and windows:
-                writer = writers[job.video_id] = TimelineWriter(out_dir / "videos" / job.video_id / "timeline.jsonl")
+                writer = writers[job.video_id] = JsonlAppender(out_dir / "videos" / job.video_id / "timeline.jsonl")
             for k in range(0, len(windows), batch_size):
                 batch = windows[k:k + batch_size]
                 if budget is not None and per_call is not None and spent + per_call * len(batch) > budget:
@@ -366,12 +366,6 @@ def _write_alerts(video_dir: Path, header: dict, rows: list[dict], thresholds: d
                       allow_nan=False)
     return alerts
 
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 @entry_point("scan")

@@ -5,13 +5,12 @@ exported alert) and scan.html."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from eval.scanning import ScanInputs, file_identity, read_timeline, timeline_with_gaps
-from ghostprobe.files import write_json_atomic
+from ghostprobe.files import read_json_or_none, write_json_atomic
 from ghostprobe.labels import ClipLabel, LabelSet, RecordingEvent, events_beyond_video
 from ghostprobe.metrics.events import event_metrics, hit_window, recall_false_alert_curve
 
@@ -21,11 +20,11 @@ NO_MATCH = "no clip of the label file names this file"
 def write_outputs(out_dir: Path, inputs: ScanInputs, world_size: int, cfg, thresholds: dict, model_name: str,
                   prompt_name: str, labels: LabelSet | None) -> dict:
     """Merge the ranks' statuses and the videos' alerts into scan.json (+ metrics.json, scan.html); the summary."""
-    statuses = [_read(out_dir / f"scan_status.rank{r}.json") or {} for r in range(world_size)]
+    statuses = [read_json_or_none(out_dir / f"scan_status.rank{r}.json") or {} for r in range(world_size)]
     skipped = {s["video_id"]: s for st in statuses for s in st.get("skipped", [])}
     videos = []
     for recording in inputs.recordings:
-        doc = _read(out_dir / "videos" / recording.video_id / "alerts.json")
+        doc = read_json_or_none(out_dir / "videos" / recording.video_id / "alerts.json")
         if recording.video_id in skipped or doc is None:
             continue
         rows = read_timeline(out_dir / "videos" / recording.video_id / "timeline.jsonl", doc["identity"]).values()
@@ -141,7 +140,7 @@ def _merge_exports(out_dir: Path, video_ids: list[str]) -> None:
 
     clips = []
     for video_id in video_ids:
-        doc = _read(out_dir / "videos" / video_id / "exported.json")
+        doc = read_json_or_none(out_dir / "videos" / video_id / "exported.json")
         clips += doc["clips"] if doc else []
     if clips:
         (out_dir / "exported").mkdir(exist_ok=True)
@@ -193,9 +192,3 @@ def label_coverage(metrics: dict, scanned: int) -> str:
         line += f"; {len(metrics['label_problems'])} label entries refused (label_problems in metrics.json)"
     return line
 
-
-def _read(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None

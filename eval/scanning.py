@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ghostprobe.files import read_jsonl
 from ghostprobe.links import AllowedRoots, PathNotAllowed, resolve_allowed
 from ghostprobe.models.base import ClipInput, answer_settings
 from ghostprobe.sampling import WINDOW_RULE, FrameClock, Window, sliding_windows, window_sample_id
@@ -186,40 +187,9 @@ def file_stamp(path: Path) -> dict:
 
 
 def read_timeline(path: Path, identity: str) -> dict[int, dict]:
-    """Answered windows of this identity from timeline.jsonl (the newest row per window; a torn last line from a
-    kill is skipped)."""
-    rows: dict[int, dict] = {}
-    if not path.exists():
-        return rows
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if row.get("run") == identity:
-                rows[row["window"]] = row
+    """Answered windows of this identity from timeline.jsonl (the newest row per window)."""
+    rows = {row["window"]: row for row in read_jsonl(path) if row.get("run") == identity}
     return {k: r for k, r in rows.items() if r.get("error") is None}
-
-
-class TimelineWriter:
-    """Appends window rows, flushed and fsynced per batch: a kill loses at most the batch in flight."""
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
-            data = path.read_bytes()  # a row cut by a kill would glue onto the next one
-            path.write_bytes(data[: data.rfind(b"\n") + 1])
-        self._file = open(path, "a", encoding="utf-8")
-
-    def write(self, rows: list[dict]) -> None:
-        for row in rows:
-            self._file.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        self._file.close()
 
 
 # --- decoding ahead of the model ------------------------------------------------------------------------------

@@ -113,3 +113,61 @@ def exit_when_disk_full(folder: str | Path, program: str, advice: str):
         if is_disk_full(error, folder):
             raise SystemExit(disk_full_message(folder, program, advice)) from None
         raise
+
+
+def read_json_or_none(path: str | Path):
+    """The JSON document at `path`, or None when it is missing or unreadable (a status file another run may not
+    have written yet, a cache entry cut short): for files whose absence the caller handles."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def read_jsonl(paths) -> list[dict]:
+    """Every complete row of the JSONL files `paths` (one path or several, in order; missing files are skipped).
+    A torn line, which only a killed writer leaves (as the last line), is skipped: its row is asked again."""
+    rows = []
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+        path = Path(path)
+        if not path.exists():
+            continue
+        with open(path, encoding="utf-8-sig") as f:
+            for line in f:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return rows
+
+
+class JsonlAppender:
+    """Appends rows to a JSONL file with one flush + fsync per batch, so a kill loses at most the batch in flight.
+
+    A row cut short by a killed writer is removed when the file is opened (it would glue onto the next row).
+    Values must be strict JSON: NaN is refused (write None for "no value"; see `ghostprobe.metrics.nan_to_none`).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and self.path.stat().st_size:
+            data = self.path.read_bytes()
+            if not data.endswith(b"\n"):
+                self.path.write_bytes(data[: data.rfind(b"\n") + 1])
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def write(self, rows: list[dict]) -> None:
+        for row in rows:
+            self._file.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -7,23 +7,9 @@ so does data prep's review loop (`order=uncertainty`), which may not import the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from pathlib import Path
 
-
-def read_rows(paths: Iterable[Path]) -> list[dict]:
-    """All complete rows of the given JSONL files (a torn final line from a kill is skipped)."""
-    rows = []
-    for path in paths:
-        if not path.exists():
-            continue
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # only the last line of a killed run can be torn; its sample is asked again
-    return rows
+from ghostprobe.files import read_jsonl
 
 
 def load_run(run_dir) -> tuple[dict, list[dict]]:
@@ -65,7 +51,7 @@ def run_rows(run_dir, metrics: dict, split: str | None = None) -> list[dict]:
         def mine(row):
             return (row.get("model"), row.get("prompt"), row.get("data_fingerprint"), row.get("split")) == want
     latest = {}
-    for row in read_rows([Path(run_dir) / "predictions.jsonl"]):
+    for row in read_jsonl(Path(run_dir) / "predictions.jsonl"):
         if mine(row):
             latest[row["sample_id"]] = row  # a re-asked sample keeps its newest row, as eval/run.py does
     return list(latest.values())

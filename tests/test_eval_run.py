@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from ghostprobe.runs import read_rows
+from ghostprobe.files import read_jsonl
 
 from helpers import REPO_ROOT
 from small_disk import on_small_disk, small_disk_available
@@ -36,7 +36,7 @@ def test_tiny_end_to_end_writes_predictions_and_consistent_metrics(finished_run,
     from datasets import load_from_disk
 
     metrics = json.loads((finished_run / "metrics.json").read_text())
-    rows = [r for r in read_rows([finished_run / "predictions.jsonl"]) if r["split"] == "test"]
+    rows = [r for r in read_jsonl([finished_run / "predictions.jsonl"]) if r["split"] == "test"]
     test = load_from_disk(str(synthetic_dataset))["test"]
     assert sorted(r["sample_id"] for r in rows) == sorted(test["sample_id"])
     assert metrics["data"]["num_samples"] == len(test)
@@ -75,7 +75,7 @@ def test_resume_after_kill_gives_same_metrics_without_duplicates(finished_run, t
     # What a kill mid-run leaves: the first rows, then half a row being written.
     (resumed / "predictions.jsonl").write_text("".join(lines[:7]) + lines[7][: len(lines[7]) // 2])
     run_eval("model=tiny", f"model.path={tiny_checkpoint}", f"data.path={synthetic_dataset}", f"output_dir={resumed}")
-    rows = read_rows([resumed / "predictions.jsonl"])
+    rows = read_jsonl([resumed / "predictions.jsonl"])
     keys = [r["key"] for r in rows]
     assert len(keys) == len(set(keys)) == len(lines)
     first = json.loads((finished_run / "metrics.json").read_text())
@@ -95,7 +95,7 @@ def test_rank_files_left_by_a_killed_torchrun_run_are_folded_in(finished_run, tm
     (out / "predictions.rank1.jsonl").write_text("".join(lines[half:half + 3]) + lines[half + 3][:20])
     run_eval("model=tiny", f"model.path={tiny_checkpoint}", f"data.path={synthetic_dataset}", f"output_dir={out}")
     assert sorted(p.name for p in out.glob("predictions*.jsonl")) == ["predictions.jsonl"]
-    keys = [r["key"] for r in read_rows([out / "predictions.jsonl"])]
+    keys = [r["key"] for r in read_jsonl([out / "predictions.jsonl"])]
     assert len(keys) == len(set(keys)) == len(lines)
     first = json.loads((finished_run / "metrics.json").read_text())
     assert json.loads((out / "metrics.json").read_text())["classification"] == first["classification"]
@@ -116,10 +116,10 @@ def test_three_evals_a_b_a_into_one_folder_report_the_last_run_only(finished_run
     assert metrics["run_identity"] == reference["run_identity"]
     by_id = {r["sample_id"]: r["p_ghost_probing"] for r in reference_rows}
     assert {r["sample_id"]: r["p_ghost_probing"] for r in rows} == by_id  # A's rows, not B's
-    identities = {r["run_identity"] for r in read_rows([shared / "predictions.jsonl"])}
+    identities = {r["run_identity"] for r in read_jsonl([shared / "predictions.jsonl"])}
     assert len(identities) == 2  # A's and B's rows both kept; the third run re-used A's answers
-    assert len(read_rows([shared / "predictions.jsonl"])) == 2 * len(reference_rows) + 2 * sum(
-        r["split"] == "val" for r in read_rows([finished_run / "predictions.jsonl"]))
+    assert len(read_jsonl([shared / "predictions.jsonl"])) == 2 * len(reference_rows) + 2 * sum(
+        r["split"] == "val" for r in read_jsonl([finished_run / "predictions.jsonl"]))
     report = (shared / "report.md").read_text()
     assert f"{reference['classification']['model']['accuracy_nan_as_wrong']:.3f}" in report
 
@@ -158,10 +158,10 @@ def test_torchrun_ranks_split_the_clips_and_rank_0_merges(finished_run, tmp_path
         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in out.glob("predictions*.jsonl")) == ["predictions.jsonl"]  # rank files folded in
-    rows = read_rows([out / "predictions.jsonl"])
-    assert len(rows) == len({r["key"] for r in rows}) == len(read_rows([finished_run / "predictions.jsonl"]))
+    rows = read_jsonl([out / "predictions.jsonl"])
+    assert len(rows) == len({r["key"] for r in rows}) == len(read_jsonl([finished_run / "predictions.jsonl"]))
     # the same scores as one process (to float noise: the ranks batch other clips together)
-    single = {r["key"].split(":", 1)[1]: r["p_ghost_probing"] for r in read_rows([finished_run / "predictions.jsonl"])}
+    single = {r["key"].split(":", 1)[1]: r["p_ghost_probing"] for r in read_jsonl([finished_run / "predictions.jsonl"])}
     assert {r["key"].split(":", 1)[1]: r["p_ghost_probing"] for r in rows} == pytest.approx(single, abs=1e-5)
     first = json.loads((finished_run / "metrics.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
@@ -170,7 +170,7 @@ def test_torchrun_ranks_split_the_clips_and_rank_0_merges(finished_run, tmp_path
 
 
 def test_failed_rows_are_asked_again_on_rerun(finished_run, tmp_path, synthetic_dataset, tiny_checkpoint):
-    rows = read_rows([finished_run / "predictions.jsonl"])
+    rows = read_jsonl([finished_run / "predictions.jsonl"])
     rows[0] = {**rows[0], "p_ghost_probing": None, "error": "HTTP 503 from the API"}  # an outage hit this clip
     out = tmp_path / "outage"
     out.mkdir()
@@ -178,7 +178,7 @@ def test_failed_rows_are_asked_again_on_rerun(finished_run, tmp_path, synthetic_
     run_eval("model=tiny", f"model.path={tiny_checkpoint}", f"data.path={synthetic_dataset}", f"output_dir={out}")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["errors"] == [] and metrics["classification"]["model"]["coverage"] == 1.0
-    assert len(read_rows([out / "predictions.jsonl"])) == len(rows) + 1  # the re-asked clip appended once
+    assert len(read_jsonl([out / "predictions.jsonl"])) == len(rows) + 1  # the re-asked clip appended once
 
 
 def test_missing_model_path_and_split_are_named(tmp_path, synthetic_dataset):

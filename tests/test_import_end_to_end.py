@@ -9,7 +9,7 @@ import sys
 import decord
 from PIL import Image
 
-from ghostprobe.runs import read_rows
+from ghostprobe.files import read_jsonl
 from ghostprobe.synth import generate
 from ghostprobe.synth.encode import write_video
 from helpers import REPO_ROOT
@@ -44,7 +44,7 @@ def import_prepare_evaluate(tmp_path, dataset, annotations, root, tiny_checkpoin
     out = tmp_path / "eval"
     script("eval/run.py", "wandb.mode=disabled", "model=tiny", f"model.path={tiny_checkpoint}",
            f"data.path={tmp_path / 'prepared'}", f"output_dir={out}", "metrics.bootstrap_resamples=20", *eval_args)
-    return summary, json.loads((out / "metrics.json").read_text()), read_rows([out / "predictions.jsonl"])
+    return summary, json.loads((out / "metrics.json").read_text()), read_jsonl([out / "predictions.jsonl"])
 
 
 def test_a_dota_like_frame_folder_set_is_imported_prepared_and_evaluated(tmp_path, tiny_checkpoint):

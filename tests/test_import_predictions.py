@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from eval.compare import compare_runs
-from ghostprobe.runs import read_rows
+from ghostprobe.files import read_jsonl
 from helpers import REPO_ROOT
 
 
@@ -87,7 +87,7 @@ def test_csv_import_lists_what_it_could_not_use_and_compares_paired(tmp_path, sy
     assert metrics["model"] == "gpt-4o-study" and metrics["prompt"] == "imported"
     project = json.loads((project_run / "metrics.json").read_text())
     assert metrics["data"]["fingerprint"] == project["data"]["fingerprint"]  # same dataset: paired without a note
-    rows = {r["clip_id"]: r for r in read_rows([out / "predictions.jsonl"]) if r["split"] == "test"}
+    rows = {r["clip_id"]: r for r in read_jsonl([out / "predictions.jsonl"]) if r["split"] == "test"}
     assert len(rows) == n and all(r["imported"] for r in rows.values())
     for clip_id, (says_yes, score, latency) in study["answers"].items():
         row = rows[clip_id]
@@ -103,7 +103,7 @@ def test_csv_import_lists_what_it_could_not_use_and_compares_paired(tmp_path, sy
     assert (pair["a"], pair["b"]) == ("tiny_video_llama", "gpt-4o-study")
     # McNemar by hand: each run at its own threshold; the study's scores .8 / .2 put it on its answers.
     threshold = project["threshold"]["value"]
-    project_rows = {r["clip_id"]: r for r in read_rows([project_run / "predictions.jsonl"])
+    project_rows = {r["clip_id"]: r for r in read_jsonl([project_run / "predictions.jsonl"])
                     if r["split"] == "test"}
     only_a = only_b = 0
     for clip_id, (says_yes, _, _) in study["answers"].items():

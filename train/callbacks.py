@@ -7,14 +7,13 @@ has one metrics file and one W&B run however many ranks it has.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ghostprobe.files import write_json_atomic
+from ghostprobe.files import JsonlAppender, write_json_atomic
 from ghostprobe.metrics.common import nan_to_none
 from ghostprobe.models.video_llama.run_dir import is_complete
 
@@ -34,13 +33,20 @@ class JsonlMetrics(TrainerCallback):
 
     def __init__(self, run_dir: Path):
         self.path = run_dir / METRICS_FILE
+        self._appender = None  # opened at the first log, by rank 0 only
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             record = {"step": state.global_step, "time": round(time.time(), 3),
                       **{k: _jsonable(v) for k, v in logs.items()}}
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            if self._appender is None:
+                self._appender = JsonlAppender(self.path)
+            self._appender.write([record])
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._appender is not None:
+            self._appender.close()
+            self._appender = None
 
 
 class ValScores(TrainerCallback):
