@@ -195,7 +195,7 @@ def test_drive_mode_writes_one_recording_with_events_at_known_times(tmp_path):
 # --- scanning -----------------------------------------------------------------------------------------------------
 
 def _square_video(path: Path) -> Path:
-    from ghostprobe.synth.encode import write_video
+    from ghostprobe.video import write_video
 
     h, w = SIZE
     frames = np.full((FPS * SECONDS, h, w, 3), 30, np.uint8)
