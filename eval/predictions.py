@@ -15,7 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ghostprobe.metrics.common import nan_to_none
-from ghostprobe.models.base import Prompt, answer_settings
+from ghostprobe.models.base import answer_settings
+from ghostprobe.prompts import Prompt
 
 
 

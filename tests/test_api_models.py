@@ -16,8 +16,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from fake_api_servers import FakeGeminiServer, FakeOpenAIServer, Scripted
-from ghostprobe.models.api.common import ApiModelError, RateLimiter, p_yes_from_logprobs
-from ghostprobe.models.base import ClipInput, Prompt, build_model
+from ghostprobe.models.api.common import p_yes_from_logprobs
+from ghostprobe.models.api.retry import ApiModelError, RateLimiter
+from ghostprobe.models.base import ClipInput, build_model
+from ghostprobe.prompts import Prompt
 
 CONF_MODEL = Path(__file__).resolve().parents[1] / "conf" / "model"
 CONFIG_FILE = {"openai": "gpt4o.yaml", "gemini": "gemini.yaml"}
