@@ -29,6 +29,7 @@ API_PACING_KEYS = frozenset({"batch_size", "max_concurrency", "requests_per_minu
                              "backoff_initial_s", "backoff_max_s", "abort_after_failed_clips", "api_key_env",
                              "price_per_1m_input_usd", "price_per_1m_output_usd"})
 
+
 @dataclass(kw_only=True)
 class ApiConfig:
     """The settings both API backends read from conf/model/*.yaml (documented there)."""
@@ -87,9 +88,10 @@ def import_client(module: str):
         raise ImportError(f"{module} is not installed: the API baselines need it, pip install -e .[api]") from error
 
 
-def redactor(secret: str) -> Callable[[str], str]:
-    """A function that blanks `secret` out of a text, for error messages that might echo a request back."""
-    return lambda text: text.replace(secret, "[redacted]") if secret else text
+def redactor(secret: str, max_chars: int = 500) -> Callable[[str], str]:
+    """A function that blanks `secret` out of a text and keeps its first `max_chars` characters, for error messages
+    that might echo a request back. Blanked before it is cut, so that no part of the secret survives the cut."""
+    return lambda text: (text.replace(secret, "[redacted]") if secret else text)[:max_chars]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -211,6 +213,10 @@ class ApiModel(abc.ABC):
     @abc.abstractmethod
     def _retry_after(self, exc: Exception) -> float | None:
         """How long the server asked to wait before the next attempt, in seconds; None when it did not say."""
+
+    def _timed_out(self) -> str:
+        """What `_describe` says of a request that ran past `timeout_s`."""
+        return f"request timed out after {self.config.timeout_s} s (timeout_s)"
 
     def score(self, clips: list[ClipInput], prompt: Prompt) -> list[ModelOutput]:
         """P(ghost probing) per clip from the first answer token's logprobs; the parsed answer where there are none."""

@@ -135,16 +135,15 @@ class GeminiModel(ApiModel):
         from google.genai import errors
 
         if isinstance(exc, errors.APIError):
-            return self._redact(f"HTTP {exc.code} {exc.status or ''} from the Gemini API: {exc.message}"[:500])
+            return self._redact(f"HTTP {exc.code} {exc.status or ''} from the Gemini API: {exc.message}")
         if "TimeoutException" in {cls.__name__ for cls in type(exc).__mro__}:
-            return f"request timed out after {self.config.timeout_s} s (timeout_s)"
-        return self._redact(f"{type(exc).__name__}: {exc}"[:500])
+            return self._timed_out()
+        return self._redact(f"{type(exc).__name__}: {exc}")
 
     @staticmethod
     def _retry_after(exc: Exception) -> float | None:
         """Retry-After header, else the google.rpc.RetryInfo delay ("retryDelay": "7s") Gemini puts in 429 bodies."""
-        response = getattr(exc, "response", None)
-        from_header = retry_after_s(getattr(response, "headers", None))
+        from_header = retry_after_s(exc)
         if from_header is not None:
             return from_header
         details = getattr(exc, "details", None)

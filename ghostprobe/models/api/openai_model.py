@@ -85,18 +85,17 @@ class OpenAIChatModel(ApiModel):
         import openai
 
         if isinstance(exc, openai.APITimeoutError):
-            return f"request timed out after {self.config.timeout_s} s (timeout_s)"
+            return self._timed_out()
         if isinstance(exc, openai.APIConnectionError):  # the client's message hides why: the cause says it
             where = self.config.base_url or "the OpenAI API"
-            return self._redact(f"APIConnectionError: cannot reach {where}: {exc.__cause__ or exc}"[:500])
+            return self._redact(f"APIConnectionError: cannot reach {where}: {exc.__cause__ or exc}")
         if isinstance(exc, openai.APIStatusError):
             message = exc.message
             if isinstance(exc.body, dict) and exc.body.get("message"):
                 message = str(exc.body["message"])
-            return self._redact(f"HTTP {exc.status_code} from the OpenAI API: {message}"[:500])
-        return self._redact(f"{type(exc).__name__}: {exc}"[:500])
+            return self._redact(f"HTTP {exc.status_code} from the OpenAI API: {message}")
+        return self._redact(f"{type(exc).__name__}: {exc}")
 
     @staticmethod
     def _retry_after(exc: Exception) -> float | None:
-        response = getattr(exc, "response", None)
-        return retry_after_s(getattr(response, "headers", None))
+        return retry_after_s(exc)

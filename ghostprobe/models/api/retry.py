@@ -69,8 +69,10 @@ class RateLimiter:
         return wait_s
 
 
-def retry_after_s(headers) -> float | None:
-    """Seconds from `retry-after-ms` (OpenAI) or `Retry-After` (seconds or an HTTP date), or None."""
+def retry_after_s(exc: Exception) -> float | None:
+    """Seconds the server asked to wait, from the headers of the failed request's response: `retry-after-ms`
+    (OpenAI) or `Retry-After` (seconds or an HTTP date); None when it said nothing."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
     if not headers:
         return None
     try:
