@@ -18,7 +18,7 @@ import numpy as np
 
 from ghostprobe.frame_folder import IMAGES_SUBFOLDER
 from ghostprobe.frames import encode_jpeg, read_resized_frames
-from ghostprobe.labels import ClipLabel
+from ghostprobe.labels import ClipLabel, events_beyond_video
 from ghostprobe.links import AllowedRoots
 from ghostprobe.sampling import WINDOW_POLICIES, SamplingError, sample_windows, window_sample_id
 from ghostprobe.video import VideoReadError, frame_times_s, probe_video
@@ -136,13 +136,9 @@ def _check_event_times(clip: ClipLabel, duration_s: float, fps: float) -> None:
     if clip.events is not None:
         raise EventTimeError("a long recording with `events`: scan it with `python eval/scan.py labels=...`; data "
                              "prep cuts one-event clips (label each clip with `event`)")
-    if clip.event is None:
-        return
-    tolerance_s = 1.0 / fps  # a label may name the time of the last frame's end
-    for name in ("t_first_visible_s", "t_event_s", "t_end_s"):
-        t = getattr(clip.event, name)
-        if t is not None and t > duration_s + tolerance_s:
-            raise EventTimeError(f"event.{name}={t:g} s is beyond the video's real duration {duration_s:.2f} s")
+    beyond = events_beyond_video(clip, duration_s, fps)
+    if beyond:
+        raise EventTimeError(beyond)
 
 
 def load_cache_meta(cache_path: Path) -> dict:

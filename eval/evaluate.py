@@ -18,7 +18,8 @@ from eval.predictions import PredictionWriter, row_key
 from ghostprobe.dataset import LABEL_COLUMNS
 from ghostprobe.frames import frames_from_row
 from ghostprobe.labels import LABEL_NAMES
-from ghostprobe.models.base import ClipInput, ModelOutput, Prompt, VideoQAModel
+from ghostprobe.models.base import ClipInput, ModelOutput, VideoQAModel
+from ghostprobe.prompts import Prompt
 
 
 def load_batch(dataset, label_view, indices: Sequence[int]) -> tuple[list[ClipInput], list[dict], list]:

@@ -14,7 +14,8 @@ from dataclasses import asdict
 
 from ghostprobe.files import JsonlAppender
 from ghostprobe.metrics.common import nan_to_none
-from ghostprobe.models.base import Prompt, answer_settings
+from ghostprobe.models.base import answer_settings
+from ghostprobe.prompts import Prompt
 
 
 

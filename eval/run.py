@@ -20,7 +20,7 @@ from eval.summarize import summarize  # noqa: E402
 from ghostprobe.cli import entry_point  # noqa: E402
 from ghostprobe.distributed import barrier, rank_and_world_size  # noqa: E402
 from ghostprobe.files import write_json_atomic  # noqa: E402
-from ghostprobe.models.api.common import ApiModelError  # noqa: E402
+from ghostprobe.models.api.retry import ApiModelError  # noqa: E402
 from ghostprobe.prompts import load_prompt  # noqa: E402
 from ghostprobe.files import read_jsonl  # noqa: E402
 

@@ -32,7 +32,7 @@ from ghostprobe.distributed import barrier, rank_and_world_size  # noqa: E402
 from ghostprobe.files import JsonlAppender, exit_when_disk_full, read_json_or_none, write_json_atomic  # noqa: E402
 from ghostprobe.labels import LabelFileError, LabelSet, load_labels  # noqa: E402
 from ghostprobe.links import missing_roots  # noqa: E402
-from ghostprobe.models.api.common import ApiModelError  # noqa: E402
+from ghostprobe.models.api.retry import ApiModelError  # noqa: E402
 from ghostprobe.models.base import model_kind, resolve_model_config  # noqa: E402
 from ghostprobe.prompts import load_prompt  # noqa: E402
 

@@ -10,8 +10,7 @@ from pathlib import Path
 from eval.scanning import VideoJob
 from ghostprobe.files import write_json_atomic
 from ghostprobe.labels import LABEL_NAMES
-from ghostprobe.synth.encode import write_video
-from ghostprobe.video import read_frames
+from ghostprobe.video import read_frames, write_video
 
 # Frames decoded per read while cutting, so a long alert never holds more than this many full-size frames.
 _FRAMES_PER_READ = 64

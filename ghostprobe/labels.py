@@ -402,7 +402,8 @@ def _unknown_fields(clip: ClipLabel) -> list[str]:
 
 
 def events_beyond_video(clip: ClipLabel, duration_s: float, fps: float) -> str | None:
-    """Why a clip's event times do not fit its video (None when they do): one frame of slack, as data prep."""
+    """Why a clip's event times do not fit its video (None when they do), with one frame of slack. Data prep and the
+    scan both check labels with it."""
     tolerance_s = 1.0 / fps  # a label may name the time of the last frame's end
     named = [(f"event.{n}", getattr(clip.event, n)) for n in ("t_first_visible_s", "t_event_s", "t_end_s")
              if clip.event is not None]

@@ -197,7 +197,7 @@ def _mark(label: str, start_s: float, end_s: float, fps: float) -> dict:
 
 
 def _write_preview(path: Path, info: VideoInfo, out: Path, decode_threads: int) -> None:
-    from ghostprobe.synth.encode import write_video
+    from ghostprobe.video import write_video
 
     # 4:2:0 H.264 needs even sizes: an odd last row or column is cut, which moves no frame in time.
     height, width = info.height - info.height % 2, info.width - info.width % 2

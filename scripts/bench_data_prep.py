@@ -67,7 +67,7 @@ def upscaled_clips(clips, small_dir: Path, out_dir: Path, width: int, height: in
     from PIL import Image
 
     from ghostprobe.labels import write_labels
-    from ghostprobe.synth.encode import write_video
+    from ghostprobe.video import write_video
 
     for clip in clips:
         reader = decord.VideoReader(str(small_dir / clip.video))

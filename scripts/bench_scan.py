@@ -33,7 +33,7 @@ RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080), "360p": (640, 360)}
 
 def make_recording(path: Path, minutes: float, width: int, height: int, fps: float) -> Path:
     """A recording with changing content (so the decoder works as on real footage), written frame by frame."""
-    from ghostprobe.synth.encode import write_video
+    from ghostprobe.video import write_video
 
     if path.exists():
         return path

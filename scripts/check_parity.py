@@ -32,7 +32,7 @@ from data_prep.prepare import prepare_dataset  # noqa: E402
 from ghostprobe.cli import entry_point  # noqa: E402
 from ghostprobe.config import CONF_DIR  # noqa: E402
 from ghostprobe.frames import frames_from_row  # noqa: E402
-from ghostprobe.models.base import ClipInput, Prompt, build_model  # noqa: E402
+from ghostprobe.models.base import ClipInput, build_model  # noqa: E402
 from ghostprobe.models.video_llama import video_llama_config  # noqa: E402
 from ghostprobe.models.video_llama.backend import answer_logits  # noqa: E402
 from ghostprobe.models.video_llama.convert import (  # noqa: E402
@@ -40,6 +40,7 @@ from ghostprobe.models.video_llama.convert import (  # noqa: E402
     convert_checkpoints,
 )
 from ghostprobe.models.video_llama.processing import VideoLlamaProcessor  # noqa: E402
+from ghostprobe.prompts import Prompt  # noqa: E402
 
 TOLERANCES = {"pixel_values": 1e-6, "video_embeds": 1e-4, "inputs_embeds": 1e-4, "logits": 1e-4, "p_yes": 1e-5}
 

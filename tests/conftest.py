@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def make_video(tmp_path):
     """make_video(name, num_frames=75, fps=15, width=320, height=180, codec="libx264") -> Path of a real video."""
-    from ghostprobe.synth.encode import write_video
+    from ghostprobe.video import write_video
 
     def _make(name, num_frames=75, fps=15, width=320, height=180, codec="libx264", seed=0):
         path = tmp_path / name

@@ -16,8 +16,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from fake_api_servers import FakeGeminiServer, FakeOpenAIServer, Scripted
-from ghostprobe.models.api.common import ApiModelError, RateLimiter, p_yes_from_logprobs
-from ghostprobe.models.base import ClipInput, Prompt, build_model
+from ghostprobe.models.api.common import p_yes_from_logprobs, redactor
+from ghostprobe.models.api.retry import ApiModelError, RateLimiter
+from ghostprobe.models.base import ClipInput, build_model
+from ghostprobe.prompts import Prompt
 
 CONF_MODEL = Path(__file__).resolve().parents[1] / "conf" / "model"
 CONFIG_FILE = {"openai": "gpt4o.yaml", "gemini": "gemini.yaml"}
@@ -156,6 +158,18 @@ def test_chinese_prompt_sends_chinese_frame_line_and_matches_chinese_answer_toke
     assert out.p_ghost_probing == pytest.approx(p_hand(-2.5, -0.1))
     assert out.parsed_answer is False
 
+
+
+@pytest.mark.parametrize("times,sent", [
+    ((0.05, 0.15, 0.25, 2.675, 10.45), "0.05, 0.15, 0.25, 2.67, 10.45"),
+    ((12.0, 100.5, 3600.25, 123456.789), "12, 100.5, 3600.25, 123457"),
+])
+def test_frame_times_are_sent_in_hundredths_as_before(api, times, sent):
+    # What these baselines were sent before the frames message had one home (commit 5c9d31f, run on these clips).
+    clip = ClipInput("odd_times", np.zeros((len(times), 16, 16, 3), np.uint8), times)
+    api.model(max_frames=len(times)).generate([clip], PROMPT_EN, "when")
+    _, text = api.server.texts(api.server.requests[0].body)
+    assert text == f"The video contains {len(times)} frames sampled at {sent} seconds.\n{PROMPT_EN.when_question}"
 
 def test_all_spellings_of_the_answer_word_add_up(api):
     alternatives = [("Yes", -1.0), ("No", -0.9), (" yes", -2.0), ("YES", -3.0)]
@@ -357,6 +371,11 @@ def test_key_is_sent_but_never_in_reprs_outputs_or_logs(api, caplog):
 # ---------------------------------------------------------------------------------------------------------------
 # Rate limit
 
+
+def test_a_cut_error_message_keeps_no_part_of_the_key():
+    redact = redactor("sk-secret-0123456789", max_chars=24)
+    assert redact("HTTP 400: sk-secret-0123456789 is bad") == "HTTP 400: [redacted] is "
+    assert "sk-" not in redact("x" * 20 + "sk-secret-0123456789")  # cut inside the key: blanked before the cut
 
 def test_rate_limiter_spaces_requests_across_threads():
     limiter = RateLimiter(requests_per_minute=600)  # one every 0.1 s

@@ -9,8 +9,7 @@ from PIL import Image
 import ghostprobe.frame_folder as frame_folder
 from data_prep.prepare import prepare_dataset
 from ghostprobe.config import prep_settings
-from ghostprobe.synth.encode import write_video
-from ghostprobe.video import VideoReadError, probe_video, read_frames
+from ghostprobe.video import VideoReadError, probe_video, read_frames, write_video
 from helpers import moving_pattern, write_label_file
 
 

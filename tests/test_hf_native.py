@@ -269,7 +269,7 @@ def test_score_is_the_softmax_of_the_answer_token_logits(load, prompt_name, yes,
 
 @pytest.mark.parametrize("load,question", [("qwen2_5_vl", "detect"), ("qwen2_5_vl", "when"),
                                            ("llava_onevision", "detect")], indirect=["load"])
-def test_generate_answers_and_parses(load, question):
+def test_generate_answers_and_parses(load, question, monkeypatch):
     model = load()
     outputs = model.generate(CLIPS[:2], prompt("en"), question=question)
     model.batch_size = 1
@@ -280,7 +280,8 @@ def test_generate_answers_and_parses(load, question):
         # random weights answer gibberish: only the plumbing is checked here
         assert (out.parsed_answer, out.event_time_s) == read_answer(out.answer, question)
     if question == "when":  # the answer reader every backend shares: a "no" naming the clip's length has no time
-        model.tokenizer.decode = lambda *args, **kwargs: "No ghost probing in this 10 s clip"
+        # undone after the test: without torchvision the tokenizer is the one every test of the module shares
+        monkeypatch.setattr(model.tokenizer, "decode", lambda *args, **kwargs: "No ghost probing in this 10 s clip")
         assert [(o.parsed_answer, o.event_time_s) for o in model.generate(CLIPS[:1], prompt("en"), "when")] == [
             (False, None)]
 
@@ -386,3 +387,40 @@ def test_qwen_inputs_equal_the_processors_own_chat_template_path(load):
     assert int((ours["input_ids"] == video_pad).sum()) == 32  # 4 frames: 2 temporal patches x 16 tokens
     torch.testing.assert_close(ours["pixel_values_videos"], theirs["pixel_values_videos"].float())
     assert ours["video_grid_thw"].tolist() == theirs["video_grid_thw"].tolist()
+
+
+@pytest.mark.parametrize("language,message", [
+    ("en", "The video contains 4 frames sampled at 0.1, 0.1, 0.2, 3600.2 seconds."),
+    ("zh", "视频包含4帧，采样时间为 0.1, 0.1, 0.2, 3600.2 秒。")])
+def test_the_frames_message_the_model_reads_is_unchanged(load, language, message):
+    # What this backend wrote before the frames message had one home (commit 5c9d31f, f"{t:.1f}"), on odd times.
+    odd = ClipInput("odd", clip("odd").frames, (0.05, 0.15, 0.25, 3600.25))
+    asked = prompt(language)
+    ids = load()._inputs([odd], asked, asked.question)["input_ids"][0]
+    assert f"<|vision_end|>{message}\n{asked.question}<|im_end|>" in load.processor.tokenizer.decode(ids)
+    ids = load(frames_message=False)._inputs([odd], asked, asked.question)["input_ids"][0]
+    assert f"<|vision_end|>{asked.question}<|im_end|>" in load.processor.tokenizer.decode(ids)
+
+
+def test_thinning_limits_and_a_zero_frame_limit_is_refused():
+    nine = clip("nine", num_frames=9)  # every 0.5 s over 4 s
+    assert nine.evenly_thinned().timestamps_s == nine.timestamps_s
+    assert nine.evenly_thinned(max_fps=1.0).timestamps_s == (0.0, 1.0, 2.0, 3.0, 4.0)
+    assert nine.evenly_thinned(max_frames=4, max_fps=1.0).timestamps_s == (0.0, 1.5, 2.5, 4.0)
+    with pytest.raises(ValueError, match="clip nine: at most 0 frames asked"):
+        nine.evenly_thinned(max_frames=0)
+
+
+def test_max_memory_keys_from_the_command_line_reach_the_loader_as_gpu_indices(load, monkeypatch):
+    loaded = {}
+    original = hf_native.AutoModelForImageTextToText.from_pretrained
+
+    def recording(folder, **kwargs):
+        loaded.update(kwargs)
+        return original(folder, **kwargs)
+
+    monkeypatch.setattr(hf_native.AutoModelForImageTextToText, "from_pretrained", recording)
+    load(device_map="cpu", max_memory={"0": "1GiB", "cpu": "2GiB"})
+    assert loaded["max_memory"] == {0: "1GiB", "cpu": "2GiB"}
+    load(device_map="cpu", max_memory={})
+    assert loaded["max_memory"] is None

@@ -11,7 +11,7 @@ from PIL import Image
 
 from ghostprobe.files import read_jsonl
 from ghostprobe.synth import generate
-from ghostprobe.synth.encode import write_video
+from ghostprobe.video import write_video
 from helpers import REPO_ROOT
 
 # The real sheet's header, in its order (../shared/datasets/mm_au/dada_text_annotations.xlsx).

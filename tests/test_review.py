@@ -12,8 +12,7 @@ from data_prep.prepare import prepare_dataset
 from data_prep.review import from_label_studio, to_label_studio
 from ghostprobe.config import compose, prep_settings
 from ghostprobe.labels import load_labels
-from ghostprobe.synth.encode import write_video
-from ghostprobe.video import probe_video
+from ghostprobe.video import probe_video, write_video
 from helpers import write_label_file
 
 WEAK_SOURCE = {"dataset": "dada2000", "original_id": "1/002", "category_id": 11,

@@ -17,7 +17,7 @@ import requests
 from data_prep.prepare import prepare_dataset
 from ghostprobe.config import prep_settings
 from ghostprobe.labels import load_labels
-from ghostprobe.synth.encode import write_video
+from ghostprobe.video import write_video
 from helpers import REPO_ROOT, write_label_file
 from label_studio_server import SETUP, VENV, Reviewer, label_studio_bin, sdk_python, start_server
 

@@ -196,7 +196,7 @@ def test_drive_mode_writes_one_recording_with_events_at_known_times(tmp_path):
 # --- scanning -----------------------------------------------------------------------------------------------------
 
 def _square_video(path: Path) -> Path:
-    from ghostprobe.synth.encode import write_video
+    from ghostprobe.video import write_video
 
     h, w = SIZE
     frames = np.full((FPS * SECONDS, h, w, 3), 30, np.uint8)
@@ -536,7 +536,7 @@ def _damaged_recording(path: Path) -> Path:
     """The square recording over a noise background (so each frame is ~1.7 kB and the file ~680 kB), with 8 kB of
     noise written over its middle: x264's 25 s key-frame interval makes the frames from the damage to the next key
     frame (20.0-24.7 s) undecodable, the rest decode."""
-    from ghostprobe.synth.encode import write_video
+    from ghostprobe.video import write_video
 
     h, w = SIZE
     frames = np.random.default_rng(1).integers(0, 100, (FPS * SECONDS, h, w, 3), dtype=np.uint8)
@@ -664,7 +664,7 @@ def test_the_scan_uses_the_library_and_its_identity_is_the_answer_settings():
     import ast
 
     from eval.scanning import scan_identity
-    from ghostprobe.models.base import Prompt
+    from ghostprobe.prompts import Prompt
 
     eval_dir = Path(__file__).resolve().parents[1] / "eval"
     for path in eval_dir.glob("scan*.py"):

@@ -14,7 +14,7 @@ import pytest
 
 from ghostprobe.labels import load_labels
 from ghostprobe.synth import SCENARIO_LABELS, generate, render_clip, sample_specs
-from ghostprobe.synth.encode import write_video
+from ghostprobe.video import write_video
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -283,3 +283,11 @@ def test_model_configs_bind_to_the_backend_and_name_missing_checkpoints(tiny_dir
 def test_8bit_without_bitsandbytes_is_a_clear_error():
     with pytest.raises(ImportError, match="pip install bitsandbytes"):
         from_pretrained_kwargs(dtype="fp16", load_in_8bit=True)
+
+
+def test_max_memory_keys_from_the_command_line_become_gpu_indices():
+    # `hardware.max_memory={"0": 10GiB, ...}` on the command line gives string keys; accelerate wants ints.
+    kwargs = from_pretrained_kwargs(device_map="auto", max_memory={"0": "10GiB", "1": "14GiB", "cpu": "30GiB"})
+    assert kwargs["max_memory"] == {0: "10GiB", 1: "14GiB", "cpu": "30GiB"}
+    with pytest.raises(ValueError, match="max_memory needs a device_map"):
+        from_pretrained_kwargs(max_memory={"0": "10GiB"})

@@ -17,7 +17,8 @@ from torch.utils.data import Dataset, Sampler
 
 from ghostprobe.dataset import TRAIN_COLUMNS
 from ghostprobe.frames import frames_from_row
-from ghostprobe.models.base import ClipInput, Prompt
+from ghostprobe.models.base import ClipInput
+from ghostprobe.prompts import Prompt
 from ghostprobe.models.video_llama.processing import AnswerChoice, VideoLlamaProcessor
 
 

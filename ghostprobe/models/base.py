@@ -9,12 +9,14 @@ Backends register a factory under a `kind` name; `build_model(cfg)` picks it fro
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from ghostprobe.prompts import Prompt
 
 
 @dataclass(frozen=True)
@@ -25,28 +27,24 @@ class ClipInput:
     frames: np.ndarray  # uint8 RGB [T, H, W, 3]
     timestamps_s: tuple[float, ...]
 
-    def evenly_thinned(self, keep: int) -> ClipInput:
-        """The clip with at most `keep` of its frames, evenly spaced over the stored ones (first and last kept)."""
+    def evenly_thinned(self, max_frames: int | None = None, max_fps: float | None = None) -> ClipInput:
+        """The clip with at most `max_frames` frames and at most `max_fps` frames per second of its span, evenly
+        spaced over the stored ones (first and last kept); None leaves that limit off: how the HF-native and API
+        backends choose the frames they send."""
         count = len(self.frames)
         if len(self.timestamps_s) != count:
             raise ValueError(f"clip {self.clip_id}: {count} frames but {len(self.timestamps_s)} timestamps")
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"clip {self.clip_id}: at most {max_frames} frames asked; ask for 1 or more (null: all)")
+        keep = count
+        if max_fps and count > 1:
+            keep = min(keep, int(round((self.timestamps_s[-1] - self.timestamps_s[0]) * max_fps)) + 1)
+        if max_frames is not None:
+            keep = min(keep, int(max_frames))
         if keep >= count:
             return self
         chosen = np.linspace(0, count - 1, max(keep, 1)).round().astype(int)  # distinct: the step is at least 1
         return ClipInput(self.clip_id, self.frames[chosen], tuple(self.timestamps_s[i] for i in chosen))
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """A prompt from conf/prompt/: the system message, the yes/no question and the event-time question."""
-
-    name: str
-    language: str  # "zh" or "en": which answer words score() compares
-    system: str
-    question: str
-    when_question: str
-    yes_word: str  # the first answer token that means yes ("是" / "Yes")
-    no_word: str
 
 
 @dataclass
@@ -90,6 +88,14 @@ class ModelKind:
 _REGISTRY: dict[str, ModelKind] = {}
 # Placement keys every local backend takes: where the weights sit changes speed, not answers.
 PLACEMENT_KEYS = frozenset({"batch_size", "device", "device_map", "max_memory"})
+
+
+def accelerate_max_memory(max_memory: Mapping | None) -> dict | None:
+    """conf/hardware's `max_memory` as accelerate takes it: keys written on the command line arrive as strings
+    ("0": "10GiB"), accelerate wants GPU indices as ints."""
+    if max_memory is None:
+        return None
+    return {int(k) if str(k).isdigit() else k: v for k, v in dict(max_memory).items()}
 
 
 def register(kind: str, *, hardware_keys=frozenset(), pacing_keys=PLACEMENT_KEYS, api: bool = False):

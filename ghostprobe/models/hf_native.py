@@ -25,9 +25,10 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, LogitsProce
 
 from ghostprobe.answers import read_answer
 from ghostprobe.dtypes import auto_dtype_name, dtype_by_name
-from ghostprobe.models.base import ClipInput, ModelOutput, Prompt, register
+from ghostprobe.models.base import ClipInput, ModelOutput, accelerate_max_memory, register
 from ghostprobe.models.non_finite import NonFiniteRows, flag_non_finite
-from ghostprobe.prompts import frames_message
+from ghostprobe.prompts import Prompt, after_frames_message
+
 
 def resolve_device_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
     """`device: auto` is cuda when there is a GPU; `dtype: auto` is ghostprobe.dtypes.auto_dtype_name's choice."""
@@ -52,17 +53,6 @@ def answer_token_ids(tokenizer, word: str) -> list[int]:
     if not ids:
         raise ValueError(f"the tokenizer encodes the answer word {word!r} to no usable token")
     return ids
-
-
-def select_frames(clip: ClipInput, num_frames: int | None, fps: float | None) -> ClipInput:
-    """The clip with at most `num_frames` frames and at most `fps` frames per second of its span, evenly spaced
-    over the stored ones (first and last kept); None keeps every stored frame."""
-    keep = len(clip.frames)
-    if fps and len(clip.timestamps_s) == keep:
-        keep = min(keep, int(round((clip.timestamps_s[-1] - clip.timestamps_s[0]) * fps)) + 1)
-    if num_frames:
-        keep = min(keep, int(num_frames))
-    return clip.evenly_thinned(keep)
 
 
 def video_metadata(clip: ClipInput) -> dict:
@@ -131,9 +121,7 @@ class HfNativeVideoLLM:
                              f"{type(self.processor.video_processor).__name__}; it takes {sorted(known)}")
         loading = {"dtype": self.dtype, "attn_implementation": attn_implementation}
         if device_map is not None:
-            # keys written on the command line arrive as strings; accelerate wants GPU indices as ints
-            memory = {int(k) if str(k).isdigit() else k: v for k, v in dict(max_memory or {}).items()}
-            loading.update(device_map=device_map, max_memory=memory or None)
+            loading.update(device_map=device_map, max_memory=accelerate_max_memory(max_memory) or None)
         self.prompt_format = "chat_template"  # the model's own chat template (metrics.json, report)
         self.model = AutoModelForImageTextToText.from_pretrained(folder, **loading).eval()
         if device_map is None:
@@ -150,7 +138,7 @@ class HfNativeVideoLLM:
         for clip in clips:
             text = question
             if self.frames_message:
-                text = f"{frames_message(clip.timestamps_s, prompt.language)}\n{question}"
+                text = after_frames_message(question, clip.timestamps_s, prompt.language)
             conversation = [{"role": "system", "content": [{"type": "text", "text": prompt.system}]},
                             {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
             texts.append(self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False))
@@ -244,7 +232,7 @@ class HfNativeVideoLLM:
         selected: list[ClipInput | None] = [None] * len(clips)
         for i, clip in enumerate(clips):
             try:
-                selected[i] = select_frames(clip, self.num_frames, self.fps)
+                selected[i] = clip.evenly_thinned(self.num_frames, self.fps)
             except ValueError as error:
                 outputs[i] = ModelOutput(clip.clip_id, extra={"error": str(error)})
                 warnings.warn(str(error))

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from ghostprobe.labels import ClipLabel, Context, RecordingEvent, write_labels
-from ghostprobe.synth.encode import write_video
 from ghostprobe.synth.scenarios import (DEFAULT_WEATHER_WEIGHTS, SCENARIO_LABELS, UnusableSpec, _check_weights,
                                         _sample_clip, _sample_route, _scenario_plan, _shares)
 from ghostprobe.synth.scene import ClipRenderer
 from ghostprobe.synth.world import ClipSpec
+from ghostprobe.video import write_video
 
 LIGHTS = ("day", "dusk", "night")
 

@@ -9,10 +9,10 @@ from functools import partial
 from pathlib import Path
 
 from ghostprobe.labels import ClipLabel, write_labels
-from ghostprobe.synth.encode import write_video
 from ghostprobe.synth.scenarios import UnusableSpec, resample_spec, sample_specs
 from ghostprobe.synth.scene import ClipRenderer
 from ghostprobe.synth.world import ClipSpec
+from ghostprobe.video import write_video
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 4

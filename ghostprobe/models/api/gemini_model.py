@@ -4,7 +4,7 @@ Each clip is one `generateContent` request: the prompt's system message as `syst
 as inline JPEG parts, then the question. `score()` asks for `response_logprobs` and reads P(yes) against P(no) at the
 first answer token; models that refuse logprobs (HTTP 400 naming them) are asked again without, once, and from then
 on score() uses the parsed answer (`extra["score_source"] = "parsed"`). conf/model/gemini.yaml holds every setting.
-The client retries nothing unless given `retry_options`, which we never give: common.ClipRunner's policy (with
+The client retries nothing unless given `retry_options`, which we never give: retry.ClipRunner's policy (with
 tenacity) runs alone.
 """
 
@@ -14,9 +14,10 @@ import logging
 import re
 from dataclasses import dataclass
 
-from ghostprobe.models.api.common import API_PACING_KEYS, ApiConfig, ApiModel, CLIP, FATAL, Reply, TRANSIENT
-from ghostprobe.models.api.common import import_client, jpeg_bytes, retry_after_s, select_frames, user_text
-from ghostprobe.models.base import ClipInput, Prompt, register
+from ghostprobe.models.api.common import API_PACING_KEYS, ApiConfig, ApiModel, Reply, import_client, request_content
+from ghostprobe.models.api.retry import ErrorKind, retry_after_s
+from ghostprobe.models.base import ClipInput, register
+from ghostprobe.prompts import Prompt
 
 log = logging.getLogger(__name__)
 
@@ -33,31 +34,26 @@ class GeminiModel(ApiModel):
     """A VideoQAModel answering through Gemini generateContent with inline images (build it with `kind: gemini`)."""
 
     def __init__(self, **cfg):
-        genai, types = import_client("google.genai"), import_client("google.genai.types")
+        self._genai, self._types = import_client("google.genai"), import_client("google.genai.types")
+        self._logprobs_refused = False
+        super().__init__(GeminiConfig(**cfg))
 
-        key = self._setup(GeminiConfig(**cfg))
-        self._types = types
-        self._client = genai.Client(
-            api_key=key,
+    def _connect(self, api_key: str):
+        return self._genai.Client(
+            api_key=api_key,
             vertexai=False,
-            http_options=types.HttpOptions(
+            http_options=self._types.HttpOptions(
                 base_url=self.config.base_url,  # None keeps the official endpoint
                 api_version=self.config.api_version,
                 timeout=int(self.config.timeout_s * 1000),  # milliseconds in this client
             ),
         )
-        self._logprobs_refused = False
 
     def _send(self, clip: ClipInput, prompt: Prompt, question: str, max_tokens: int, logprobs: bool) -> Reply:
         types = self._types
-        frames, timestamps_s = select_frames(clip, self.config.max_frames)
-        parts = [
-            types.Part.from_bytes(
-                data=jpeg_bytes(frame, self.config.image_size, self.config.jpeg_quality), mime_type="image/jpeg"
-            )
-            for frame in frames
-        ]
-        parts.append(types.Part.from_text(text=user_text(prompt, question, timestamps_s)))
+        jpegs, text = request_content(clip, prompt, question, self.config)
+        parts = [types.Part.from_bytes(data=jpeg, mime_type="image/jpeg") for jpeg in jpegs]
+        parts.append(types.Part.from_text(text=text))
         want_logprobs = logprobs and self.config.response_logprobs and not self._logprobs_refused
         config = types.GenerateContentConfig(
             system_instruction=prompt.system or None,
@@ -119,36 +115,35 @@ class GeminiModel(ApiModel):
         return isinstance(exc, errors.ClientError) and exc.code == 400 and "logprob" in str(exc.message).lower()
 
     @staticmethod
-    def _classify(exc: Exception) -> str:
+    def _classify(exc: Exception) -> ErrorKind:
         from google.genai import errors
 
         if isinstance(exc, errors.APIError):
             # The Developer API answers a bad key with 400 INVALID_ARGUMENT "API key not valid".
             if exc.code in (401, 403, 404) or (exc.code == 400 and "api key" in str(exc.message).lower()):
-                return FATAL
+                return ErrorKind.FATAL
             if exc.code in (408, 429) or exc.code >= 500:
-                return TRANSIENT
-            return CLIP
+                return ErrorKind.TRANSIENT
+            return ErrorKind.CLIP
         # Timeouts and refused connections come from httpx or httpx2, whichever the client picked.
         names = {cls.__name__ for cls in type(exc).__mro__}
         if names & {"TimeoutException", "ConnectError", "RemoteProtocolError", "ReadError", "WriteError"}:
-            return TRANSIENT
-        return CLIP
+            return ErrorKind.TRANSIENT
+        return ErrorKind.CLIP
 
     def _describe(self, exc: Exception) -> str:
         from google.genai import errors
 
         if isinstance(exc, errors.APIError):
-            return self._redact(f"HTTP {exc.code} {exc.status or ''} from the Gemini API: {exc.message}"[:500])
+            return self._redact(f"HTTP {exc.code} {exc.status or ''} from the Gemini API: {exc.message}")
         if "TimeoutException" in {cls.__name__ for cls in type(exc).__mro__}:
-            return f"request timed out after {self.config.timeout_s} s (timeout_s)"
-        return self._redact(f"{type(exc).__name__}: {exc}"[:500])
+            return self._timed_out()
+        return self._redact(f"{type(exc).__name__}: {exc}")
 
     @staticmethod
     def _retry_after(exc: Exception) -> float | None:
         """Retry-After header, else the google.rpc.RetryInfo delay ("retryDelay": "7s") Gemini puts in 429 bodies."""
-        response = getattr(exc, "response", None)
-        from_header = retry_after_s(getattr(response, "headers", None))
+        from_header = retry_after_s(exc)
         if from_header is not None:
             return from_header
         details = getattr(exc, "details", None)

@@ -3,16 +3,18 @@
 Each clip is one chat-completions request: the prompt's system message, then the sampled frames as JPEG data URLs
 (`image_url` parts) and the question. `score()` asks for `logprobs` with `top_logprobs` and reads P(yes) against
 P(no) at the first answer token; `generate()` returns free text. conf/model/gpt4o.yaml holds every setting.
-The client's own retries are off (`max_retries=0`): common.ClipRunner's policy (tenacity) is the only one that runs.
+The client's own retries are off (`max_retries=0`): retry.ClipRunner's policy (tenacity) is the only one that runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ghostprobe.models.api.common import API_PACING_KEYS, ApiConfig, ApiModel, CLIP, FATAL, Reply, TRANSIENT
-from ghostprobe.models.api.common import import_client, jpeg_bytes, jpeg_data_url, retry_after_s, select_frames, user_text
-from ghostprobe.models.base import ClipInput, Prompt, register
+from ghostprobe.models.api.common import (API_PACING_KEYS, ApiConfig, ApiModel, Reply, import_client, jpeg_data_url,
+                                          request_content)
+from ghostprobe.models.api.retry import ErrorKind, retry_after_s
+from ghostprobe.models.base import ClipInput, register
+from ghostprobe.prompts import Prompt
 
 
 @dataclass(kw_only=True)
@@ -25,25 +27,21 @@ class OpenAIChatModel(ApiModel):
     """A VideoQAModel answering through OpenAI chat completions with images (build it with `kind: openai`)."""
 
     def __init__(self, **cfg):
-        openai = import_client("openai")
-        key = self._setup(OpenAIConfig(**cfg))
-        self._client = openai.OpenAI(
-            api_key=key, base_url=self.config.base_url, timeout=self.config.timeout_s, max_retries=0
+        self._openai = import_client("openai")
+        super().__init__(OpenAIConfig(**cfg))
+
+    def _connect(self, api_key: str):
+        return self._openai.OpenAI(
+            api_key=api_key, base_url=self.config.base_url, timeout=self.config.timeout_s, max_retries=0
         )
 
     def _send(self, clip: ClipInput, prompt: Prompt, question: str, max_tokens: int, logprobs: bool) -> Reply:
-        frames, timestamps_s = select_frames(clip, self.config.max_frames)
+        jpegs, text = request_content(clip, prompt, question, self.config)
         content = [
-            {
-                "type": "image_url",
-                "image_url": {
-                    "url": jpeg_data_url(jpeg_bytes(frame, self.config.image_size, self.config.jpeg_quality)),
-                    "detail": self.config.image_detail,
-                },
-            }
-            for frame in frames
+            {"type": "image_url", "image_url": {"url": jpeg_data_url(jpeg), "detail": self.config.image_detail}}
+            for jpeg in jpegs
         ]
-        content.append({"type": "text", "text": user_text(prompt, question, timestamps_s)})
+        content.append({"type": "text", "text": text})
         messages = [{"role": "system", "content": prompt.system}] if prompt.system else []
         messages.append({"role": "user", "content": content})
         extra = {"logprobs": True, "top_logprobs": self.config.top_logprobs} if logprobs else {}
@@ -71,34 +69,33 @@ class OpenAIChatModel(ApiModel):
         )
 
     @staticmethod
-    def _classify(exc: Exception) -> str:
+    def _classify(exc: Exception) -> ErrorKind:
         import openai
 
         if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
-            return TRANSIENT
+            return ErrorKind.TRANSIENT
         if isinstance(exc, openai.APIStatusError):
             if exc.status_code in (401, 403, 404):
-                return FATAL
+                return ErrorKind.FATAL
             if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
-                return TRANSIENT
-        return CLIP
+                return ErrorKind.TRANSIENT
+        return ErrorKind.CLIP
 
     def _describe(self, exc: Exception) -> str:
         import openai
 
         if isinstance(exc, openai.APITimeoutError):
-            return f"request timed out after {self.config.timeout_s} s (timeout_s)"
+            return self._timed_out()
         if isinstance(exc, openai.APIConnectionError):  # the client's message hides why: the cause says it
             where = self.config.base_url or "the OpenAI API"
-            return self._redact(f"APIConnectionError: cannot reach {where}: {exc.__cause__ or exc}"[:500])
+            return self._redact(f"APIConnectionError: cannot reach {where}: {exc.__cause__ or exc}")
         if isinstance(exc, openai.APIStatusError):
             message = exc.message
             if isinstance(exc.body, dict) and exc.body.get("message"):
                 message = str(exc.body["message"])
-            return self._redact(f"HTTP {exc.status_code} from the OpenAI API: {message}"[:500])
-        return self._redact(f"{type(exc).__name__}: {exc}"[:500])
+            return self._redact(f"HTTP {exc.status_code} from the OpenAI API: {message}")
+        return self._redact(f"{type(exc).__name__}: {exc}")
 
     @staticmethod
     def _retry_after(exc: Exception) -> float | None:
-        response = getattr(exc, "response", None)
-        return retry_after_s(getattr(response, "headers", None))
+        return retry_after_s(exc)

@@ -24,8 +24,9 @@ from transformers import LogitsProcessorList
 
 from ghostprobe.answers import read_answer
 from ghostprobe.dtypes import dtype_by_name
-from ghostprobe.models.base import ClipInput, ModelOutput, Prompt, register
+from ghostprobe.models.base import ClipInput, ModelOutput, accelerate_max_memory, register
 from ghostprobe.models.non_finite import NonFiniteRows, flag_non_finite
+from ghostprobe.prompts import Prompt
 
 from .modeling import VideoLlamaForConditionalGeneration
 from .precision import PrecisionPolicy, apply_precision
@@ -52,8 +53,7 @@ def from_pretrained_kwargs(dtype: str = "fp32", device_map=None, max_memory: Map
     if max_memory is not None:
         if device_map is None:
             raise ValueError("max_memory needs a device_map (e.g. device_map=auto)")
-        # Keys written on the command line arrive as strings; accelerate wants GPU indices as ints.
-        kwargs["max_memory"] = {int(k) if str(k).isdigit() else k: v for k, v in dict(max_memory).items()}
+        kwargs["max_memory"] = accelerate_max_memory(max_memory)
     if load_in_8bit or load_in_4bit:
         if importlib.util.find_spec("bitsandbytes") is None:
             raise ImportError("load_in_8bit/load_in_4bit need the bitsandbytes package (CUDA only): "

@@ -26,7 +26,8 @@ import torch
 from transformers import AutoTokenizer
 
 from ghostprobe.frames import RESIZE_MODES, resize_frames
-from ghostprobe.models.base import ClipInput, Prompt
+from ghostprobe.models.base import ClipInput
+from ghostprobe.prompts import Prompt
 
 from .configuration import VideoLlamaConfig
 from .prompt_format import PROMPT_END, PROMPT_FORMATS, VIDEO_PLACEHOLDER, prompt_segments

@@ -3,7 +3,8 @@
 What the original code (DAMO-NLP-SG/Video-LLaMA, `demo_video.py` and `video_llama/conversation/
 conversation_video.py`) builds for one clip and one question, proven against its outputs (scripts/check_parity.py):
 - `load_video` writes "The video contains N frames sampled at t1, t2, ... seconds. ": English whatever the language
-  of the question, times `str(round(frame_index / average_fps, 1))`, and a trailing space;
+  of the question, times `str(round(frame_index / average_fps, 1))`, and a trailing space (the sentence is
+  ghostprobe.prompts.frames_message, whose "original" time format is this one);
 - `Chat.upload_video_without_audio` opens the user turn with "<Video><ImageHere></Video> " + that message, and
   `Chat.ask` joins the question to it with " " (hence two spaces before the question);
 - `conv_llava_llama_2.get_prompt()` wraps it as "[INST] <<SYS>>\\n{system}\\n<</SYS>>\\n\\n{user turn} [/INST]";
@@ -19,19 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ghostprobe.models.base import Prompt
+from ghostprobe.prompts import Prompt, frames_message
 
 PROMPT_FORMATS = ("original", "localized_frames")
 VIDEO_PLACEHOLDER = "<ImageHere>"  # the original's DEFAULT_IMAGE_PATCH_TOKEN
 PROMPT_END = "[/INST]"  # every prompt ends so; answers are tokenized as its continuation
-
-
-def frames_message(timestamps_s: Sequence[float], language: str = "en") -> str:
-    """`load_video`'s message, trailing space included; in Chinese for `language="zh"` (localized_frames only)."""
-    times = ", ".join(str(round(float(t), 1)) for t in timestamps_s)
-    if language == "zh":
-        return f"视频包含{len(timestamps_s)}帧，采样时间为 {times} 秒。 "
-    return f"The video contains {len(timestamps_s)} frames sampled at {times} seconds. "
 
 
 def prompt_segments(prompt_format: str, prompt: Prompt, timestamps_s: Sequence[float],
@@ -44,7 +37,8 @@ def prompt_segments(prompt_format: str, prompt: Prompt, timestamps_s: Sequence[f
             raise ValueError(f"prompt {prompt.name!r}: the {field} contains {VIDEO_PLACEHOLDER}, which marks where "
                              "the video goes; remove it")
     language = "en" if prompt_format == "original" else prompt.language
-    user_turn = f"<Video>{VIDEO_PLACEHOLDER}</Video> " + frames_message(timestamps_s, language) + " " + question_text
+    # Two spaces before the question: load_video's message ends in one and Chat.ask joins with another.
+    user_turn = f"<Video>{VIDEO_PLACEHOLDER}</Video> {frames_message(timestamps_s, language)}  {question_text}"
     text = f"[INST] <<SYS>>\n{prompt.system}\n<</SYS>>\n\n{user_turn} {PROMPT_END}"
     before, after = text.split(VIDEO_PLACEHOLDER)
     return before, after
