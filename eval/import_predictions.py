@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from eval.evaluate import prediction_row, sample_meta  # noqa: E402
 from eval.predictions import PredictionWriter, data_fingerprint  # noqa: E402
-from eval.summarize import summarize  # noqa: E402
+from eval.summarize import metrics_document, summarize  # noqa: E402
 from ghostprobe.cli import entry_point  # noqa: E402
 from ghostprobe.config import CONF_DIR  # noqa: E402
 from ghostprobe.files import write_json_atomic  # noqa: E402
@@ -237,16 +237,15 @@ def import_predictions(cfg) -> dict:
                                  wall_source="not measured (imported without latency)")
     missing = sorted(clip for clip, name in clip_split.items() if name == cfg.data.split
                      and clip not in imported.by_clip)
-    metrics = {"run_identity": identity, "model": cfg.model_name, "prompt": IMPORTED_PROMPT, "prompt_format": None,
-               "data": {"path": str(cfg.data.path), "split": cfg.data.split, "fingerprint": fingerprint,
-                        "num_samples": len(test_rows)},
-               **summary,
-               "imported": {"file": str(path), "sha256": digest, "columns": columns, "rows": imported.rows,
-                            "matched": len(imported.by_clip), "unmatched": imported.unmatched,
-                            "malformed": imported.malformed, "clips_without_row": missing,
-                            "latency_given": any(r["latency_s"] is not None for r in test_rows),
-                            "cost_given": any(r["cost_usd"] is not None for r in test_rows)},
-               "config": settings}
+    metrics = metrics_document(
+        run_identity=identity, model=cfg.model_name, prompt=IMPORTED_PROMPT,
+        data={"path": str(cfg.data.path), "split": cfg.data.split, "fingerprint": fingerprint,
+              "num_samples": len(test_rows)},
+        summary=summary, config=settings,
+        imported={"file": str(path), "sha256": digest, "columns": columns, "rows": imported.rows,
+                  "matched": len(imported.by_clip), "unmatched": imported.unmatched, "malformed": imported.malformed,
+                  "clips_without_row": missing, "latency_given": any(r["latency_s"] is not None for r in test_rows),
+                  "cost_given": any(r["cost_usd"] is not None for r in test_rows)})
     out_dir.mkdir(parents=True, exist_ok=True)
     # Written as eval/run.py writes them (PredictionWriter: no NaN in the JSON), to a new file renamed into place.
     fresh = out_dir / f".predictions.jsonl.tmp{os.getpid()}"

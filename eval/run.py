@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from eval.evaluate import EvalSession, evaluate_split  # noqa: E402
 from eval.predictions import PredictionWriter, data_fingerprint, row_key, run_identity  # noqa: E402
-from eval.summarize import summarize  # noqa: E402
+from eval.summarize import metrics_document, summarize  # noqa: E402
 from ghostprobe.cli import entry_point  # noqa: E402
 from ghostprobe.distributed import barrier, rank_and_world_size  # noqa: E402
 from ghostprobe.files import write_json_atomic  # noqa: E402
@@ -180,12 +180,12 @@ def evaluate(cfg: DictConfig, out_dir: Path, rank: int, world_size: int) -> None
     test_wall_s = None if resumed or world_size > 1 else wall_s[cfg.data.split]
     summary = summarize(by_split[cfg.data.split], by_split.get("val", []), by_split.get("earliness", []),
                         OmegaConf.to_container(cfg, resolve=True), test_wall_s, stage)
-    metrics = {"run_identity": identity, "model": model_name, "prompt": prompt.name,
-               "prompt_format": getattr(model, "prompt_format", None),
-               "model_stage": stage, "model_random_init": is_random_init(model_cfg, stage),
-               "data": {"path": str(cfg.data.path), "split": cfg.data.split, "fingerprint": fingerprint,
-                        "num_samples": len(by_split[cfg.data.split])},
-               **summary, "config": OmegaConf.to_container(cfg, resolve=True)}
+    metrics = metrics_document(
+        run_identity=identity, model=model_name, prompt=prompt.name, prompt_format=getattr(model, "prompt_format", None),
+        model_stage=stage, model_random_init=is_random_init(model_cfg, stage),
+        data={"path": str(cfg.data.path), "split": cfg.data.split, "fingerprint": fingerprint,
+              "num_samples": len(by_split[cfg.data.split])},
+        summary=summary, config=OmegaConf.to_container(cfg, resolve=True))
     write_json_atomic(out_dir / "metrics.json", metrics, allow_nan=False)
     _print_summary(metrics, out_dir)
     _write_report(out_dir)

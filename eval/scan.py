@@ -329,6 +329,7 @@ def _row(window, output, identity: str) -> dict:
     ok = p is not None and not math.isnan(p)
     error = None if ok else (output.extra.get("error") or "no score")
     return {"window": window.index, "start_s": window.start_s, "end_s": window.end_s,
+            "frame_indices": [int(i) for i in window.frame_indices],
             "p_ghost_probing": float(p) if ok else None, "error": error, "latency_s": round(output.latency_s, 6),
             "run": identity}
 

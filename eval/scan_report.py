@@ -10,10 +10,8 @@ from pathlib import Path
 from eval.charts import frame_strip_jpeg, lead_time_png, recall_false_alerts_png, scan_timeline_png
 from eval.document import Bullets, Heading, Image, Para, Table, data_uri, interval, num, to_html
 from eval.scan_summary import label_coverage
-from eval.scanning import scan_windows
 from ghostprobe.files import write_text_atomic
-from ghostprobe.sampling import FrameClock
-from ghostprobe.video import VideoInfo, VideoReadError, frame_times_s, read_frames
+from ghostprobe.video import VideoInfo, VideoReadError, read_frames
 
 
 def write_scan_html(out_dir: Path, summary: dict, videos: list[dict], metrics: dict | None, cfg) -> Path:
@@ -138,22 +136,19 @@ def _video_section(video: dict, matched: dict | None, events: list | None, strip
 
 
 def _strips(video: dict, alerts: list[dict], strip_frames: int) -> dict:
-    """A frame strip of each alert's peak window, decoded from the recording (full size, shrunk for the page)."""
+    """A frame strip of each alert's peak window (the frames the alert carries), decoded from the recording at full
+    size and shrunk for the page. An alert of a scan made before alerts carried their frames has no strip."""
     info_doc = {k: v for k, v in video["info"].items() if k != "duration_s"}
     try:
         info = VideoInfo(**info_doc)
-        clock = FrameClock(info.fps, info.num_frames, frame_times_s(video["path"], info))
-        windows = {round(w.end_s, 6): w for w in scan_windows(clock, video["window_s"], video["stride_s"],
-                                                              video["num_frames"])}
         out = {}
         for k, alert in enumerate(alerts):
-            window = windows.get(round(alert["peak_s"], 6))
-            if window is None:
+            if not alert.get("peak_frame_indices"):
                 continue
-            frames = read_frames(video["path"], list(window.frame_indices), info)
+            frames = read_frames(video["path"], list(alert["peak_frame_indices"]), info)
             jpeg = frame_strip_jpeg(frames, max_frames=strip_frames)
-            out[k] = Image(data_uri(jpeg, "image/jpeg"), f"frames {window.start_s:.2f}-{window.end_s:.2f} s of "
-                                                          f"{video['video_id']}")
+            out[k] = Image(data_uri(jpeg, "image/jpeg"), f"frames of the window ending at {alert['peak_s']:.2f} s "
+                                                          f"of {video['video_id']}")
         return out
     except (VideoReadError, OSError, TypeError):
         return {}

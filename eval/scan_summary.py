@@ -64,15 +64,6 @@ def write_outputs(out_dir: Path, inputs: ScanInputs, world_size: int, cfg, thres
     return summary
 
 
-def recording_events(clip: ClipLabel) -> list[RecordingEvent]:
-    """A label's events: `events` of a long recording, or a one-event clip's `event` under the clip's label."""
-    if clip.events is not None:
-        return list(clip.events)
-    if clip.event is None:
-        return []
-    return [RecordingEvent(label=clip.label, **clip.event.model_dump(exclude_none=True))]
-
-
 def _event_metrics(videos: list[dict], cfg, thresholds: dict, labels: LabelSet) -> dict:
     """Event metrics over the scanned recordings that have a label: the clip whose `video` (relative to videos_dir=,
     default the label file's folder) is the same file. Recordings without one are listed with why; events inside a
@@ -95,7 +86,7 @@ def _event_metrics(videos: list[dict], cfg, thresholds: dict, labels: LabelSet) 
                                "why": f"clip {clip.clip_id!r}: {beyond}"})
             continue
         events = []
-        for event in recording_events(clip):
+        for event in clip.recording_events():
             gap = _inside_a_stretch(event, video["damaged_stretches"], margin_s)
             if gap is None:
                 events.append(event)

@@ -120,3 +120,15 @@ def _localisation(rows: list[dict]) -> dict:
     positives = [r for r in rows if r["is_ghost_probing"] and r.get("t_event_s") is not None]
     return M.localisation_metrics([r.get("event_time_s") for r in positives], [r["t_event_s"] for r in positives],
                                   clip_ids=[r["clip_id"] for r in positives])
+
+
+def metrics_document(*, run_identity: str, model: str, prompt: str, data: dict, summary: dict, config: dict,
+                     prompt_format: str | None = None, model_stage: str = "zero-shot", model_random_init: bool = False,
+                     **extra) -> dict:
+    """metrics.json, the one layout every run directory has (eval/run.py, eval/import_predictions.py, the tests'
+    run folders): who answered (identity, model, prompt), on what (`data`: path, split, fingerprint, num_samples),
+    `summarize`'s figures, anything the writer adds (`imported`: where an imported run came from), and the config."""
+    return M.to_jsonable({"run_identity": run_identity, "model": model, "prompt": prompt,
+                          "prompt_format": prompt_format, "model_stage": model_stage,
+                          "model_random_init": model_random_init, "data": data, **summary, **extra,
+                          "config": config})

@@ -20,9 +20,17 @@ class Alert:
     peak_s: float        # end time of the highest-scoring window
     peak_p: float
     num_windows: int
+    # the highest-scoring window itself, as its timeline row gives it: the report shows its frames without probing
+    # the recording again or rebuilding its windows
+    peak_window: int | None = None
+    peak_frame_indices: list[int] | None = None
 
     def to_json(self) -> dict:
         return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+    def set_peak(self, row: dict) -> None:
+        self.peak_s, self.peak_p = float(row["end_s"]), float(row["p_ghost_probing"])
+        self.peak_window, self.peak_frame_indices = row.get("window"), row.get("frame_indices")
 
 
 def off_threshold(on_threshold: float, hysteresis: float) -> float:
@@ -50,12 +58,13 @@ def alerts_from_timeline(rows: list[dict], on_threshold: float, off_threshold: f
             if scored and p >= off:
                 current.end_s, current.num_windows = t, current.num_windows + 1
                 if p > current.peak_p:
-                    current.peak_s, current.peak_p = t, p
+                    current.set_peak(row)
                 continue
             alerts.append(current)
             current = None
         if scored and p >= on_threshold:
             current = Alert(start_s=t, end_s=t, peak_s=t, peak_p=float(p), num_windows=1)
+            current.set_peak(row)
     if current is not None:
         alerts.append(current)
     return merge_alerts(alerts, min_gap_s)
@@ -71,6 +80,7 @@ def merge_alerts(alerts: list[Alert], min_gap_s: float) -> list[Alert]:
             last.num_windows += alert.num_windows
             if alert.peak_p > last.peak_p:
                 last.peak_s, last.peak_p = alert.peak_s, alert.peak_p
+                last.peak_window, last.peak_frame_indices = alert.peak_window, alert.peak_frame_indices
         else:
             merged.append(Alert(**asdict(alert)))
     return merged

@@ -169,6 +169,15 @@ class ClipLabel(_Strict):
     def is_ghost_probing(self) -> bool:
         return self.label == "ghost_probing"
 
+    def recording_events(self) -> list[RecordingEvent]:
+        """The clip's events as a long recording's: its `events`, or a one-event clip's `event` under the clip's
+        label (what the scan's event metrics compare alerts with)."""
+        if self.events is not None:
+            return list(self.events)
+        if self.event is None:
+            return []
+        return [RecordingEvent(label=self.label, **self.event.model_dump(exclude_none=True))]
+
     @property
     def quality(self) -> str:
         """"gold" (a person's label; the default) or "weak" (from a dataset's category, not reviewed)."""

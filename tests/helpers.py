@@ -92,7 +92,8 @@ def prediction_row(split, sample_id, label, p, model, prompt, fingerprint, rng, 
     no_answer = np.isnan(p)
     answer = ("不确定，画面太暗" if no_answer else ("是，行人从停放车辆后突然出现" if p >= 0.5 else "否，没有鬼探头"))
     return {
-        "key": f"{model}:{split}:{sample_id}", "sample_id": sample_id, "clip_id": sample_id, "split": split,
+        "key": f"{model}:{split}:{sample_id}", "run_identity": f"{model}:{prompt}", "sample_id": sample_id,
+        "clip_id": sample_id, "split": split,
         "window_index": 0, "window_end_s": 5.0, "label": label, "is_ghost_probing": positive,
         "actor": ["pedestrian", "cyclist", "scooter"][k % 3] if label != "normal" else None,
         "occluder": ["parked_car", "bus", "wall"][k % 3] if positive else None,
@@ -121,7 +122,7 @@ def make_run_dir(out_dir: Path, dataset_path: Path, model="videollama2_7b_finetu
         for row in val + test:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
-    from eval.summarize import summarize
+    from eval.summarize import metrics_document, summarize
     from ghostprobe.config import compose
 
     cfg = OmegaConf.to_container(compose("eval", [f"data.path={dataset_path}", f"output_dir={out_dir}",
@@ -132,13 +133,11 @@ def make_run_dir(out_dir: Path, dataset_path: Path, model="videollama2_7b_finetu
                if r["p_ghost_probing"] is not None for end in (1.0, 2.0, 3.0, 4.0)]
     clips = {r["clip_id"]: (r["is_ghost_probing"], r["t_event_s"]) for r in test}
     summary["earliness"] = M.earliness_metrics(windows, clips) if earliness else None
-    metrics = {
-        "model": model, "prompt": prompt,
-        "data": {"path": str(dataset_path), "split": "test", "fingerprint": fingerprint, "num_samples": len(test)},
-        **summary, "config": cfg,
-    }
-    text = json.dumps(M.to_jsonable(metrics), indent=2, ensure_ascii=False, allow_nan=False)
-    (out_dir / "metrics.json").write_text(text, encoding="utf-8")
+    metrics = metrics_document(
+        run_identity=f"{model}:{prompt}", model=model, prompt=prompt, summary=summary, config=cfg,
+        data={"path": str(dataset_path), "split": "test", "fingerprint": fingerprint, "num_samples": len(test)})
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False, allow_nan=False),
+                                          encoding="utf-8")
     return out_dir
 
 

@@ -275,6 +275,9 @@ def test_scan_finds_the_events_at_the_right_times(square_recording, tmp_path, ca
     # 300-329: 31-34 s, first 8 of 8 in window 60 (frames 300..317, end 32.0 s).
     assert [(a["start_s"], a["end_s"], a["peak_s"], a["peak_p"]) for a in alerts] == [
         (11.0, 13.0, 12.0, 1.0), (26.0, 28.0, 27.0, 1.0), (31.0, 34.0, 32.0, 1.0)]
+    # each alert carries its peak window (the report decodes those frames; it never rebuilds the windows)
+    assert [a["peak_window"] for a in alerts] == [20, 50, 60]
+    assert alerts[2]["peak_frame_indices"] == [300, 302, 305, 307, 310, 312, 315, 317]
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert (metrics["recall"], metrics["hits"], metrics["false_alerts"]) == (1.0, 2, 1)
     assert metrics["false_alerts_per_hour"] == pytest.approx(3600 / 40)
