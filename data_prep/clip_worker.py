@@ -120,12 +120,18 @@ def _prepare(clip: ClipLabel, video_path: Path, cache_path: Path, settings: dict
                      "timestamps_s": list(w.timestamps_s), "start_s": w.start_s, "end_s": w.end_s}
                     for w in windows],
     }
+    chunks = iter_resized_frames(video_path, unique, info, size, settings["resize"], settings["decode_threads"],
+                                 int(settings["decode_chunk_mb"] * 1e6))
+    _write_entry(cache_path, meta, chunks, settings)
+
+
+def _write_entry(cache_path: Path, meta: dict, chunks, settings: dict) -> None:
+    """Write a clip's frames into its cache entry as they are decoded (`chunks` of uint8 arrays), then its metadata;
+    the entry is renamed into place only once whole."""
     tmp = cache_path.with_name(cache_path.name + f".tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
             digest, offsets = hashlib.sha256(), [0]
-            chunks = iter_resized_frames(video_path, unique, info, size, settings["resize"],
-                                         settings["decode_threads"], int(settings["decode_chunk_mb"] * 1e6))
             for chunk in chunks:
                 blobs = (encode_jpeg(chunk, settings["jpeg_quality"]) if settings["storage"] == "jpeg"
                          else [frame.tobytes() for frame in chunk])
@@ -196,6 +202,16 @@ class CachedClip:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def cache_entry_complete(cache_path: Path) -> bool:
+    """Whether a cache entry is there and whole: entries are renamed into place once written, so an incomplete one
+    comes from outside (an interrupted copy of the folder, a full disk on another machine): it is prepared again."""
+    try:
+        with CachedClip(cache_path):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def load_cache_meta(cache_path: Path) -> dict:

@@ -21,7 +21,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from data_prep.atomic_save import save_atomically
-from data_prep.clip_worker import CACHE_SUFFIX, CachedClip, ClipTask, cache_key, load_cache_meta, prepare_clip
+from data_prep.clip_worker import (CACHE_SUFFIX, CachedClip, ClipTask, cache_entry_complete, cache_key, load_cache_meta,
+                                   prepare_clip)
 from data_prep.splits import assign_splits
 from ghostprobe.files import write_json_atomic
 from ghostprobe.dataset import dataset_features, rows_for_clip
@@ -60,7 +61,7 @@ def prepare_dataset(labels_path: str | Path, out_dir: str | Path, settings: dict
             continue
         cache_path = cache_dir / f"{cache_key(clip, video_path, settings)}{CACHE_SUFFIX}"
         clips_by_id[clip.clip_id] = (clip, cache_path, video_path)
-        if cache_path.exists():
+        if cache_entry_complete(cache_path):
             reused += 1
         else:
             tasks.append(ClipTask(clip.model_dump_json(), str(video_path), str(cache_path), settings,
