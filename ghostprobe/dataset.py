@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from datasets import ClassLabel, Features, Image, List, Value
+from datasets import ClassLabel, Features, List, Value
 
 from ghostprobe.frames import packed_frames
 from ghostprobe.labels import LABEL_NAMES, ClipLabel
@@ -27,11 +27,14 @@ LABEL_COLUMNS = ("clip_id", "window_index", "window_end_s", "is_ghost_probing", 
 # A window's frames in uint8 storage (ghostprobe.frames.packed_frames): [N, H, W, 3] and N*H*W*3 bytes. large_binary:
 # 64-bit offsets, so a batch of long, large windows never overflows Arrow's 2 GiB per array.
 UINT8_FRAMES = {"shape": List(Value("int32")), "rgb": Value("large_binary")}
+# In jpeg storage, one JPEG file per frame. Plain bytes, not the Image feature: `save_to_disk` re-embeds Image columns
+# through Python objects, 100 MB row groups at a time, which tripled data prep's memory on long clips.
+JPEG_FRAMES = List(Value("binary"))
 
 
 def dataset_features(settings: dict) -> Features:
     """The columns and their types; `settings` are data prep's (storage: uint8 or jpeg)."""
-    frames = UINT8_FRAMES if settings["storage"] == "uint8" else List(Image())
+    frames = UINT8_FRAMES if settings["storage"] == "uint8" else JPEG_FRAMES
     text = Value("string")
     seconds = Value("float32")
     # float64 where a prompt prints the value: the frames message rounds index / fps to 0.1 s as the original does,
@@ -87,7 +90,7 @@ def rows_for_clip(clip: ClipLabel, meta: dict, stored_frames: Callable[[list[int
         if storage == "uint8":
             window_frames = packed_frames(np.frombuffer(b"".join(blobs), np.uint8).reshape(len(blobs), *frame_shape))
         else:
-            window_frames = [{"bytes": blob, "path": None} for blob in blobs]
+            window_frames = blobs
         yield {
             **base,
             "sample_id": window["sample_id"],  # ghostprobe.sampling.window_sample_id: unique within a dataset

@@ -4,8 +4,8 @@ Three resize modes for data prep: `decoder` squeezes to size x size inside the d
 Video-LLaMA's `load_video` (decord `VideoReader(height=, width=)`, FFmpeg's bilinear scaler); `straight` squeezes a
 full-size decode with PIL bicubic (mean abs difference 3.85 levels from the original at 224, max 121) and `pad`
 keeps the aspect ratio and letterboxes with black. Two storage modes: `uint8` (exact: a row's frames as one block of
-bytes with its shape, `packed_frames`; the dataset is the size of its frames) and `jpeg` (a list of Image, ~10x
-smaller, lossy). `frames_from_row` reads either, and the Array4D column of datasets prepared before.
+bytes with its shape, `packed_frames`; the dataset is the size of its frames) and `jpeg` (a list of JPEG files, ~4-10x
+smaller, lossy). `frames_from_row` reads either, and the Array4D and Image columns of datasets prepared before.
 """
 
 from __future__ import annotations
@@ -83,10 +83,17 @@ def frames_from_row(value) -> np.ndarray:
             raise ValueError(f"{pixels.size} frame bytes do not fill the stored shape {list(shape)} (a damaged "
                              "dataset: re-run data prep)")
         return pixels.reshape(shape).copy()  # a writable array, as every other storage gives (torch.from_numpy)
+    if len(value) and isinstance(value[0], bytes):  # jpeg storage: one JPEG file per frame
+        return np.stack([_decode_jpeg(blob) for blob in value])
     if isinstance(value, np.ndarray):  # Array4D, as data prep stored frames before: read in numpy format
         return value.astype(np.uint8, copy=False)
+    # Data prep before stored JPEG frames as a list of Image (decoded to PIL, or dicts with decode=False).
     if len(value) and isinstance(value[0], Image.Image):
         return np.stack([np.asarray(image.convert("RGB")) for image in value])
-    if len(value) and isinstance(value[0], dict):  # Image feature with decode=False
-        return np.stack([np.asarray(Image.open(io.BytesIO(v["bytes"])).convert("RGB")) for v in value])
+    if len(value) and isinstance(value[0], dict):
+        return np.stack([_decode_jpeg(v["bytes"]) for v in value])
     return np.asarray(value, dtype=np.uint8)
+
+
+def _decode_jpeg(blob: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(blob)).convert("RGB"))

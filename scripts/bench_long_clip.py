@@ -13,7 +13,9 @@ cover the whole clip, and prepares it with `sampling=sliding` (num_frames 8, win
 - peak RSS is the process's VmHWM (resident pages of every kind, file pages it maps included); peak anonymous RSS is
   RssAnon sampled every 5 ms (the memory the process itself allocated, what the kernel cannot drop);
 - "dataset / frame bytes" is the prepared dataset's Arrow files (the `.prep_cache` excluded) over the raw bytes of
-  the frames its rows hold: rows x frames per row x size x size x 3.
+  the frames its rows hold: rows x frames per row x size x size x 3;
+- "read ms per window": reading the first 200 rows' frames as numpy arrays (numpy format, `frames_from_row`), after
+  the peaks are taken.
 
 `--before-rev REV` also runs the code of git revision REV (its data_prep/ and ghostprobe/, extracted with
 `git archive`) on the same clips in the same run, so the two can be compared under the same load.
@@ -106,7 +108,7 @@ def child(kind: str, labels: str, out_dir: str, storage: str, frame_size: int) -
 
     settings = prep_settings(sampling="sliding", split="zero_shot", storage=storage, frame_size=frame_size,
                              num_proc=1)
-    start_rss_mib = _status_mib("VmRSS")
+    start_rss_mib, start_anon_mib = _status_mib("VmRSS"), _status_mib("RssAnon")
     started = time.perf_counter()
     with AnonPeak() as anon:
         if kind == "clip":
@@ -121,8 +123,26 @@ def child(kind: str, labels: str, out_dir: str, storage: str, frame_size: int) -
         else:
             report = prepare_dataset(labels, out_dir, settings)
             assert report["num_rejected"] == 0, report["rejected"]
-    return {"seconds": time.perf_counter() - started, "start_rss_mib": start_rss_mib,
-            "peak_rss_mib": _status_mib("VmHWM"), "peak_anon_mib": anon.peak_mib}
+    result = {"seconds": time.perf_counter() - started, "start_rss_mib": start_rss_mib,
+              "start_anon_mib": start_anon_mib, "peak_rss_mib": _status_mib("VmHWM"), "peak_anon_mib": anon.peak_mib}
+    if kind == "dataset":
+        result["read_ms_per_window"] = read_ms_per_window(out_dir)
+    return result
+
+
+def read_ms_per_window(out_dir: str, windows: int = 200) -> float:
+    """Milliseconds to read one window's frames as a numpy array, as training and eval read them (numpy format,
+    `frames_from_row`), over the first `windows` rows; after the peaks are taken."""
+    from datasets import load_from_disk
+
+    from ghostprobe.frames import frames_from_row
+
+    rows = load_from_disk(out_dir)["test"].with_format("numpy", columns=["frames"])
+    count = min(windows, len(rows))
+    started = time.perf_counter()
+    for index in range(count):
+        assert frames_from_row(rows[index]["frames"]).dtype.name == "uint8"
+    return 1000 * (time.perf_counter() - started) / count
 
 
 def measure(tree: Path, kind: str, labels: Path, out_dir: Path, storage: str, frame_size: int) -> dict:
@@ -187,8 +207,9 @@ def main() -> None:
     print(f"sampling=sliding (8 frames, 2 s windows, stride 0.5 s), {CLIP_WIDTH}x{CLIP_HEIGHT} clips at "
           f"{args.fps} fps, frames stored {args.frame_size} px {args.storage}; one fresh process per cell\n")
     print("| code | clip | rows | frames held | prepare_clip peak RSS / anon (MiB) | whole prep peak RSS / anon (MiB) | "
-          "prep s | dataset bytes per frame | dataset / frame bytes | clip cache (MiB) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "prep s | dataset bytes per frame | dataset / frame bytes | clip cache (MiB) | read ms per window |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    starts = []
     with tempfile.TemporaryDirectory() as tmp:
         trees = [("this tree", REPO_ROOT)]
         if args.before_rev:
@@ -208,8 +229,12 @@ def main() -> None:
                 print(f"| {name} | {minutes:g} min | {rows} | {frames} | {clip['peak_rss_mib']:.0f} / "
                       f"{clip['peak_anon_mib']:.0f} | {whole['peak_rss_mib']:.0f} / {whole['peak_anon_mib']:.0f} | "
                       f"{whole['seconds']:.1f} | {on_disk / frames:.0f} | {on_disk / (frames * frame_bytes):.2f} | "
-                      f"{cache_mib:.0f} |", flush=True)
+                      f"{cache_mib:.0f} | {whole['read_ms_per_window']:.2f} |", flush=True)
+                starts += [(clip["start_rss_mib"], clip["start_anon_mib"]),
+                           (whole["start_rss_mib"], whole["start_anon_mib"])]
             shutil.rmtree(labels.parent)
+    print(f"\nA measuring process after its imports, before any work: RSS {max(r for r, _ in starts):.0f} MiB, "
+          f"anonymous {max(a for _, a in starts):.0f} MiB (largest of all cells)")
 
 
 if __name__ == "__main__":

@@ -4,16 +4,17 @@ read, damaged cache entries prepared again."""
 
 import dataclasses
 import os
+import re
 import tracemalloc
 
 import numpy as np
 import pytest
-from datasets import Array4D, Dataset, DatasetDict, Features, Value, load_from_disk
+from datasets import Array4D, Dataset, DatasetDict, Features, Image, Value, load_from_disk
 
 from data_prep.clip_worker import CACHE_SUFFIX, CachedClip, ClipTask, prepare_clip
 from data_prep.prepare import _generate_rows, prepare_dataset
 from ghostprobe.config import prep_settings
-from ghostprobe.frames import frames_from_row
+from ghostprobe.frames import encode_jpeg, frames_from_row
 from ghostprobe.labels import ClipLabel
 from ghostprobe.video import iter_frames, probe_video, read_frames
 from helpers import write_label_file
@@ -85,7 +86,9 @@ def test_small_decode_chunks_give_the_same_dataset(tmp_path, make_video, storage
     assert one["dataset_fingerprint"] == small["dataset_fingerprint"] is not None
     a, b = load_from_disk(str(tmp_path / "one"))["test"], load_from_disk(str(tmp_path / "small"))["test"]
     assert len(a) == len(b) == 17
-    np.testing.assert_array_equal(frames_from_row(a[16]["frames"]), frames_from_row(b[16]["frames"]))
+    frames = frames_from_row(a[16]["frames"])
+    assert frames.dtype == np.uint8 and frames.shape == (8, SIZE, SIZE, 3)
+    np.testing.assert_array_equal(frames, frames_from_row(b.with_format("numpy")[16]["frames"]))
 
 
 def test_memory_for_a_clip_does_not_grow_with_its_length(tmp_path, make_video):
@@ -119,19 +122,25 @@ def test_a_damaged_cache_entry_is_prepared_again_and_old_entries_are_removed(tmp
     (entry,) = cache_dir.glob(f"*{CACHE_SUFFIX}")
     entry.write_bytes(entry.read_bytes()[:1000])  # an interrupted copy of the folder
     (cache_dir / "0123abcd.npz").write_bytes(b"a cache entry of data prep before cache format 4")
-    with pytest.raises(ValueError, match=rf"{entry}: not a complete data-prep cache entry .* delete it and re-run"):
+    with pytest.raises(ValueError, match=rf"{re.escape(str(entry))}: not a complete data-prep cache entry .* delete it and re-run"):
         CachedClip(entry)
     again = prepare_dataset(labels, tmp_path / "out", prep_settings(frame_size=SIZE))
     assert again["reused_from_cache"] == 0 and again["dataset_fingerprint"] == first["dataset_fingerprint"]
     assert sorted(p.name for p in cache_dir.iterdir()) == [entry.name]
 
 
-def test_a_dataset_prepared_before_with_array4d_frames_still_reads(tmp_path):
+def test_datasets_prepared_before_with_array4d_or_image_frames_still_read(tmp_path):
     frames = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
-    features = Features({"sample_id": Value("string"), "frames": Array4D(shape=(None, 16, 16, 3), dtype="uint8"),
-                         "timestamps_s": [Value("float64")], "is_ghost_probing": Value("bool")})
-    old = Dataset.from_dict({"sample_id": ["a"], "frames": [frames], "timestamps_s": [[0.5 * k for k in range(8)]],
-                             "is_ghost_probing": [True]}, features=features)
-    DatasetDict(test=old).save_to_disk(str(tmp_path / "old"))
-    np.testing.assert_array_equal(PreparedClips(tmp_path / "old", "test")[0]["clip"].frames, frames)
-    np.testing.assert_array_equal(frames_from_row(load_from_disk(str(tmp_path / "old"))["test"][0]["frames"]), frames)
+    jpeg_files = encode_jpeg(frames, 90)
+    for name, feature, value, expected in (
+            ("uint8", Array4D(shape=(None, 16, 16, 3), dtype="uint8"), frames, frames),
+            ("jpeg", [Image()], [{"bytes": blob, "path": None} for blob in jpeg_files],
+             frames_from_row(jpeg_files))):
+        features = Features({"sample_id": Value("string"), "frames": feature, "timestamps_s": [Value("float64")],
+                             "is_ghost_probing": Value("bool")})
+        old = Dataset.from_dict({"sample_id": ["a"], "frames": [value], "timestamps_s": [[0.5 * k for k in range(8)]],
+                                 "is_ghost_probing": [True]}, features=features)
+        DatasetDict(test=old).save_to_disk(str(tmp_path / name))
+        np.testing.assert_array_equal(PreparedClips(tmp_path / name, "test")[0]["clip"].frames, expected)
+        np.testing.assert_array_equal(frames_from_row(load_from_disk(str(tmp_path / name))["test"][0]["frames"]),
+                                      expected)
