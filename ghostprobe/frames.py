@@ -4,8 +4,8 @@ Three resize modes for data prep: `decoder` squeezes to size x size inside the d
 Video-LLaMA's `load_video` (decord `VideoReader(height=, width=)`, FFmpeg's bilinear scaler); `straight` squeezes a
 full-size decode with PIL bicubic (mean abs difference 3.85 levels from the original at 224, max 121) and `pad`
 keeps the aspect ratio and letterboxes with black. Two storage modes: `uint8` (exact: a row's frames as one block of
-bytes with its shape, `packed_frames`; the dataset is the size of its frames) and `jpeg` (a list of JPEG files, ~4-10x
-smaller, lossy). `frames_from_row` reads either, and the Array4D and Image columns of datasets prepared before.
+bytes with its shape, `packed_frames`; the dataset is the size of its frames) and `jpeg` (a list of JPEG files, lossy,
+several times smaller). `frames_from_row` reads either, and the Array4D and Image columns of datasets prepared before.
 """
 
 from __future__ import annotations
