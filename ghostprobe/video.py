@@ -9,10 +9,11 @@ with which file, so the data-prep stage can reject one clip and carry on with th
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 

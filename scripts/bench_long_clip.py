@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -70,9 +71,10 @@ def make_clip(folder: Path, minutes: float, fps: int) -> Path:
 # ---- the measurement, in a fresh process whose sys.path starts with the tree under test ----------------------------
 
 def _status_mib(field: str) -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
     return float("nan")
 
 
@@ -99,12 +101,12 @@ class AnonPeak:
 
 
 def child(kind: str, labels: str, out_dir: str, storage: str, frame_size: int) -> dict:
+    import datasets  # noqa: F401  (imported before the clock and the baseline, as prepare_dataset will)
+
     from data_prep import clip_worker
     from data_prep.prepare import prepare_dataset
     from ghostprobe.config import prep_settings
     from ghostprobe.labels import load_labels
-
-    import datasets  # noqa: F401  (imported before the clock and the baseline, as prepare_dataset will)
 
     settings = prep_settings(sampling="sliding", split="zero_shot", storage=storage, frame_size=frame_size,
                              num_proc=1)
@@ -150,7 +152,7 @@ def measure(tree: Path, kind: str, labels: Path, out_dir: Path, storage: str, fr
     command = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--tree", str(tree),
                "--labels", str(labels), "--out-dir", str(out_dir), "--storage", storage,
                "--frame-size", str(frame_size)]
-    done = subprocess.run(command, cwd=tree, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=tree, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"{tree}: {kind} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -165,12 +167,13 @@ def dataset_bytes(out_dir: Path) -> int:
     return total
 
 
-def frames_held(out_dir: Path) -> int:
-    """Frames the dataset's rows hold, over all rows and splits."""
+def rows_and_frames(out_dir: Path) -> tuple[int, int]:
+    """The dataset's rows, and the frames they hold, over all splits."""
     from datasets import load_from_disk
 
     splits = load_from_disk(str(out_dir))
-    return sum(len(indices) for split in splits.values() for indices in split["frame_indices"])
+    return (sum(len(split) for split in splits.values()),
+            sum(len(indices) for split in splits.values() for indices in split["frame_indices"]))
 
 
 def extract_revision(revision: str, into: Path) -> Path:
@@ -201,8 +204,6 @@ def main() -> None:
         print(json.dumps(child(args.child, args.labels, args.out_dir, args.storage, args.frame_size)))
         return
     sys.path.insert(0, str(REPO_ROOT))
-    import shutil
-
     frame_bytes = args.frame_size * args.frame_size * 3
     print(f"sampling=sliding (8 frames, 2 s windows, stride 0.5 s), {CLIP_WIDTH}x{CLIP_HEIGHT} clips at "
           f"{args.fps} fps, frames stored {args.frame_size} px {args.storage}; one fresh process per cell\n")
@@ -221,8 +222,7 @@ def main() -> None:
                 clip = measure(tree, "clip", labels, out, args.storage, args.frame_size)
                 shutil.rmtree(out)
                 whole = measure(tree, "dataset", labels, out, args.storage, args.frame_size)
-                frames = frames_held(out)
-                rows = len(__import__("datasets").load_from_disk(str(out))["test"])
+                rows, frames = rows_and_frames(out)
                 on_disk = dataset_bytes(out)
                 cache_mib = sum(p.stat().st_size for p in (out / ".prep_cache").rglob("*") if p.is_file()) / 2**20
                 shutil.rmtree(out)

@@ -79,7 +79,7 @@ def test_a_clip_decoded_chunk_by_chunk_gives_the_frames_of_one_decode(tmp_path, 
 def test_small_decode_chunks_give_the_same_dataset(tmp_path, make_video, storage):
     make_video("videos/drive.mp4", num_frames=150)
     labels = one_clip(tmp_path, "videos/drive.mp4")
-    settings = dict(sampling="sliding", frame_size=SIZE, storage=storage)
+    settings = {"sampling": "sliding", "frame_size": SIZE, "storage": storage}
     one = prepare_dataset(labels, tmp_path / "one", prep_settings(**settings))
     small = prepare_dataset(labels, tmp_path / "small", prep_settings(decode_chunk_mb=0.05, **settings))  # 4 frames
     # The fingerprint hashes every stored frame byte.
