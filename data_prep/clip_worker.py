@@ -1,9 +1,14 @@
 """Per-clip work of the data-prep stage, run in worker processes: probe, check, sample, decode, resize, cache.
 
-Each prepared clip is written to one cache file (`<cache key>.npz`, written to a temporary name and renamed, so a
+Each prepared clip is written to one cache file (`<cache key>.frames`, written to a temporary name and renamed, so a
 kill never leaves a half-written entry). The key covers the clip's label, the video file's size and mtime and every
 prep setting that changes the output, so a re-run reuses exactly the clips whose inputs did not change. A worker
 returns only a small dict: memory stays bounded by the clip in flight, however large the dataset.
+
+A cache entry holds the frames the clip's windows use, each decoded once, in video order: their stored bytes back to
+back (uint8 pixels, or one JPEG file each), then the metadata as JSON (windows, video info, each frame's byte
+offset), then the JSON's length and a format tag. Frames are written as they are decoded and read back a window at
+a time (`CachedClip`), so neither end holds a whole long clip in memory.
 """
 
 from __future__ import annotations
@@ -11,20 +16,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ghostprobe.frame_folder import IMAGES_SUBFOLDER
-from ghostprobe.frames import encode_jpeg, read_resized_frames
+from ghostprobe.frames import encode_jpeg, iter_resized_frames
 from ghostprobe.labels import ClipLabel, events_beyond_video
 from ghostprobe.links import AllowedRoots
 from ghostprobe.sampling import WINDOW_POLICIES, SamplingError, sample_windows, window_sample_id
 from ghostprobe.video import VideoReadError, frame_times_s, probe_video
 
-CACHE_FORMAT = 3  # 2: decoder resizing, short clips kept, per-clip warnings, presentation times; 3: one window rule
-# (ghostprobe.sampling.WINDOW_RULE), window timestamps from the window's first frame, sample ids in the entry
+CACHE_FORMAT = 4  # 2: decoder resizing, short clips kept, per-clip warnings, presentation times; 3: one window rule
+# (ghostprobe.sampling.WINDOW_RULE), window timestamps from the window's first frame, sample ids in the entry;
+# 4: frames streamed into a `.frames` file (was one .npz written at the end, the clip's frames all in memory)
+CACHE_SUFFIX = ".frames"
+_TRAILER = struct.Struct("<Q8s")  # the metadata's length in bytes, then the format tag
+_TAG = b"GPCLIP04"
 # The settings that change what a clip's cache entry holds; anything else (num_proc, paths) does not.
 OUTPUT_SETTINGS = ("sampling", "frame_size", "resize", "storage", "jpeg_quality", "seed")
 # Label fields a cache entry does not depend on (the dataset's rows take them from the label file on every run): a
@@ -100,12 +108,12 @@ def _prepare(clip: ClipLabel, video_path: Path, cache_path: Path, settings: dict
     windowed = sampling["policy"] in WINDOW_POLICIES
     short = sampling["policy"] == "uniform" and info.num_frames < sampling["num_frames"]
     unique = sorted({i for window in windows for i in window.frame_indices})
-    frames = read_resized_frames(video_path, unique, info, settings["frame_size"], settings["resize"],
-                                 settings["decode_threads"])
     position = {index: k for k, index in enumerate(unique)}
+    size = settings["frame_size"]
     meta = {
         "video_info": info.to_json(),
         "unique_indices": unique,
+        "frame_shape": [size, size, 3],
         # The original samples every frame of a clip shorter than asked; the model sees fewer frames.
         "warnings": [f"{info.num_frames} frames, fewer than the {sampling['num_frames']} asked: all of them are "
                      "used (as the original Video-LLaMA does)"] if short else [],
@@ -115,21 +123,35 @@ def _prepare(clip: ClipLabel, video_path: Path, cache_path: Path, settings: dict
                      "timestamps_s": list(w.timestamps_s), "start_s": w.start_s, "end_s": w.end_s}
                     for w in windows],
     }
-    arrays = {}
-    if settings["storage"] == "jpeg":
-        blobs = encode_jpeg(frames, settings["jpeg_quality"])
-        arrays["jpeg"] = np.frombuffer(b"".join(blobs), np.uint8)
-        arrays["jpeg_offsets"] = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
-        digest_source = arrays["jpeg"].tobytes()
-    else:
-        arrays["frames"] = frames
-        digest_source = frames.tobytes()
-    meta["content_sha256"] = hashlib.sha256(digest_source + json.dumps(meta, sort_keys=True).encode()).hexdigest()
-    arrays["meta"] = np.array(json.dumps(meta))
+    chunks = iter_resized_frames(video_path, unique, info, size, settings["resize"], settings["decode_threads"],
+                                 int(settings["decode_chunk_mb"] * 1e6))
+    _write_entry(cache_path, meta, chunks, settings)
+
+
+def _write_entry(cache_path: Path, meta: dict, chunks, settings: dict) -> None:
+    """Write a clip's frames into its cache entry as they are decoded (`chunks` of uint8 arrays), then its metadata;
+    the entry is renamed into place only once whole."""
     tmp = cache_path.with_name(cache_path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, cache_path)
+    try:
+        with open(tmp, "wb") as f:
+            digest, offsets = hashlib.sha256(), [0]
+            for chunk in chunks:
+                blobs = (encode_jpeg(chunk, settings["jpeg_quality"]) if settings["storage"] == "jpeg"
+                         else [frame.tobytes() for frame in chunk])
+                for blob in blobs:
+                    f.write(blob)
+                    digest.update(blob)
+                    offsets.append(offsets[-1] + len(blob))
+            meta["frame_offsets"] = offsets
+            digest.update(json.dumps(meta, sort_keys=True).encode())
+            meta["content_sha256"] = digest.hexdigest()
+            encoded = json.dumps(meta).encode()
+            f.write(encoded)
+            f.write(_TRAILER.pack(len(encoded), _TAG))
+        os.replace(tmp, cache_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a clip that fails part-way leaves no partial file behind
+        raise
 
 
 def _check_event_times(clip: ClipLabel, duration_s: float, fps: float) -> None:
@@ -141,19 +163,57 @@ def _check_event_times(clip: ClipLabel, duration_s: float, fps: float) -> None:
         raise EventTimeError(beyond)
 
 
+class CachedClip:
+    """An open cache entry: `meta` (its metadata) at once, the frames on demand (`stored_frames`). Use it in a
+    `with` block."""
+
+    def __init__(self, cache_path: Path):
+        self.path = Path(cache_path)
+        self._file = open(self.path, "rb")
+        try:
+            self.meta = self._read_meta()
+        except BaseException:
+            self._file.close()
+            raise
+        self._offsets = self.meta["frame_offsets"]
+
+    def _read_meta(self) -> dict:
+        end = self._file.seek(0, os.SEEK_END)
+        if end >= _TRAILER.size:
+            self._file.seek(end - _TRAILER.size)
+            length, tag = _TRAILER.unpack(self._file.read(_TRAILER.size))
+            if tag == _TAG and length <= end - _TRAILER.size:
+                self._file.seek(end - _TRAILER.size - length)
+                return json.loads(self._file.read(length))
+        raise ValueError(f"{self.path}: not a complete data-prep cache entry (format {CACHE_FORMAT}); delete it and "
+                         "re-run data prep (the clip is prepared again)")
+
+    def stored_frames(self, rows: list[int]) -> list[bytes]:
+        """The stored bytes (uint8 pixels, or a JPEG file) of the entry's frames at positions `rows`."""
+        return [os.pread(self._file.fileno(), self._offsets[r + 1] - self._offsets[r], self._offsets[r])
+                for r in rows]
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> CachedClip:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def cache_entry_complete(cache_path: Path) -> bool:
+    """Whether a cache entry is there and whole: entries are renamed into place once written, so an incomplete one
+    comes from outside (an interrupted copy of the folder, a full disk on another machine): it is prepared again."""
+    try:
+        with CachedClip(cache_path):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def load_cache_meta(cache_path: Path) -> dict:
-    """A cache entry's metadata alone (npz members load lazily: the frames are not read)."""
-    with np.load(cache_path, allow_pickle=False) as data:
-        return json.loads(str(data["meta"]))
-
-
-def load_cached_clip(cache_path: Path) -> tuple[dict, list[np.ndarray] | list[bytes]]:
-    """Read a cache entry: its metadata and the unique frames (uint8 arrays, or JPEG bytes)."""
-    with np.load(cache_path, allow_pickle=False) as data:
-        meta = json.loads(str(data["meta"]))
-        if "jpeg" in data:
-            blob, offsets = data["jpeg"].tobytes(), data["jpeg_offsets"]
-            frames = [blob[offsets[k]:offsets[k + 1]] for k in range(len(offsets) - 1)]
-        else:
-            frames = list(data["frames"])
-    return meta, frames
+    """A cache entry's metadata alone (the frames are not read)."""
+    with CachedClip(cache_path) as cached:
+        return cached.meta

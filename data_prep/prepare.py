@@ -21,7 +21,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from data_prep.atomic_save import save_atomically
-from data_prep.clip_worker import ClipTask, cache_key, load_cache_meta, load_cached_clip, prepare_clip
+from data_prep.clip_worker import (CACHE_SUFFIX, CachedClip, ClipTask, cache_entry_complete, cache_key, load_cache_meta,
+                                   prepare_clip)
 from data_prep.splits import assign_splits
 from ghostprobe.files import write_json_atomic
 from ghostprobe.dataset import dataset_features, rows_for_clip
@@ -42,6 +43,8 @@ def prepare_dataset(labels_path: str | Path, out_dir: str | Path, settings: dict
     out_dir = Path(out_dir)
     cache_dir = out_dir / CACHE_DIR / "clips"
     cache_dir.mkdir(parents=True, exist_ok=True)
+    for stale in cache_dir.glob("*.npz"):  # entries of cache format 3 and before: no data prep reads them any more
+        stale.unlink()
     report: dict = {"labels": str(labels_path), "out_dir": str(out_dir), "rejected": [], "warnings": [],
                     "config": config}
 
@@ -61,9 +64,9 @@ def prepare_dataset(labels_path: str | Path, out_dir: str | Path, settings: dict
         video_path = _resolve_video(AllowedRoots.of(videos_root, allowed_roots), clip, report)
         if video_path is None:
             continue
-        cache_path = cache_dir / f"{cache_key(clip, video_path, settings)}.npz"
+        cache_path = cache_dir / f"{cache_key(clip, video_path, settings)}{CACHE_SUFFIX}"
         clips_by_id[clip.clip_id] = (clip, cache_path, video_path)
-        if cache_path.exists():
+        if cache_entry_complete(cache_path):
             reused += 1
         else:
             tasks.append(ClipTask(clip.model_dump_json(), str(video_path), str(cache_path), settings,
@@ -207,9 +210,11 @@ def _write_dataset(out_dir: Path, prepared: list[ClipLabel], clips_by_id: dict, 
 
 
 def _generate_rows(entries: list[tuple[str, str]], storage: str):
+    # One row at a time, its frames read from the clip's cache entry: memory does not grow with a clip's length.
     for clip_json, cache_path in entries:
-        meta, frames = load_cached_clip(Path(cache_path))
-        yield from rows_for_clip(ClipLabel.model_validate_json(clip_json), meta, frames, storage)
+        with CachedClip(Path(cache_path)) as cached:
+            yield from rows_for_clip(ClipLabel.model_validate_json(clip_json), cached.meta, cached.stored_frames,
+                                     storage)
 
 
 def _split_fingerprint(split: str, entries: list[tuple[str, str]], metas: list[dict], settings: dict) -> str:

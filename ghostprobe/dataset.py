@@ -7,9 +7,12 @@ Data prep writes the columns (`dataset_features`, `rows_for_clip`); train and ev
 
 from __future__ import annotations
 
-import numpy as np
-from datasets import Array4D, ClassLabel, Features, Image, List, Value
+from collections.abc import Callable
 
+import numpy as np
+from datasets import ClassLabel, Features, List, Value
+
+from ghostprobe.frames import packed_frames
 from ghostprobe.labels import LABEL_NAMES, ClipLabel
 
 # What training reads of a row: the model input and its answer.
@@ -21,11 +24,17 @@ LABEL_COLUMNS = ("clip_id", "window_index", "window_end_s", "is_ghost_probing", 
                  "source_dataset", "source_category")
 
 
+# A window's frames in uint8 storage (ghostprobe.frames.packed_frames): [N, H, W, 3] and N*H*W*3 bytes. large_binary:
+# 64-bit offsets, so a batch of long, large windows never overflows Arrow's 2 GiB per array.
+UINT8_FRAMES = {"shape": List(Value("int32")), "rgb": Value("large_binary")}
+# In jpeg storage, one JPEG file per frame. Plain bytes, not the Image feature: `save_to_disk` re-embeds Image columns
+# through Python objects, 100 MB row groups at a time, which tripled data prep's memory on long clips.
+JPEG_FRAMES = List(Value("binary"))
+
+
 def dataset_features(settings: dict) -> Features:
-    """The columns and their types; `settings` are data prep's (frame_size, storage: uint8 or jpeg)."""
-    size = settings["frame_size"]
-    frames = (Array4D(shape=(None, size, size, 3), dtype="uint8") if settings["storage"] == "uint8"
-              else List(Image()))
+    """The columns and their types; `settings` are data prep's (storage: uint8 or jpeg)."""
+    frames = UINT8_FRAMES if settings["storage"] == "uint8" else JPEG_FRAMES
     text = Value("string")
     seconds = Value("float32")
     # float64 where a prompt prints the value: the frames message rounds index / fps to 0.1 s as the original does,
@@ -55,8 +64,10 @@ def source_category(clip: ClipLabel) -> str | None:
     return f"{source.dataset} / {category}" if source.dataset else category
 
 
-def rows_for_clip(clip: ClipLabel, meta: dict, frames: list, storage: str):
-    """Yield the dataset rows of one prepared clip from its cache entry."""
+def rows_for_clip(clip: ClipLabel, meta: dict, stored_frames: Callable[[list[int]], list[bytes]], storage: str):
+    """Yield the dataset rows of one prepared clip from its cache entry: `meta` is the entry's metadata and
+    `stored_frames(rows)` the stored bytes (uint8 pixels, or JPEG files) of the clip's decoded frames at positions
+    `rows`, read one window at a time so that a long clip is never in memory whole."""
     info = meta["video_info"]
     event = clip.event
     base = {
@@ -73,11 +84,13 @@ def rows_for_clip(clip: ClipLabel, meta: dict, frames: list, storage: str):
         "video_width": info["width"], "video_height": info["height"], "video_codec": info["codec"],
         "decode_backend": info["backend"],
     }
+    frame_shape = meta["frame_shape"]
     for k, window in enumerate(meta["windows"]):
+        blobs = stored_frames(window["rows"])
         if storage == "uint8":
-            window_frames = np.stack([frames[r] for r in window["rows"]])
+            window_frames = packed_frames(np.frombuffer(b"".join(blobs), np.uint8).reshape(len(blobs), *frame_shape))
         else:
-            window_frames = [{"bytes": frames[r], "path": None} for r in window["rows"]]
+            window_frames = blobs
         yield {
             **base,
             "sample_id": window["sample_id"],  # ghostprobe.sampling.window_sample_id: unique within a dataset

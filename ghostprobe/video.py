@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -150,6 +150,40 @@ def read_frames(path: str | Path, indices: list[int], info: VideoInfo, decode_th
     return np.stack([by_index[i] for i in indices])
 
 
+def iter_frames(path: str | Path, indices: list[int], info: VideoInfo, decode_threads: int = 1,
+                size: int | None = None, chunk_frames: int = 256) -> Iterator[np.ndarray]:
+    """`read_frames` for long clips: the frames at `indices` (sorted, distinct), each decoded once and in order, as
+    uint8 RGB arrays [n <= chunk_frames, H, W, 3], so that memory holds one chunk however long the video.
+
+    Decord and frame folders read chunk by chunk (`read_frames`, one seek each); a file that only PyAV reads is
+    decoded in one pass, where a `read_frames` per chunk would restart from the first frame every time.
+    """
+    indices = list(indices)
+    if indices != sorted(set(indices)):
+        raise ValueError("iter_frames takes sorted, distinct frame indices")
+    chunks = [indices[k:k + chunk_frames] for k in range(0, len(indices), chunk_frames)]
+    if info.backend != "pyav" or len(chunks) <= 1:
+        for chunk in chunks:
+            yield read_frames(path, chunk, info, decode_threads, size)
+        return
+    path = Path(path)
+    if indices[0] < 0 or indices[-1] >= info.num_frames:
+        raise VideoReadError(f"{path}: frame index out of range 0..{info.num_frames - 1}: {indices[0]}..{indices[-1]}")
+    chunk = []
+    try:
+        for frame in _decode_pyav(path, indices, size):
+            chunk.append(frame)
+            if len(chunk) == chunk_frames:
+                yield np.stack(chunk)
+                chunk = []
+    except VideoReadError:
+        raise
+    except Exception as err:
+        raise VideoReadError(f"{path}: decoding frames {indices[0]}..{indices[-1]} failed: {_short(err)}") from None
+    if chunk:
+        yield np.stack(chunk)
+
+
 def frame_times_s(path: str | Path, info: VideoInfo, decode_threads: int = 1) -> tuple[float, ...] | None:
     """Presentation time of every frame in seconds from the first, for a variable-frame-rate video; None at a
     constant rate (every frame within half a frame interval of index / fps), where index / fps is exact and is what
@@ -263,23 +297,27 @@ def _read_decord(path: Path, wanted: list[int], decode_threads: int, size: int |
 
 
 def _read_pyav(path: Path, wanted: list[int], size: int | None = None) -> list[np.ndarray]:
+    return list(_decode_pyav(path, wanted, size))
+
+
+def _decode_pyav(path: Path, wanted: list[int], size: int | None = None) -> Iterator[np.ndarray]:
+    """The frames at sorted distinct `wanted`, in order, from one sequential decode."""
     import av
 
     want = set(wanted)
-    out: dict[int, np.ndarray] = {}
+    found = 0
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         to_rgb = pyav_rgb_converter(stream, size)
         # Sequential decode: on long-GOP files a seek per frame costs ~2x (docs/benchmarks.md).
         for index, frame in enumerate(container.decode(stream)):
             if index in want:
-                out[index] = to_rgb(frame)
+                found += 1
+                yield to_rgb(frame)
             if index >= wanted[-1]:
                 break
-    missing = want - set(out)
-    if missing:
-        raise VideoReadError(f"{path}: stream ended before frame {min(missing)} (truncated?)")
-    return [out[i] for i in wanted]
+    if found < len(wanted):
+        raise VideoReadError(f"{path}: stream ended before frame {wanted[found]} (truncated?)")
 
 
 def pyav_rgb_converter(stream, size: int | None):

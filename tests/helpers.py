@@ -63,15 +63,18 @@ def draw_clip(clip_index: int, positive: bool, num_frames: int = 6) -> np.ndarra
 def write_frames_dataset(path: Path) -> Path:
     """A DatasetDict on disk with sample_id, clip_id, video and uint8 frames for every test and val clip, and the
     prep_report.json naming the (absent) videos folder `path.parent / "videos"` that `video` is relative to."""
-    from datasets import Array4D, Dataset, DatasetDict, Features, Value
+    from datasets import Dataset, DatasetDict, Features, Value
+
+    from ghostprobe.dataset import UINT8_FRAMES
+    from ghostprobe.frames import packed_frames
 
     features = Features({"sample_id": Value("string"), "clip_id": Value("string"), "video": Value("string"),
-                         "frames": Array4D(shape=(None, 36, 64, 3), dtype="uint8")})
+                         "frames": UINT8_FRAMES})
 
     def split(ids, labels):
+        frames = [packed_frames(draw_clip(k, label == "ghost_probing")) for k, label in enumerate(labels)]
         return Dataset.from_dict({"sample_id": ids, "clip_id": ids, "video": [f"clips/{c}.mp4" for c in ids],
-                                  "frames": [draw_clip(k, label == "ghost_probing") for k, label in enumerate(labels)]},
-                                 features=features)
+                                  "frames": frames}, features=features)
 
     DatasetDict(test=split(CLIP_IDS, LABELS), val=split(VAL_IDS, VAL_LABELS)).save_to_disk(str(path))
     (path / "prep_report.json").write_text(json.dumps({"videos_root": str(path.parent / "videos")}))

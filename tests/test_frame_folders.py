@@ -9,6 +9,7 @@ from PIL import Image
 import ghostprobe.frame_folder as frame_folder
 from data_prep.prepare import prepare_dataset
 from ghostprobe.config import prep_settings
+from ghostprobe.frames import frames_from_row
 from ghostprobe.video import VideoReadError, probe_video, read_frames, write_video
 from helpers import moving_pattern, write_label_file
 
@@ -56,7 +57,7 @@ def test_a_jpg_folder_is_prepared_like_a_video_with_the_labels_fps(tmp_path):
     assert row["frame_indices"] == [0, 5, 10, 15, 20, 25, 30, 35]
     assert row["timestamps_s"] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
     info = probe_video(tmp_path / "videos/dota_clip", fps=10.0)
-    assert np.array_equal(np.asarray(row["frames"], np.uint8), read_frames(tmp_path / "videos/dota_clip",
+    assert np.array_equal(frames_from_row(row["frames"]), read_frames(tmp_path / "videos/dota_clip",
                                                                           row["frame_indices"], info, size=64))
 
 
