@@ -156,7 +156,7 @@ def _write_entry(cache_path: Path, meta: dict, chunks, settings: dict) -> None:
 
 def _check_event_times(clip: ClipLabel, duration_s: float, fps: float) -> None:
     if clip.events is not None:
-        raise EventTimeError("a long recording with `events`: scan it with `python eval/scan.py labels=...`; data "
+        raise EventTimeError("a long recording with `events`: scan it with `python scan/main.py labels=...`; data "
                              "prep cuts one-event clips (label each clip with `event`)")
     beyond = events_beyond_video(clip, duration_s, fps)
     if beyond:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from eval.document import Bullets, Heading, Para, Table, num, to_markdown  # noqa: E402
+from ghostprobe.reports.document import Bullets, Heading, Para, Table, num, to_markdown  # noqa: E402
 from eval.summarize import effective_scores  # noqa: E402
 from ghostprobe.cli import entry_point  # noqa: E402
 from ghostprobe.files import write_text_atomic  # noqa: E402

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from eval import charts  # noqa: E402
-from eval.document import (  # noqa: E402
+from ghostprobe.reports import charts  # noqa: E402
+from ghostprobe.reports.document import (  # noqa: E402
     Bullets,
     Estimate,
     Heading,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eval import charts
-from eval.document import Heading, Image, Link, Para, Table, data_uri, num
+from ghostprobe.reports import charts
+from ghostprobe.reports.document import Heading, Image, Link, Para, Table, data_uri, num
 from ghostprobe.frames import frames_from_row
 
 

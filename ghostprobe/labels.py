@@ -121,7 +121,7 @@ class ClipLabel(_Strict):
     video: str
     label: Label
     event: Event | None = None
-    events: list[RecordingEvent] | None = None  # a long recording with several events (eval/scan.py labels=)
+    events: list[RecordingEvent] | None = None  # a long recording with several events (scan/main.py labels=)
     context: Context = Context()
     group: str | None = None
     split: Literal["train", "val", "test"] | None = None

@@ -1,4 +1,4 @@
-"""Benchmark `eval/scan.py` on long recordings: seconds of video scanned per second of wall clock and windows/s
+"""Benchmark `scan/main.py` on long recordings: seconds of video scanned per second of wall clock and windows/s
 with the tiny model on CPU, against a bare decode of the same frames (same chunks, same decoder resize) in the
 same run, and peak memory per recording length and resolution (the goal: flat in the length).
 
@@ -8,7 +8,7 @@ same run, and peak memory per recording length and resolution (the goal: flat in
 
 Each measurement runs in its own process (peak RSS is per process): `decode` reads every frame the windows need
 with ghostprobe.video.read_frames(size=frame_size) chunk by chunk, one thread, nothing else; `scan` is the whole
-scan (eval.scan.scan with conf/scan.yaml, windows 2 s every 0.5 s, 8 frames, frames squeezed to 224 in the decoder,
+scan (scan.main.scan with conf/scan.yaml, windows 2 s every 0.5 s, 8 frames, frames squeezed to 224 in the decoder,
 2 decode threads ahead of the model). Recordings are made here (a gradient, noise blocks and a moving bar, H.264
 ultrafast) and kept in --work-dir for the next run. GPU scoring throughput of the 7B shape is
 scripts/bench_scoring.py's (docs/benchmarks.md).
@@ -68,7 +68,7 @@ class ConstantScorer:
 
 
 def child_decode(video: Path, frame_size: int, chunk_windows: int) -> dict:
-    from eval.scanning import VideoJob, plan_chunks, probe, scan_windows
+    from scan.recordings import VideoJob, plan_chunks, probe, scan_windows
     from ghostprobe.video import read_frames
 
     job = VideoJob("bench", video)
@@ -85,7 +85,7 @@ def child_decode(video: Path, frame_size: int, chunk_windows: int) -> dict:
 
 def child_scan(video: Path, out_dir: Path, model_kind: str, model_path: Path, frame_size: int,
                chunk_windows: int) -> dict:
-    from eval.scan import scan
+    from scan.main import scan
     from ghostprobe.config import compose
 
     overrides = [f"input={video}", f"output_dir={out_dir}", "progress=false", f"frame_size={frame_size}",

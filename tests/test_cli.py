@@ -58,7 +58,7 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
 
 def test_the_docs_show_commands_of_every_kind():
     scripts = {script for _, script, _ in documented_commands()}
-    assert {"data_prep/main.py", "eval/run.py", "eval/scan.py", "eval/compare.py", "train/main.py",
+    assert {"data_prep/main.py", "eval/run.py", "scan/main.py", "eval/compare.py", "train/main.py",
             "data_prep/import_labels.py", "data_prep/review.py"} <= scripts
 
 
@@ -95,7 +95,7 @@ def test_a_misspelt_option_names_the_option_it_was_meant_to_be(config_name):
 @pytest.mark.parametrize("script, options, message", [
     ("data_prep/main.py", ["labels=x", "out_dir=y", "prep.num_procs=2"],
      "data_prep: unknown option prep.num_procs; did you mean prep.num_proc?"),
-    ("eval/scan.py", ["input=x", "output_dir=y", "+threshhold=0.5"],
+    ("scan/main.py", ["input=x", "output_dir=y", "+threshhold=0.5"],
      "scan: unknown option +threshhold; did you mean threshold? (a new key is read by nobody)"),
     ("train/main.py", ["+exp=tiny_smoke", "train.lrr=1e-4"], "train: unknown option train.lrr; did you mean train.lr?"),
 ])

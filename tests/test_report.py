@@ -216,7 +216,7 @@ def test_report_renders_in_headless_chromium(reported_run, chromium, tmp_path):
 
 
 def test_markdown_escapes_markup_from_clip_ids_and_answers():
-    from eval.document import Bullets, Heading, Para, Table, to_markdown
+    from ghostprobe.reports.document import Bullets, Heading, Para, Table, to_markdown
 
     evil = '<img src=x onerror="alert(1)"> & </script>'
     md = to_markdown(f"run {evil}", [Heading(evil), Para(evil), Para(evil, css="decision inconclusive"),

@@ -104,7 +104,7 @@ def test_weak_labels_and_scan_alerts_round_trip_to_gold(studio, tmp_path):
          "source": source, "event": {"t_first_visible_s": 1.0, "t_event_s": 2.0}, "group": "g1"},
         *[{"clip_id": Path(name).stem, "video": f"clips/{name}", "label": "other_hazard", "label_quality": "weak",
            "source": source | {"category_name": "vehicle"}} for name in ("w_split.mp4", "w_skip.mp4", "w_open.avi")]])
-    alerts = write_label_file(scan_dir / "labels.json", [  # as eval/scan.py's export_alerts writes it
+    alerts = write_label_file(scan_dir / "labels.json", [  # as scan/main.py's export_alerts writes it
         {"clip_id": c, "video": f"clips/{c}.mp4", "label": None, "group": "drive",
          "notes": "TO LABEL: set label to one of ghost_probing, cut_in, other_hazard, normal"}
         for c in ("drive_a000", "drive_a001")])

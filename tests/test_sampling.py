@@ -132,7 +132,7 @@ def test_prep_eval_and_scan_cut_the_same_windows(tmp_path, make_video):
 
     from data_prep.prepare import prepare_dataset
     from eval.evaluate import load_batch
-    from eval.scanning import VideoJob, probe, scan_windows, window_clip
+    from scan.recordings import VideoJob, probe, scan_windows, window_clip
     from ghostprobe.config import prep_settings
     from ghostprobe.video import read_frames
     from helpers import write_label_file

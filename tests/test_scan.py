@@ -1,4 +1,4 @@
-"""eval/scan.py: long recordings scanned window by window, alerts with hysteresis, event-level metrics, resume, bad
+"""scan/main.py: long recordings scanned window by window, alerts with hysteresis, event-level metrics, resume, bad
 files, export, the drive generator and the `events` label schema. Recordings are made here: a dark video in which
 a white square shows during known spans, scored by a double that sees the square (the times are the point, not the
 model), and a short synthetic drive scored by the tiny random Video-LLaMA (the real model path)."""
@@ -162,7 +162,7 @@ def test_events_schema_validates_like_event_and_one_event_clips_stay_valid(tmp_p
     drive = labels.clips[0]
     from data_prep.clip_worker import EventTimeError, _check_event_times
 
-    with pytest.raises(EventTimeError, match="scan it with `python eval/scan.py labels=...`"):
+    with pytest.raises(EventTimeError, match="scan it with `python scan/main.py labels=...`"):
         _check_event_times(drive, 60.0, 10)  # data prep cuts one-event clips; a recording is rejected by name
     assert events_beyond_video(drive, duration_s=8.0, fps=10) is None
     assert events_beyond_video(drive, duration_s=7.0, fps=10) == \
@@ -249,7 +249,7 @@ def _cfg(input_path, out_dir, *overrides):
 
 
 def _scan(cfg, model, **model_cfg):
-    from eval.scan import scan
+    from scan.main import scan
 
     # the double stands in for a local model (its kind decides the pacing keys and that it is not a paid API)
     return scan(cfg, model=model, model_cfg={"kind": "video_llama", "name": model.name, "batch_size": 4, **model_cfg})
@@ -370,7 +370,7 @@ def test_a_model_that_answers_no_window_scans_nothing(square_recording, tmp_path
 
 
 def test_api_models_need_a_budget_and_stop_before_passing_it(square_recording, tmp_path, capsys):
-    from eval.scan import ScanSetupError
+    from scan.main import ScanSetupError
 
     root, _ = square_recording
     api = {"kind": "openai", "max_frames": 8, "max_tokens_score": 5, "price_per_1m_input_usd": 2.5,
@@ -390,7 +390,7 @@ def test_gpt4o_through_its_real_client_stops_within_the_budget(square_recording,
     reply's usage, and the first batch is already held to the estimate."""
     from fake_api_servers import FakeOpenAIServer, Scripted
 
-    from eval.scan import scan
+    from scan.main import scan
 
     root, _ = square_recording
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-scan")
@@ -434,7 +434,7 @@ def test_threshold_from_an_eval_run(square_recording, tmp_path):
 def test_tiny_video_llama_scans_a_drive_and_exports_alerts(tiny_checkpoint, tmp_path):
     """The real path: build_model from the config, decord resizing in the decoder, the tiny model's scores, and
     export_alerts cutting clips with label stubs a person completes."""
-    from eval.scan import scan
+    from scan.main import scan
     from ghostprobe.config import compose
     from ghostprobe.synth.drive import generate_drives
     from ghostprobe.video import probe_video
@@ -464,7 +464,7 @@ def test_tiny_video_llama_scans_a_drive_and_exports_alerts(tiny_checkpoint, tmp_
 
 
 def test_input_list_and_video_ids(tmp_path):
-    from eval.scanning import list_inputs
+    from scan.recordings import list_inputs
 
     (tmp_path / "a" / "b").mkdir(parents=True)
     for name in ("a/x.mp4", "a/b/x.mp4", "a/b/y.txt", "a/b/z z.MOV"):
@@ -480,7 +480,7 @@ def test_input_list_and_video_ids(tmp_path):
 
 
 def test_windows_follow_the_original_sampling():
-    from eval.scanning import plan_chunks, scan_windows, VideoJob
+    from scan.recordings import plan_chunks, scan_windows, VideoJob
     from ghostprobe.sampling import FrameClock, uniform_indices
 
     clock = FrameClock(10.0, 100)
@@ -587,7 +587,7 @@ def test_a_stretch_that_will_not_decode_is_skipped_and_the_rest_scored(square_re
 
 
 def test_read_around_damage_reads_every_frame_that_decodes():
-    from eval.scanning import read_around_damage
+    from scan.recordings import read_around_damage
     from ghostprobe.video import VideoReadError
 
     bad, tries = {30, 31}, []
@@ -608,7 +608,7 @@ def test_read_around_damage_reads_every_frame_that_decodes():
 def test_the_scan_reads_data_preps_label_file_with_videos_dir(square_recording, tmp_path, capsys):
     """Data prep's label file names videos relative to videos_dir= and holds one-event clips: the scan matches
     them with videos_dir= too, and says how many recordings had no label and why."""
-    from eval.scan import ScanSetupError
+    from scan.main import ScanSetupError
 
     root, video = square_recording
     (tmp_path / "footage").mkdir()
@@ -644,7 +644,7 @@ def test_the_scan_reads_data_preps_label_file_with_videos_dir(square_recording, 
 
 
 def test_windows_longer_than_a_recording_or_strides_past_a_window_are_said(square_recording, tmp_path, capsys):
-    from eval.scan import ScanSetupError
+    from scan.main import ScanSetupError
 
     root, _ = square_recording
     with pytest.raises(ScanSetupError, match=r"stride_s=3 is longer than window_s=2: 1 s of every 3 s would be seen "
@@ -666,7 +666,7 @@ def test_the_scan_uses_the_library_and_its_identity_is_the_answer_settings():
     model's num_frames) and not with pacing (batch size, rate limits)."""
     import ast
 
-    from eval.scanning import scan_identity
+    from scan.recordings import scan_identity
     from ghostprobe.prompts import Prompt
 
     eval_dir = Path(__file__).resolve().parents[1] / "eval"
@@ -718,7 +718,7 @@ def test_torchrun_ranks_split_the_files_and_rank_0_merges(tiny_checkpoint, tmp_p
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(repo / "eval" / "scan.py"), f"model.path={tiny_checkpoint}", f"input={tmp_path / 'drives' / 'videos'}",
+         str(repo / "scan" / "main.py"), f"model.path={tiny_checkpoint}", f"input={tmp_path / 'drives' / 'videos'}",
          f"labels={tmp_path / 'drives' / 'labels.json'}", f"output_dir={tmp_path / 'out'}", "window_s=3",
          "stride_s=1", "frame_size=28", "progress=false"], cwd=repo, env=env, capture_output=True, text=True,
         timeout=300)

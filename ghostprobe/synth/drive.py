@@ -1,4 +1,4 @@
-"""Synthetic long recordings ("drives") with exact event times, for eval/scan.py and its event-level metrics.
+"""Synthetic long recordings ("drives") with exact event times, for scan/main.py and its event-level metrics.
 
 A drive is one video of one route (same place, light, weather and background throughout) made of consecutive
 segments of `segment_s` seconds joined by a cut, each segment one scenario of the clip generator: ghost probing or a

@@ -1,4 +1,4 @@
-"""Deploy path: `python eval/scan.py model=NAME input=FILE|DIR|LIST.txt output_dir=DIR [labels=FILE]`.
+"""Deploy path: `python scan/main.py model=NAME input=FILE|DIR|LIST.txt output_dir=DIR [labels=FILE]`.
 
 Streams each recording (no dataset on disk), scores every window with any model kind, and writes per video
 DIR/videos/VIDEO_ID/timeline.jsonl (one row per window: start, end, p_ghost_probing) and alerts.json (alerts
@@ -18,12 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-# A stage script runs as `python eval/scan.py`: put the repository root on the path so `eval.*` imports.
+# A stage script runs as `python scan/main.py`: put the repository root on the path so `scan.*` imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from eval.scanning import (ScanInputs, VideoJob, api_estimate, damaged_stretches,  # noqa: E402
+from scan.recordings import (ScanInputs, VideoJob, api_estimate, damaged_stretches,  # noqa: E402
                            decoded_chunks, file_stamp, list_inputs, plan_chunks, probe, read_timeline,
                            scan_identity, scan_windows, timeline_with_gaps, window_clip)
 from ghostprobe.cli import entry_point  # noqa: E402
@@ -132,7 +132,7 @@ def _scan(cfg: DictConfig, out_dir: Path, model, model_cfg: dict | None) -> int:
         barrier()
         if rank != 0:
             return 0  # rank 0 decides the exit code for the whole scan
-    from eval.scan_summary import write_outputs
+    from scan.summary import write_outputs
 
     summary = write_outputs(out_dir, inputs, world_size, cfg, thresholds, model_cfg.get("name") or model_cfg["kind"],
                             prompt.name, labels)
@@ -250,7 +250,7 @@ def _forget_if_changed(video_dir: Path, path: Path) -> None:
 
 
 def _export(job: VideoJob, alerts: list[dict], video_dir: Path, cfg) -> None:
-    from eval.scan_export import export_video_alerts
+    from scan.export import export_video_alerts
 
     if job.info is None:
         probe(job, int(cfg.decode_threads))

@@ -1,15 +1,15 @@
 """scan.html: a summary table, the event metrics when labelled (and which recordings had no label and why), skipped
 files, inputs that were the same file, stretches that would not decode, and per video a timeline chart with its alert
-spans and a frame strip per alert. Built from eval/document.py blocks (every string escaped, images as
-data: URIs, no script) with the charts of eval/charts.py."""
+spans and a frame strip per alert. Built from ghostprobe/reports/document.py blocks (every string escaped, images as
+data: URIs, no script) with the charts of ghostprobe/reports/charts.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from eval.charts import frame_strip_jpeg, lead_time_png, recall_false_alerts_png, scan_timeline_png
-from eval.document import Bullets, Heading, Image, Para, Table, data_uri, interval, num, to_html
-from eval.scan_summary import label_coverage
+from ghostprobe.reports.charts import frame_strip_jpeg, lead_time_png, recall_false_alerts_png, scan_timeline_png
+from ghostprobe.reports.document import Bullets, Heading, Image, Para, Table, data_uri, interval, num, to_html
+from scan.summary import label_coverage
 from ghostprobe.files import write_text_atomic
 from ghostprobe.video import VideoInfo, VideoReadError, read_frames
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from eval.scanning import ScanInputs, file_identity, read_timeline, timeline_with_gaps
+from scan.recordings import ScanInputs, file_identity, read_timeline, timeline_with_gaps
 from ghostprobe.files import read_json_or_none, write_json_atomic
 from ghostprobe.labels import ClipLabel, LabelSet, RecordingEvent, events_beyond_video
 from ghostprobe.metrics.events import event_metrics, hit_window, recall_false_alert_curve
@@ -57,7 +57,7 @@ def write_outputs(out_dir: Path, inputs: ScanInputs, world_size: int, cfg, thres
     write_json_atomic(out_dir / "scan.json", summary, allow_nan=False)
     if cfg.export_alerts:
         _merge_exports(out_dir, [v["video_id"] for v in videos])
-    from eval.scan_report import write_scan_html
+    from scan.report import write_scan_html
 
     html_path = write_scan_html(out_dir, summary, videos, metrics, cfg)
     _print(summary, metrics, out_dir, html_path)

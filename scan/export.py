@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eval.scanning import VideoJob
+from scan.recordings import VideoJob
 from ghostprobe.files import write_json_atomic
 from ghostprobe.labels import LABEL_NAMES
 from ghostprobe.video import read_frames, write_video

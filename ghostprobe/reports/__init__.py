@@ -1,0 +1,2 @@
+"""Reports the stages write (eval's report and comparison, the scan's page): one block document rendered to Markdown
+and self-contained HTML (`document`), and its charts (`charts`)."""
