@@ -5,7 +5,8 @@ real layouts and shapes (random weights; no real checkpoint can be downloaded he
     python scripts/bench_convert.py --preset 13b --layers 2,24 --work-dir /tmp/bench_convert
     git show 11bffef:ghostprobe/models/video_llama/convert.py > /tmp/convert_before.py
     python scripts/bench_convert.py --layers 2,8 --before /tmp/convert_before.py --work-dir /tmp/bench_convert
-    python scripts/bench_convert.py --originals ../shared/parity/checkpoints --preset tiny --before /tmp/convert_before.py
+    python scripts/bench_convert.py --originals ../shared/parity/checkpoints --preset tiny \
+        --before /tmp/convert_before.py --work-dir /tmp/bench_parity
 
 Per depth: the four original files at the preset's shapes with LLaMA-2 cut to N decoder layers, stored as the
 released ones are (EVA ViT-g and LLaMA fp16, LLaMA in safetensors shards of --llama-shard-size; the LAVIS BLIP-2

@@ -213,7 +213,13 @@ def score_at_real_shapes(cfg: DictConfig, work: Path) -> dict:
              "max_position_embeddings": text.max_position_embeddings,
              "rope_parameters": dict(getattr(text, "rope_parameters", None) or {}), "dtypes": dtypes}
     print(f"loaded in {load_s:.0f} s: weights {weights_bytes / GB:.2f} GB, {json.dumps(facts)}", flush=True)
-    scored = score_and_generate(backend, clips, load_prompt(cfg.prompt), int(s.generate_tokens)) if clips else {}
+    if clips:
+        scored = score_and_generate(backend, clips, load_prompt(cfg.prompt), int(s.generate_tokens))
+    else:
+        # from_pretrained maps the weight files and reads a page when it is first used: read every tensor once, as
+        # a forward pass would, so that the peak RSS counts the weights.
+        with torch.no_grad():
+            scored = {"weights_checksum": float(sum(float(p.float().sum()) for p in model.parameters()))}
     peak = peak_rss_gb()
     del backend, model
     if not cfg.keep:
@@ -279,19 +285,25 @@ def expected_trainable(config, recipe) -> dict:
 
 
 def deepspeed_estimate(config, recipe, ranks: int) -> dict:
-    """DeepSpeed's own ZeRO-3 model-states estimate for this model (LoRA applied), `ranks` devices on one node."""
+    """DeepSpeed's own ZeRO-3 model-states estimate for this model (LoRA applied), `ranks` devices on one node.
+
+    `estimate_zero3_model_states_mem_needs_all_live(model)` counts parameters by data pointer to skip shared ones,
+    which on a meta-device model (all pointers 0) counts one tensor; the model is not built for real here (9 GB in
+    fp32), so the same counts (total, largest module; LLaMA-2 shares no tensor) go to the `_all_cold` form it calls.
+    """
     from deepspeed.runtime.zero.stage3 import (estimate_zero3_model_states_mem_needs,
-                                               estimate_zero3_model_states_mem_needs_all_live, model_to_params)
+                                               estimate_zero3_model_states_mem_needs_all_cold)
 
     from train.model_setup import apply_training_policy, parameter_counts
 
     with torch.device("meta"):
         model = VideoLlamaForConditionalGeneration(config)
         model = apply_training_policy(model, recipe.llm, list(recipe.modules), recipe.lora)
+    total = sum(p.numel() for p in model.parameters())
+    largest_layer = max(sum(p.numel() for p in module.parameters(recurse=False)) for module in model.modules())
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        estimate_zero3_model_states_mem_needs_all_live(model, num_gpus_per_node=ranks)
-    total, largest_layer = model_to_params(model)
+        estimate_zero3_model_states_mem_needs_all_cold(total, largest_layer, num_gpus_per_node=ranks)
     _, per_device, _ = estimate_zero3_model_states_mem_needs(total, largest_layer, num_gpus_per_node=ranks,
                                                              cpu_offload=False, cpu_offload_params=False,
                                                              zero_init=True)
@@ -316,29 +328,38 @@ def _rank_processes(launcher_pid: int) -> dict[int, int]:
     return ranks
 
 
-def launch_and_watch(command: list[str], log_path: Path, limit_gb: float, timeout_s: int) -> dict:
-    """Run the launcher, sampling each rank's peak RSS (VmHWM) every second; stop it past `limit_gb` (all ranks'
-    current RSS together) or `timeout_s`. Returns {"returncode", "peak_rss_gb": {rank: GB}, "stopped": reason}."""
-    peaks, stopped = {}, None
+def launch_and_watch(command: list[str], log_path: Path, limit_gb: float, timeout_s: int, env: dict) -> dict:
+    """Run the launcher, sampling each rank's peak RSS (VmHWM) and anonymous memory (RssAnon) every second; stop it
+    when the ranks' anonymous memory together passes `limit_gb`, or after `timeout_s`. The limit leaves out file
+    pages (the mapped checkpoint shards both ranks read), which the kernel reclaims and which VmRSS would count once
+    per rank. Returns {"returncode", "peak_rss_gb": {rank: GB}, "peak_anon_gb": {rank: GB}, "stopped": reason,
+    "anon_trace": [[seconds, total anonymous GB], ...] every 10 s}."""
+    peaks, anon_peaks, stopped, trace = {}, {}, None, []
     with open(log_path, "w") as log:
         launcher = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                     env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1",
-                                         "WANDB_SILENT": "true"})
+                                         "WANDB_SILENT": "true", **env})
         started = time.monotonic()
         while launcher.poll() is None:
-            current = 0.0
+            anon_now = 0.0
             for pid, rank in _rank_processes(launcher.pid).items():
                 with contextlib.suppress(OSError, KeyError):
+                    anon = _status_kib("RssAnon", pid) * 1024 / GB
                     peaks[rank] = max(peaks.get(rank, 0.0), peak_rss_gb(pid))
-                    current += _status_kib("VmRSS", pid) * 1024 / GB
-            if current > limit_gb or time.monotonic() - started > timeout_s:
-                stopped = (f"ranks held {current:.1f} GB > training.memory_limit_gb={limit_gb}" if current > limit_gb
-                           else f"still running after training.timeout_s={timeout_s}")
+                    anon_peaks[rank] = max(anon_peaks.get(rank, 0.0), anon)
+                    anon_now += anon
+            elapsed = time.monotonic() - started
+            if not trace or elapsed - trace[-1][0] >= 10:
+                trace.append([round(elapsed), round(anon_now, 2)])
+            if anon_now > limit_gb or time.monotonic() - started > timeout_s:
+                stopped = (f"ranks held {anon_now:.1f} GB of anonymous memory > training.memory_limit_gb={limit_gb}"
+                           if anon_now > limit_gb else f"still running after training.timeout_s={timeout_s}")
                 os.killpg(launcher.pid, signal.SIGTERM)  # the launcher's own process group: it and its ranks
                 launcher.wait(60)
                 break
             time.sleep(1.0)
-    return {"returncode": launcher.returncode, "peak_rss_gb": dict(sorted(peaks.items())), "stopped": stopped}
+    return {"returncode": launcher.returncode, "peak_rss_gb": dict(sorted(peaks.items())),
+            "peak_anon_gb": dict(sorted(anon_peaks.items())), "stopped": stopped, "anon_trace": trace}
 
 
 def training_recipe(exp: str) -> DictConfig:
@@ -378,13 +399,17 @@ def train_at_real_width(cfg: DictConfig, work: Path) -> dict:
                "eval.test_at_end=false", "eval.early_stopping_patience=null", "checkpoint.every_steps=0",
                f"train.max_steps={t.steps}", "train.log_every_steps=1", "train.precision=fp32",
                f"train.micro_batch_size={t.micro_batch_size}",
-               f"train.global_batch_size={t.micro_batch_size * t.ranks}", "data.balance_classes=false"]
+               f"train.global_batch_size={t.micro_batch_size * t.ranks}", "data.balance_classes=false",
+               *t.overrides]
     print("  " + " ".join(command), flush=True)
     started = time.perf_counter()
-    watched = launch_and_watch(command, work / "training_run.log", t.memory_limit_gb, t.timeout_s)
+    # read by glibc when each rank starts (see conf/dry_run.yaml)
+    env = {"MALLOC_MMAP_THRESHOLD_": str(t.malloc_mmap_threshold_bytes)} if t.malloc_mmap_threshold_bytes else {}
+    watched = launch_and_watch(command, work / "training_run.log", t.memory_limit_gb, t.timeout_s, env)
     wall_s = time.perf_counter() - started
     log_text = (work / "training_run.log").read_text(errors="replace")
     if watched["returncode"] or watched["stopped"]:
+        write_json_atomic(work / "training_failed.json", watched)  # the memory trace up to the stop
         raise SystemExit(f"dry_run: training failed ({watched['stopped'] or 'exit ' + str(watched['returncode'])}); "
                          f"log {work / 'training_run.log'}:\n{log_text[-4000:]}")
     logs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -393,9 +418,15 @@ def train_at_real_width(cfg: DictConfig, work: Path) -> dict:
     if not cfg.keep:
         shutil.rmtree(converted)
     return {"exp": t.exp, "llm_layers": t.llm_layers, "ranks": t.ranks, "steps": t.steps, "wall_s": wall_s,
+            "overrides": list(t.overrides), "malloc_mmap_threshold_bytes": t.malloc_mmap_threshold_bytes,
             "num_frames": t.num_frames, "micro_batch_size": t.micro_batch_size, "losses": losses,
-            "peak_rss_gb_per_rank": watched["peak_rss_gb"],
+            "peak_rss_gb_per_rank": watched["peak_rss_gb"], "peak_anon_gb_per_rank": watched["peak_anon_gb"],
+            "anon_trace": watched["anon_trace"],
             "deepspeed_estimate_per_rank_gb": estimate["per_rank_gb"], "deepspeed_table": estimate["table"],
+            # what this fp32 run's partitions hold at least: 4 B per frozen parameter; 16 B per trained one (weight,
+            # gradient, Adam's two moments), all split over the ranks
+            "model_states_by_hand_gb_per_rank": (4 * (estimate["counted"]["total"] - estimate["counted"]["trainable"])
+                                                 + 16 * estimate["counted"]["trainable"]) / t.ranks / GB,
             "total_params": estimate["counted"]["total"], "trainable_params": estimate["counted"]["trainable"],
             "trainer_logged_trainable_m": float(trained.group(1)) if trained else None,
             "lora_formula": expected}
@@ -417,12 +448,15 @@ def main(cfg: DictConfig) -> None:
         write_json_atomic(work / "dry_run.json", result)
     if cfg.training.enabled:
         result["training"] = training = train_at_real_width(cfg, work)
-        peaks = ", ".join(f"rank {rank} {gb:.2f} GB" for rank, gb in training["peak_rss_gb_per_rank"].items())
+        peaks = ", ".join(f"rank {rank} {gb:.2f} GB (anonymous {training['peak_anon_gb_per_rank'][rank]:.2f})"
+                          for rank, gb in training["peak_rss_gb_per_rank"].items())
         print(f"\ntraining: {training['exp']}, {training['steps']} ZeRO-3 steps on {training['ranks']} CPU ranks in "
               f"{training['wall_s']:.0f} s, losses {[round(x, 3) for x in training['losses']]}\n"
               f"  peak RSS {peaks}; DeepSpeed's ZeRO-3 model-states estimate "
-              f"{training['deepspeed_estimate_per_rank_gb']:.2f} GB per rank (all parameters trained in 16-bit with "
-              f"Adam, no offload)\n  trained parameters {training['trainable_params']:,} (trainer's log "
+              f"{training['deepspeed_estimate_per_rank_gb']:.2f} GB per rank (every parameter trained: 16-bit weights "
+              f"and gradients, fp32 Adam, no offload); by hand for this run (fp32, only LoRA and the video side "
+              f"trained) {training['model_states_by_hand_gb_per_rank']:.2f} GB per rank\n"
+              f"  trained parameters {training['trainable_params']:,} (trainer's log "
               f"{training['trainer_logged_trainable_m']} M), LoRA formula {training['lora_formula']['total']:,}",
               flush=True)
         print(training["deepspeed_table"])

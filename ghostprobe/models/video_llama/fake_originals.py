@@ -77,7 +77,8 @@ def _fake_qformer(prefix: str, qc, generator, with_text_parts: bool) -> dict:
                                                           _rand(out_dim, generator=generator))
 
     def norm(name):
-        state[name + ".weight"], state[name + ".bias"] = 1 + _rand(h, generator=generator), _rand(h, generator=generator)
+        state[name + ".weight"] = 1 + _rand(h, generator=generator)
+        state[name + ".bias"] = _rand(h, generator=generator)
 
     for i in range(qc.num_hidden_layers):
         layer = f"{prefix}encoder.layer.{i}."
@@ -103,7 +104,8 @@ def fake_blip2_checkpoint(config: VideoLlamaConfig, seed: int = 2, t5_width: int
     d = config.vision_config.hidden_size
     state = {"ln_vision.weight": 1 + _rand(d, generator=g), "ln_vision.bias": _rand(d, generator=g),
              "query_tokens": _rand(1, config.num_query_tokens, qc.hidden_size, generator=g),
-             "t5_proj.weight": _rand(t5_width, qc.hidden_size, generator=g), "t5_proj.bias": _rand(t5_width, generator=g),
+             "t5_proj.weight": _rand(t5_width, qc.hidden_size, generator=g),
+             "t5_proj.bias": _rand(t5_width, generator=g),
              "Qformer.cls.predictions.bias": _rand(qc.vocab_size, generator=g)}
     state.update(_fake_qformer("Qformer.bert.", qc, g, with_text_parts=True))
     return {"model": state}
