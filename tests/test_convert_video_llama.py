@@ -1,12 +1,16 @@
 """Conversion of original Video-LLaMA-2 checkpoints, on fake originals with the real key names and tiny shapes."""
 
 import argparse
+import json
 import os
+import signal
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import torch
+from safetensors import safe_open
 from transformers import AutoTokenizer
 
 from ghostprobe.models.video_llama import VideoLlamaForConditionalGeneration, video_llama_config
@@ -17,13 +21,14 @@ from ghostprobe.models.video_llama.convert import (
     load_llama_folder,
     load_torch_checkpoint,
 )
-from helpers import (
+from ghostprobe.models.video_llama.modeling import VideoLlamaPreTrainedModel
+from ghostprobe.models.video_llama.fake_originals import (
     fake_blip2_checkpoint,
     fake_eva_vit_state_dict,
     fake_vl_checkpoint,
-    tiny_inputs,
     write_fake_originals,
 )
+from helpers import tiny_inputs
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -189,18 +194,19 @@ def test_misshaped_key_fails_naming_it_with_both_shapes():
         convert_state_dicts(sources, config)
 
 
-def test_script_exits_non_zero_naming_the_bad_key(originals, tmp_path):
+def test_script_exits_non_zero_naming_the_bad_key_before_writing_anything(originals, tmp_path):
     vl = torch.load(originals["vl"], weights_only=True)
     del vl["model"]["video_query_tokens"]
     torch.save(vl, tmp_path / "broken_vl.pth")
+    out = tmp_path / "converted"
     command = [sys.executable, os.path.join(REPO_ROOT, "scripts", "convert_video_llama.py"), "--preset", "tiny",
                "--eva-vit", str(originals["eva_vit"]), "--blip2", str(originals["blip2"]),
-               "--vl", str(tmp_path / "broken_vl.pth"), "--llama", str(originals["llama"]), "--out", str(tmp_path)]
+               "--vl", str(tmp_path / "broken_vl.pth"), "--llama", str(originals["llama"]), "--out", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300,
                             env=dict(os.environ, PYTHONPATH=REPO_ROOT, HF_HUB_OFFLINE="1"))
     assert result.returncode == 1
     assert "video_query_tokens" in result.stderr and "missing" in result.stderr
-    assert not (tmp_path / "model.safetensors").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken_vl.pth"]  # no --out, no partial folder
 
 
 def test_pickled_objects_need_the_explicit_opt_in(tmp_path):
@@ -211,3 +217,148 @@ def test_pickled_objects_need_the_explicit_opt_in(tmp_path):
     with pytest.raises(ConversionError, match="--allow-pickle"):
         load_torch_checkpoint(path)
     assert load_torch_checkpoint(path, allow_pickle=True)["config"].lr == 1e-5
+
+
+def _stored_tensors(folder):
+    """Every tensor of a converted folder as stored (dtype included), read with safetensors' own reader."""
+    index = folder / "model.safetensors.index.json"
+    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else [
+        "model.safetensors"]
+    tensors = {}
+    for name in files:
+        with safe_open(str(folder / name), framework="pt") as handle:
+            tensors.update({key: handle.get_tensor(key) for key in handle.keys()})
+    return tensors
+
+
+def test_fp16_conversion_in_shards_stores_the_hand_placed_weights_with_the_qformer_side_in_fp32(originals, tmp_path):
+    out = tmp_path / "out"
+    convert_checkpoints(out, base_config=video_llama_config("tiny"), dtype="fp16", max_shard_size="100KB",
+                        log=lambda line: None, **originals)
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) > 3 and shards[0].startswith("model-00001-of-")
+    per_shard = {name: sum(1 for file in index["weight_map"].values() if file == name) for name in shards}
+    header_bytes = {name: 8 + int.from_bytes((out / name).read_bytes()[:8], "little") for name in shards}
+    # a tensor larger than the limit (the 131 kB embeddings) gets a shard of its own, as in save_pretrained
+    assert all((out / name).stat().st_size - header_bytes[name] <= 100_000 for name in shards if per_shard[name] > 1)
+
+    stored = _stored_tensors(out)
+    config = json.loads((out / "config.json").read_text())
+    assert config["dtype"] == "float16" and config["architectures"] == ["VideoLlamaForConditionalGeneration"]
+    by_hand = _model_built_by_hand(originals, VideoLlamaForConditionalGeneration.config_class.from_pretrained(out))
+    keep_fp32 = set(VideoLlamaPreTrainedModel._keep_in_fp32_modules)
+    expected = by_hand.state_dict()
+    assert sorted(stored) == sorted(expected) == sorted(index["weight_map"])
+    for key, tensor in expected.items():
+        dtype = torch.float32 if keep_fp32.intersection(key.split(".")) else torch.float16
+        assert stored[key].dtype == dtype and torch.equal(stored[key], tensor.to(dtype)), key
+    assert stored["video_qformer.layernorm.weight"].dtype == torch.float32  # the rule above is not vacuous
+
+    model, info = VideoLlamaForConditionalGeneration.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    assert model.language_model.lm_head.weight.dtype == torch.float16
+
+
+def test_default_shard_size_writes_one_file_for_a_small_model(originals, tmp_path):
+    convert_checkpoints(tmp_path / "out", base_config=video_llama_config("tiny"), log=lambda line: None, **originals)
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["config.json", "generation_config.json", "model.safetensors", "processor_config.json",
+                     "tokenizer.json", "tokenizer_config.json"]
+
+
+def test_killed_conversion_leaves_nothing_at_out_and_the_next_run_cleans_up(originals, tmp_path):
+    out = tmp_path / "converted"
+    # The conversion kills itself (SIGKILL: no cleanup code runs) right after writing its first tensor.
+    code = textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        from ghostprobe.models.video_llama import video_llama_config
+        from ghostprobe.models.video_llama.convert import convert_checkpoints
+        from ghostprobe.models.video_llama.shard_writer import ShardedSafetensorsWriter
+
+        write = ShardedSafetensorsWriter.write
+        def write_then_die(self, key, tensor):
+            write(self, key, tensor)
+            os.kill(os.getpid(), signal.SIGKILL)
+        ShardedSafetensorsWriter.write = write_then_die
+        originals = {{key: Path(value) for key, value in {dict((k, str(v)) for k, v in originals.items())!r}.items()}}
+        convert_checkpoints({str(out)!r}, base_config=video_llama_config("tiny"), max_shard_size="100KB",
+                            log=lambda line: None, **originals)
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, PYTHONPATH=REPO_ROOT, HF_HUB_OFFLINE="1"))
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert not out.exists()
+    (leftover,) = tmp_path.glob(".converted.partial-*")
+    assert any(leftover.glob("model-*.safetensors"))  # it was killed while writing
+
+    lines = []
+    convert_checkpoints(out, base_config=video_llama_config("tiny"), log=lines.append, **originals)
+    assert not leftover.exists() and any(str(leftover) in line for line in lines)
+    assert VideoLlamaForConditionalGeneration.from_pretrained(out) is not None
+
+
+def test_an_out_folder_holding_files_is_refused_and_left_alone(originals, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConversionError, match="already exists and is not an empty folder"):
+        convert_checkpoints(tmp_path, base_config=video_llama_config("tiny"), log=lambda line: None, **originals)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_legacy_format_pth_is_read_whole_and_converts_the_same(originals, tmp_path):
+    # Files written before torch 1.6 are no zip archives and cannot be mapped.
+    legacy = tmp_path / "eva_vit_g.pth"
+    torch.save(torch.load(originals["eva_vit"], weights_only=True), legacy, _use_new_zipfile_serialization=False)
+    convert_checkpoints(tmp_path / "legacy", base_config=video_llama_config("tiny"), log=lambda line: None,
+                        **dict(originals, eva_vit=legacy))
+    convert_checkpoints(tmp_path / "zip", base_config=video_llama_config("tiny"), log=lambda line: None, **originals)
+    legacy_tensors, zip_tensors = _stored_tensors(tmp_path / "legacy"), _stored_tensors(tmp_path / "zip")
+    assert legacy_tensors.keys() == zip_tensors.keys()
+    assert all(torch.equal(legacy_tensors[key], zip_tensors[key]) for key in zip_tensors)
+
+
+def test_llama_index_naming_an_absent_shard_fails_naming_it(originals, tmp_path):
+    llama = tmp_path / "llama"
+    llama.mkdir()
+    for path in originals["llama"].iterdir():
+        (llama / path.name).write_bytes(path.read_bytes())
+    (llama / "model.safetensors").rename(llama / "model-00001-of-00002.safetensors")
+    weight_map = {key: "model-00001-of-00002.safetensors" for key in load_llama_folder(originals["llama"])}
+    weight_map["lm_head.weight"] = "model-00002-of-00002.safetensors"
+    (llama / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    with pytest.raises(ConversionError, match=r"lists \['model-00002-of-00002\.safetensors'\] but the folder lacks"):
+        convert_checkpoints(tmp_path / "out", base_config=video_llama_config("tiny"), log=lambda line: None,
+                            **dict(originals, llama=llama))
+
+
+def test_shard_writer_takes_tensors_in_any_order_and_safetensors_reads_them_back(tmp_path):
+    from ghostprobe.models.video_llama.shard_writer import ShardedSafetensorsWriter
+
+    generator = torch.Generator().manual_seed(0)
+    tensors = {"a.fp16": torch.randn(3, 5, generator=generator).half(),  # odd byte count before wider tensors
+               "b.fp32": torch.randn(7, generator=generator),
+               "c.bf16": torch.randn(2, 2, generator=generator).bfloat16(),
+               "d.ids": torch.arange(6).reshape(2, 3),
+               "e.scalar": torch.tensor(1.5),
+               "f.big": torch.randn(64, 64, generator=generator)}
+    writer = ShardedSafetensorsWriter(tmp_path, {k: (tuple(t.shape), t.dtype) for k, t in tensors.items()},
+                                      max_shard_size=200)
+    for key in reversed(list(tensors)):
+        writer.write(key, tensors[key])
+    writer.close()
+    stored = _stored_tensors(tmp_path)
+    assert stored.keys() == tensors.keys()
+    assert all(stored[k].dtype == t.dtype and torch.equal(stored[k], t) for k, t in tensors.items())
+    assert len(json.loads((tmp_path / "model.safetensors.index.json").read_text())["weight_map"]) == len(tensors)
+
+
+def test_shard_writer_refuses_to_finish_with_a_planned_tensor_missing(tmp_path):
+    from ghostprobe.models.video_llama.shard_writer import ShardedSafetensorsWriter
+
+    writer = ShardedSafetensorsWriter(tmp_path, {"a": ((2,), torch.float32), "b": ((3,), torch.float16)}, "1GB")
+    writer.write("a", torch.ones(2))
+    with pytest.raises(ValueError, match="b: 12 bytes, the plan says 6"):
+        writer.write("b", torch.ones(3))  # fp32 where fp16 was planned
+    with pytest.raises(RuntimeError, match=r"1 planned tensors were never written, e.g. \['b'\]"):
+        writer.close()

@@ -1,4 +1,4 @@
-"""Convert the original Video-LLaMA-2 checkpoints into a `VideoLlamaForConditionalGeneration` folder.
+"""Convert the original Video-LLaMA-2 checkpoints into a `VideoLlamaForConditionalGeneration` folder, streaming.
 
 Sources, read in the original code's load order (a later source overrides an earlier one for the same key):
   1. `eva_vit_g.pth`: plain EVA-CLIP-g state dict (`blocks.*`, `cls_token`, ...): prefixed with `visual_encoder.`.
@@ -7,13 +7,24 @@ Sources, read in the original code's load order (a later source overrides an ear
   4. `llama-2-*-chat-hf/`: HF LLaMA folder (safetensors or .bin, sharded or not): prefixed with `llama_model.`.
 Every key then goes through RENAME_RULES: mapped to a transformers key or dropped for a stated reason; any key
 no rule matches, any model key left without a value and any shape mismatch stops the conversion naming the keys.
+
+Two passes (checkpoint_sources.py reads the files lazily):
+  1. plan: every source's key names, shapes and dtypes (no tensor data) -> renames, overrides, the per-source report
+     and every check. Nothing is written before all checks pass.
+  2. write: source file by source file, each tensor read, renamed, cast and written to its safetensors shard at once
+     (shard_writer.py), the file closed before the next one opens. Memory holds one source file's pages and one
+     tensor, whatever the model's depth.
+Everything is written into a hidden folder beside `out_dir` (`.NAME.partial-PID`) and renamed to `out_dir` when
+complete, so `out_dir` either holds a whole conversion or does not exist. A killed run leaves its partial folder,
+which the next conversion to the same `out_dir` removes.
 """
 
 import copy
-import json
-import pickle
+import os
 import re
+import shutil
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,14 +33,23 @@ from transformers import AutoTokenizer, LlamaConfig
 
 from ghostprobe.dtypes import DTYPES
 
+from .checkpoint_sources import (  # noqa: F401  (load_torch_checkpoint, load_llama_folder: part of this API)
+    ConversionError,
+    Source,
+    llama_source,
+    load_llama_folder,
+    load_torch_checkpoint,
+    memory_source,
+    torch_source,
+)
 from .configuration import VideoLlamaConfig
 from .modeling import VideoLlamaForConditionalGeneration, VideoLlamaPreTrainedModel
 from .prompt_format import VIDEO_PLACEHOLDER as VIDEO_PLACEHOLDER_TOKEN  # the original's <ImageHere>
+from .shard_writer import ShardedSafetensorsWriter
 
-
-
-class ConversionError(RuntimeError):
-    """The sources do not fit the model: the message names the keys and what to do."""
+# Peak memory is about the largest source file plus what the process holds anyway; shards of 1 GB keep the files
+# easy to move and the count small (about 15 for 7B, 27 for 13B).
+DEFAULT_MAX_SHARD_SIZE = "1GB"
 
 
 def _qformer_rules(src: str, dst: str) -> list[tuple[str, str]]:
@@ -118,60 +138,14 @@ class SourceReport:
         return "\n".join(lines)
 
 
-def load_torch_checkpoint(path: str | Path, allow_pickle: bool = False) -> dict:
-    """torch.load a .pth/.bin on CPU with weights_only=True; full unpickling only when the user opts in."""
-    if not Path(path).is_file():
-        raise ConversionError(f"{path}: no such file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:  # what weights_only=True raises for anything but plain tensors/dicts
-        if not allow_pickle:
-            raise ConversionError(
-                f"{path}: cannot be read with torch.load(weights_only=True): {error}\n"
-                "If you trust this file, rerun with --allow-pickle (it executes code stored in the pickle)."
-            ) from error
-    return torch.load(path, map_location="cpu", weights_only=False)
+@dataclass
+class PlannedTensor:
+    """One tensor of the converted model: the original tensors it is made from, its shape and written dtype."""
 
-
-def _model_state(checkpoint: dict, path: str | Path) -> dict:
-    state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ConversionError(f"{path}: expected a state dict or {{'model': state dict}}, got {type(checkpoint)}")
-    return state
-
-
-def load_llama_folder(folder: str | Path, allow_pickle: bool = False) -> dict:
-    """All tensors of an HF LLaMA folder: model.safetensors(.index.json) or pytorch_model(.bin.index.json)."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ConversionError(f"{folder}: not a folder (expected the llama-2-*-chat-hf folder)")
-    for index_name, single_name in (("model.safetensors.index.json", "model.safetensors"),
-                                    ("pytorch_model.bin.index.json", "pytorch_model.bin")):
-        index = folder / index_name
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else (
-            [single_name] if (folder / single_name).exists() else [])
-        if not files:
-            continue
-        state = {}
-        for name in files:
-            path = folder / name
-            state.update(load_file(path) if name.endswith(".safetensors") else
-                         _model_state(load_torch_checkpoint(path, allow_pickle), path))
-        return state
-    raise ConversionError(f"{folder}: no model.safetensors[.index.json] or pytorch_model.bin[.index.json] found")
-
-
-def _fuse_qkv_biases(state: dict, origin: dict) -> None:
-    """EVA keeps q_bias and v_bias (k has none); Blip2Attention holds them as one qkv.bias = [q, 0, v]."""
-    for q_key in [key for key in state if key.endswith(".self_attn.q_bias")]:
-        prefix = q_key[: -len("q_bias")]
-        if prefix + "v_bias" not in state:
-            continue  # reported as a missing qkv.bias
-        q_bias, v_bias = state.pop(q_key), state.pop(prefix + "v_bias")
-        state[prefix + "qkv.bias"] = torch.cat([q_bias, torch.zeros_like(q_bias), v_bias])
-        origin[prefix + "qkv.bias"] = origin.pop(q_key)
+    parts: list[tuple[int, str]]  # (index of the file in the flat file list, original key); two for a fused qkv.bias
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    arrival: int = 0  # position in the read order of its last part: the order tensors reach the writer
 
 
 def _shorten(keys: list[str], limit: int = 20) -> str:
@@ -179,10 +153,114 @@ def _shorten(keys: list[str], limit: int = 20) -> str:
     return f"\n  {listed}" + (f"\n  ... and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
+def _target_dtype(key: str, source_dtype: torch.dtype, dtype: torch.dtype) -> torch.dtype:
+    """Q-Former-side tensors stay fp32 (as in the originals), other floating tensors become `dtype`."""
+    if not source_dtype.is_floating_point:
+        return source_dtype
+    keep_fp32 = set(VideoLlamaPreTrainedModel._keep_in_fp32_modules)  # ln_vision and the Q-Former side
+    return torch.float32 if keep_fp32.intersection(key.split(".")) else dtype
+
+
+def _fuse_qkv_biases(entries: dict, origin: dict) -> None:
+    """EVA keeps q_bias and v_bias (k has none); Blip2Attention holds them as one qkv.bias = [q, 0, v]."""
+    for q_key in [key for key in entries if key.endswith(".self_attn.q_bias")]:
+        prefix = q_key[: -len("q_bias")]
+        if prefix + "v_bias" not in entries:
+            continue  # reported as a missing qkv.bias
+        (q_part, q_shape, q_dtype), (v_part, v_shape, _) = entries.pop(q_key), entries.pop(prefix + "v_bias")
+        entries[prefix + "qkv.bias"] = ([*q_part, *v_part], (2 * q_shape[0] + v_shape[0],), q_dtype)
+        origin[prefix + "qkv.bias"] = origin.pop(q_key)
+
+
+def plan_conversion(sources: list[Source], expected: dict[str, torch.Size], num_vision_layers: int,
+                    dtype: torch.dtype) -> tuple[dict[str, PlannedTensor], list[SourceReport]]:
+    """Rename every source key (in override order) from names, shapes and dtypes only, and check the result.
+
+    Returns the model's tensors in the order the write pass produces them, and one report per source. Raises
+    ConversionError naming every unknown, missing or mis-shaped key.
+    """
+    entries, origin, reports, read_position = {}, {}, [], {}
+    file_index = 0
+    for source in sources:
+        report = SourceReport(source.name)
+        for file in source.files:
+            with file.open() as tensors:
+                for key in tensors.keys():
+                    new_key, reason = rename_key(key, num_vision_layers)
+                    if reason is not None:
+                        report.dropped[reason] += 1
+                        report.dropped_examples.setdefault(reason, key)
+                        continue
+                    if new_key is None or (new_key not in expected and not new_key.endswith(("q_bias", "v_bias"))):
+                        report.unknown.append(key if new_key is None else f"{key} -> {new_key}")
+                        continue
+                    if new_key in entries:
+                        report.overridden.append(f"{origin[new_key]} -> {source.name}:{key}")
+                    shape, source_dtype = tensors.meta(key)
+                    entries[new_key] = ([(file_index, key)], shape, source_dtype)
+                    origin[new_key] = f"{source.name}:{key}"
+                    read_position[file_index, key] = len(read_position)
+                    report.mapped += 1
+            file_index += 1
+        reports.append(report)
+    _fuse_qkv_biases(entries, origin)
+
+    problems = []
+    unknown = [f"{r.name}: {key}" for r in reports for key in r.unknown]
+    if unknown:
+        problems.append(f"{len(unknown)} unexpected source keys (no rename rule or no such model key):"
+                        + _shorten(unknown))
+    missing = [key for key in expected if key not in entries]
+    if missing:
+        problems.append(f"{len(missing)} model keys missing from every source:" + _shorten(missing))
+    misshaped = [f"{key}: model {tuple(expected[key])} vs {origin[key]} {tuple(shape)}"
+                 for key, (_, shape, _) in entries.items() if key in expected and tuple(shape) != tuple(expected[key])]
+    if misshaped:
+        problems.append(f"{len(misshaped)} keys with a shape the model does not have:" + _shorten(misshaped))
+    if problems:
+        raise ConversionError("conversion failed:\n" + "\n".join(problems)
+                              + "\nCheck the source files and the --preset (architecture of the non-LLM parts).")
+
+    planned = {key: PlannedTensor(parts, tuple(shape), _target_dtype(key, source_dtype, dtype),
+                                  max(read_position[part] for part in parts))
+               for key, (parts, shape, source_dtype) in entries.items()}
+    return dict(sorted(planned.items(), key=lambda item: item[1].arrival)), reports
+
+
+def _cast_copy(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    # A copy the process owns: the source file's mapping can go as soon as the file is done.
+    return torch.empty(tensor.shape, dtype=dtype).copy_(tensor)
+
+
+def produce_tensors(sources: list[Source], planned: dict[str, PlannedTensor],
+                    sink: Callable[[str, torch.Tensor], None]) -> None:
+    """Read, cast (and fuse) every planned tensor, one source file open at a time; `sink(key, tensor)` for each, in
+    the planned order."""
+    files = [file for source in sources for file in source.files]
+    wanted: dict[int, list[tuple[int, str, str]]] = {}  # file -> [(read position, model key, original key)]
+    for key, plan in planned.items():
+        for file_index, original in plan.parts:
+            wanted.setdefault(file_index, []).append((plan.arrival, key, original))
+    waiting: dict[str, dict] = {}  # model key -> {part: cast tensor}, for fused tensors until their last part
+    for file_index in sorted(wanted):
+        with files[file_index].open() as tensors:
+            for _, key, original in sorted(wanted[file_index]):
+                plan = planned[key]
+                read = waiting.setdefault(key, {})
+                read[file_index, original] = _cast_copy(tensors.tensor(original), plan.dtype)
+                if len(read) < len(plan.parts):
+                    continue
+                parts = [read[part] for part in plan.parts]
+                del waiting[key]
+                fused = len(parts) == 2  # [q, 0, v]: see _fuse_qkv_biases
+                sink(key, torch.cat([parts[0], torch.zeros_like(parts[0]), parts[1]]) if fused else parts[0])
+
+
 def convert_state_dicts(
     sources: list[tuple[str, dict]], config: VideoLlamaConfig, dtype: torch.dtype = torch.float16
 ) -> tuple[dict, list[SourceReport]]:
-    """Rename original-namespace state dicts (in override order) into the model's keys, checked against it.
+    """Rename original-namespace state dicts held in memory (in override order) into the model's keys, checked
+    against it; the in-memory form of what `convert_checkpoints` streams to disk.
 
     `sources` are (name, state dict) pairs whose keys already carry the original model's prefixes. Q-Former-side
     tensors stay fp32 (as in the originals); the rest is cast to `dtype`. Raises ConversionError naming every
@@ -190,43 +268,10 @@ def convert_state_dicts(
     """
     with torch.device("meta"):
         expected = {k: v.shape for k, v in VideoLlamaForConditionalGeneration(config).state_dict().items()}
-    keep_fp32 = set(VideoLlamaPreTrainedModel._keep_in_fp32_modules)  # ln_vision and the Q-Former side
-    state, origin, reports = {}, {}, []
-    for name, source in sources:
-        report = SourceReport(name)
-        for key, tensor in source.items():
-            new_key, reason = rename_key(key, config.vision_config.num_hidden_layers)
-            if reason is not None:
-                report.dropped[reason] += 1
-                report.dropped_examples.setdefault(reason, key)
-                continue
-            if new_key is None or (new_key not in expected and not new_key.endswith(("q_bias", "v_bias"))):
-                report.unknown.append(key if new_key is None else f"{key} -> {new_key}")
-                continue
-            if new_key in state:
-                report.overridden.append(f"{origin[new_key]} -> {name}:{key}")
-            target_dtype = torch.float32 if keep_fp32.intersection(new_key.split(".")) else dtype
-            state[new_key] = tensor.to(target_dtype) if tensor.is_floating_point() else tensor
-            origin[new_key] = f"{name}:{key}"
-            report.mapped += 1
-        reports.append(report)
-    _fuse_qkv_biases(state, origin)
-
-    problems = []
-    unknown = [f"{r.name}: {key}" for r in reports for key in r.unknown]
-    if unknown:
-        problems.append(f"{len(unknown)} unexpected source keys (no rename rule or no such model key):"
-                        + _shorten(unknown))
-    missing = [key for key in expected if key not in state]
-    if missing:
-        problems.append(f"{len(missing)} model keys missing from every source:" + _shorten(missing))
-    misshaped = [f"{key}: model {tuple(expected[key])} vs {origin[key]} {tuple(state[key].shape)}"
-                 for key in state if key in expected and state[key].shape != expected[key]]
-    if misshaped:
-        problems.append(f"{len(misshaped)} keys with a shape the model does not have:" + _shorten(misshaped))
-    if problems:
-        raise ConversionError("conversion failed:\n" + "\n".join(problems)
-                              + "\nCheck the source files and the --preset (architecture of the non-LLM parts).")
+    lazy = [memory_source(name, state) for name, state in sources]
+    planned, reports = plan_conversion(lazy, expected, config.vision_config.num_hidden_layers, dtype)
+    state = {}
+    produce_tensors(lazy, planned, state.__setitem__)
     return state, reports
 
 
@@ -254,6 +299,58 @@ def _save_processor(out_dir: str | Path, tokenizer, config: VideoLlamaConfig, ll
     ).save_pretrained(out_dir)
 
 
+def _partial_folder(out_dir: Path, log) -> Path:
+    """A fresh hidden folder beside `out_dir` for this run; leftovers of killed runs to the same `out_dir` go."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
+        pid = leftover.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            log(f"removing {leftover} (left by an interrupted conversion)")
+            shutil.rmtree(leftover, ignore_errors=True)
+    partial = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    return partial
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ConversionError(f"{out_dir} already exists and is not an empty folder: delete it or choose another "
+                              "--out (a conversion never writes into an existing one)")
+
+
+def _write_model_files(folder: Path, sources: list[Source], planned: dict[str, PlannedTensor],
+                       model: VideoLlamaForConditionalGeneration, dtype: str, max_shard_size: str, log) -> None:
+    """The weights (shards + index), config.json and generation_config.json, as save_pretrained lays them out."""
+    writer = ShardedSafetensorsWriter(folder, {key: (p.shape, p.dtype) for key, p in planned.items()},
+                                      max_shard_size)
+    log(f"writing {writer.total_size / 1e9:.2f} GB in {len(writer.split.filename_to_tensors)} shard(s) of at most "
+        f"{max_shard_size}")
+    try:
+        produce_tensors(sources, planned, writer.write)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    config = model.config
+    config.architectures = [type(model).__name__]
+    # from_pretrained's default dtype="auto" should load the LLM side in the dtype asked for (the first tensor,
+    # query_tokens, is kept fp32).
+    config.dtype = DTYPES[dtype]
+    config.save_pretrained(folder)
+    model.generation_config.save_pretrained(folder)
+
+
 def convert_checkpoints(
     out_dir: str | Path,
     llama: str | Path,
@@ -263,13 +360,15 @@ def convert_checkpoints(
     base_config: VideoLlamaConfig | None = None,
     dtype: str = "fp16",
     allow_pickle: bool = False,
-    max_shard_size: str = "5GB",
+    max_shard_size: str = DEFAULT_MAX_SHARD_SIZE,
     log=print,
 ) -> list[SourceReport]:
     """Convert original Video-LLaMA-2 files into `out_dir`, loadable with `from_pretrained(out_dir)` offline.
 
     Args:
-        out_dir: output folder (model.safetensors[ shards], config.json, tokenizer with `<ImageHere>` added).
+        out_dir: output folder, created by the conversion (it must not exist, or be empty): safetensors shards
+            (+ index), config.json, generation_config.json, the tokenizer with `<ImageHere>` added,
+            processor_config.json.
         llama: the `llama-2-*-chat-hf` folder of the Video-LLaMA-2 repo (weights, config.json, tokenizer).
         vl: `VL_LLaMA_2_*_{Pretrained,Finetuned}.pth`.
         blip2: `blip2_pretrained_flant5xxl.pth` (image Q-Former, query tokens, ln_vision).
@@ -278,12 +377,16 @@ def convert_checkpoints(
             text_config is replaced by the LLaMA folder's config.json.
         dtype: "fp16", "bf16" or "fp32" for the ViT, llama_proj and LLM; Q-Former-side weights stay fp32.
         allow_pickle: allow full unpickling of files that weights_only=True refuses (trusted files only).
+        max_shard_size: largest safetensors file written, e.g. "1GB" (memory does not depend on it).
 
     Returns:
-        One SourceReport per source. Raises ConversionError on unknown, missing or mis-shaped keys.
+        One SourceReport per source. Raises ConversionError on unknown, missing or mis-shaped keys, before anything
+        is written.
     """
     from .presets import video_llama_config
 
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir)
     config = copy.deepcopy(base_config or video_llama_config("7b"))
     config.text_config = text_config_from_llama_folder(llama)
     try:
@@ -301,30 +404,33 @@ def convert_checkpoints(
 
     sources = []
     if eva_vit is not None:
-        eva_state = _model_state(load_torch_checkpoint(eva_vit, allow_pickle), eva_vit)
-        sources.append((Path(eva_vit).name, {f"visual_encoder.{k}": v for k, v in eva_state.items()}))
+        sources.append(torch_source(eva_vit, "visual_encoder.", allow_pickle))
     if blip2 is not None:
-        sources.append((Path(blip2).name, _model_state(load_torch_checkpoint(blip2, allow_pickle), blip2)))
-    sources.append((Path(vl).name, _model_state(load_torch_checkpoint(vl, allow_pickle), vl)))
-    llama_state = load_llama_folder(llama, allow_pickle)
-    sources.append((Path(llama).name, {f"llama_model.{k}": v for k, v in llama_state.items()}))
+        sources.append(torch_source(blip2, allow_pickle=allow_pickle))
+    sources.append(torch_source(vl, allow_pickle=allow_pickle))
+    sources.append(llama_source(llama, allow_pickle))
 
-    state, reports = convert_state_dicts(sources, config, DTYPES[dtype])
+    with torch.device("meta"):
+        model = VideoLlamaForConditionalGeneration(config)
+    expected = {key: tensor.shape for key, tensor in model.state_dict().items()}
+    planned, reports = plan_conversion(sources, expected, config.vision_config.num_hidden_layers, DTYPES[dtype])
     for report in reports:
         log(report.summary())
         for line in report.overridden[:5]:
             log(f"    overrides {line}")
-    del sources, llama_state
 
-    with torch.device("meta"):
-        model = VideoLlamaForConditionalGeneration(config)
-    model.load_state_dict(state, strict=True, assign=True)
-    model.save_pretrained(out_dir, max_shard_size=max_shard_size)
-    # save_pretrained records the dtype of the first parameter (query_tokens, kept fp32); from_pretrained's default
-    # dtype="auto" should load the LLM side in the dtype asked for, so record that instead.
-    model.config.dtype = DTYPES[dtype]
-    model.config.save_pretrained(out_dir)
-    _save_processor(out_dir, tokenizer, config, Path(llama))
-    log(f"wrote {out_dir}: {sum(t.numel() for t in state.values()) / 1e6:.1f}M parameters, "
+    partial = _partial_folder(out_dir, log)
+    try:
+        _write_model_files(partial, sources, planned, model, dtype, max_shard_size, log)
+        _save_processor(partial, tokenizer, config, Path(llama))
+        _check_out_dir(out_dir)  # the folder may have appeared while this ran
+        if out_dir.exists():
+            out_dir.rmdir()
+        partial.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    num_parameters = sum(torch.Size(plan.shape).numel() for plan in planned.values())
+    log(f"wrote {out_dir}: {num_parameters / 1e6:.1f}M parameters, "
         f"video_token_index={config.video_token_index} ({VIDEO_PLACEHOLDER_TOKEN})")
     return reports
