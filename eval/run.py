@@ -129,14 +129,18 @@ def main(cfg: DictConfig) -> None:
 
 def evaluate(cfg: DictConfig, out_dir: Path, rank: int, world_size: int) -> None:
     """Score every clip not yet answered under this run's identity, then (rank 0) metrics.json and the reports."""
-    from ghostprobe.models.base import build_model
+    from ghostprobe.models.base import answer_settings, build_model
     from ghostprobe.models.video_llama.run_dir import IncompleteCheckpoint
 
     splits, fingerprint = load_splits(cfg)
     prompt = load_prompt(OmegaConf.to_container(cfg.prompt, resolve=True))
     model_cfg = model_config(cfg)
     questions = ("score",) + (("detect",) if cfg.generate_answers else ()) + (("when",) if cfg.ask_event_time else ())
-    identity = run_identity(model_cfg, prompt, questions, fingerprint)
+    try:
+        weights = answer_settings(model_cfg).get("weights")  # the folder and files a local path stands for now
+        identity = run_identity(model_cfg, prompt, questions, fingerprint)
+    except IncompleteCheckpoint as err:
+        raise EvalSetupError(f"eval: {err}") from None
     pred_path = out_dir / ("predictions.jsonl" if world_size == 1 else f"predictions.rank{rank}.jsonl")
     if world_size == 1:
         fold_rank_files(out_dir)  # a torchrun run killed before its merge left rank files: their rows count
@@ -183,6 +187,7 @@ def evaluate(cfg: DictConfig, out_dir: Path, rank: int, world_size: int) -> None
     metrics = metrics_document(
         run_identity=identity, model=model_name, prompt=prompt.name, prompt_format=getattr(model, "prompt_format", None),
         model_stage=stage, model_random_init=is_random_init(model_cfg, stage),
+        model_checkpoint=weights["dir"] if weights else None,
         data={"path": str(cfg.data.path), "split": cfg.data.split, "fingerprint": fingerprint,
               "num_samples": len(by_split[cfg.data.split])},
         summary=summary, config=OmegaConf.to_container(cfg, resolve=True))

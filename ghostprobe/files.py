@@ -171,3 +171,14 @@ class JsonlAppender:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def weight_files_signature(folder: str | Path) -> dict:
+    """A model folder as a run's identity sees it: its absolute path and each weight file's name, size and
+    modification time (not a hash: reading 14 GB per eval start would cost minutes)."""
+    folder = Path(folder).resolve()
+    files = sorted(f for f in folder.iterdir() if f.suffix in WEIGHT_SUFFIXES and f.is_file())
+    return {"dir": str(folder), "files": [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]}

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from ghostprobe.files import read_jsonl
 
@@ -122,6 +123,35 @@ def test_three_evals_a_b_a_into_one_folder_report_the_last_run_only(finished_run
         r["split"] == "val" for r in read_jsonl([finished_run / "predictions.jsonl"]))
     report = (shared / "report.md").read_text()
     assert f"{reference['classification']['model']['accuracy_nan_as_wrong']:.3f}" in report
+
+
+def test_weights_changed_in_place_are_scored_again_not_reused(finished_run, tmp_path, synthetic_dataset,
+                                                              tiny_checkpoint):
+    """A folder converted again in place (or a run directory whose best checkpoint moved on) is another model: a
+    re-run into the same output_dir must not count the old weights' answers as done."""
+    from ghostprobe.models.video_llama import VideoLlamaForConditionalGeneration
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, model_dir)
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)  # the answers of the same weights at another path: not these
+    run_eval("model=tiny", f"model.path={model_dir}", f"data.path={synthetic_dataset}", f"output_dir={out}")
+    first = json.loads((out / "metrics.json").read_text())
+    assert first["model_checkpoint"] == str(model_dir.resolve())
+    model = VideoLlamaForConditionalGeneration.from_pretrained(model_dir)
+    with torch.no_grad():
+        model.llama_proj.weight.mul_(-3.0)
+    model.save_pretrained(model_dir)  # same folder, same config: only the weight file changed
+    run_eval("model=tiny", f"model.path={model_dir}", f"data.path={synthetic_dataset}", f"output_dir={out}")
+    second = json.loads((out / "metrics.json").read_text())
+    assert second["run_identity"] != first["run_identity"]
+    rows = read_jsonl([out / "predictions.jsonl"])
+    scored = {r["sample_id"]: r["p_ghost_probing"] for r in rows if r["run_identity"] == second["run_identity"]
+              and r["split"] == "test"}
+    before = {r["sample_id"]: r["p_ghost_probing"] for r in rows if r["run_identity"] == first["run_identity"]
+              and r["split"] == "test"}
+    assert len(scored) == second["data"]["num_samples"] == len(before)
+    assert any(abs(scored[k] - before[k]) > 1e-6 for k in scored)  # really scored again, with the new weights
 
 
 def test_run_identity_ignores_pacing_and_follows_what_changes_an_answer():

@@ -171,6 +171,12 @@ def test_lora_checkpoint_holds_adapter_and_trainables_and_reloads(lora_run, tiny
     # The eval harness loads the run directory (-> its best checkpoint) and scores val as training did.
     best = lora_run / json.loads((lora_run / "summary.json").read_text())["best_checkpoint"]
     _assert_same_scores(_score_val(lora_run, tiny_setup[1], best), best)
+    # An eval run of the run directory is a run of that checkpoint: its identity names the folder and its files.
+    from ghostprobe.models.base import answer_settings
+
+    weights = answer_settings({"kind": "video_llama", "name": "tiny", "path": str(lora_run)})["weights"]
+    assert weights["dir"] == str(best.resolve()) and any(name.startswith("adapter_model") for name, *_ in
+                                                        weights["files"])
 
 
 def test_full_zero3_stops_early_and_saves_consolidated_weights(full_run, tiny_setup):

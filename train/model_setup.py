@@ -71,7 +71,11 @@ def apply_training_policy(model: VideoLlamaForConditionalGeneration, llm: str, m
             raise ValueError("train.llm=lora needs a train.lora section (r, alpha, dropout, target_modules)")
         config = LoraConfig(r=int(lora["r"]), lora_alpha=int(lora["alpha"]), lora_dropout=float(lora["dropout"]),
                             target_modules=_lora_target_regex(lora["target_modules"]), bias="none")
-        model = get_peft_model(model, config)
+        # Adapters in the model's own dtype: DeepSpeed keeps the fp32 master copy of every trained weight itself,
+        # and ZeRO-3 flattens the trained parameters into one buffer of one dtype. peft's default would upcast the
+        # adapters of a bf16/fp16 model to fp32 beside the bf16 video side: "assert len(set(t.dtype ...)) == 1" in
+        # DeepSpeed's defragment, seen on the first GPU run (docs/benchmarks.md, "The pipeline on a GPU").
+        model = get_peft_model(model, config, autocast_adapter_dtype=False)
     elif llm == "full":
         model.language_model.requires_grad_(True)
     base = model.get_base_model() if llm == "lora" else model

@@ -126,6 +126,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         test_scores = ScoreMetrics(splits["test"].sample_ids, cfg.eval.threshold)
         trainer.compute_metrics = test_scores
         summary["test"] = trainer.evaluate(splits["test"], metric_key_prefix="test")
+        # The model in memory: the last step's, while eval/run.py on this run directory scores best_checkpoint.
+        summary["test_model"] = f"step {trainer.state.global_step} (the last)"
         if rank == 0:
             write_json_atomic(run_dir / "test_scores.json", test_scores.last_scores, indent=1)
     if wandb is not None:

@@ -83,6 +83,8 @@ class ModelKind:
     # settings that change how fast or how robustly it answers, never what: left out of a run's identity
     pacing_keys: frozenset[str]
     api: bool  # answers come from a paid remote service (budgets, cost estimates)
+    # the weights a config stands for now (folder and weight files), part of a run's identity; None: nothing local
+    weights: Callable[[dict], dict | None] | None = None
 
 
 _REGISTRY: dict[str, ModelKind] = {}
@@ -98,19 +100,20 @@ def accelerate_max_memory(max_memory: Mapping | None) -> dict | None:
     return {int(k) if str(k).isdigit() else k: v for k, v in dict(max_memory).items()}
 
 
-def register(kind: str, *, hardware_keys=frozenset(), pacing_keys=PLACEMENT_KEYS, api: bool = False):
+def register(kind: str, *, hardware_keys=frozenset(), pacing_keys=PLACEMENT_KEYS, api: bool = False, weights=None):
     """Class or factory decorator: `@register("openai", ...)` makes `kind: openai` in conf/model/*.yaml build it.
 
     `hardware_keys`: which conf/hardware/ keys eval hands it (None: all; the default, none); `pacing_keys`: its
     settings that do not change an answer (batch size, device placement, rate limits, timeouts, retries, prices), so
-    that changing them keeps a run's identity and its answers are re-used; `api`: a remote paid service.
+    that changing them keeps a run's identity and its answers are re-used; `api`: a remote paid service; `weights`:
+    config -> the weights its path stands for now (see `answer_settings`), for kinds that load local folders.
     """
 
     def wrap(factory):
         if kind in _REGISTRY:
             raise ValueError(f"model kind {kind!r} registered twice")
         _REGISTRY[kind] = ModelKind(factory, None if hardware_keys is None else frozenset(hardware_keys),
-                                    frozenset(pacing_keys), api)
+                                    frozenset(pacing_keys), api, weights)
         return factory
 
     return wrap
@@ -126,10 +129,16 @@ def model_kind(kind: str) -> ModelKind:
 
 
 def answer_settings(model_cfg: dict) -> dict:
-    """The resolved model config minus its kind's pacing keys: everything that can change an answer (weights, model
-    name, dtypes, frames sent, image size, decoding, prompt layout). Runs that agree on it share their answers."""
-    pacing = model_kind(model_cfg["kind"]).pacing_keys
-    return {k: v for k, v in sorted(model_cfg.items()) if k not in pacing}
+    """The resolved model config minus its kind's pacing keys: everything that can change an answer (model name,
+    dtypes, frames sent, image size, decoding, prompt layout), plus `weights`: the folder a local path stands for now
+    and its weight files' names, sizes and times (a training run's best checkpoint moves as training goes on; a folder
+    can be converted again in place). Runs that agree on it share their answers."""
+    kind = model_kind(model_cfg["kind"])
+    settings = {k: v for k, v in sorted(model_cfg.items()) if k not in kind.pacing_keys}
+    weights = kind.weights(model_cfg) if kind.weights is not None else None
+    if weights is not None:
+        settings["weights"] = weights
+    return settings
 
 
 class ModelPathError(ValueError):

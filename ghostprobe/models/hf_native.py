@@ -25,6 +25,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, LogitsProce
 
 from ghostprobe.answers import read_answer
 from ghostprobe.dtypes import auto_dtype_name, dtype_by_name
+from ghostprobe.files import weight_files_signature
 from ghostprobe.models.base import ClipInput, ModelOutput, accelerate_max_memory, register
 from ghostprobe.models.non_finite import NonFiniteRows, flag_non_finite
 from ghostprobe.prompts import Prompt, after_frames_message
@@ -86,7 +87,12 @@ def _load_processor(folder: Path):
     return processor
 
 
-@register("hf_native", hardware_keys={"dtype", "device", "device_map", "max_memory", "attn_implementation",
+def _local_weights(model_cfg: dict) -> dict | None:
+    path = model_cfg.get("path")
+    return weight_files_signature(path) if path and Path(path).is_dir() else None
+
+
+@register("hf_native", weights=_local_weights, hardware_keys={"dtype", "device", "device_map", "max_memory", "attn_implementation",
                                       "nan_guard"})
 class HfNativeVideoLLM:
     """A transformers video LLM from a local folder; conf/model/qwen2_5_vl_7b.yaml documents every argument.

@@ -31,7 +31,7 @@ from ghostprobe.prompts import Prompt
 from .modeling import VideoLlamaForConditionalGeneration
 from .precision import PrecisionPolicy, apply_precision
 from .processing import AnswerChoice, VideoLlamaProcessor, yes_probability_from_logits
-from .run_dir import load_video_llama, resolve_model_dir
+from .run_dir import load_video_llama, resolve_model_dir, weights_signature
 SDPA_BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
                  "math": SDPBackend.MATH, "cudnn": SDPBackend.CUDNN_ATTENTION}
 GENERATION_DEFAULTS = {"do_sample": False, "max_new_tokens": 300, "top_p": 0.9, "temperature": 1.0, "seed": 0}
@@ -91,7 +91,11 @@ def yes_probability(model: VideoLlamaForConditionalGeneration, batch: Mapping[st
     return yes_probability_from_logits(answer_logits(model, batch), choice)
 
 
-@register("video_llama", hardware_keys=None)
+def _weights(model_cfg: dict) -> dict | None:
+    return weights_signature(model_cfg["path"]) if model_cfg.get("path") else None
+
+
+@register("video_llama", hardware_keys=None, weights=_weights)
 class VideoLlamaBackend:
     """A converted Video-LLaMA-2 folder (scripts/convert_video_llama.py, or the tiny one) as a `VideoQAModel`.
 

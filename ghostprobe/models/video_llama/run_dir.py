@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from ghostprobe.files import write_json_atomic
+from ghostprobe.files import weight_files_signature, write_json_atomic
 
 from .modeling import VideoLlamaForConditionalGeneration
 
@@ -158,6 +158,13 @@ def resolve_model_dir(path: str | Path) -> Path:
         f"with a complete checkpoint-<step>/. Convert the original checkpoints with scripts/convert_video_llama.py, "
         f"build the tiny test model (python -m ghostprobe.models.video_llama.tiny {path}), or train one "
         "(deepspeed train/main.py ...)")
+
+
+def weights_signature(path: str | Path) -> dict:
+    """Which weights `path` stands for now: the folder it resolves to (a run directory's best checkpoint changes as
+    training goes on) and its weight files (`files.weight_files_signature`). Part of a run's identity
+    (`models.base.answer_settings`), so answers of other weights are never counted as done."""
+    return weight_files_signature(resolve_model_dir(path))
 
 
 def checkpoint_info(model_dir: str | Path) -> dict:
