@@ -378,24 +378,31 @@ def test_a_cut_error_message_keeps_no_part_of_the_key():
     assert "sk-" not in redact("x" * 20 + "sk-secret-0123456789")  # cut inside the key: blanked before the cut
 
 def test_rate_limiter_spaces_requests_across_threads():
-    limiter = RateLimiter(requests_per_minute=600)  # one every 0.1 s
-    stamps = []
+    """Six requests from three threads at one instant get the slots 0, 0.1, ... 0.5 s at 600/min, each exactly once
+    (a frozen clock: the schedule is checked, not the threads' wake-up times, which a loaded machine delays)."""
+    slept = []
+    limiter = RateLimiter(requests_per_minute=600, clock=lambda: 100.0, sleep=slept.append)  # one every 0.1 s
+    waits = []
 
     def take():
         for _ in range(2):
-            limiter.acquire()
-            stamps.append(time.monotonic())
+            waits.append(limiter.acquire())
 
     threads = [threading.Thread(target=take) for _ in range(3)]
-    start = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    stamps.sort()
-    assert len(stamps) == 6
-    assert stamps[-1] - start >= 0.5 - 0.01  # the first is free, then 5 intervals
-    assert all(later - earlier >= 0.09 for earlier, later in zip(stamps, stamps[1:]))
+    assert sorted(waits) == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
+    assert sorted(slept) == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])  # the first request does not sleep
+
+
+def test_rate_limiter_refills_with_time_up_to_its_burst():
+    now = [0.0]
+    limiter = RateLimiter(requests_per_minute=60, burst=2, clock=lambda: now[0], sleep=lambda s: None)  # 1 per s
+    assert [limiter.acquire() for _ in range(3)] == pytest.approx([0.0, 0.0, 1.0])  # a burst of 2, then in debt
+    now[0] = 10.0  # a long pause refills to the burst, not beyond
+    assert [limiter.acquire() for _ in range(3)] == pytest.approx([0.0, 0.0, 1.0])
     assert RateLimiter(None).acquire() == 0.0
 
 

@@ -46,11 +46,12 @@ class ApiModelError(RuntimeError):
 class RateLimiter:
     """A thread-safe token bucket: on average `requests_per_minute`, at most `burst` requests back to back."""
 
-    def __init__(self, requests_per_minute: float | None, burst: int = 1):
+    def __init__(self, requests_per_minute: float | None, burst: int = 1, clock=time.monotonic, sleep=time.sleep):
         self.rate_per_s = requests_per_minute / 60.0 if requests_per_minute else None
         self.burst = burst
+        self._clock, self._sleep = clock, sleep  # replaceable: the tests check the schedule, not wake-up jitter
         self._tokens = float(burst)
-        self._last = time.monotonic()
+        self._last = clock()
         self._lock = threading.Lock()
 
     def acquire(self) -> float:
@@ -58,14 +59,14 @@ class RateLimiter:
         if self.rate_per_s is None:
             return 0.0
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate_per_s)
             self._last = now
             # Take the token now, even into debt, so that waiting threads queue up in order without a second lock.
             self._tokens -= 1.0
             wait_s = -self._tokens / self.rate_per_s if self._tokens < 0 else 0.0
         if wait_s > 0:
-            time.sleep(wait_s)
+            self._sleep(wait_s)
         return wait_s
 
 
