@@ -92,7 +92,9 @@ def yes_probability(model: VideoLlamaForConditionalGeneration, batch: Mapping[st
 
 
 def _weights(model_cfg: dict) -> dict | None:
-    return weights_signature(model_cfg["path"]) if model_cfg.get("path") else None
+    # No folder, no signature: a model object handed to the scan or eval directly names a placeholder path.
+    path = model_cfg.get("path")
+    return weights_signature(path) if path and Path(path).exists() else None
 
 
 @register("video_llama", hardware_keys=None, weights=_weights)
