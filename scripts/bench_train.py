@@ -143,7 +143,7 @@ def measure_gpu(cfg, preset: str, llm_layers: int, num_frames: int, steps: int, 
     from ghostprobe.models.video_llama.tiny import tiny_video_tokenizer
     from ghostprobe.prompts import load_prompt
     from train.data import AnswerCollator
-    from train.model_setup import apply_training_policy
+    from train.model_setup import trained_set_for_timing
     from train.throughput import flops_per_sample
 
     config = video_llama_config(preset)
@@ -153,14 +153,7 @@ def measure_gpu(cfg, preset: str, llm_layers: int, num_frames: int, steps: int, 
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = VideoLlamaForConditionalGeneration(config).to(torch.bfloat16)
-    if cfg.train.gradient_checkpointing:
-        model.activation_checkpointing_enable({"use_reentrant": False})
-    model = apply_training_policy(model, cfg.train.llm, list(cfg.train.modules), cfg.train.lora)
-    trained = [p for p in model.parameters() if p.requires_grad]
-    for p in trained:
-        p.data = p.data.float()  # fp32 master weights and AdamW states, as DeepSpeed's bf16 optimizer keeps them
-    optimizer = torch.optim.AdamW(trained, lr=cfg.train.lr, fused=True)
-    model.train()
+    model, optimizer = trained_set_for_timing(model, cfg.train, fused=True)
 
     size = config.vision_config.image_size
     processor = VideoLlamaProcessor(tokenizer, image_size=size, num_video_query_tokens=config.num_video_query_tokens,
@@ -191,7 +184,7 @@ def measure_gpu(cfg, preset: str, llm_layers: int, num_frames: int, steps: int, 
     assert torch.isfinite(loss), f"non-finite loss {loss.item()}"
     result = {"step_s": step_s, "flops_per_sample": flops_per_sample(model, num_frames, text_tokens),
               "text_tokens": text_tokens, "peak_memory_gib": torch.cuda.max_memory_allocated() / 2 ** 30}
-    del model, optimizer, batch, trained, loss
+    del model, optimizer, batch, loss
     torch.cuda.empty_cache()
     return result
 

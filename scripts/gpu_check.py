@@ -171,20 +171,13 @@ def training_step(preset: str, exp: str, llm_layers: int, num_frames: int, steps
                   warmup_steps: int = 2) -> dict:
     """Timed optimizer steps of the `exp` recipe's trained set at `preset`'s shapes with `llm_layers` LLaMA layers."""
     from ghostprobe.config import compose
-    from train.model_setup import apply_training_policy, parameter_counts
+    from train.model_setup import parameter_counts, trained_set_for_timing
     from train.throughput import flops_per_sample
 
     cfg = compose("train", [f"+exp={exp}"])
     on_gpu = device == "cuda"
     model, processor = random_model(preset, device, llm_layers, torch.bfloat16 if on_gpu else torch.float32)
-    if cfg.train.gradient_checkpointing:
-        model.activation_checkpointing_enable({"use_reentrant": False})
-    model = apply_training_policy(model, cfg.train.llm, list(cfg.train.modules), cfg.train.lora)
-    trained = [p for p in model.parameters() if p.requires_grad]
-    for p in trained:
-        p.data = p.data.float()  # fp32 master weights and AdamW states, as DeepSpeed's bf16 optimizer keeps them
-    optimizer = torch.optim.AdamW(trained, lr=cfg.train.lr, fused=on_gpu)
-    model.train()
+    model, optimizer = trained_set_for_timing(model, cfg.train, fused=on_gpu)
 
     prompt = _prompt("train", [f"+exp={exp}"])
     batch_size = int(cfg.train.micro_batch_size)
@@ -213,7 +206,7 @@ def training_step(preset: str, exp: str, llm_layers: int, num_frames: int, steps
               "text_tokens": text_tokens,
               "flops_per_sample": flops_per_sample(model, num_frames, text_tokens), "peak_gib": peak_gib(device),
               "loss": float(loss.detach()), "trainable_params": counts["trainable"], "total_params": counts["total"]}
-    del model, optimizer, trained, batch, loss
+    del model, optimizer, batch, loss
     if on_gpu:
         torch.cuda.empty_cache()
     return result

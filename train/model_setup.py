@@ -96,3 +96,17 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
             counts["trainable"] += numel(param)
     return counts
 
+
+def trained_set_for_timing(model: VideoLlamaForConditionalGeneration, train_cfg, fused: bool):
+    """A recipe's trained set as the benchmarks time it in one process without DeepSpeed (scripts/bench_train.py,
+    scripts/gpu_check.py): the recipe's gradient checkpointing and training policy, the trained weights in fp32 (the
+    master copies DeepSpeed's bf16 optimizer keeps) under torch AdamW. Returns (model in train mode, optimizer)."""
+    if train_cfg.gradient_checkpointing:
+        model.activation_checkpointing_enable({"use_reentrant": False})
+    model = apply_training_policy(model, train_cfg.llm, list(train_cfg.modules), train_cfg.lora)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    for p in trained:
+        p.data = p.data.float()
+    optimizer = torch.optim.AdamW(trained, lr=train_cfg.lr, fused=fused)
+    model.train()
+    return model, optimizer
