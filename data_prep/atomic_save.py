@@ -35,8 +35,10 @@ def save_atomically(dataset: DatasetDict, out_dir: Path, max_shard_size: str | i
     store.mkdir(parents=True, exist_ok=True)
     if not _links_work(store):
         dataset.save_to_disk(str(out_dir), max_shard_size=max_shard_size)
-        return [f"{out_dir}: this file system has no symbolic links, so the dataset was written in place: a kill "
-                "during that write leaves it incomplete (re-run data prep to repair it)"]
+        return [
+            f"{out_dir}: this file system has no symbolic links, so the dataset was written in place: a kill "
+            "during that write leaves it incomplete (re-run data prep to repair it)"
+        ]
     _adopt_dataset_saved_in_place(out_dir, store)
     _remove_old_versions(out_dir)  # a version a killed run left half-written
     version = _new_version(store)
@@ -55,14 +57,17 @@ def _adopt_dataset_saved_in_place(out_dir: Path, store: Path) -> None:
     """Move a dataset that `save_to_disk` wrote straight into `out_dir` (by an earlier version of data prep) into the
     store and link it, so that it stays loadable while the new one is written. `dataset_dict.json` moves first: for
     the few renames this takes, once, `out_dir` holds no dataset rather than a broken one."""
-    in_place = [name for name in (DATASET_DICT, *SPLIT_NAMES)
-                if (out_dir / name).exists() and not (out_dir / name).is_symlink()]
+    in_place = [
+        name for name in (DATASET_DICT, *SPLIT_NAMES) if (out_dir / name).exists() and not (out_dir / name).is_symlink()
+    ]
     for name in set(in_place) - {DATASET_DICT}:
         # Only what `save_to_disk` writes (Arrow and JSON files) is taken over, and later deleted: never other files.
         if any(entry.suffix not in (".arrow", ".json") for entry in (out_dir / name).iterdir()):
-            raise FileExistsError(f"{out_dir / name}: not a dataset split, but data prep writes its {name!r} split "
-                                  "there: move that folder away, or choose another out_dir, and re-run (clips already "
-                                  "prepared are reused)")
+            raise FileExistsError(
+                f"{out_dir / name}: not a dataset split, but data prep writes its {name!r} split "
+                "there: move that folder away, or choose another out_dir, and re-run (clips already "
+                "prepared are reused)"
+            )
     if not in_place:
         return
     version = _new_version(store)

@@ -101,9 +101,15 @@ def _prepare(clip: ClipLabel, video_path: Path, cache_path: Path, settings: dict
     event = clip.event
     # Variable frame rate (phone dashcams): frames are sampled and stamped by their presentation times.
     times = frame_times_s(video_path, info, settings["decode_threads"])
-    windows = sample_windows(settings["sampling"], fps=info.fps, num_frames=info.num_frames,
-                             t_event_s=event.t_event_s if event else None, is_positive=clip.is_ghost_probing,
-                             seed_key=f"{settings['seed']}:{clip.clip_id}", frame_times_s=times)
+    windows = sample_windows(
+        settings["sampling"],
+        fps=info.fps,
+        num_frames=info.num_frames,
+        t_event_s=event.t_event_s if event else None,
+        is_positive=clip.is_ghost_probing,
+        seed_key=f"{settings['seed']}:{clip.clip_id}",
+        frame_times_s=times,
+    )
     sampling = settings["sampling"]
     windowed = sampling["policy"] in WINDOW_POLICIES
     short = sampling["policy"] == "uniform" and info.num_frames < sampling["num_frames"]
@@ -115,16 +121,34 @@ def _prepare(clip: ClipLabel, video_path: Path, cache_path: Path, settings: dict
         "unique_indices": unique,
         "frame_shape": [size, size, 3],
         # The original samples every frame of a clip shorter than asked; the model sees fewer frames.
-        "warnings": [f"{info.num_frames} frames, fewer than the {sampling['num_frames']} asked: all of them are "
-                     "used (as the original Video-LLaMA does)"] if short else [],
+        "warnings": [
+            f"{info.num_frames} frames, fewer than the {sampling['num_frames']} asked: all of them are "
+            "used (as the original Video-LLaMA does)"
+        ]
+        if short
+        else [],
         "variable_frame_rate": times is not None,
-        "windows": [{"sample_id": window_sample_id(clip.clip_id, w.index if windowed else None),
-                     "frame_indices": list(w.frame_indices), "rows": [position[i] for i in w.frame_indices],
-                     "timestamps_s": list(w.timestamps_s), "start_s": w.start_s, "end_s": w.end_s}
-                    for w in windows],
+        "windows": [
+            {
+                "sample_id": window_sample_id(clip.clip_id, w.index if windowed else None),
+                "frame_indices": list(w.frame_indices),
+                "rows": [position[i] for i in w.frame_indices],
+                "timestamps_s": list(w.timestamps_s),
+                "start_s": w.start_s,
+                "end_s": w.end_s,
+            }
+            for w in windows
+        ],
     }
-    chunks = iter_resized_frames(video_path, unique, info, size, settings["resize"], settings["decode_threads"],
-                                 int(settings["decode_chunk_mb"] * 1e6))
+    chunks = iter_resized_frames(
+        video_path,
+        unique,
+        info,
+        size,
+        settings["resize"],
+        settings["decode_threads"],
+        int(settings["decode_chunk_mb"] * 1e6),
+    )
     _write_entry(cache_path, meta, chunks, settings)
 
 
@@ -136,8 +160,11 @@ def _write_entry(cache_path: Path, meta: dict, chunks, settings: dict) -> None:
         with open(tmp, "wb") as f:
             digest, offsets = hashlib.sha256(), [0]
             for chunk in chunks:
-                blobs = (encode_jpeg(chunk, settings["jpeg_quality"]) if settings["storage"] == "jpeg"
-                         else [frame.tobytes() for frame in chunk])
+                blobs = (
+                    encode_jpeg(chunk, settings["jpeg_quality"])
+                    if settings["storage"] == "jpeg"
+                    else [frame.tobytes() for frame in chunk]
+                )
                 for blob in blobs:
                     f.write(blob)
                     digest.update(blob)
@@ -156,8 +183,10 @@ def _write_entry(cache_path: Path, meta: dict, chunks, settings: dict) -> None:
 
 def _check_event_times(clip: ClipLabel, duration_s: float, fps: float) -> None:
     if clip.events is not None:
-        raise EventTimeError("a long recording with `events`: scan it with `python scan/main.py labels=...`; data "
-                             "prep cuts one-event clips (label each clip with `event`)")
+        raise EventTimeError(
+            "a long recording with `events`: scan it with `python scan/main.py labels=...`; data "
+            "prep cuts one-event clips (label each clip with `event`)"
+        )
     beyond = events_beyond_video(clip, duration_s, fps)
     if beyond:
         raise EventTimeError(beyond)
@@ -185,13 +214,14 @@ class CachedClip:
             if tag == _TAG and length <= end - _TRAILER.size:
                 self._file.seek(end - _TRAILER.size - length)
                 return json.loads(self._file.read(length))
-        raise ValueError(f"{self.path}: not a complete data-prep cache entry (format {CACHE_FORMAT}); delete it and "
-                         "re-run data prep (the clip is prepared again)")
+        raise ValueError(
+            f"{self.path}: not a complete data-prep cache entry (format {CACHE_FORMAT}); delete it and "
+            "re-run data prep (the clip is prepared again)"
+        )
 
     def stored_frames(self, rows: list[int]) -> list[bytes]:
         """The stored bytes (uint8 pixels, or a JPEG file) of the entry's frames at positions `rows`."""
-        return [os.pread(self._file.fileno(), self._offsets[r + 1] - self._offsets[r], self._offsets[r])
-                for r in rows]
+        return [os.pread(self._file.fileno(), self._offsets[r + 1] - self._offsets[r], self._offsets[r]) for r in rows]
 
     def close(self) -> None:
         self._file.close()

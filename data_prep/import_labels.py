@@ -14,10 +14,10 @@ from pathlib import Path
 # A stage script runs as `python data_prep/import_labels.py`: put the repository root on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf
 
-from ghostprobe.cli import entry_point  # noqa: E402
-from ghostprobe.importers import (  # noqa: E402
+from ghostprobe.cli import entry_point
+from ghostprobe.importers import (
     AnnotationFileError,
     ImporterConfigError,
     import_labels,

@@ -11,11 +11,11 @@ from pathlib import Path
 # A stage script runs as `python data_prep/main.py`: put the repository root on the path so `data_prep.*` imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf
 
-from data_prep.prepare import prepare_dataset  # noqa: E402
-from ghostprobe.cli import entry_point  # noqa: E402
-from ghostprobe.links import missing_roots  # noqa: E402
+from data_prep.prepare import prepare_dataset
+from ghostprobe.cli import entry_point
+from ghostprobe.links import missing_roots
 
 
 def resolve_labels(cfg: DictConfig) -> Path:
@@ -41,33 +41,51 @@ def resolve_labels(cfg: DictConfig) -> Path:
 def main(cfg: DictConfig) -> int:
     labels = resolve_labels(cfg)
     if cfg.videos_dir is not None and not Path(cfg.videos_dir).is_dir():
-        print(f"data_prep: videos_dir {cfg.videos_dir} does not exist (video paths in {labels} are relative to it); "
-              "set videos_dir= to the folder that holds the videos, or leave it out to use the label file's folder",
-              file=sys.stderr)
+        print(
+            f"data_prep: videos_dir {cfg.videos_dir} does not exist (video paths in {labels} are relative to it); "
+            "set videos_dir= to the folder that holds the videos, or leave it out to use the label file's folder",
+            file=sys.stderr,
+        )
         sys.exit(1)
     allowed_roots = tuple(str(p) for p in cfg.allowed_roots or ())
     missing = missing_roots(allowed_roots)
     if missing:
-        print(f"data_prep: allowed_roots: {', '.join(missing)} is not a folder; list existing folders that links in "
-              "the videos folder may point into", file=sys.stderr)
+        print(
+            f"data_prep: allowed_roots: {', '.join(missing)} is not a folder; list existing folders that links in "
+            "the videos folder may point into",
+            file=sys.stderr,
+        )
         sys.exit(1)
     settings = OmegaConf.to_container(cfg.prep, resolve=True)
-    report = prepare_dataset(labels, cfg.out_dir, settings, videos_dir=cfg.videos_dir, allowed_roots=allowed_roots,
-                             config=OmegaConf.to_container(cfg, resolve=True))
+    report = prepare_dataset(
+        labels,
+        cfg.out_dir,
+        settings,
+        videos_dir=cfg.videos_dir,
+        allowed_roots=allowed_roots,
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
     print(summary(report))
     too_many = report["rejected_fraction"] > cfg.max_rejected_fraction
     if report["num_prepared"] == 0 or too_many:
-        reason = "no clip survived" if report["num_prepared"] == 0 else (
-            f"rejected share {report['rejected_fraction']:.1%} exceeds max_rejected_fraction "
-            f"{cfg.max_rejected_fraction:.1%}")
+        reason = (
+            "no clip survived"
+            if report["num_prepared"] == 0
+            else (
+                f"rejected share {report['rejected_fraction']:.1%} exceeds max_rejected_fraction "
+                f"{cfg.max_rejected_fraction:.1%}"
+            )
+        )
         print(f"data_prep: FAILED: {reason} (see {Path(cfg.out_dir) / 'prep_report.json'})", file=sys.stderr)
         sys.exit(1)
     return 0
 
 
 def summary(report: dict) -> str:
-    lines = [f"prepared {report['num_prepared']} of {report['num_label_entries']} clips in {report['seconds']} s "
-             f"({report.get('reused_from_cache', 0)} reused from cache) -> {report['out_dir']}"]
+    lines = [
+        f"prepared {report['num_prepared']} of {report['num_label_entries']} clips in {report['seconds']} s "
+        f"({report.get('reused_from_cache', 0)} reused from cache) -> {report['out_dir']}"
+    ]
     for split, info in report["splits"].items():
         labels = ", ".join(f"{k} {v}" for k, v in sorted(info["labels"].items()))
         lines.append(f"  {split:5s} {info['clips']:5d} clips {info['samples']:6d} samples  [{labels}]")

@@ -17,10 +17,10 @@ from pathlib import Path
 # A stage script runs as `python data_prep/merge_labels.py`: put the repository root on the path for `ghostprobe`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from omegaconf import DictConfig  # noqa: E402
+from omegaconf import DictConfig
 
-from ghostprobe.cli import entry_point  # noqa: E402
-from ghostprobe.labels import (  # noqa: E402
+from ghostprobe.cli import entry_point
+from ghostprobe.labels import (
     ClipLabel,
     LabelFileError,
     LabelProblem,
@@ -50,22 +50,34 @@ def merge_label_files(paths: list[Path], out_dir: Path) -> Merge:
     for clip_id, found in candidates.items():
         videos = dict.fromkeys(video for _, _, video in found)
         if len(videos) > 1:
-            merge.left_out.append(f"clip {clip_id!r}: one clip_id names different videos: "
-                                  + "; ".join(f"{video} ({path})" for path, _, video in found))
+            merge.left_out.append(
+                f"clip {clip_id!r}: one clip_id names different videos: "
+                + "; ".join(f"{video} ({path})" for path, _, video in found)
+            )
             continue
         gold = [entry for entry in found if entry[1].quality == "gold"]
         best = gold or found
         labels = dict.fromkeys(clip.label for _, clip, _ in best)
         if len(labels) > 1:
-            merge.left_out.append(f"clip {clip_id!r}: {best[0][1].quality} labels disagree: "
-                                  + "; ".join(f"{clip.label} ({path})" for path, clip, _ in best))
+            merge.left_out.append(
+                f"clip {clip_id!r}: {best[0][1].quality} labels disagree: "
+                + "; ".join(f"{clip.label} ({path})" for path, clip, _ in best)
+            )
             continue
         path, clip, video = best[-1]
         relative = Path(os.path.relpath(video, out_dir.resolve()))
         if relative.parts and relative.parts[0] == "..":
-            merge.problems.append(LabelProblem(str(path), None, clip_id, "video",
-                                               f"{video} is outside the merged file's folder {out_dir.resolve()}: "
-                                               "write out= higher up, into a folder holding every video", clip.video))
+            merge.problems.append(
+                LabelProblem(
+                    str(path),
+                    None,
+                    clip_id,
+                    "video",
+                    f"{video} is outside the merged file's folder {out_dir.resolve()}: "
+                    "write out= higher up, into a folder holding every video",
+                    clip.video,
+                )
+            )
             continue
         merge.weak_replaced += bool(gold) and len(gold) < len(found)
         merge.clips.append(clip.model_copy(update={"video": relative.as_posix()}))
@@ -82,8 +94,10 @@ def main(cfg: DictConfig) -> None:
         raise SystemExit(f"merge_labels: {err}") from None
     write_labels(out, merge.clips)
     gold = sum(clip.quality == "gold" for clip in merge.clips)
-    print(f"{len(merge.clips)} clips ({gold} gold, {len(merge.clips) - gold} weak; {merge.weak_replaced} weak labels "
-          f"replaced by gold) from {len(paths)} files -> {out}")
+    print(
+        f"{len(merge.clips)} clips ({gold} gold, {len(merge.clips) - gold} weak; {merge.weak_replaced} weak labels "
+        f"replaced by gold) from {len(paths)} files -> {out}"
+    )
     for line in [str(p) for p in merge.problems] + merge.left_out:
         print(f"  left out: {line}")
     if merge.problems or merge.left_out:

@@ -21,20 +21,32 @@ from pathlib import Path
 from tqdm import tqdm
 
 from data_prep.atomic_save import save_atomically
-from data_prep.clip_worker import (CACHE_SUFFIX, CachedClip, ClipTask, cache_entry_complete, cache_key, load_cache_meta,
-                                   prepare_clip)
+from data_prep.clip_worker import (
+    CACHE_SUFFIX,
+    CachedClip,
+    ClipTask,
+    cache_entry_complete,
+    cache_key,
+    load_cache_meta,
+    prepare_clip,
+)
 from data_prep.splits import assign_splits
-from ghostprobe.files import write_json_atomic
 from ghostprobe.dataset import dataset_features, rows_for_clip
+from ghostprobe.files import write_json_atomic
 from ghostprobe.labels import ClipLabel, LabelFileError, load_labels
 from ghostprobe.links import AllowedRoots, PathNotAllowed, resolve_allowed
 
 CACHE_DIR = ".prep_cache"
 
 
-def prepare_dataset(labels_path: str | Path, out_dir: str | Path, settings: dict,
-                    videos_dir: str | Path | None = None, allowed_roots: tuple[str, ...] = (),
-                    config: dict | None = None) -> dict:
+def prepare_dataset(
+    labels_path: str | Path,
+    out_dir: str | Path,
+    settings: dict,
+    videos_dir: str | Path | None = None,
+    allowed_roots: tuple[str, ...] = (),
+    config: dict | None = None,
+) -> dict:
     """Prepare every clip of `labels_path` into a DatasetDict at `out_dir`; return the report (also written to
     `out_dir/prep_report.json`). `settings` is the resolved data-prep config (see conf/data_prep.yaml);
     `allowed_roots`: folders outside the videos folder that its links may point into (ghostprobe/links.py); `config`,
@@ -45,8 +57,13 @@ def prepare_dataset(labels_path: str | Path, out_dir: str | Path, settings: dict
     cache_dir.mkdir(parents=True, exist_ok=True)
     for stale in cache_dir.glob("*.npz"):  # entries of cache format 3 and before: no data prep reads them any more
         stale.unlink()
-    report: dict = {"labels": str(labels_path), "out_dir": str(out_dir), "rejected": [], "warnings": [],
-                    "config": config}
+    report: dict = {
+        "labels": str(labels_path),
+        "out_dir": str(out_dir),
+        "rejected": [],
+        "warnings": [],
+        "config": config,
+    }
 
     try:
         label_set = load_labels(labels_path)
@@ -69,8 +86,16 @@ def prepare_dataset(labels_path: str | Path, out_dir: str | Path, settings: dict
         if cache_entry_complete(cache_path):
             reused += 1
         else:
-            tasks.append(ClipTask(clip.model_dump_json(), str(video_path), str(cache_path), settings,
-                                  str(videos_root), tuple(allowed_roots)))
+            tasks.append(
+                ClipTask(
+                    clip.model_dump_json(),
+                    str(video_path),
+                    str(cache_path),
+                    settings,
+                    str(videos_root),
+                    tuple(allowed_roots),
+                )
+            )
     report["reused_from_cache"] = reused
 
     for result in _run_tasks(tasks, settings["num_proc"]):
@@ -82,16 +107,21 @@ def prepare_dataset(labels_path: str | Path, out_dir: str | Path, settings: dict
     if not prepared:
         return _finish(report, out_dir, {}, [], started, total_entries)
     metas = {clip.clip_id: load_cache_meta(clips_by_id[clip.clip_id][1]) for clip in prepared}
-    report["warnings"] += [f"clip {clip_id!r}: {warning}" for clip_id, meta in metas.items()
-                           for warning in meta.get("warnings", [])]
+    report["warnings"] += [
+        f"clip {clip_id!r}: {warning}" for clip_id, meta in metas.items() for warning in meta.get("warnings", [])
+    ]
     video_of = _video_names(videos_root, {clip.clip_id: clips_by_id[clip.clip_id][2] for clip in prepared})
     split = settings["split"]
     report["split_policy"] = split["name"]
-    split_of, split_warnings, split_rejected = assign_splits(prepared, split["ratios"], settings["seed"], video_of,
-                                                             honour_fixed=split["honour_fixed_splits"])
+    split_of, split_warnings, split_rejected = assign_splits(
+        prepared, split["ratios"], settings["seed"], video_of, honour_fixed=split["honour_fixed_splits"]
+    )
     report["warnings"] += split_warnings
-    report["rejected"] += [{"clip_id": clip.clip_id, "video": clip.video, "reason": split_rejected[clip.clip_id]}
-                           for clip in prepared if clip.clip_id in split_rejected]
+    report["rejected"] += [
+        {"clip_id": clip.clip_id, "video": clip.video, "reason": split_rejected[clip.clip_id]}
+        for clip in prepared
+        if clip.clip_id in split_rejected
+    ]
     prepared = [clip for clip in prepared if clip.clip_id not in split_rejected]
     if not prepared:
         return _finish(report, out_dir, {}, [], started, total_entries)
@@ -112,14 +142,21 @@ def _small_test_warning(prepared: list[ClipLabel], split_of: dict[str, str], set
     if len(test) < settings["min_test_clips"]:
         problems.append(f"{len(test)} clips (prep.min_test_clips={settings['min_test_clips']})")
     if min(positives, len(test) - positives) < settings["min_test_clips_per_class"]:
-        problems.append(f"{positives} ghost probing and {len(test) - positives} other clips "
-                        f"(prep.min_test_clips_per_class={settings['min_test_clips_per_class']})")
+        problems.append(
+            f"{positives} ghost probing and {len(test) - positives} other clips "
+            f"(prep.min_test_clips_per_class={settings['min_test_clips_per_class']})"
+        )
     if not problems:
         return None
-    how = (" Label more clips: docs/decision.md says how many a decision needs." if settings["split"]["name"] == "zero_shot"
-           else " Score every clip zero-shot with split=zero_shot, or label more clips.")
-    return (f"SMALL TEST SPLIT: test holds {' and '.join(problems)}; its accuracy interval will be wide and the "
-            f"decision likely inconclusive.{how}")
+    how = (
+        " Label more clips: docs/decision.md says how many a decision needs."
+        if settings["split"]["name"] == "zero_shot"
+        else " Score every clip zero-shot with split=zero_shot, or label more clips."
+    )
+    return (
+        f"SMALL TEST SPLIT: test holds {' and '.join(problems)}; its accuracy interval will be wide and the "
+        f"decision likely inconclusive.{how}"
+    )
 
 
 def _resolve_video(roots: AllowedRoots, clip: ClipLabel, report: dict) -> Path | None:
@@ -184,8 +221,9 @@ def _run_tasks(tasks: list[ClipTask], num_proc: int):
     progress.close()
 
 
-def _write_dataset(out_dir: Path, prepared: list[ClipLabel], clips_by_id: dict, metas: dict, split_of: dict,
-                   settings: dict) -> tuple[dict, list[str]]:
+def _write_dataset(
+    out_dir: Path, prepared: list[ClipLabel], clips_by_id: dict, metas: dict, split_of: dict, settings: dict
+) -> tuple[dict, list[str]]:
     from datasets import Dataset, DatasetDict
     from datasets.utils.logging import disable_progress_bar
 
@@ -202,8 +240,13 @@ def _write_dataset(out_dir: Path, prepared: list[ClipLabel], clips_by_id: dict, 
         fingerprint = _split_fingerprint(split, entries, [metas[c.clip_id] for c in members], settings)
         fingerprints[split] = fingerprint
         splits[split] = Dataset.from_generator(
-            _generate_rows, features=features, gen_kwargs={"entries": entries, "storage": settings["storage"]},
-            cache_dir=str(hf_cache), fingerprint=fingerprint, writer_batch_size=settings["writer_batch_size"])
+            _generate_rows,
+            features=features,
+            gen_kwargs={"entries": entries, "storage": settings["storage"]},
+            cache_dir=str(hf_cache),
+            fingerprint=fingerprint,
+            writer_batch_size=settings["writer_batch_size"],
+        )
     warnings = save_atomically(DatasetDict(splits), out_dir, settings["max_shard_size"])
     shutil.rmtree(hf_cache, ignore_errors=True)  # save_to_disk made its own copy
     return {split: {"samples": len(ds), "fingerprint": fingerprints[split]} for split, ds in splits.items()}, warnings
@@ -213,27 +256,31 @@ def _generate_rows(entries: list[tuple[str, str]], storage: str):
     # One row at a time, its frames read from the clip's cache entry: memory does not grow with a clip's length.
     for clip_json, cache_path in entries:
         with CachedClip(Path(cache_path)) as cached:
-            yield from rows_for_clip(ClipLabel.model_validate_json(clip_json), cached.meta, cached.stored_frames,
-                                     storage)
+            yield from rows_for_clip(
+                ClipLabel.model_validate_json(clip_json), cached.meta, cached.stored_frames, storage
+            )
 
 
 def _split_fingerprint(split: str, entries: list[tuple[str, str]], metas: list[dict], settings: dict) -> str:
     # Content, not paths or times: an interrupted-then-resumed run hashes to the same value as an uninterrupted one.
     digest = hashlib.sha256(json.dumps({"split": split, "storage": settings["storage"]}).encode())
-    for (clip_json, _), meta in zip(entries, metas):
+    for (clip_json, _), meta in zip(entries, metas, strict=True):
         digest.update(clip_json.encode() + meta["content_sha256"].encode())
     return digest.hexdigest()[:16]
 
 
-def _finish(report: dict, out_dir: Path, splits: dict, prepared: list[ClipLabel], started: float,
-            total_entries: int) -> dict:
+def _finish(
+    report: dict, out_dir: Path, splits: dict, prepared: list[ClipLabel], started: float, total_entries: int
+) -> dict:
     report["num_label_entries"] = total_entries
     report["num_prepared"] = len(prepared)
     report["num_rejected"] = len(report["rejected"])
     report["rejected_fraction"] = report["num_rejected"] / max(total_entries, 1)
-    report["dataset_fingerprint"] = hashlib.sha256(
-        json.dumps({s: v["fingerprint"] for s, v in sorted(splits.items())}).encode()).hexdigest()[:16] if splits \
+    report["dataset_fingerprint"] = (
+        hashlib.sha256(json.dumps({s: v["fingerprint"] for s, v in sorted(splits.items())}).encode()).hexdigest()[:16]
+        if splits
         else None
+    )
     report["splits"] = splits
     report["seconds"] = round(time.perf_counter() - started, 2)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -248,6 +295,10 @@ def _split_stats(clips: list[ClipLabel], durations_s: list[float]) -> dict:
         "actors": dict(Counter(c.event.actor for c in clips if c.event and c.event.actor)),
         "light": dict(Counter(c.context.light or "unknown" for c in clips)),
         "groups": len({c.group or c.clip_id for c in clips}),
-        "duration_s": {"total": round(sum(durations_s), 2), "min": round(min(durations_s), 2),
-                       "median": round(statistics.median(durations_s), 2), "max": round(max(durations_s), 2)},
+        "duration_s": {
+            "total": round(sum(durations_s), 2),
+            "min": round(min(durations_s), 2),
+            "median": round(statistics.median(durations_s), 2),
+            "max": round(max(durations_s), 2),
+        },
     }

@@ -15,13 +15,13 @@ from pathlib import Path
 # A stage script runs as `python data_prep/review.py`: put the repository root on the path for `ghostprobe`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf
 
-from ghostprobe.cli import entry_point  # noqa: E402
-from ghostprobe.files import write_json_atomic, write_text_atomic  # noqa: E402
-from ghostprobe.label_studio import LabelStudio, LabelStudioError  # noqa: E402
-from ghostprobe.labels import LabelFileError, load_labels, write_labels  # noqa: E402
-from ghostprobe.review import (  # noqa: E402
+from ghostprobe.cli import entry_point
+from ghostprobe.files import write_json_atomic, write_text_atomic
+from ghostprobe.label_studio import LabelStudio, LabelStudioError
+from ghostprobe.labels import LabelFileError, load_labels, write_labels
+from ghostprobe.review import (
     PREDICTIONS_VERSION,
     gold_labels,
     label_config,
@@ -65,9 +65,11 @@ def to_label_studio(cfg: DictConfig) -> bool:
     for problem in batch.problems:
         print(f"  not reviewable: {problem}")
     interface = label_config(OmegaConf.to_container(cfg.words))
-    print(f"{len(batch.tasks)} tasks from {len(label_set.clips) + len(label_set.problems)} clips of {cfg.labels} "
-          f"({sum('predictions' in t for t in batch.tasks)} with a label to confirm, {batch.previews} previews "
-          f"encoded); videos served from {document_root.resolve()}")
+    print(
+        f"{len(batch.tasks)} tasks from {len(label_set.clips) + len(label_set.problems)} clips of {cfg.labels} "
+        f"({sum('predictions' in t for t in batch.tasks)} with a label to confirm, {batch.previews} previews "
+        f"encoded); videos served from {document_root.resolve()}"
+    )
     if cfg.out is not None:
         out = Path(cfg.out)
         write_json_atomic(out, batch.tasks, indent=1)
@@ -80,23 +82,33 @@ def to_label_studio(cfg: DictConfig) -> bool:
 
 def _import(cfg: DictConfig, batch, interface: str, document_root: Path) -> None:
     studio = LabelStudio(cfg.url, cfg.token)
-    settings = {"label_config": interface, "maximum_annotations": int(cfg.reviewers_per_task),
-                "show_skip_button": True, "show_collab_predictions": True, "model_version": PREDICTIONS_VERSION,
-                "sampling": "Sequential sampling",
-                "description": "Ghost probing review: see docs/labels.md, 'Labelling your clips'"}
+    settings = {
+        "label_config": interface,
+        "maximum_annotations": int(cfg.reviewers_per_task),
+        "show_skip_button": True,
+        "show_collab_predictions": True,
+        "model_version": PREDICTIONS_VERSION,
+        "sampling": "Sequential sampling",
+        "description": "Ghost probing review: see docs/labels.md, 'Labelling your clips'",
+    }
     project, created = studio.create_or_update_project(str(cfg.project), settings)
     for folder in served_folders(batch, document_root):
         studio.ensure_local_storage(project["id"], str(folder), f"ghostprobe clips: {folder.name}")
     existing = {t["data"].get("clip_id"): t for t in studio.export_tasks(project["id"])}
     new = [task for task in batch.tasks if task["data"]["clip_id"] not in existing]
-    changed = [(existing[t["data"]["clip_id"]]["id"], t["data"]) for t in batch.tasks
-               if t["data"]["clip_id"] in existing and existing[t["data"]["clip_id"]]["data"] != t["data"]]
+    changed = [
+        (existing[t["data"]["clip_id"]]["id"], t["data"])
+        for t in batch.tasks
+        if t["data"]["clip_id"] in existing and existing[t["data"]["clip_id"]]["data"] != t["data"]
+    ]
     added = studio.import_tasks(project["id"], new) if new else 0
     for task_id, data in changed:
         studio.update_task_data(task_id, data)
-    print(f"{'created' if created else 'updated'} project {project['title']!r} (id {project['id']}) at "
-          f"{cfg.url}: {added} tasks added, {len(changed)} updated, "
-          f"{len(batch.tasks) - len(new) - len(changed)} already there")
+    print(
+        f"{'created' if created else 'updated'} project {project['title']!r} (id {project['id']}) at "
+        f"{cfg.url}: {added} tasks added, {len(changed)} updated, "
+        f"{len(batch.tasks) - len(new) - len(changed)} already there"
+    )
 
 
 def from_label_studio(cfg: DictConfig) -> bool:
@@ -117,11 +129,16 @@ def from_label_studio(cfg: DictConfig) -> bool:
     write_labels(out, outcome.clips)
     print(f"{len(outcome.clips)} gold clips of {len(tasks)} tasks -> {out}")
     if outcome.agreement is not None:
-        print(f"agreement: {outcome.agreed} of {outcome.multi_reviewed} tasks with several reviewers gave the same "
-              f"label ({outcome.agreement:.1%})")
-    for title, entries in (("rejected by the label schema", [str(p) for p in outcome.problems]),
-                           ("reviewers disagree", outcome.disagreements), ("skipped", outcome.skipped),
-                           ("unresolved", outcome.unresolved)):
+        print(
+            f"agreement: {outcome.agreed} of {outcome.multi_reviewed} tasks with several reviewers gave the same "
+            f"label ({outcome.agreement:.1%})"
+        )
+    for title, entries in (
+        ("rejected by the label schema", [str(p) for p in outcome.problems]),
+        ("reviewers disagree", outcome.disagreements),
+        ("skipped", outcome.skipped),
+        ("unresolved", outcome.unresolved),
+    ):
         if entries:
             print(f"  {title} ({len(entries)}):")
             print("\n".join(f"    {entry}" for entry in entries))
@@ -130,7 +147,8 @@ def from_label_studio(cfg: DictConfig) -> bool:
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        raise SystemExit(f"usage: python data_prep/review.py {{{'|'.join(COMMANDS)}}} key=value ... "
-                         "(see conf/review.yaml)")
+        raise SystemExit(
+            f"usage: python data_prep/review.py {{{'|'.join(COMMANDS)}}} key=value ... (see conf/review.yaml)"
+        )
     sys.argv[1] = f"+command={sys.argv[1]}"
     main()

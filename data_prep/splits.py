@@ -13,9 +13,13 @@ from collections import Counter, defaultdict
 from ghostprobe.labels import SPLIT_NAMES, ClipLabel
 
 
-def assign_splits(clips: list[ClipLabel], ratios: dict[str, float], seed: int,
-                  video_of: dict[str, str] | None = None,
-                  honour_fixed: bool = True) -> tuple[dict[str, str], list[str], dict[str, str]]:
+def assign_splits(
+    clips: list[ClipLabel],
+    ratios: dict[str, float],
+    seed: int,
+    video_of: dict[str, str] | None = None,
+    honour_fixed: bool = True,
+) -> tuple[dict[str, str], list[str], dict[str, str]]:
     """Return (clip_id -> split, warnings, rejected clip_id -> reason). Deterministic for the same input.
 
     `video_of` names each clip's video file, the same name for clips whose files are the same. Clips of one video
@@ -32,8 +36,10 @@ def assign_splits(clips: list[ClipLabel], ratios: dict[str, float], seed: int,
     if not honour_fixed:
         fixed = Counter(clip.split for clip in clips if clip.split is not None)
         if fixed:
-            warnings.append(f"{sum(fixed.values())} clips had a fixed split in the label file "
-                            f"({', '.join(f'{k} {v}' for k, v in sorted(fixed.items()))}); this split policy ignores it")
+            warnings.append(
+                f"{sum(fixed.values())} clips had a fixed split in the label file "
+                f"({', '.join(f'{k} {v}' for k, v in sorted(fixed.items()))}); this split policy ignores it"
+            )
         clips = [clip.model_copy(update={"split": None}) if clip.split is not None else clip for clip in clips]
     rejected = _videos_in_two_fixed_splits(clips, video_of)
     clips = [clip for clip in clips if clip.clip_id not in rejected]
@@ -50,8 +56,10 @@ def assign_splits(clips: list[ClipLabel], ratios: dict[str, float], seed: int,
             continue
         group_split = fixed.most_common(1)[0][0]
         if len(fixed) > 1:
-            warnings.append(f"group {key!r} has clips in several fixed splits {dict(fixed)}: near-duplicates may "
-                            f"straddle splits; clips without a split go to {group_split!r}")
+            warnings.append(
+                f"group {key!r} has clips in several fixed splits {dict(fixed)}: near-duplicates may "
+                f"straddle splits; clips without a split go to {group_split!r}"
+            )
         # A clip without a split follows a fixed clip of its own video first: the same footage stays in one split.
         video_split = {video_of[c.clip_id]: c.split for c in members if c.split and c.clip_id in video_of}
         for clip in members:
@@ -66,8 +74,12 @@ def assign_splits(clips: list[ClipLabel], ratios: dict[str, float], seed: int,
         members = groups[key]
         majority = Counter(c.label for c in members).most_common(1)[0][0]
         # The split furthest below its share of this label; ties go to the earlier split name.
-        split = max(SPLIT_NAMES, key=lambda s: (fractions[s] * label_totals[majority] - counts[s][majority]
-                                                if fractions[s] > 0 else float("-inf")))
+        split = max(
+            SPLIT_NAMES,
+            key=lambda s: (
+                fractions[s] * label_totals[majority] - counts[s][majority] if fractions[s] > 0 else float("-inf")
+            ),
+        )
         for clip in members:
             assignment[clip.clip_id] = split
             counts[split][clip.label] += 1
@@ -116,8 +128,10 @@ def _videos_in_two_fixed_splits(clips: list[ClipLabel], video_of: dict[str, str]
         if len({c.split for c in members if c.split is not None}) > 1:
             listing = ", ".join(f"{c.clip_id} ({c.split or 'no split'})" for c in members)
             for clip in members:
-                rejected[clip.clip_id] = (f"video {video} is used by clips in several fixed splits: {listing}; one "
-                                          "video cannot be in two splits: give these clips the same split, or none")
+                rejected[clip.clip_id] = (
+                    f"video {video} is used by clips in several fixed splits: {listing}; one "
+                    "video cannot be in two splits: give these clips the same split, or none"
+                )
     return rejected
 
 
@@ -127,8 +141,9 @@ def _shared_video_warnings(clips: list[ClipLabel], video_of: dict[str, str]) -> 
         # Clips of one video in one group were already kept together: nothing to tell.
         if len(members) > 1 and (members[0].group is None or len({c.group for c in members}) > 1):
             names = ", ".join(c.clip_id for c in members[:5]) + (", ..." if len(members) > 5 else "")
-            warnings.append(f"video {video} is used by {len(members)} clips ({names}): they are kept in one split, "
-                            "as one group")
+            warnings.append(
+                f"video {video} is used by {len(members)} clips ({names}): they are kept in one split, as one group"
+            )
     return warnings
 
 

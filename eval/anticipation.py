@@ -22,17 +22,16 @@ from pathlib import Path
 # Run as `python eval/anticipation.py`: put the repository root on the path so `eval.*` imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
 
-from ghostprobe.reports.document import Bullets, Heading, Para, Table, num, to_markdown  # noqa: E402
-from eval.summarize import effective_scores  # noqa: E402
-from ghostprobe.cli import entry_point  # noqa: E402
-from ghostprobe.files import write_text_atomic  # noqa: E402
-from ghostprobe.metrics import anticipation as P  # noqa: E402
-from ghostprobe.metrics.common import format_ids, to_jsonable  # noqa: E402
-from ghostprobe.files import read_jsonl  # noqa: E402
-from ghostprobe.sampling import FrameClock, frame_scores, scores_at  # noqa: E402
+from eval.summarize import effective_scores
+from ghostprobe.cli import entry_point
+from ghostprobe.files import read_jsonl, write_text_atomic
+from ghostprobe.metrics import anticipation as P
+from ghostprobe.metrics.common import format_ids, to_jsonable
+from ghostprobe.reports.document import Bullets, Heading, Para, Table, num, to_markdown
+from ghostprobe.sampling import FrameClock, frame_scores, scores_at
 
 PROTOCOL_CHOICES = ("ustring", "far", "nexar", "all")
 CLIP_FIELDS = ("video_fps", "video_num_frames", "t_first_visible_s")
@@ -74,18 +73,27 @@ def load_window_clips(run_dir: Path) -> tuple[dict, list[ClipWindows], str]:
     split = "earliness" if "earliness" in by_split else metrics["data"]["split"]
     rows = list(by_split.get(split, {}).values())
     if not any((row.get("window_index") or 0) > 0 for row in rows):
-        raise ValueError(f"{run_dir}: the run scored no windows (split {split!r} has one sample per clip). Run "
-                         "eval/run.py with data.earliness_path= set to a dataset prepared with sampling=sliding")
+        raise ValueError(
+            f"{run_dir}: the run scored no windows (split {split!r} has one sample per clip). Run "
+            "eval/run.py with data.earliness_path= set to a dataset prepared with sampling=sliding"
+        )
     _fill_clip_fields(rows, metrics)
     scores, _ = effective_scores(rows)
     clips: dict[str, ClipWindows] = {}
-    for row, score in zip(rows, scores):
+    for row, score in zip(rows, scores, strict=True):
         clip_id = str(row["clip_id"])
         clip = clips.get(clip_id)
         if clip is None:
             clip = clips[clip_id] = ClipWindows(
-                clip_id, bool(row["is_ghost_probing"]), row.get("t_event_s"), row.get("t_first_visible_s"),
-                float(row["video_fps"]), int(row["video_num_frames"]), [], [])
+                clip_id,
+                bool(row["is_ghost_probing"]),
+                row.get("t_event_s"),
+                row.get("t_first_visible_s"),
+                float(row["video_fps"]),
+                int(row["video_num_frames"]),
+                [],
+                [],
+            )
         clip.ends_s.append(float(row["window_end_s"]))
         clip.scores.append(float(score))
     return metrics, [clips[c] for c in sorted(clips)], split
@@ -102,8 +110,10 @@ def _fill_clip_fields(rows: list[dict], metrics: dict) -> None:
     try:
         split = load_from_disk(str(path))[metrics["data"]["split"]]
     except Exception as err:  # noqa: BLE001  (any failure means the same: the fields cannot be found)
-        raise ValueError(f"predictions.jsonl lacks the clips' frame rate; reading it from the dataset {path} failed "
-                         f"({type(err).__name__}: {err}); re-run eval/run.py") from None
+        raise ValueError(
+            f"predictions.jsonl lacks the clips' frame rate; reading it from the dataset {path} failed "
+            f"({type(err).__name__}: {err}); re-run eval/run.py"
+        ) from None
     info = {}
     for entry in split.select_columns(["clip_id", *CLIP_FIELDS]).with_format(None):
         info[entry["clip_id"]] = entry
@@ -127,23 +137,36 @@ def anticipation_results(clips: list[ClipWindows], settings: dict, protocol: str
     events = [c.clock.frames_before(c.t_event_s) if c.is_positive else c.num_frames for c in clips]
     fps = [c.fps for c in clips]
     ids = [c.clip_id for c in clips]
-    result = {"clips": len(clips), "positives": int(sum(labels)), "excluded": excluded, "protocol": protocol,
-              "records": [{**r, "source": settings["sources"].get(r["source"], r["source"])}
-                          for r in settings["records"] if protocol in ("all", r["protocol"])]}
+    result = {
+        "clips": len(clips),
+        "positives": int(sum(labels)),
+        "excluded": excluded,
+        "protocol": protocol,
+        "records": [
+            {**r, "source": settings["sources"].get(r["source"], r["source"])}
+            for r in settings["records"]
+            if protocol in ("all", r["protocol"])
+        ],
+    }
     if protocol in ("ustring", "all"):
         result["ustring"] = _ustring(series, labels, events, fps)
         result["corrected"] = P.corrected_ap_mtta(series, labels, events, fps, ids, settings["recall_target"])
     if protocol in ("far", "all"):
-        starts = [c.clock.frames_before(c.t_first_visible_s) if c.t_first_visible_s is not None else None
-                  for c in clips]
-        result["far"] = {f"{lam:g}": P.far_gated_anticipation(series, labels, events, starts, fps, lam, ids)
-                         for lam in settings["far_max"]}
+        starts = [
+            c.clock.frames_before(c.t_first_visible_s) if c.t_first_visible_s is not None else None for c in clips
+        ]
+        result["far"] = {
+            f"{lam:g}": P.far_gated_anticipation(series, labels, events, starts, fps, lam, ids)
+            for lam in settings["far_max"]
+        }
     if protocol in ("nexar", "all"):
         horizons = [float(h) for h in settings["nexar_horizons_s"]]
         # the moment h seconds before a positive's event, or before a negative's end
         refs_s = [c.t_event_s if c.is_positive else c.clock.duration_s for c in clips]
-        at = {h: [float(scores_at(c.ends_s, c.scores, [ref - h])[0]) for c, ref in zip(clips, refs_s)]
-              for h in horizons}
+        at = {
+            h: [float(scores_at(c.ends_s, c.scores, [ref - h])[0]) for c, ref in zip(clips, refs_s, strict=True)]
+            for h in horizons
+        }
         result["nexar"] = P.nexar_map(at, labels, ids)
     return to_jsonable(result)
 
@@ -152,22 +175,28 @@ def _ustring(series: list[np.ndarray], labels: list[bool], events: list[int], fp
     """UString's evaluation on one [clips, frames] array: clips shorter than the longest are padded with frames
     without a score (they never alert; the clip length the reference multiplies mTTA by is the longest)."""
     if len({round(f, 6) for f in fps}) > 1:
-        return {"error": f"clips at several frame rates ({sorted({round(f, 3) for f in fps})}): UString's "
-                         "evaluation takes one"}
+        return {
+            "error": f"clips at several frame rates ({sorted({round(f, 3) for f in fps})}): UString's "
+            "evaluation takes one"
+        }
     length = max(len(s) for s in series)
     pred = np.full((len(series), length), np.nan)
     for i, s in enumerate(series):
-        pred[i, :len(s)] = s
-    toa = [event if label else length + 1 for event, label in zip(events, labels)]
+        pred[i, : len(s)] = s
+    toa = [event if label else length + 1 for event, label in zip(events, labels, strict=True)]
     try:
         figures = P.ustring_ap_mtta(pred, np.asarray(labels, int), toa, fps[0])
     except ValueError as err:
         return {"error": str(err)}
-    notes = ["frames before the first window have no score: they never alert and are left out of the minimum "
-             "score that starts the threshold grid (the original takes no NaN)"]
+    notes = [
+        "frames before the first window have no score: they never alert and are left out of the minimum "
+        "score that starts the threshold grid (the original takes no NaN)"
+    ]
     if len({len(s) for s in series}) > 1:
-        notes.append(f"clips of {min(len(s) for s in series)}-{length} frames padded to {length} frames without "
-                     f"a score; mTTA is a fraction of {length / fps[0]:.2f} s")
+        notes.append(
+            f"clips of {min(len(s) for s in series)}-{length} frames padded to {length} frames without "
+            f"a score; mTTA is a fraction of {length / fps[0]:.2f} s"
+        )
     return {**figures, "clip_s": length / fps[0], "notes": notes}
 
 
@@ -189,32 +218,55 @@ def anticipation_blocks(result: dict) -> list:
     if "ustring" in result:
         u, c = result["ustring"], result["corrected"]
         name = "UString evaluation, reproduced with its quirks (comparable with published DAD/CCD/A3D figures)"
-        rows += [[name, "AP (%)", _pct(u.get("AP")), published("ustring", "ap")],
-                 ["", "mTTA (s, fraction of the clip length)", num(u.get("mTTA"), 2), published("ustring", "mtta_s")],
-                 ["", "TTA@R80 (s)", num(u.get("TTA_R80"), 2), "-"],
-                 ["Project's corrected AP / mTTA (not comparable with published tables)", "AP (%)", _pct(c["ap"]),
-                  "-"],
-                 ["", "mTTA (s before the event)", num(c["mtta_s"], 2), "-"],
-                 ["", f"TTA at {c['recall_target']:.0%} recall (s before the event)",
-                  num(c["tta_at_recall_target_s"], 2), "-"]]
+        rows += [
+            [name, "AP (%)", _pct(u.get("AP")), published("ustring", "ap")],
+            ["", "mTTA (s, fraction of the clip length)", num(u.get("mTTA"), 2), published("ustring", "mtta_s")],
+            ["", "TTA@R80 (s)", num(u.get("TTA_R80"), 2), "-"],
+            ["Project's corrected AP / mTTA (not comparable with published tables)", "AP (%)", _pct(c["ap"]), "-"],
+            ["", "mTTA (s before the event)", num(c["mtta_s"], 2), "-"],
+            [
+                "",
+                f"TTA at {c['recall_target']:.0%} recall (s before the event)",
+                num(c["tta_at_recall_target_s"], 2),
+                "-",
+            ],
+        ]
     for lam, far in (result.get("far") or {}).items():
-        rows += [[f"FAR-gated (TOP), frame-level false-alarm rate <= {lam}", "AUC", num(far["auc"]),
-                  published("far", f"auc@{lam}")],
-                 ["", "mTTA (s before the event)", num(far["mtta_s"], 3), published("far", f"mtta_s@{lam}")]]
+        rows += [
+            [
+                f"FAR-gated (TOP), frame-level false-alarm rate <= {lam}",
+                "AUC",
+                num(far["auc"]),
+                published("far", f"auc@{lam}"),
+            ],
+            ["", "mTTA (s before the event)", num(far["mtta_s"], 3), published("far", f"mtta_s@{lam}")],
+        ]
     if "nexar" in result:
         n = result["nexar"]
-        rows += [["Nexar collision prediction (negatives: the same time before their end)" if k == 0 else "",
-                  f"AP {float(h):.1f} s before the event", num(ap), "-"]
-                 for k, (h, ap) in enumerate(n["ap_by_horizon"].items())]
+        rows += [
+            [
+                "Nexar collision prediction (negatives: the same time before their end)" if k == 0 else "",
+                f"AP {float(h):.1f} s before the event",
+                num(ap),
+                "-",
+            ]
+            for k, (h, ap) in enumerate(n["ap_by_horizon"].items())
+        ]
         rows.append(["", "mAP", num(n["map"]), published("nexar", "map")])
-    blocks = [Heading("Accident-anticipation protocols"),
-              Para(f"{result['clips']} clips ({result['positives']} ghost probing) from their window scores, put on "
-                   "the video's frames: frame i holds the score of the latest window ending at or before it, none "
-                   "before the first window (docs/protocols.md)."),
-              Table(["protocol", "figure", "this run", "published record"], rows)]
+    blocks = [
+        Heading("Accident-anticipation protocols"),
+        Para(
+            f"{result['clips']} clips ({result['positives']} ghost probing) from their window scores, put on "
+            "the video's frames: frame i holds the score of the latest window ending at or before it, none "
+            "before the first window (docs/protocols.md)."
+        ),
+        Table(["protocol", "figure", "this run", "published record"], rows),
+    ]
     if sources:
-        blocks += [Para("Sources of the published records:"), Bullets([f"[{k + 1}] {s}" for k, s in
-                                                                        enumerate(sources)])]
+        blocks += [
+            Para("Sources of the published records:"),
+            Bullets([f"[{k + 1}] {s}" for k, s in enumerate(sources)]),
+        ]
     notes = _notes(result)
     if notes:
         blocks.append(Bullets(notes))
@@ -224,8 +276,7 @@ def anticipation_blocks(result: dict) -> list:
 def _notes(result: dict) -> list[str]:
     notes = []
     if result["excluded"]:
-        notes.append(f"left out of every protocol: {format_ids(result['excluded'])} (ghost probing without "
-                     "t_event_s)")
+        notes.append(f"left out of every protocol: {format_ids(result['excluded'])} (ghost probing without t_event_s)")
     if "ustring" in result:
         if result["ustring"].get("error"):
             notes.append(f"UString evaluation not computed: {result['ustring']['error']}")
@@ -246,9 +297,13 @@ def run_anticipation(run_dir: str | Path, settings: dict, protocol: str = "all")
     """Compute the table for `run_dir`, write anticipation.json / anticipation.md there, re-render the report."""
     run_dir = Path(run_dir)
     metrics, clips, split = load_window_clips(run_dir)
-    result = {"model": metrics["model"], "prompt": metrics["prompt"], "fingerprint": metrics["data"]["fingerprint"],
-              "split": split,
-              **anticipation_results(clips, settings, protocol)}
+    result = {
+        "model": metrics["model"],
+        "prompt": metrics["prompt"],
+        "fingerprint": metrics["data"]["fingerprint"],
+        "split": split,
+        **anticipation_results(clips, settings, protocol),
+    }
     write_text_atomic(run_dir / "anticipation.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     title = f"Accident anticipation: {metrics['model']} ({metrics['prompt']} prompt), split {split}"
     write_text_atomic(run_dir / "anticipation.md", to_markdown(title, anticipation_blocks(result)) + "\n")

@@ -75,27 +75,40 @@ def evaluate_split(session: EvalSession, dataset, split: str) -> float:
     """Score every not-yet-done sample of `dataset` (this rank's share); return the wall-clock seconds spent."""
     model, prompt, identity = session.model, session.prompt, session.identity
     prefetch_batches = session.prefetch_batches
-    todo = [i for i, sample_id in enumerate(dataset["sample_id"])
-            if i % session.world_size == session.rank and row_key(identity, split, sample_id) not in session.done_keys]
-    batches = [todo[k:k + session.batch_size] for k in range(0, len(todo), session.batch_size)]
+    todo = [
+        i
+        for i, sample_id in enumerate(dataset["sample_id"])
+        if i % session.world_size == session.rank and row_key(identity, split, sample_id) not in session.done_keys
+    ]
+    batches = [todo[k : k + session.batch_size] for k in range(0, len(todo), session.batch_size)]
     # Optional label columns (actor, light, ...) may be absent from datasets made elsewhere: they read as None.
     wanted = [c for c in ("sample_id", "label", *LABEL_COLUMNS) if c in dataset.column_names]
     label_view = dataset.select_columns(wanted).with_format(None)
     started = time.perf_counter()
-    common = {"split": split, "model": session.model_name, "prompt": prompt.name,
-              "data_fingerprint": session.data_fingerprint, "run_identity": identity}
-    with ThreadPoolExecutor(max_workers=1) as loader, tqdm(total=len(todo), desc=f"eval {split}", unit="clip",
-                                                            disable=not todo or session.rank != 0) as progress:
+    common = {
+        "split": split,
+        "model": session.model_name,
+        "prompt": prompt.name,
+        "data_fingerprint": session.data_fingerprint,
+        "run_identity": identity,
+    }
+    with (
+        ThreadPoolExecutor(max_workers=1) as loader,
+        tqdm(total=len(todo), desc=f"eval {split}", unit="clip", disable=not todo or session.rank != 0) as progress,
+    ):
         pending = [loader.submit(load_batch, dataset, label_view, b) for b in batches[:prefetch_batches]]
         for k in range(len(batches)):
             clips, metas, failed = pending.pop(0).result()
             if k + prefetch_batches < len(batches):
                 pending.append(loader.submit(load_batch, dataset, label_view, batches[k + prefetch_batches]))
-            rows = [prediction_row(meta, ModelOutput(meta["sample_id"]), identity, common, error=error)
-                    for meta, error in failed]
+            rows = [
+                prediction_row(meta, ModelOutput(meta["sample_id"]), identity, common, error=error)
+                for meta, error in failed
+            ]
             if clips:
-                rows += _ask(model, prompt, clips, metas, identity, common, session.generate_answers,
-                             session.ask_event_time)
+                rows += _ask(
+                    model, prompt, clips, metas, identity, common, session.generate_answers, session.ask_event_time
+                )
             session.writer.write(rows)
             progress.update(len(rows))
     return time.perf_counter() - started
@@ -106,16 +119,24 @@ def _ask(model, prompt, clips, metas, identity, common, generate_answers, ask_ev
     answered = model.generate(clips, prompt, "detect") if generate_answers else [None] * len(clips)
     timed = model.generate(clips, prompt, "when") if ask_event_time else [None] * len(clips)
     rows = []
-    for meta, score, answer, when in zip(metas, scored, answered, timed):
+    for meta, score, answer, when in zip(metas, scored, answered, timed, strict=True):
         extra_latency = sum(o.latency_s for o in (answer, when) if o is not None)
         row = prediction_row(meta, score, identity, common, error=score.extra.get("error"))
         row["latency_s"] = score.latency_s + extra_latency
         if answer is not None:
-            row.update(answer=answer.answer, parsed_answer=answer.parsed_answer,
-                       tokens_out=row["tokens_out"] + answer.tokens_out, cost_usd=row["cost_usd"] + answer.cost_usd)
+            row.update(
+                answer=answer.answer,
+                parsed_answer=answer.parsed_answer,
+                tokens_out=row["tokens_out"] + answer.tokens_out,
+                cost_usd=row["cost_usd"] + answer.cost_usd,
+            )
         if when is not None:
-            row.update(event_time_answer=when.answer, event_time_s=when.event_time_s,
-                       tokens_out=row["tokens_out"] + when.tokens_out, cost_usd=row["cost_usd"] + when.cost_usd)
+            row.update(
+                event_time_answer=when.answer,
+                event_time_s=when.event_time_s,
+                tokens_out=row["tokens_out"] + when.tokens_out,
+                cost_usd=row["cost_usd"] + when.cost_usd,
+            )
         rows.append(row)
     return rows
 
@@ -124,8 +145,16 @@ def prediction_row(meta: dict, output: ModelOutput, identity: str, common: dict,
     """One predictions.jsonl row: the sample's labels (`meta`), what the model said, and the run's `common` fields
     (split, model, prompt, data_fingerprint)."""
     return {
-        "key": row_key(identity, common["split"], meta["sample_id"]), **common, **meta,
-        "p_ghost_probing": output.p_ghost_probing, "answer": output.answer, "parsed_answer": output.parsed_answer,
-        "event_time_s": output.event_time_s, "latency_s": output.latency_s, "tokens_in": output.tokens_in,
-        "tokens_out": output.tokens_out, "cost_usd": output.cost_usd, "error": error,
+        "key": row_key(identity, common["split"], meta["sample_id"]),
+        **common,
+        **meta,
+        "p_ghost_probing": output.p_ghost_probing,
+        "answer": output.answer,
+        "parsed_answer": output.parsed_answer,
+        "event_time_s": output.event_time_s,
+        "latency_s": output.latency_s,
+        "tokens_in": output.tokens_in,
+        "tokens_out": output.tokens_out,
+        "cost_usd": output.cost_usd,
+        "error": error,
     }

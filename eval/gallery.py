@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ghostprobe.frames import frames_from_row
 from ghostprobe.reports import charts
 from ghostprobe.reports.document import Heading, Image, Link, Para, Table, data_uri, num
-from ghostprobe.frames import frames_from_row
 
 
 def _frame_strips(metrics: dict, sample_ids: set[str], height_px: int) -> tuple[dict, dict, str]:
@@ -51,7 +51,7 @@ def _clip_files(dataset_path: str, videos: dict[str, str]) -> dict[str, str]:
 
 
 def label_text(row: dict) -> str:
-    """"ghost_probing, event at 3.0 s (actor child, light day)": the label first, then what is known of it."""
+    """ "ghost_probing, event at 3.0 s (actor child, light day)": the label first, then what is known of it."""
     text = str(row.get("label") or "unlabelled")
     if row.get("t_event_s") is not None:
         text += f", event at {row['t_event_s']:.1f} s"
@@ -67,31 +67,48 @@ def gallery(metrics: dict, rows: list[dict], y: np.ndarray, p: np.ndarray, setti
     fn = [i for i in np.argsort(np.where(scored, p, np.inf)) if scored[i] and y[i] and p[i] < threshold]
     missing = list(np.flatnonzero(~scored))
     shown = {rows[i]["sample_id"] for i in fp[:size] + fn[:size]}
-    strips, files, note = (_frame_strips(metrics, shown, int(settings["strip_height_px"]))
-                           if settings.get("thumbnails", True) else ({}, {}, ""))
+    strips, files, note = (
+        _frame_strips(metrics, shown, int(settings["strip_height_px"]))
+        if settings.get("thumbnails", True)
+        else ({}, {}, "")
+    )
 
     def item(i: int) -> list:
         r = rows[i]
         sid = r["sample_id"]
         frames = Image(strips[sid], f"frames of {sid}", zoom=True) if sid in strips else "-"
         parsed = {True: "yes", False: "no", None: "unclear"}[r.get("parsed_answer")]
-        answer = (f"{r['answer'][:300]} [parsed: {parsed}]" if r.get("answer")
-                  else "(no free-text answer; run with generate_answers=true)")
+        answer = (
+            f"{r['answer'][:300]} [parsed: {parsed}]"
+            if r.get("answer")
+            else "(no free-text answer; run with generate_answers=true)"
+        )
         sample = Link(sid, files[sid]) if sid in files else sid
         return [frames, sample, label_text(r), num(float(p[i])), answer]
 
     header = ["frames", "sample", "label and context", "P(ghost probing)", "answer"]
     blocks = [Heading("Gallery: where the model is wrong")]
-    for title, picked, total in (("False positives (most confident first)", fp[:size], len(fp)),
-                                 ("False negatives (most confident first)", fn[:size], len(fn))):
+    for title, picked, total in (
+        ("False positives (most confident first)", fp[:size], len(fp)),
+        ("False negatives (most confident first)", fn[:size], len(fn)),
+    ):
         blocks.append(Heading(f"{title}: {len(picked)} of {total}", 3))
         blocks.append(Table(header, [item(i) for i in picked], css="gallery") if picked else Para("None."))
     if note:
         blocks.append(Para(note, css="note"))
     blocks.append(Heading(f"No answer: {len(missing)} samples ({int(y[missing].sum())} ghost probing)", 3))
     if missing:
-        blocks.append(Table(["sample", "label", "why"], [
-            [rows[i]["sample_id"], rows[i].get("label", ""),
-             rows[i].get("error") or f"answer not parsed: {(rows[i].get('answer') or '(empty)')[:120]}"]
-            for i in missing[:size]]))
+        blocks.append(
+            Table(
+                ["sample", "label", "why"],
+                [
+                    [
+                        rows[i]["sample_id"],
+                        rows[i].get("label", ""),
+                        rows[i].get("error") or f"answer not parsed: {(rows[i].get('answer') or '(empty)')[:120]}",
+                    ]
+                    for i in missing[:size]
+                ],
+            )
+        )
     return blocks

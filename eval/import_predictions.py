@@ -28,15 +28,15 @@ from pathlib import Path
 # Run as `python eval/import_predictions.py`: put the repository root on the path so `eval.*` imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf
 
-from eval.evaluate import prediction_row, sample_meta  # noqa: E402
-from eval.predictions import PredictionWriter, data_fingerprint  # noqa: E402
-from eval.summarize import metrics_document, summarize  # noqa: E402
-from ghostprobe.cli import entry_point  # noqa: E402
-from ghostprobe.config import CONF_DIR  # noqa: E402
-from ghostprobe.files import write_json_atomic  # noqa: E402
-from ghostprobe.models.base import ModelOutput  # noqa: E402
+from eval.evaluate import prediction_row, sample_meta
+from eval.predictions import PredictionWriter, data_fingerprint
+from eval.summarize import metrics_document, summarize
+from ghostprobe.cli import entry_point
+from ghostprobe.config import CONF_DIR
+from ghostprobe.files import write_json_atomic
+from ghostprobe.models.base import ModelOutput
 
 IMPORTED_PROMPT = "imported"  # the run's `prompt`: compare names runs by model / prompt
 ANSWERS = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
@@ -111,13 +111,15 @@ def _parse_number(value, name: str, low: float, high: float) -> float | None:
     return number
 
 
-def match_records(records: list[tuple[int, dict]], clip_ids: list[str], columns: dict,
-                  extensions: list[str]) -> Imported:
+def match_records(
+    records: list[tuple[int, dict]], clip_ids: list[str], columns: dict, extensions: list[str]
+) -> Imported:
     """Match each record to a clip id (exactly, else with a video extension removed on either side) and parse it.
     `columns`: id, answer, score, latency, cost -> the column name in the file."""
+
     def stem(name: str) -> str:
         suffix = Path(name).suffix
-        return name[:-len(suffix)] if suffix and suffix.lower() in extensions else name
+        return name[: -len(suffix)] if suffix and suffix.lower() in extensions else name
 
     by_key: dict[str, set[str]] = {}
     for clip_id in clip_ids:
@@ -133,21 +135,28 @@ def match_records(records: list[tuple[int, dict]], clip_ids: list[str], columns:
             continue
         candidates = by_key.get(video_id) or by_key.get(stem(video_id)) or set()
         if len(candidates) != 1:
-            reason = ("matches no clip of the dataset" if not candidates
-                      else f"matches several clips ({', '.join(sorted(candidates))})")
+            reason = (
+                "matches no clip of the dataset"
+                if not candidates
+                else f"matches several clips ({', '.join(sorted(candidates))})"
+            )
             out.unmatched.append({"line": line, "id": video_id, "reason": reason})
             continue
         clip_id = next(iter(candidates))
         if clip_id in first_line:
-            out.malformed.append({"line": line, "id": video_id,
-                                  "reason": f"clip {clip_id} already given at line {first_line[clip_id]}"})
+            out.malformed.append(
+                {"line": line, "id": video_id, "reason": f"clip {clip_id} already given at line {first_line[clip_id]}"}
+            )
             continue
         try:
-            entry = {"line": line, "answer": record.get(columns["answer"]),
-                     "parsed": _parse_answer(record.get(columns["answer"])),
-                     "score": _parse_number(record.get(columns["score"]), columns["score"], 0.0, 1.0),
-                     "latency": _parse_number(record.get(columns["latency"]), columns["latency"], 0.0, math.inf),
-                     "cost": _parse_number(record.get(columns["cost"]), columns["cost"], 0.0, math.inf)}
+            entry = {
+                "line": line,
+                "answer": record.get(columns["answer"]),
+                "parsed": _parse_answer(record.get(columns["answer"])),
+                "score": _parse_number(record.get(columns["score"]), columns["score"], 0.0, 1.0),
+                "latency": _parse_number(record.get(columns["latency"]), columns["latency"], 0.0, math.inf),
+                "cost": _parse_number(record.get(columns["cost"]), columns["cost"], 0.0, math.inf),
+            }
         except ValueError as err:
             out.malformed.append({"line": line, "id": video_id, "reason": str(err)})
             continue
@@ -181,50 +190,87 @@ def import_predictions(cfg) -> dict:
         raise ImportSetupError(f"import: output_dir={out_dir} holds an eval/run.py run; choose another folder")
     splits = _load_splits(cfg)
     fingerprint = data_fingerprint(splits)
-    labels = {name: [sample_meta(r) for r in ds.select_columns([c for c in ds.column_names if c != "frames"])
-                     .with_format(None)] for name, ds in splits.items()}
+    labels = {
+        name: [
+            sample_meta(r) for r in ds.select_columns([c for c in ds.column_names if c != "frames"]).with_format(None)
+        ]
+        for name, ds in splits.items()
+    }
     for name, metas in labels.items():
         clip_ids = [m["clip_id"] for m in metas]
         if len(set(clip_ids)) != len(clip_ids):
-            raise ImportSetupError(f"import: split {name!r} of {cfg.data.path} holds several windows per clip; "
-                                   "per-clip answers are compared on a dataset prepared with whole-clip sampling "
-                                   "(uniform, fps)")
+            raise ImportSetupError(
+                f"import: split {name!r} of {cfg.data.path} holds several windows per clip; "
+                "per-clip answers are compared on a dataset prepared with whole-clip sampling "
+                "(uniform, fps)"
+            )
     path = Path(cfg.file)
     records, bad_lines = read_records(path)
-    columns = {"id": cfg.id_column, "answer": cfg.answer_column, "score": cfg.score_column,
-               "latency": cfg.latency_column, "cost": cfg.cost_column}
+    columns = {
+        "id": cfg.id_column,
+        "answer": cfg.answer_column,
+        "score": cfg.score_column,
+        "latency": cfg.latency_column,
+        "cost": cfg.cost_column,
+    }
     if records and not any(columns["id"] in record for _, record in records):
         found = sorted({key for _, record in records for key in record})
-        raise ImportSetupError(f"import: {path} has no column {columns['id']!r} (id_column=); its columns: "
-                               f"{', '.join(found)}")
+        raise ImportSetupError(
+            f"import: {path} has no column {columns['id']!r} (id_column=); its columns: {', '.join(found)}"
+        )
     clip_split = {m["clip_id"]: name for name, metas in labels.items() for m in metas}
     imported = match_records(records, list(clip_split), columns, [e.lower() for e in cfg.video_extensions])
     imported.malformed = sorted(bad_lines + imported.malformed, key=lambda m: m["line"])
 
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    identity = hashlib.sha256(json.dumps({"file": digest, "model": cfg.model_name, "columns": columns,
-                                          "data": fingerprint}, sort_keys=True).encode()).hexdigest()[:16]
+    identity = hashlib.sha256(
+        json.dumps(
+            {"file": digest, "model": cfg.model_name, "columns": columns, "data": fingerprint}, sort_keys=True
+        ).encode()
+    ).hexdigest()[:16]
     rows_by_split: dict[str, list[dict]] = {name: [] for name in splits}
     for name, metas in labels.items():
-        common = {"split": name, "model": cfg.model_name, "prompt": IMPORTED_PROMPT, "data_fingerprint": fingerprint,
-                  "run_identity": identity}
+        common = {
+            "split": name,
+            "model": cfg.model_name,
+            "prompt": IMPORTED_PROMPT,
+            "data_fingerprint": fingerprint,
+            "run_identity": identity,
+        }
         for meta in metas:
             entry = imported.by_clip.get(meta["clip_id"])
             if entry is None:
                 continue
             given = entry["score"] is not None or entry["parsed"] is not None
-            output = ModelOutput(meta["sample_id"], math.nan if entry["score"] is None else entry["score"],
-                                 None if entry["answer"] is None else str(entry["answer"]), entry["parsed"])
-            row = prediction_row(meta, output, identity, common,
-                                 error=None if given else f"no answer or score in {path.name} line {entry['line']}")
-            row.update(latency_s=entry["latency"], tokens_in=None, tokens_out=None, cost_usd=entry["cost"],
-                       imported=True, source_line=entry["line"])
+            output = ModelOutput(
+                meta["sample_id"],
+                math.nan if entry["score"] is None else entry["score"],
+                None if entry["answer"] is None else str(entry["answer"]),
+                entry["parsed"],
+            )
+            row = prediction_row(
+                meta,
+                output,
+                identity,
+                common,
+                error=None if given else f"no answer or score in {path.name} line {entry['line']}",
+            )
+            row.update(
+                latency_s=entry["latency"],
+                tokens_in=None,
+                tokens_out=None,
+                cost_usd=entry["cost"],
+                imported=True,
+                source_line=entry["line"],
+            )
             rows_by_split[name].append(row)
     test_rows = rows_by_split[cfg.data.split]
     if not test_rows:
-        raise ImportSetupError(f"import: no row of {path} matched a clip of split {cfg.data.split!r} in "
-                               f"{cfg.data.path} ({len(imported.unmatched)} unmatched, {len(imported.malformed)} "
-                               f"malformed; e.g. {(imported.unmatched or imported.malformed or [{}])[0]})")
+        raise ImportSetupError(
+            f"import: no row of {path} matched a clip of split {cfg.data.split!r} in "
+            f"{cfg.data.path} ({len(imported.unmatched)} unmatched, {len(imported.malformed)} "
+            f"malformed; e.g. {(imported.unmatched or imported.malformed or [{}])[0]})"
+        )
 
     eval_cfg = OmegaConf.load(CONF_DIR / "eval.yaml")
     settings = OmegaConf.to_container(cfg, resolve=True)
@@ -233,19 +279,38 @@ def import_predictions(cfg) -> dict:
     settings["decision"] = OmegaConf.to_container(eval_cfg.decision, resolve=True)
     summary = summarize(test_rows, rows_by_split.get("val", []), [], settings, None)
     if all(row["latency_s"] is None for row in test_rows):  # not measured, rather than every clip "failed"
-        summary["timing"].update(n_failed=sum(row["error"] is not None for row in test_rows),
-                                 wall_source="not measured (imported without latency)")
-    missing = sorted(clip for clip, name in clip_split.items() if name == cfg.data.split
-                     and clip not in imported.by_clip)
+        summary["timing"].update(
+            n_failed=sum(row["error"] is not None for row in test_rows),
+            wall_source="not measured (imported without latency)",
+        )
+    missing = sorted(
+        clip for clip, name in clip_split.items() if name == cfg.data.split and clip not in imported.by_clip
+    )
     metrics = metrics_document(
-        run_identity=identity, model=cfg.model_name, prompt=IMPORTED_PROMPT,
-        data={"path": str(cfg.data.path), "split": cfg.data.split, "fingerprint": fingerprint,
-              "num_samples": len(test_rows)},
-        summary=summary, config=settings,
-        imported={"file": str(path), "sha256": digest, "columns": columns, "rows": imported.rows,
-                  "matched": len(imported.by_clip), "unmatched": imported.unmatched, "malformed": imported.malformed,
-                  "clips_without_row": missing, "latency_given": any(r["latency_s"] is not None for r in test_rows),
-                  "cost_given": any(r["cost_usd"] is not None for r in test_rows)})
+        run_identity=identity,
+        model=cfg.model_name,
+        prompt=IMPORTED_PROMPT,
+        data={
+            "path": str(cfg.data.path),
+            "split": cfg.data.split,
+            "fingerprint": fingerprint,
+            "num_samples": len(test_rows),
+        },
+        summary=summary,
+        config=settings,
+        imported={
+            "file": str(path),
+            "sha256": digest,
+            "columns": columns,
+            "rows": imported.rows,
+            "matched": len(imported.by_clip),
+            "unmatched": imported.unmatched,
+            "malformed": imported.malformed,
+            "clips_without_row": missing,
+            "latency_given": any(r["latency_s"] is not None for r in test_rows),
+            "cost_given": any(r["cost_usd"] is not None for r in test_rows),
+        },
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     # Written as eval/run.py writes them (PredictionWriter: no NaN in the JSON), to a new file renamed into place.
     fresh = out_dir / f".predictions.jsonl.tmp{os.getpid()}"
@@ -263,14 +328,19 @@ def import_predictions(cfg) -> dict:
 
 def _print(metrics: dict, out_dir: Path) -> None:
     info = metrics["imported"]
-    print(f"imported {info['matched']} of {info['rows']} rows of {info['file']} as {metrics['model']} "
-          f"({metrics['data']['num_samples']} clips of split {metrics['data']['split']}) -> {out_dir}")
+    print(
+        f"imported {info['matched']} of {info['rows']} rows of {info['file']} as {metrics['model']} "
+        f"({metrics['data']['num_samples']} clips of split {metrics['data']['split']}) -> {out_dir}"
+    )
     for kind in ("unmatched", "malformed"):
         for item in info[kind]:
             print(f"  {kind}: line {item['line']}: {item['id'] or '-'}: {item['reason']}", file=sys.stderr)
     if info["clips_without_row"]:
-        print(f"  {len(info['clips_without_row'])} clips of split {metrics['data']['split']} have no row in the "
-              "file (metrics.json imported.clips_without_row)", file=sys.stderr)
+        print(
+            f"  {len(info['clips_without_row'])} clips of split {metrics['data']['split']} have no row in the "
+            "file (metrics.json imported.clips_without_row)",
+            file=sys.stderr,
+        )
 
 
 @entry_point("import_predictions")

@@ -18,14 +18,19 @@ from ghostprobe.models.base import answer_settings
 from ghostprobe.prompts import Prompt
 
 
-
 def run_identity(model_cfg: dict, prompt: Prompt, questions: tuple[str, ...], data_fingerprint: str) -> str:
     """What must match for a stored row to count as done, and what every reader of a run selects rows by: the
     resolved model config minus its kind's pacing keys (batch size, concurrency, rate limits, timeouts, device
     placement: `ghostprobe.models.base.answer_settings`), the prompt, the questions asked and the data."""
-    identity = {"model": answer_settings(model_cfg), "prompt": asdict(prompt), "questions": list(questions),
-                "data": data_fingerprint}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:16]
+    identity = {
+        "model": answer_settings(model_cfg),
+        "prompt": asdict(prompt),
+        "questions": list(questions),
+        "data": data_fingerprint,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[
+        :16
+    ]
 
 
 def data_fingerprint(splits: dict) -> str:

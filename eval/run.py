@@ -12,17 +12,16 @@ from pathlib import Path
 # A stage script runs as `python eval/run.py`: put the repository root on the path so `eval.*` imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf
 
-from eval.evaluate import EvalSession, evaluate_split  # noqa: E402
-from eval.predictions import PredictionWriter, data_fingerprint, row_key, run_identity  # noqa: E402
-from eval.summarize import metrics_document, summarize  # noqa: E402
-from ghostprobe.cli import entry_point  # noqa: E402
-from ghostprobe.distributed import barrier, rank_and_world_size  # noqa: E402
-from ghostprobe.files import write_json_atomic  # noqa: E402
-from ghostprobe.models.api.retry import ApiModelError  # noqa: E402
-from ghostprobe.prompts import load_prompt  # noqa: E402
-from ghostprobe.files import read_jsonl  # noqa: E402
+from eval.evaluate import EvalSession, evaluate_split
+from eval.predictions import PredictionWriter, data_fingerprint, row_key, run_identity
+from eval.summarize import metrics_document, summarize
+from ghostprobe.cli import entry_point
+from ghostprobe.distributed import barrier, rank_and_world_size
+from ghostprobe.files import read_jsonl, write_json_atomic
+from ghostprobe.models.api.retry import ApiModelError
+from ghostprobe.prompts import load_prompt
 
 
 class EvalSetupError(SystemExit):
@@ -41,27 +40,32 @@ def load_splits(cfg: DictConfig) -> tuple[dict, str]:
     """The test split (and val split when present) of the prepared dataset, plus its fingerprint."""
     path = Path(cfg.data.path)
     if not (path / "dataset_dict.json").exists():
-        raise EvalSetupError(f"eval: data.path={path} is not a prepared dataset (no dataset_dict.json); "
-                             "prepare one with `python data_prep/main.py labels=... out_dir=...`")
+        raise EvalSetupError(
+            f"eval: data.path={path} is not a prepared dataset (no dataset_dict.json); "
+            "prepare one with `python data_prep/main.py labels=... out_dir=...`"
+        )
     dataset = _load_prepared(path, "data.path")
     if cfg.data.split not in dataset:
-        raise EvalSetupError(f"eval: split {cfg.data.split!r} is not in {path} (it has: {', '.join(dataset)}); "
-                             "set data.split=")
+        raise EvalSetupError(
+            f"eval: split {cfg.data.split!r} is not in {path} (it has: {', '.join(dataset)}); set data.split="
+        )
     splits = {cfg.data.split: dataset[cfg.data.split]}
     if cfg.data.val_split and cfg.data.val_split in dataset and cfg.data.val_split != cfg.data.split:
         splits["val"] = dataset[cfg.data.val_split]
     if cfg.data.earliness_path:
         windows = _load_prepared(Path(cfg.data.earliness_path), "data.earliness_path")
         if cfg.data.split not in windows:
-            raise EvalSetupError(f"eval: split {cfg.data.split!r} is not in data.earliness_path "
-                                 f"{cfg.data.earliness_path}")
+            raise EvalSetupError(
+                f"eval: split {cfg.data.split!r} is not in data.earliness_path {cfg.data.earliness_path}"
+            )
         splits["earliness"] = windows[cfg.data.split]
     if cfg.data.limit:
         splits = {name: ds.select(range(min(int(cfg.data.limit), len(ds)))) for name, ds in splits.items()}
     fingerprint = data_fingerprint(splits)
     # Frames as numpy arrays: the python-list default costs more than the model on small models.
-    return {name: ds.with_format("numpy", columns=["frames"], output_all_columns=True)
-            for name, ds in splits.items()}, fingerprint
+    return {
+        name: ds.with_format("numpy", columns=["frames"], output_all_columns=True) for name, ds in splits.items()
+    }, fingerprint
 
 
 def _load_prepared(path: Path, key: str):
@@ -87,7 +91,8 @@ def _load_prepared(path: Path, key: str):
         raise EvalSetupError(
             f"eval: {key}={path} is damaged and cannot be read: {where}: {type(cause).__name__}: {first_line}. "
             f"Prepare it again: python data_prep/main.py labels={labels} out_dir={path} (with the options it was "
-            "made with)") from None
+            "made with)"
+        ) from None
 
 
 def _prep_labels(path: Path) -> str | None:
@@ -103,8 +108,11 @@ def model_config(cfg: DictConfig) -> dict:
     from ghostprobe.models.base import ModelPathError, resolve_model_config
 
     try:
-        return resolve_model_config(OmegaConf.to_container(cfg.model, resolve=True),
-                                    OmegaConf.to_container(cfg.hardware, resolve=True), cfg.batch_size)
+        return resolve_model_config(
+            OmegaConf.to_container(cfg.model, resolve=True),
+            OmegaConf.to_container(cfg.hardware, resolve=True),
+            cfg.batch_size,
+        )
     except ModelPathError as err:
         raise EvalSetupError(f"eval: {err}") from None
 
@@ -157,17 +165,29 @@ def evaluate(cfg: DictConfig, out_dir: Path, rank: int, world_size: int) -> None
     model_name = model_cfg.get("name") or getattr(model, "name", model_cfg["kind"])
     writer = PredictionWriter(pred_path)
     session = EvalSession(
-        model=model, prompt=prompt, identity=identity, writer=writer, done_keys=done,
-        batch_size=int(model_cfg.get("batch_size", 1)), prefetch_batches=int(cfg.prefetch_batches),
-        generate_answers=bool(cfg.generate_answers), ask_event_time=bool(cfg.ask_event_time), model_name=model_name,
-        data_fingerprint=fingerprint, rank=rank, world_size=world_size)
+        model=model,
+        prompt=prompt,
+        identity=identity,
+        writer=writer,
+        done_keys=done,
+        batch_size=int(model_cfg.get("batch_size", 1)),
+        prefetch_batches=int(cfg.prefetch_batches),
+        generate_answers=bool(cfg.generate_answers),
+        ask_event_time=bool(cfg.ask_event_time),
+        model_name=model_name,
+        data_fingerprint=fingerprint,
+        rank=rank,
+        world_size=world_size,
+    )
     wall_s = {}
     try:
         for split, dataset in splits.items():
             wall_s[split] = evaluate_split(session, dataset, split)
     except ApiModelError as err:
-        raise EvalStopped(f"eval: stopped: {err}. The clips answered so far are kept in {pred_path}; run the same "
-                          "command again to resume (failed clips are asked again). Nothing was decided.") from None
+        raise EvalStopped(
+            f"eval: stopped: {err}. The clips answered so far are kept in {pred_path}; run the same "
+            "command again to resume (failed clips are asked again). Nothing was decided."
+        ) from None
     finally:
         writer.close()
         if hasattr(model, "close"):
@@ -182,15 +202,31 @@ def evaluate(cfg: DictConfig, out_dir: Path, rank: int, world_size: int) -> None
     # the sum of per-clip latencies.
     resumed = any(row_key(identity, cfg.data.split, s) in done for s in splits[cfg.data.split]["sample_id"])
     test_wall_s = None if resumed or world_size > 1 else wall_s[cfg.data.split]
-    summary = summarize(by_split[cfg.data.split], by_split.get("val", []), by_split.get("earliness", []),
-                        OmegaConf.to_container(cfg, resolve=True), test_wall_s, stage)
+    summary = summarize(
+        by_split[cfg.data.split],
+        by_split.get("val", []),
+        by_split.get("earliness", []),
+        OmegaConf.to_container(cfg, resolve=True),
+        test_wall_s,
+        stage,
+    )
     metrics = metrics_document(
-        run_identity=identity, model=model_name, prompt=prompt.name, prompt_format=getattr(model, "prompt_format", None),
-        model_stage=stage, model_random_init=is_random_init(model_cfg, stage),
+        run_identity=identity,
+        model=model_name,
+        prompt=prompt.name,
+        prompt_format=getattr(model, "prompt_format", None),
+        model_stage=stage,
+        model_random_init=is_random_init(model_cfg, stage),
         model_checkpoint=weights["dir"] if weights else None,
-        data={"path": str(cfg.data.path), "split": cfg.data.split, "fingerprint": fingerprint,
-              "num_samples": len(by_split[cfg.data.split])},
-        summary=summary, config=OmegaConf.to_container(cfg, resolve=True))
+        data={
+            "path": str(cfg.data.path),
+            "split": cfg.data.split,
+            "fingerprint": fingerprint,
+            "num_samples": len(by_split[cfg.data.split]),
+        },
+        summary=summary,
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
     write_json_atomic(out_dir / "metrics.json", metrics, allow_nan=False)
     _print_summary(metrics, out_dir)
     _write_report(out_dir)
@@ -199,7 +235,7 @@ def evaluate(cfg: DictConfig, out_dir: Path, rank: int, world_size: int) -> None
 
 
 def model_stage(model_cfg: dict) -> str:
-    """"fine-tuned" when model.path is a training run or checkpoint of ours (or an export of one), else
+    """ "fine-tuned" when model.path is a training run or checkpoint of ours (or an export of one), else
     "zero-shot": the decision's next steps differ ("deploy zero-shot" is wrong for a fine-tune)."""
     if model_cfg["kind"] != "video_llama" or not model_cfg.get("path"):
         return "zero-shot"
@@ -231,7 +267,8 @@ def _fail_on_failed_clips(metrics: dict, max_failed_fraction: float) -> None:
     if n and n_failed / n > max_failed_fraction:
         raise TooManyFailedClips(
             f"eval: {n_failed} of {n} test clips have no answer, more than max_failed_fraction={max_failed_fraction:g}"
-            f" (causes: `errors` in metrics.json); run the same command again to ask them again")
+            f" (causes: `errors` in metrics.json); run the same command again to ask them again"
+        )
 
 
 def _check_frames_fit(model, model_cfg: dict, splits: dict, cfg: DictConfig) -> None:
@@ -247,7 +284,8 @@ def _check_frames_fit(model, model_cfg: dict, splits: dict, cfg: DictConfig) -> 
                 f"eval: split {name!r} of {cfg.data.path} has clips of {most} frames, but model "
                 f"{model_cfg.get('name') or model_cfg['kind']} takes at most {limit} (max_frames in its config.json): "
                 f"prepare the data again with sampling.num_frames={limit} (python data_prep/main.py ... "
-                f"sampling.num_frames={limit}), or evaluate a model that takes {most} frames")
+                f"sampling.num_frames={limit}), or evaluate a model that takes {most} frames"
+            )
 
 
 def _warn_training_mismatch(model_cfg: dict, prompt_name: str, prompt_format: str | None) -> None:
@@ -261,11 +299,16 @@ def _warn_training_mismatch(model_cfg: dict, prompt_name: str, prompt_format: st
     )
 
     trained = checkpoint_info(resolve_model_dir(model_cfg["path"]))
-    for key, used, fix in (("prompt", prompt_name, f"pass prompt={trained.get('prompt')}"),
-                           ("prompt_format", prompt_format, "leave model.prompt_format=null")):
+    for key, used, fix in (
+        ("prompt", prompt_name, f"pass prompt={trained.get('prompt')}"),
+        ("prompt_format", prompt_format, "leave model.prompt_format=null"),
+    ):
         if trained.get(key) and trained[key] != used:
-            print(f"eval: WARNING: {model_cfg['path']} was fine-tuned with {key}={trained[key]} but is evaluated "
-                  f"with {key}={used}; {fix} to measure what was trained", file=sys.stderr)
+            print(
+                f"eval: WARNING: {model_cfg['path']} was fine-tuned with {key}={trained[key]} but is evaluated "
+                f"with {key}={used}; {fix} to measure what was trained",
+                file=sys.stderr,
+            )
 
 
 def _latest(rows: list[dict], identity: str, split: str, sample_ids) -> list[dict]:
@@ -316,17 +359,25 @@ def _print_summary(metrics: dict, out_dir: Path) -> None:
     model = metrics["classification"]["model"]
     timing, decision, tuned = metrics["timing"], metrics["decision"], metrics["tuned_threshold"]
     if metrics.get("model_random_init"):
-        print(f"  NOTE: {metrics['model']} is the random-init stand-in built by the project, not a trained model: "
-              "these figures say nothing about any detector")
-    print(f"{metrics['model']} on {metrics['data']['num_samples']} clips ({metrics['data']['split']}), "
-          f"the model's own answer (threshold {metrics['threshold']['value']:g})")
-    print(f"  accuracy {model['accuracy_nan_as_wrong']:.3f} {_interval(decision.get('accuracy_interval'))}  "
-          f"FPR {_fmt(model['fpr'])}  F1 {_fmt(model['f1'])}  AUROC {_fmt(model['auroc'])}  "
-          f"p95 latency {_fmt(timing['latency_p95_s'])} s")
+        print(
+            f"  NOTE: {metrics['model']} is the random-init stand-in built by the project, not a trained model: "
+            "these figures say nothing about any detector"
+        )
+    print(
+        f"{metrics['model']} on {metrics['data']['num_samples']} clips ({metrics['data']['split']}), "
+        f"the model's own answer (threshold {metrics['threshold']['value']:g})"
+    )
+    print(
+        f"  accuracy {model['accuracy_nan_as_wrong']:.3f} {_interval(decision.get('accuracy_interval'))}  "
+        f"FPR {_fmt(model['fpr'])}  F1 {_fmt(model['f1'])}  AUROC {_fmt(model['auroc'])}  "
+        f"p95 latency {_fmt(timing['latency_p95_s'])} s"
+    )
     if tuned["available"]:
         m = tuned["metrics"]
-        print(f"  at a tuned threshold ({tuned['note']}): accuracy {m['accuracy_nan_as_wrong']:.3f} "
-              f"{_interval(m['intervals']['accuracy_nan_as_wrong'])}  FPR {_fmt(m['fpr'])}")
+        print(
+            f"  at a tuned threshold ({tuned['note']}): accuracy {m['accuracy_nan_as_wrong']:.3f} "
+            f"{_interval(m['intervals']['accuracy_nan_as_wrong'])}  FPR {_fmt(m['fpr'])}"
+        )
     else:
         print(f"  no tuned threshold: {tuned['reason']}")
     action = f"decision: {decision['action'].upper()}: " if decision["action"] else ""  # else "no decision: ..."

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 
 @dataclass
 class Alert:
-    start_s: float       # end time of the window that opened it
-    end_s: float         # end time of the last window at or above the off threshold
-    peak_s: float        # end time of the highest-scoring window
+    start_s: float  # end time of the window that opened it
+    end_s: float  # end time of the last window at or above the off threshold
+    peak_s: float  # end time of the highest-scoring window
     peak_p: float
     num_windows: int
     # the highest-scoring window itself, as its timeline row gives it: the report shows its frames without probing
@@ -42,8 +42,9 @@ def off_threshold(on_threshold: float, hysteresis: float) -> float:
     return on_threshold * (1.0 - hysteresis)
 
 
-def alerts_from_timeline(rows: list[dict], on_threshold: float, off_threshold: float | None = None,
-                         min_gap_s: float = 0.0) -> list[Alert]:
+def alerts_from_timeline(
+    rows: list[dict], on_threshold: float, off_threshold: float | None = None, min_gap_s: float = 0.0
+) -> list[Alert]:
     """Alerts of one video. `rows`: timeline rows with `end_s` and `p_ghost_probing` (None/NaN: no score), any order.
     `off_threshold` defaults to `on_threshold` (no hysteresis) and must not exceed it."""
     off = on_threshold if off_threshold is None else off_threshold

@@ -58,7 +58,7 @@ _CLAUSE_SPLIT_RE = re.compile(r"[.,;!?。，；！？、\n]|\bbut\b|\bhowever\b|
 
 
 def _normalize(text: str) -> str:
-    # NFKC folds full-width letters, digits and colons ("Ｙｅｓ", "：") into ASCII; markdown emphasis carries no meaning.
+    # NFKC folds full-width letters, digits and colons ("Ｙｅｓ", "：") into ASCII; markdown emphasis means nothing.
     text = unicodedata.normalize("NFKC", text).lower()
     text = re.sub(r"[*_`#>\"'“”‘’「」【】\[\]()]", lambda m: "'" if m.group() in "'’‘" else " ", text)
     # "是否" means "whether" and must not read as 是 (yes) or 否 (no); "是否定的" is "is negative".
@@ -73,8 +73,8 @@ def _from_word(word: str) -> bool:
 def _event_verdict(text: str) -> bool | None:
     """Yes/no from the first statement (not question) that names the event, by the negations around it."""
     for match in _EVENT_RE.finditer(text):
-        after = _CLAUSE_SPLIT_RE.split(text[match.end():], maxsplit=1)[0]
-        before = _CLAUSE_SPLIT_RE.split(text[:match.start()])[-1]
+        after = _CLAUSE_SPLIT_RE.split(text[match.end() :], maxsplit=1)[0]
+        before = _CLAUSE_SPLIT_RE.split(text[: match.start()])[-1]
         before = before[-40:]  # a negation further back belongs to something else
         verdict = _VERDICT_AFTER_RE.match(after)
         if _QUESTION_CONTEXT_RE.search(before):
@@ -117,12 +117,27 @@ def parse_yes_no(text: str | None) -> bool | None:
     return bare.group(1) == "yes" if bare else None
 
 
-_ZH_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_ZH_DIGITS = {
+    "零": 0,
+    "〇": 0,
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+}
 _NUMBER = r"\d+(?:\.\d+)?|[零〇一二两三四五六七八九十]+(?:点[零〇一二三四五六七八九]+)?"
 _UNIT_S = r"(?:s|sec|secs|second|seconds|秒钟?)\b|秒"
 _UNIT_MS = r"(?:ms|millisecond|milliseconds)\b|毫秒"
 _CLOCK_RE = re.compile(r"(?<![\d.:])(?:(\d{1,2}):)?(\d{1,2}):(\d{2}(?:\.\d+)?)(?![\d:])")
-_RANGE_RE = re.compile(rf"({_NUMBER})\s*(?:{_UNIT_S})?\s*(?:-|–|~|〜|至|到|and|to)\s*(?:第)?\s*({_NUMBER})\s*(?:{_UNIT_S})")
+_RANGE_RE = re.compile(
+    rf"({_NUMBER})\s*(?:{_UNIT_S})?\s*(?:-|–|~|〜|至|到|and|to)\s*(?:第)?\s*({_NUMBER})\s*(?:{_UNIT_S})"
+)
 _WITH_UNIT_RE = re.compile(rf"({_NUMBER})\s*-?\s*(?:(?P<ms>{_UNIT_MS})|(?:{_UNIT_S}))(?P<half>半)?")
 _T_EQUALS_RE = re.compile(r"\bt\s*[=≈]\s*(\d+(?:\.\d+)?)")
 _BARE_NUMBER_RE = re.compile(r"^(?:约|大约|about|around|at|~)?\s*(\d+(?:\.\d+)?)\s*[.。]?$")

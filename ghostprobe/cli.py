@@ -26,8 +26,13 @@ from omegaconf import DictConfig, ListConfig
 from ghostprobe.config import CONF_DIR
 
 USAGE_ERROR = 2  # the exit code of a command line that names an option no config has
-HYDRA_RULE = ("hydra.run.dir=.", "hydra.output_subdir=null", "hydra.job.chdir=false", "hydra/job_logging=stdout",
-              "hydra/hydra_logging=disabled")
+HYDRA_RULE = (
+    "hydra.run.dir=.",
+    "hydra.output_subdir=null",
+    "hydra.job.chdir=false",
+    "hydra/job_logging=stdout",
+    "hydra/hydra_logging=disabled",
+)
 
 
 def entry_point(config_name: str) -> Callable:
@@ -77,8 +82,7 @@ def unknown_option(config_name: str, argv: list[str]) -> str | None:
         return None
     config_name = args.config_name or config_name  # --config-name NAME
     groups = [o for o in overrides if _is_group(o.key_or_group)]
-    values = [o for o in overrides if o not in groups and not o.is_delete()
-              and not o.key_or_group.startswith("hydra")]
+    values = [o for o in overrides if o not in groups and not o.is_delete() and not o.key_or_group.startswith("hydra")]
     if not values:
         return None
     from ghostprobe.config import compose

@@ -19,9 +19,23 @@ from ghostprobe.labels import LABEL_NAMES, ClipLabel
 TRAIN_COLUMNS = ("sample_id", "frames", "timestamps_s", "is_ghost_probing")
 # Per-sample label columns eval copies into each predictions.jsonl row, for metrics and reports without the dataset
 # (the frame rate and length let eval/anticipation.py put window scores back on the video's frames).
-LABEL_COLUMNS = ("clip_id", "window_index", "window_end_s", "is_ghost_probing", "t_first_visible_s", "t_event_s",
-                 "actor", "occluder", "light", "weather", "video_fps", "video_num_frames", "label_quality",
-                 "source_dataset", "source_category")
+LABEL_COLUMNS = (
+    "clip_id",
+    "window_index",
+    "window_end_s",
+    "is_ghost_probing",
+    "t_first_visible_s",
+    "t_event_s",
+    "actor",
+    "occluder",
+    "light",
+    "weather",
+    "video_fps",
+    "video_num_frames",
+    "label_quality",
+    "source_dataset",
+    "source_category",
+)
 
 
 # A window's frames in uint8 storage (ghostprobe.frames.packed_frames): [N, H, W, 3] and N*H*W*3 bytes. large_binary:
@@ -40,18 +54,44 @@ def dataset_features(settings: dict) -> Features:
     # float64 where a prompt prints the value: the frames message rounds index / fps to 0.1 s as the original does,
     # and float32 moves values such as 0.45 across the rounding boundary.
     exact = Value("float64")
-    return Features({
-        "sample_id": text, "clip_id": text, "window_index": Value("int32"), "video": text,
-        "label": ClassLabel(names=list(LABEL_NAMES)), "is_ghost_probing": Value("bool"),
-        "frames": frames, "frame_indices": List(Value("int32")), "timestamps_s": List(exact),
-        "window_start_s": seconds, "window_end_s": seconds,
-        "t_first_visible_s": seconds, "t_event_s": seconds, "t_end_s": seconds,
-        "actor": text, "occluder": text, "side": text, "outcome": text,
-        "light": text, "weather": text, "scene": text, "road": text, "group": text, "notes": text,
-        "label_quality": text, "source_dataset": text, "source_category": text,
-        "video_fps": exact, "video_num_frames": Value("int32"), "video_duration_s": seconds,
-        "video_width": Value("int32"), "video_height": Value("int32"), "video_codec": text, "decode_backend": text,
-    })
+    return Features(
+        {
+            "sample_id": text,
+            "clip_id": text,
+            "window_index": Value("int32"),
+            "video": text,
+            "label": ClassLabel(names=list(LABEL_NAMES)),
+            "is_ghost_probing": Value("bool"),
+            "frames": frames,
+            "frame_indices": List(Value("int32")),
+            "timestamps_s": List(exact),
+            "window_start_s": seconds,
+            "window_end_s": seconds,
+            "t_first_visible_s": seconds,
+            "t_event_s": seconds,
+            "t_end_s": seconds,
+            "actor": text,
+            "occluder": text,
+            "side": text,
+            "outcome": text,
+            "light": text,
+            "weather": text,
+            "scene": text,
+            "road": text,
+            "group": text,
+            "notes": text,
+            "label_quality": text,
+            "source_dataset": text,
+            "source_category": text,
+            "video_fps": exact,
+            "video_num_frames": Value("int32"),
+            "video_duration_s": seconds,
+            "video_width": Value("int32"),
+            "video_height": Value("int32"),
+            "video_codec": text,
+            "decode_backend": text,
+        }
+    )
 
 
 def source_category(clip: ClipLabel) -> str | None:
@@ -71,17 +111,32 @@ def rows_for_clip(clip: ClipLabel, meta: dict, stored_frames: Callable[[list[int
     info = meta["video_info"]
     event = clip.event
     base = {
-        "clip_id": clip.clip_id, "video": clip.video, "label": clip.label, "is_ghost_probing": clip.is_ghost_probing,
+        "clip_id": clip.clip_id,
+        "video": clip.video,
+        "label": clip.label,
+        "is_ghost_probing": clip.is_ghost_probing,
         "t_first_visible_s": event.t_first_visible_s if event else None,
-        "t_event_s": event.t_event_s if event else None, "t_end_s": event.t_end_s if event else None,
-        "actor": event.actor if event else None, "occluder": event.occluder if event else None,
-        "side": event.side if event else None, "outcome": event.outcome if event else None,
-        "light": clip.context.light, "weather": clip.context.weather, "scene": clip.context.scene,
-        "road": clip.context.road, "group": clip.group, "notes": clip.notes,
-        "label_quality": clip.quality, "source_dataset": clip.source.dataset if clip.source else None,
+        "t_event_s": event.t_event_s if event else None,
+        "t_end_s": event.t_end_s if event else None,
+        "actor": event.actor if event else None,
+        "occluder": event.occluder if event else None,
+        "side": event.side if event else None,
+        "outcome": event.outcome if event else None,
+        "light": clip.context.light,
+        "weather": clip.context.weather,
+        "scene": clip.context.scene,
+        "road": clip.context.road,
+        "group": clip.group,
+        "notes": clip.notes,
+        "label_quality": clip.quality,
+        "source_dataset": clip.source.dataset if clip.source else None,
         "source_category": source_category(clip),
-        "video_fps": info["fps"], "video_num_frames": info["num_frames"], "video_duration_s": info["duration_s"],
-        "video_width": info["width"], "video_height": info["height"], "video_codec": info["codec"],
+        "video_fps": info["fps"],
+        "video_num_frames": info["num_frames"],
+        "video_duration_s": info["duration_s"],
+        "video_width": info["width"],
+        "video_height": info["height"],
+        "video_codec": info["codec"],
         "decode_backend": info["backend"],
     }
     frame_shape = meta["frame_shape"]
@@ -94,7 +149,10 @@ def rows_for_clip(clip: ClipLabel, meta: dict, stored_frames: Callable[[list[int
         yield {
             **base,
             "sample_id": window["sample_id"],  # ghostprobe.sampling.window_sample_id: unique within a dataset
-            "window_index": k, "frames": window_frames, "frame_indices": window["frame_indices"],
+            "window_index": k,
+            "frames": window_frames,
+            "frame_indices": window["frame_indices"],
             "timestamps_s": window["timestamps_s"],
-            "window_start_s": window["start_s"], "window_end_s": window["end_s"],
+            "window_start_s": window["start_s"],
+            "window_end_s": window["end_s"],
         }

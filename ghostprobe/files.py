@@ -99,8 +99,10 @@ def is_disk_full(error: BaseException, folder: str | Path) -> bool:
 def disk_full_message(folder: str | Path, program: str, advice: str) -> str:
     """The one line a full disk gets: which folder, how much space is free there, and what to do."""
     usage = shutil.disk_usage(_existing_folder(Path(folder)))
-    return (f"{program}: disk full: no space left to write in {folder} ({format_bytes(usage.free)} free of "
-            f"{format_bytes(usage.total)}); {advice}")
+    return (
+        f"{program}: disk full: no space left to write in {folder} ({format_bytes(usage.free)} free of "
+        f"{format_bytes(usage.total)}); {advice}"
+    )
 
 
 @contextlib.contextmanager

@@ -78,8 +78,10 @@ def list_frame_folder(path: str | Path, roots: AllowedRoots | None = None) -> Fr
         else:
             others.append(entry.name + ("/" if entry.is_dir() else ""))
     if others:
-        raise VideoReadError(f"{folder}: not a numbered image (jpg/png): {_names(others)}; a frame folder holds only "
-                             "its frames (hidden files aside)")
+        raise VideoReadError(
+            f"{folder}: not a numbered image (jpg/png): {_names(others)}; a frame folder holds only "
+            "its frames (hidden files aside)"
+        )
     if not images:
         raise VideoReadError(f"{folder}: empty frame folder (no jpg or png images)")
     _same(folder, "image types", Counter(ext.lower() for *_, ext in images), images, lambda i: i[3].lower())
@@ -89,15 +91,24 @@ def list_frame_folder(path: str | Path, roots: AllowedRoots | None = None) -> Fr
     first, last = numbers[0], numbers[-1]
     if last - first + 1 != len(numbers):
         missing = sorted(set(range(first, last + 1)) - set(numbers))
-        raise VideoReadError(f"{folder}: the numbering has gaps: {_names([_format(pattern, n) for n in missing])} "
-                             f"missing between {_format(pattern, first)} and {_format(pattern, last)}; FFmpeg "
-                             "would stop at the first gap")
+        raise VideoReadError(
+            f"{folder}: the numbering has gaps: {_names([_format(pattern, n) for n in missing])} "
+            f"missing between {_format(pattern, first)} and {_format(pattern, last)}; FFmpeg "
+            "would stop at the first gap"
+        )
     if roots is not None:
         _check_links(folder, [entry for entry, *_ in images], roots)  # the images/ folder, then each image
     width, height = _check_headers(folder, images)
     codec = IMAGE_TYPES[images[0][3].lower()][0]
-    return FrameSequence(folder=folder, pattern=pattern, first_number=first, num_frames=len(numbers), width=width,
-                         height=height, codec=codec)
+    return FrameSequence(
+        folder=folder,
+        pattern=pattern,
+        first_number=first,
+        num_frames=len(numbers),
+        width=width,
+        height=height,
+        codec=codec,
+    )
 
 
 def open_sequence(sequence: FrameSequence, fps: float):
@@ -121,8 +132,9 @@ def read_sequence_frames(sequence: FrameSequence, fps: float, wanted: list[int],
             container.seek(index, stream=stream, any_frame=True)  # the image2 demuxer counts pts in frames
             packet = next(container.demux(stream), None)
             if packet is None or packet.pts != index:
-                raise VideoReadError(f"{sequence.folder}: {sequence.file_name(index)} could not be read as frame "
-                                     f"{index}")
+                raise VideoReadError(
+                    f"{sequence.folder}: {sequence.file_name(index)} could not be read as frame {index}"
+                )
             frames = stream.codec_context.decode(packet)
             if not frames:
                 raise VideoReadError(f"{sequence.folder}: {sequence.file_name(index)} decodes to no image")
@@ -140,9 +152,11 @@ def _pattern(folder: Path, images: list) -> str:
     padded = [entry.name for entry, _, number, _ in images if number.startswith("0") and len(number) > 1]
     if not padded:
         return escaped.format(field="%d")
-    raise VideoReadError(f"{folder}: mixed zero padding: {widths.most_common(1)[0][1]} names of "
-                         f"{widths.most_common(1)[0][0]} digits, others like {_names(padded)}; number the images "
-                         "all with the same number of digits")
+    raise VideoReadError(
+        f"{folder}: mixed zero padding: {widths.most_common(1)[0][1]} names of "
+        f"{widths.most_common(1)[0][0]} digits, others like {_names(padded)}; number the images "
+        "all with the same number of digits"
+    )
 
 
 def _check_links(folder: Path, entries: list, roots: AllowedRoots) -> None:
@@ -158,14 +172,17 @@ def _check_links(folder: Path, entries: list, roots: AllowedRoots) -> None:
             except PathNotAllowed:
                 refused.append(f"{entry.name} -> {os.path.realpath(entry.path)}")
     if refused:
-        raise VideoReadError(f"{folder}: image links to files outside {roots.describe()}: {_names(refused)}; add "
-                             "their folder to allowed_roots= to follow them")
+        raise VideoReadError(
+            f"{folder}: image links to files outside {roots.describe()}: {_names(refused)}; add "
+            "their folder to allowed_roots= to follow them"
+        )
 
 
 def _check_headers(folder: Path, images: list) -> tuple[int, int]:
     """(width, height) shared by every image, read from the headers alone; a file whose content is not its
     extension's format, or a size or pixel mode that differs from the others, is named."""
     from PIL import Image, UnidentifiedImageError
+
     shapes: dict[tuple, list[str]] = {}
     for entry, _, _, ext in images:
         expected = IMAGE_TYPES[ext.lower()][1]
@@ -181,24 +198,34 @@ def _check_headers(folder: Path, images: list) -> tuple[int, int]:
         ranked = sorted(shapes.items(), key=lambda kv: -len(kv[1]))
         (size, kind), common = ranked[0]
         odd = "; ".join(f"{w}x{h} {k}: {_names(names)}" for ((w, h), k), names in ranked[1:])
-        raise VideoReadError(f"{folder}: mixed frame sizes or pixel modes: {len(common)} frames are "
-                             f"{size[0]}x{size[1]} {kind}, but {odd}")
+        raise VideoReadError(
+            f"{folder}: mixed frame sizes or pixel modes: {len(common)} frames are "
+            f"{size[0]}x{size[1]} {kind}, but {odd}"
+        )
     (width, height), _ = next(iter(shapes))
     return width, height
 
 
 def _pixel_kind(mode: str) -> str:
     """Pillow's mode reduced to what changes FFmpeg's pixel format: colour, grey, palette, with or without alpha."""
-    return {"L": "grey", "I;16": "grey", "I": "grey", "LA": "grey+alpha", "P": "palette", "RGBA": "RGB+alpha",
-            "CMYK": "CMYK"}.get(mode, "RGB")
+    return {
+        "L": "grey",
+        "I;16": "grey",
+        "I": "grey",
+        "LA": "grey+alpha",
+        "P": "palette",
+        "RGBA": "RGB+alpha",
+        "CMYK": "CMYK",
+    }.get(mode, "RGB")
 
 
 def _same(folder: Path, what: str, counts: Counter, images: list, key) -> None:
     if len(counts) > 1:
         common = counts.most_common(1)[0][0]
         odd = [entry.name for entry, *rest in images if key((entry, *rest)) != common]
-        raise VideoReadError(f"{folder}: mixed {what}: {counts[common]} images have {common!r}, these not: "
-                             f"{_names(odd)}")
+        raise VideoReadError(
+            f"{folder}: mixed {what}: {counts[common]} images have {common!r}, these not: {_names(odd)}"
+        )
 
 
 def _format(pattern: str, number: int) -> str:

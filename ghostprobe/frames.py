@@ -20,8 +20,15 @@ RESIZE_MODES = ("straight", "pad")  # resizing of decoded frames (resize_frames)
 PREP_RESIZE_MODES = ("decoder", *RESIZE_MODES)
 
 
-def iter_resized_frames(path, indices: list[int], info, size: int, mode: str = "decoder", decode_threads: int = 1,
-                        chunk_bytes: int = 64_000_000) -> Iterator[np.ndarray]:
+def iter_resized_frames(
+    path,
+    indices: list[int],
+    info,
+    size: int,
+    mode: str = "decoder",
+    decode_threads: int = 1,
+    chunk_bytes: int = 64_000_000,
+) -> Iterator[np.ndarray]:
     """Frames at sorted distinct `indices` of a probed video (`ghostprobe.video.VideoInfo`) as uint8 RGB
     [n, size, size, 3], chunk by chunk in order, each decoded once: at most `chunk_bytes` of decoded frames (full
     size for `straight` and `pad`) are held at once, however long the clip."""
@@ -39,8 +46,11 @@ def resize_frames(frames: np.ndarray, size: int, mode: str = "straight") -> np.n
     """Resize uint8 RGB frames [N, H, W, 3] to [N, size, size, 3] (bicubic)."""
     if mode not in RESIZE_MODES:
         raise ValueError(f"unknown resize mode {mode!r}; choose one of {', '.join(RESIZE_MODES)}")
-    return np.stack([_resize_one(frame, size, mode) for frame in frames]) if len(frames) else \
-        np.zeros((0, size, size, 3), np.uint8)
+    return (
+        np.stack([_resize_one(frame, size, mode) for frame in frames])
+        if len(frames)
+        else np.zeros((0, size, size, 3), np.uint8)
+    )
 
 
 def _resize_one(frame: np.ndarray, size: int, mode: str) -> np.ndarray:
@@ -52,7 +62,7 @@ def _resize_one(frame: np.ndarray, size: int, mode: str) -> np.ndarray:
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
     canvas = np.zeros((size, size, 3), np.uint8)
     top, left = (size - new_h) // 2, (size - new_w) // 2
-    canvas[top:top + new_h, left:left + new_w] = np.asarray(image.resize((new_w, new_h), Image.Resampling.BICUBIC))
+    canvas[top : top + new_h, left : left + new_w] = np.asarray(image.resize((new_w, new_h), Image.Resampling.BICUBIC))
     return canvas
 
 
@@ -80,8 +90,10 @@ def frames_from_row(value) -> np.ndarray:
         shape = tuple(int(d) for d in value["shape"])
         pixels = np.frombuffer(value["rgb"], np.uint8)
         if len(shape) != 4 or pixels.size != np.prod(shape):
-            raise ValueError(f"{pixels.size} frame bytes do not fill the stored shape {list(shape)} (a damaged "
-                             "dataset: re-run data prep)")
+            raise ValueError(
+                f"{pixels.size} frame bytes do not fill the stored shape {list(shape)} (a damaged "
+                "dataset: re-run data prep)"
+            )
         return pixels.reshape(shape).copy()  # a writable array, as every other storage gives (torch.from_numpy)
     if len(value) and isinstance(value[0], bytes):  # jpeg storage: one JPEG file per frame
         return np.stack([_decode_jpeg(blob) for blob in value])

@@ -27,8 +27,10 @@ class LabelStudio:
 
     def __init__(self, url: str, token: str, timeout_s: float = 120.0):
         if not token:
-            raise LabelStudioError(f"{url}: no token: copy yours from Label Studio (Account & Settings > Personal "
-                                   "Access Token) into token= or the LABEL_STUDIO_API_KEY environment variable")
+            raise LabelStudioError(
+                f"{url}: no token: copy yours from Label Studio (Account & Settings > Personal "
+                "Access Token) into token= or the LABEL_STUDIO_API_KEY environment variable"
+            )
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
         self._token = token
@@ -40,11 +42,14 @@ class LabelStudio:
         if not self._is_personal_token:
             self._session.headers["Authorization"] = f"Token {self._token}"
             return
-        reply = self._session.post(f"{self.url}/api/token/refresh/", json={"refresh": self._token},
-                                   timeout=self.timeout_s)
+        reply = self._session.post(
+            f"{self.url}/api/token/refresh/", json={"refresh": self._token}, timeout=self.timeout_s
+        )
         if reply.status_code != 200:
-            raise LabelStudioError(f"{self.url}: the personal access token was refused ({reply.status_code}: "
-                                   f"{_words(reply)}); create a new one under Account & Settings")
+            raise LabelStudioError(
+                f"{self.url}: the personal access token was refused ({reply.status_code}: "
+                f"{_words(reply)}); create a new one under Account & Settings"
+            )
         self._session.headers["Authorization"] = f"Bearer {reply.json()['access']}"
 
     def call(self, method: str, path: str, **kwargs):
@@ -54,8 +59,12 @@ class LabelStudio:
             self._authorize()
             reply = self._session.request(method, f"{self.url}{path}", timeout=self.timeout_s, **kwargs)
         if reply.status_code >= 400:
-            hint = (" (a legacy token is refused unless the organisation enables legacy tokens: use a personal "
-                    "access token)" if reply.status_code == 401 and not self._is_personal_token else "")
+            hint = (
+                " (a legacy token is refused unless the organisation enables legacy tokens: use a personal "
+                "access token)"
+                if reply.status_code == 401 and not self._is_personal_token
+                else ""
+            )
             raise LabelStudioError(f"{method} {self.url}{path}: {reply.status_code}: {_words(reply)}{hint}")
         return reply.json() if reply.content else None
 
@@ -94,13 +103,17 @@ class LabelStudio:
         storages = self.call("GET", "/api/storages/localfiles/", params={"project": project_id})
         if any(path == s["path"] or path.startswith(s["path"].rstrip("/") + "/") for s in storages):
             return
-        self.call("POST", "/api/storages/localfiles/",
-                  json={"project": project_id, "path": path, "title": title, "use_blob_urls": True})
+        self.call(
+            "POST",
+            "/api/storages/localfiles/",
+            json={"project": project_id, "path": path, "title": title, "use_blob_urls": True},
+        )
 
     def export_tasks(self, project_id: int) -> list[dict]:
         """Every task of the project with its annotations (reviewed or not), as Label Studio's JSON export."""
-        return self.call("GET", f"/api/projects/{project_id}/export",
-                         params={"exportType": "JSON", "download_all_tasks": "true"})
+        return self.call(
+            "GET", f"/api/projects/{project_id}/export", params={"exportType": "JSON", "download_all_tasks": "true"}
+        )
 
     def import_tasks(self, project_id: int, tasks: list[dict]) -> int:
         """Add tasks (with their predictions); the number Label Studio added."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -46,12 +47,16 @@ class Event(_Strict):
 
     @model_validator(mode="after")
     def _times_in_order(self) -> Event:
-        times = [("t_first_visible_s", self.t_first_visible_s), ("t_event_s", self.t_event_s), ("t_end_s", self.t_end_s)]
+        times = [
+            ("t_first_visible_s", self.t_first_visible_s),
+            ("t_event_s", self.t_event_s),
+            ("t_end_s", self.t_end_s),
+        ]
         present = [(name, t) for name, t in times if t is not None]
         for name, t in present:
             if t < 0:
                 raise ValueError(f"{name} is negative ({t})")
-        for (name_a, a), (name_b, b) in zip(present, present[1:]):
+        for (name_a, a), (name_b, b) in itertools.pairwise(present):
             if a > b:
                 raise ValueError(f"times are inverted: {name_a}={a} > {name_b}={b}")
         return self
@@ -74,8 +79,11 @@ class RecordingEvent(Event):
         if self.t_start_s is not None:
             if self.t_start_s < 0:
                 raise ValueError(f"t_start_s is negative ({self.t_start_s})")
-            later = [(n, getattr(self, n)) for n in ("t_first_visible_s", "t_event_s", "t_end_s")
-                     if getattr(self, n) is not None]
+            later = [
+                (n, getattr(self, n))
+                for n in ("t_first_visible_s", "t_event_s", "t_end_s")
+                if getattr(self, n) is not None
+            ]
             if later and self.t_start_s > later[0][1]:
                 raise ValueError(f"times are inverted: t_start_s={self.t_start_s} > {later[0][0]}={later[0][1]}")
         return self
@@ -83,8 +91,9 @@ class RecordingEvent(Event):
     @property
     def span_s(self) -> tuple[float, float | None]:
         """[start, end] of the event (end None when it has no end time)."""
-        start = next(t for t in (self.t_start_s, self.t_first_visible_s, self.t_event_s, self.t_end_s, 0.0)
-                     if t is not None)
+        start = next(
+            t for t in (self.t_start_s, self.t_first_visible_s, self.t_event_s, self.t_end_s, 0.0) if t is not None
+        )
         return start, self.t_end_s if self.t_end_s is not None else self.t_event_s
 
 
@@ -139,12 +148,16 @@ class ClipLabel(_Strict):
         starts = [e.span_s[0] for e in self.events]
         for k in range(1, len(starts)):
             if starts[k] < starts[k - 1]:
-                raise ValueError(f"events are not in time order: events.{k} starts at {starts[k]} s, before "
-                                 f"events.{k - 1} at {starts[k - 1]} s")
+                raise ValueError(
+                    f"events are not in time order: events.{k} starts at {starts[k]} s, before "
+                    f"events.{k - 1} at {starts[k - 1]} s"
+                )
         has_positive = any(e.label == "ghost_probing" for e in self.events)
         if self.label is not None and has_positive != (self.label == "ghost_probing"):
-            raise ValueError(f"label {self.label!r} does not fit its events: a recording is 'ghost_probing' exactly "
-                             "when one of its events is")
+            raise ValueError(
+                f"label {self.label!r} does not fit its events: a recording is 'ghost_probing' exactly "
+                "when one of its events is"
+            )
         return self
 
     def missing_for_label(self) -> str | None:
@@ -180,7 +193,7 @@ class ClipLabel(_Strict):
 
     @property
     def quality(self) -> str:
-        """"gold" (a person's label; the default) or "weak" (from a dataset's category, not reviewed)."""
+        """ "gold" (a person's label; the default) or "weak" (from a dataset's category, not reviewed)."""
         return self.label_quality or "gold"
 
     def to_json(self) -> dict:
@@ -253,8 +266,16 @@ def load_labels(path: str | Path, to_label: bool = False) -> LabelSet:
             continue
         if clip.clip_id in seen:
             first = seen[clip.clip_id]
-            out.problems.append(LabelProblem(str(path), line, clip.clip_id, "clip_id",
-                                             f"duplicate clip_id (first defined at line {first})", clip.video))
+            out.problems.append(
+                LabelProblem(
+                    str(path),
+                    line,
+                    clip.clip_id,
+                    "clip_id",
+                    f"duplicate clip_id (first defined at line {first})",
+                    clip.video,
+                )
+            )
             continue
         seen[clip.clip_id] = line
         out.clips.append(clip)
@@ -270,8 +291,9 @@ def _jsonl_entries(path: Path, text: str, out: LabelSet):
         try:
             yield line_no, json.loads(line)
         except json.JSONDecodeError as err:
-            out.problems.append(LabelProblem(str(path), line_no, None, None,
-                                             f"JSON syntax error at column {err.colno}: {err.msg}"))
+            out.problems.append(
+                LabelProblem(str(path), line_no, None, None, f"JSON syntax error at column {err.colno}: {err.msg}")
+            )
 
 
 def _json_entries(path: Path, text: str, out: LabelSet):
@@ -284,17 +306,17 @@ def _json_entries(path: Path, text: str, out: LabelSet):
     elif isinstance(doc, dict) and isinstance(doc.get("clips"), list):
         version = doc.get("schema_version", SCHEMA_VERSION)
         if version != SCHEMA_VERSION:
-            raise LabelFileError(f"{path}: schema_version {version!r} is not supported (this version reads "
-                                 f"{SCHEMA_VERSION})")
+            raise LabelFileError(
+                f"{path}: schema_version {version!r} is not supported (this version reads {SCHEMA_VERSION})"
+            )
         clips = doc["clips"]
         extra = sorted(set(doc) - {"schema_version", "clips"})
         if extra:
             out.warnings.append(f"{path}: unknown top-level fields ignored: {', '.join(extra)}")
     else:
-        raise LabelFileError(f"{path}: expected an object {{\"schema_version\": 1, \"clips\": [...]}} or a list of "
-                             "clips")
+        raise LabelFileError(f'{path}: expected an object {{"schema_version": 1, "clips": [...]}} or a list of clips')
     lines = _clip_lines(text, clips)
-    yield from zip(lines, clips)
+    yield from zip(lines, clips, strict=True)
 
 
 def _clip_lines(text: str, clips: list) -> list[int | None]:
@@ -313,16 +335,16 @@ def _clip_lines(text: str, clips: list) -> list[int | None]:
     return lines
 
 
-def validate_clip(source: str | Path, raw, line: int | None = None) -> tuple[ClipLabel | None, list[LabelProblem],
-                                                                            list[str]]:
+def validate_clip(
+    source: str | Path, raw, line: int | None = None
+) -> tuple[ClipLabel | None, list[LabelProblem], list[str]]:
     """Check one clip object as `load_labels` checks each clip of a file (for labels built elsewhere, e.g. from a
     Label Studio export named by `source`): the clip or None, its problems and its warnings."""
     out = LabelSet(path=Path(source))
     return _validate_clip(source, line, raw, out), out.problems, out.warnings  # a URL stays a URL in messages
 
 
-def _validate_clip(path: str | Path, line: int | None, raw, out: LabelSet,
-                   to_label: bool = False) -> ClipLabel | None:
+def _validate_clip(path: str | Path, line: int | None, raw, out: LabelSet, to_label: bool = False) -> ClipLabel | None:
     clip_id = raw.get("clip_id") if isinstance(raw, dict) else None
     clip_id = str(clip_id) if clip_id is not None else None
     video = raw.get("video") if isinstance(raw, dict) and isinstance(raw.get("video"), str) else None
@@ -363,7 +385,8 @@ def _known_fields(parent: str) -> list[str]:
     """The field names a clip object (parent "") or one of its parts ("event", "events.0", "context", "source")
     knows."""
     model = {"": ClipLabel, "event": Event, "context": Context, "source": Provenance}.get(
-        "events" if parent.startswith("events.") else parent, RecordingEvent)
+        "events" if parent.startswith("events.") else parent, RecordingEvent
+    )
     return list(model.model_fields)
 
 
@@ -393,7 +416,7 @@ def _misspelt_required(raw: dict, error: dict) -> tuple[str, str] | None:
 def _pydantic_message(error: dict) -> str:
     msg = error["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     if error["type"] != "value_error" and "input" in error and not isinstance(error["input"], dict):
         msg += f" (got {error['input']!r:.60})"
     return msg
@@ -414,11 +437,15 @@ def events_beyond_video(clip: ClipLabel, duration_s: float, fps: float) -> str |
     """Why a clip's event times do not fit its video (None when they do), with one frame of slack. Data prep and the
     scan both check labels with it."""
     tolerance_s = 1.0 / fps  # a label may name the time of the last frame's end
-    named = [(f"event.{n}", getattr(clip.event, n)) for n in ("t_first_visible_s", "t_event_s", "t_end_s")
-             if clip.event is not None]
+    named = [
+        (f"event.{n}", getattr(clip.event, n))
+        for n in ("t_first_visible_s", "t_event_s", "t_end_s")
+        if clip.event is not None
+    ]
     for k, event in enumerate(clip.events or []):
-        named += [(f"events.{k}.{n}", getattr(event, n))
-                  for n in ("t_start_s", "t_first_visible_s", "t_event_s", "t_end_s")]
+        named += [
+            (f"events.{k}.{n}", getattr(event, n)) for n in ("t_start_s", "t_first_visible_s", "t_event_s", "t_end_s")
+        ]
     for name, t in named:
         if t is not None and t > duration_s + tolerance_s:
             return f"{name}={t:g} s is beyond the video's real duration {duration_s:.2f} s"

@@ -53,8 +53,9 @@ def frames_message(timestamps_s: Sequence[float], language: str, time_format: st
     return f"The video contains {len(timestamps_s)} frames sampled at {times} seconds."
 
 
-def after_frames_message(question: str, timestamps_s: Sequence[float], language: str,
-                         time_format: str = "original") -> str:
+def after_frames_message(
+    question: str, timestamps_s: Sequence[float], language: str, time_format: str = "original"
+) -> str:
     """The question on a line after the frames message: what the HF-native and API models are asked. A model that sees
     its frames as separate images learns from the message when they were taken, so it can answer "when" in seconds."""
     return f"{frames_message(timestamps_s, language, time_format)}\n{question}"

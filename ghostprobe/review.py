@@ -38,8 +38,11 @@ _FRAMES_PER_READ = 64  # frames decoded at a time while encoding a preview
 def label_config(words: dict[str, list[str]]) -> str:
     """The labelling interface (Label Studio XML). `words` lists the choices offered for the free-word event fields
     (actor, occluder); side and outcome offer the schema's values."""
-    choices = {"actor": words["actor"], "occluder": words["occluder"],
-               **{name: _schema_values(Event, name) for name in ("side", "outcome")}}
+    choices = {
+        "actor": words["actor"],
+        "occluder": words["occluder"],
+        **{name: _schema_values(Event, name) for name in ("side", "outcome")},
+    }
     lines = [
         "<View>",
         '  <Header value="$clip_id"/>',
@@ -55,12 +58,13 @@ def label_config(words: dict[str, list[str]]) -> str:
         "  </Choices>",
     ]
     for name, values in choices.items():
-        lines += [f'  <Header value="{name} (optional)" size="6"/>',
-                  f'  <Choices name="{name}" toName="video" choice="single" showInline="true">',
-                  *[f"    <Choice value={quoteattr(value)}/>" for value in values],
-                  "  </Choices>"]
-    lines += ['  <TextArea name="notes" toName="video" placeholder="notes (optional)" maxSubmissions="1"/>',
-              "</View>"]
+        lines += [
+            f'  <Header value="{name} (optional)" size="6"/>',
+            f'  <Choices name="{name}" toName="video" choice="single" showInline="true">',
+            *[f"    <Choice value={quoteattr(value)}/>" for value in values],
+            "  </Choices>",
+        ]
+    lines += ['  <TextArea name="notes" toName="video" placeholder="notes (optional)" maxSubmissions="1"/>', "</View>"]
     return "\n".join(lines) + "\n"
 
 
@@ -79,23 +83,30 @@ class TaskBatch:
     previews: int = 0
 
 
-def make_tasks(clips: list[ClipLabel], label_file: str, videos_root: Path, document_root: Path,
-               previews_dir: Path, decode_threads: int = 1) -> TaskBatch:
+def make_tasks(
+    clips: list[ClipLabel],
+    label_file: str,
+    videos_root: Path,
+    document_root: Path,
+    previews_dir: Path,
+    decode_threads: int = 1,
+) -> TaskBatch:
     """One Label Studio task per clip, in the given order. A video is served from under `document_root` (Label
     Studio's LOCAL_FILES_DOCUMENT_ROOT); one a browser cannot play (an avi, MPEG-4 Part 2) is shown through an
     H.264 preview with the same frames, written once into `previews_dir`. A clip whose video is missing, unreadable
     or outside the document root is a problem, and the other clips go on."""
     batch = TaskBatch()
     root = document_root.resolve()
-    for rank, clip in enumerate(clips, start=1):
-        def problem(message, field="video"):
-            batch.problems.append(LabelProblem(label_file, None, clip.clip_id, field, message, clip.video))
 
+    def problem(clip, message, field="video"):
+        batch.problems.append(LabelProblem(label_file, None, clip.clip_id, field, message, clip.video))
+
+    for rank, clip in enumerate(clips, start=1):
         path = (videos_root / clip.video).resolve()
         try:
             info = probe_video(path, decode_threads)
         except VideoReadError as err:
-            problem(str(err))
+            problem(clip, str(err))
             continue
         shown = path
         if path.suffix.lower() not in BROWSER_SUFFIXES or info.codec not in BROWSER_CODECS:
@@ -104,24 +115,39 @@ def make_tasks(clips: list[ClipLabel], label_file: str, videos_root: Path, docum
                 try:
                     _write_preview(path, info, shown, decode_threads)
                 except Exception as err:  # one odd file must not stop the other clips
-                    problem(f"cannot encode a browser preview of {path}: {type(err).__name__}: {err}")
+                    problem(clip, f"cannot encode a browser preview of {path}: {type(err).__name__}: {err}")
                     continue
                 batch.previews += 1
         if not shown.is_relative_to(root):
-            problem(f"{shown} is outside Label Studio's document root {root}: start Label Studio with "
-                    "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT set to a folder holding the videos (and previews), and "
-                    "give the same folder as document_root=")
+            problem(
+                clip,
+                f"{shown} is outside Label Studio's document root {root}: start Label Studio with "
+                "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT set to a folder holding the videos (and previews), and "
+                "give the same folder as document_root=",
+            )
             continue
         served = shown.relative_to(root).as_posix()
         if "/" not in served:
-            problem(f"{shown} lies directly in Label Studio's document root {root}, which Label Studio does not "
-                    "serve (only its subfolders): move the clips into a subfolder, or give a parent folder as "
-                    "document_root= (and LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
+            problem(
+                clip,
+                f"{shown} lies directly in Label Studio's document root {root}, which Label Studio does not "
+                "serve (only its subfolders): move the clips into a subfolder, or give a parent folder as "
+                "document_root= (and LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)",
+            )
             continue
-        original = clip.to_json() | {"video": path.relative_to(root).as_posix() if path.is_relative_to(root)
-                                     else str(path)}
-        task = {"data": {"clip_id": clip.clip_id, "video": LOCAL_FILES_URL + quote(served, safe="/"),
-                         "fps": info.fps, "about": _about(clip), "review_rank": rank, "clip": original}}
+        original = clip.to_json() | {
+            "video": path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+        }
+        task = {
+            "data": {
+                "clip_id": clip.clip_id,
+                "video": LOCAL_FILES_URL + quote(served, safe="/"),
+                "fps": info.fps,
+                "about": _about(clip),
+                "review_rank": rank,
+                "clip": original,
+            }
+        }
         if clip.label is not None:
             task["predictions"] = [_prediction(clip, info.fps)]
         batch.tasks.append(task)
@@ -132,7 +158,7 @@ def served_folders(batch: TaskBatch, document_root: Path) -> list[Path]:
     """The folders holding the served videos (none inside another): the local-files storages Label Studio needs,
     since it serves /data/local-files/?d=... only to projects holding a storage that covers the file's folder, and a
     storage may not be the document root itself."""
-    folders = sorted({os.path.dirname(unquote(task["data"]["video"][len(LOCAL_FILES_URL):])) for task in batch.tasks})
+    folders = sorted({os.path.dirname(unquote(task["data"]["video"][len(LOCAL_FILES_URL) :])) for task in batch.tasks})
     outermost = [f for f in folders if not any(f.startswith(other + "/") for other in folders)]
     return [document_root.resolve() / folder for folder in outermost]
 
@@ -149,8 +175,9 @@ def uncertainty_order(clips: list[ClipLabel], run_dir: str | Path) -> tuple[list
             d = abs(row["p_ghost_probing"] - threshold)
             distance[row["clip_id"]] = min(d, distance.get(row["clip_id"], d))
     position = {clip.clip_id: k for k, clip in enumerate(clips)}
-    ordered = sorted(clips, key=lambda c: (c.clip_id not in distance, distance.get(c.clip_id, 0.0),
-                                           position[c.clip_id]))
+    ordered = sorted(
+        clips, key=lambda c: (c.clip_id not in distance, distance.get(c.clip_id, 0.0), position[c.clip_id])
+    )
     return ordered, distance
 
 
@@ -163,10 +190,12 @@ def _about(clip: ClipLabel) -> str:
     source = clip.source
     if source is not None:
         category = source.category_name or source.category_id
-        said = [f"{source.dataset} {source.original_id or ''}".strip() if source.dataset else None,
-                f"category {category}" if category is not None else None,
-                f"cause: {source.cause}" if source.cause else None,
-                f"candidate because: {source.candidate_reason}" if source.candidate_reason else None]
+        said = [
+            f"{source.dataset} {source.original_id or ''}".strip() if source.dataset else None,
+            f"category {category}" if category is not None else None,
+            f"cause: {source.cause}" if source.cause else None,
+            f"candidate because: {source.candidate_reason}" if source.candidate_reason else None,
+        ]
         parts += [s for s in said if s]
     if clip.notes:
         parts.append(f"notes: {clip.notes}")
@@ -181,8 +210,11 @@ def _prediction(clip: ClipLabel, fps: float) -> dict:
             result.append(_mark(VISIBLE_MARK, event.t_first_visible_s, event.t_first_visible_s, fps))
         if event.t_event_s is not None:
             result.append(_mark(PATH_MARK, event.t_event_s, event.t_end_s or event.t_event_s, fps))
-        result += [_choice(name, getattr(event, name)) for name in ("actor", "occluder", "side", "outcome")
-                   if getattr(event, name) is not None]
+        result += [
+            _choice(name, getattr(event, name))
+            for name in ("actor", "occluder", "side", "outcome")
+            if getattr(event, name) is not None
+        ]
     return {"model_version": PREDICTIONS_VERSION, "result": result}
 
 
@@ -191,9 +223,15 @@ def _choice(name: str, value: str) -> dict:
 
 
 def _mark(label: str, start_s: float, end_s: float, fps: float) -> dict:
-    return {"from_name": "marks", "to_name": "video", "type": "timelinelabels",
-            "value": {"ranges": [{"start": round(start_s * fps) + 1, "end": round(end_s * fps) + 1}],
-                      "timelinelabels": [label]}}
+    return {
+        "from_name": "marks",
+        "to_name": "video",
+        "type": "timelinelabels",
+        "value": {
+            "ranges": [{"start": round(start_s * fps) + 1, "end": round(end_s * fps) + 1}],
+            "timelinelabels": [label],
+        },
+    }
 
 
 def _write_preview(path: Path, info: VideoInfo, out: Path, decode_threads: int) -> None:
@@ -232,8 +270,9 @@ class ReviewOutcome:
         return self.agreed / self.multi_reviewed if self.multi_reviewed else None
 
 
-def gold_labels(tasks: list[dict], source: str, out_dir: Path, document_root: Path,
-                users: dict[int, str] | None = None) -> ReviewOutcome:
+def gold_labels(
+    tasks: list[dict], source: str, out_dir: Path, document_root: Path, users: dict[int, str] | None = None
+) -> ReviewOutcome:
     """Gold clips from Label Studio tasks (its JSON export): each task's answers (annotations not skipped) become
     one clip with `label_quality: gold` and the reviewer and time in `source`; `video` is written relative to
     `out_dir`, the folder of the label file to write. A task with no answer is unresolved, one whose answers were all
@@ -267,8 +306,10 @@ def gold_labels(tasks: list[dict], source: str, out_dir: Path, document_root: Pa
             outcome.problems.append(LabelProblem(source, None, data.get("clip_id"), "video", f"{raw} ({name})"))
             continue
         clip, problems, _ = validate_clip(source, raw)
-        outcome.problems += [dataclasses.replace(p, message=f"{p.message} ({name}, reviewed by "
-                                                 f"{raw['source']['reviewer']})") for p in problems]
+        outcome.problems += [
+            dataclasses.replace(p, message=f"{p.message} ({name}, reviewed by {raw['source']['reviewer']})")
+            for p in problems
+        ]
         if clip is not None:
             outcome.clips.append(clip)
     return outcome
@@ -276,8 +317,13 @@ def gold_labels(tasks: list[dict], source: str, out_dir: Path, document_root: Pa
 
 def _reading(annotation: dict, fps: float | None, users: dict[int, str] | None) -> dict:
     """One reviewer's answer: label, event fields, notes, reviewer and time."""
-    reading: dict = {"label": None, "event": {}, "notes": None, "reviewer": _reviewer(annotation, users),
-                     "reviewed_at": annotation.get("updated_at") or annotation.get("created_at")}
+    reading: dict = {
+        "label": None,
+        "event": {},
+        "notes": None,
+        "reviewer": _reviewer(annotation, users),
+        "reviewed_at": annotation.get("updated_at") or annotation.get("created_at"),
+    }
     for item in annotation.get("result") or []:
         value, name = item.get("value") or {}, item.get("from_name")
         if item.get("type") == "choices" and value.get("choices"):
@@ -309,8 +355,10 @@ def _gold_clip(data: dict, readings: list[dict], out_dir: Path, document_root: P
     video = (document_root.resolve() / original["video"]).resolve()
     relative = Path(os.path.relpath(video, out_dir.resolve()))
     if relative.parts and relative.parts[0] == "..":
-        return (f"video {video} is outside the output's folder {out_dir.resolve()}: write out= into a folder "
-                "holding the videos (data prep reads videos relative to the label file)")
+        return (
+            f"video {video} is outside the output's folder {out_dir.resolve()}: write out= into a folder "
+            "holding the videos (data prep reads videos relative to the label file)"
+        )
     event: dict = {}
     for name in ("t_first_visible_s", "t_event_s", "t_end_s"):
         times = [r["event"][name] for r in readings if name in r["event"]]
@@ -320,11 +368,19 @@ def _gold_clip(data: dict, readings: list[dict], out_dir: Path, document_root: P
         event[name] = next((r["event"][name] for r in readings if name in r["event"]), None)
     event = {k: v for k, v in event.items() if v is not None}
     source = dict(original.get("source") or {})
-    source.update(reviewer=", ".join(dict.fromkeys(r["reviewer"] for r in readings)),
-                  reviewed_at=max((r["reviewed_at"] for r in readings if r["reviewed_at"]), default=None), tool=TOOL)
+    source.update(
+        reviewer=", ".join(dict.fromkeys(r["reviewer"] for r in readings)),
+        reviewed_at=max((r["reviewed_at"] for r in readings if r["reviewed_at"]), default=None),
+        tool=TOOL,
+    )
     notes = next((r["notes"] for r in readings if r["notes"]), original.get("notes"))
-    clip = original | {"video": relative.as_posix(), "label": readings[0]["label"], "label_quality": "gold",
-                       "source": source, "notes": notes}
+    clip = original | {
+        "video": relative.as_posix(),
+        "label": readings[0]["label"],
+        "label_quality": "gold",
+        "source": source,
+        "notes": notes,
+    }
     clip.pop("event", None)
     if event:
         clip["event"] = event
@@ -340,4 +396,3 @@ def _reviewer(annotation: dict, users: dict[int, str] | None) -> str:
 
 def _reviewers(annotations: list[dict], users: dict[int, str] | None) -> str:
     return ", ".join(dict.fromkeys(_reviewer(a, users) for a in annotations))
-

@@ -57,14 +57,20 @@ class RunLock:
             except BlockingIOError:
                 holder = _holder(f)
                 f.close()
-                raise RunDirBusy(f"{self.path.parent} is in use by another {self.kind} run ({holder}; lock file "
-                                 f"{self.path}): wait for it to end or stop it, or choose another output_dir")
+                raise RunDirBusy(
+                    f"{self.path.parent} is in use by another {self.kind} run ({holder}; lock file "
+                    f"{self.path}): wait for it to end or stop it, or choose another output_dir"
+                ) from None  # the failed flock is how a busy lock shows, not an error of its own
             except OSError as err:
                 f.close()
                 if err.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
                     raise
-                log.warning("%s: the filesystem does not support file locks (%s); nothing stops a second run "
-                            "from writing this run directory", self.path, err.strerror)
+                log.warning(
+                    "%s: the filesystem does not support file locks (%s); nothing stops a second run "
+                    "from writing this run directory",
+                    self.path,
+                    err.strerror,
+                )
                 return self
             try:
                 same_file = os.fstat(f.fileno()).st_ino == os.stat(self.path).st_ino
@@ -77,8 +83,12 @@ class RunLock:
         if f.read().strip():
             log.warning("%s: taking over the lock left by %s, which is no longer running", self.path, _holder(f))
         f.truncate(0)
-        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                            "started": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+        f.write(
+            json.dumps(
+                {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            )
+            + "\n"
+        )
         f.flush()
         self._file = f
         return self

@@ -21,16 +21,20 @@ def load_run(run_dir) -> tuple[dict, list[dict]]:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such directory (expected an eval output_dir)")
     if not (run_dir / "metrics.json").exists():
-        raise FileNotFoundError(f"{run_dir}: no metrics.json. eval/run.py writes it when a run finishes; a run "
-                                "stopped early has only predictions.jsonl: run the same command again to resume it")
+        raise FileNotFoundError(
+            f"{run_dir}: no metrics.json. eval/run.py writes it when a run finishes; a run "
+            "stopped early has only predictions.jsonl: run the same command again to resume it"
+        )
     if not (run_dir / "predictions.jsonl").exists():
         raise FileNotFoundError(f"{run_dir}: metrics.json without predictions.jsonl; re-run eval/run.py there")
     try:
         metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     except ValueError as err:  # JSONDecodeError, or bytes that are not UTF-8
-        raise ValueError(f"{run_dir / 'metrics.json'} cannot be read ({type(err).__name__}: {err}): it was cut short "
-                         "(a full disk or a kill while it was written); run eval/run.py into that folder again to "
-                         "rewrite it (answered clips are kept)") from None
+        raise ValueError(
+            f"{run_dir / 'metrics.json'} cannot be read ({type(err).__name__}: {err}): it was cut short "
+            "(a full disk or a kill while it was written); run eval/run.py into that folder again to "
+            "rewrite it (answered clips are kept)"
+        ) from None
     return metrics, run_rows(run_dir, metrics)
 
 
@@ -43,6 +47,7 @@ def run_rows(run_dir, metrics: dict, split: str | None = None) -> list[dict]:
     """
     split = split or metrics["data"]["split"]
     if metrics.get("run_identity"):
+
         def mine(row):
             return row.get("run_identity") == metrics["run_identity"] and row.get("split") == split
     else:
@@ -50,6 +55,7 @@ def run_rows(run_dir, metrics: dict, split: str | None = None) -> list[dict]:
 
         def mine(row):
             return (row.get("model"), row.get("prompt"), row.get("data_fingerprint"), row.get("split")) == want
+
     latest = {}
     for row in read_jsonl(Path(run_dir) / "predictions.jsonl"):
         if mine(row):

@@ -104,8 +104,9 @@ def uniform_indices(num_frames: int, n: int) -> list[int]:
 
 def _window(clock: FrameClock, index: int, start_s: float, end_s: float, indices: Sequence[int]) -> Window:
     first = indices[0]
-    return Window(index, start_s, end_s, tuple(int(i) for i in indices),
-                  tuple(clock.seconds_after(first, i) for i in indices))
+    return Window(
+        index, start_s, end_s, tuple(int(i) for i in indices), tuple(clock.seconds_after(first, i) for i in indices)
+    )
 
 
 def make_window(clock: FrameClock, start_s: float, end_s: float, num_frames: int, index: int = 0) -> Window:
@@ -119,8 +120,9 @@ def make_window(clock: FrameClock, start_s: float, end_s: float, num_frames: int
     return _window(clock, index, start_s, end_s, [first + i for i in uniform_indices(span, num_frames)])
 
 
-def sliding_windows(clock: FrameClock, window_s: float, stride_s: float, num_frames: int,
-                    until_s: float | None = None) -> list[Window]:
+def sliding_windows(
+    clock: FrameClock, window_s: float, stride_s: float, num_frames: int, until_s: float | None = None
+) -> list[Window]:
     """Windows of `window_s` seconds ending at window_s, window_s + stride_s, ... up to `until_s` (default: the
     clip's end), window k over [k * stride_s, k * stride_s + window_s) (times rounded to 1 us). Empty when even the
     first one would end after `until_s`."""
@@ -141,8 +143,16 @@ def window_sample_id(clip_id: str, window_index: int | None) -> str:
     return clip_id if window_index is None else f"{clip_id}#w{window_index}"
 
 
-def sample_windows(policy: dict, *, fps: float, num_frames: int, t_event_s: float | None, is_positive: bool,
-                   seed_key: str, frame_times_s: tuple[float, ...] | None = None) -> list[Window]:
+def sample_windows(
+    policy: dict,
+    *,
+    fps: float,
+    num_frames: int,
+    t_event_s: float | None,
+    is_positive: bool,
+    seed_key: str,
+    frame_times_s: tuple[float, ...] | None = None,
+) -> list[Window]:
     """Apply the sampling policy `policy` (a `conf/sampling/*.yaml` mapping) to one clip.
 
     `t_event_s` is the labelled event time (None when the clip has none); `seed_key` makes random choices (jitter)
@@ -158,8 +168,10 @@ def sample_windows(policy: dict, *, fps: float, num_frames: int, t_event_s: floa
     if name == "fps":
         n = min(int(math.floor(duration_s * policy["target_fps"])), policy["max_frames"])
         if n < policy.get("min_frames", 1):
-            raise SamplingError(f"clip of {duration_s:.2f} s gives {n} frames at {policy['target_fps']} fps, "
-                                f"fewer than min_frames {policy.get('min_frames', 1)}")
+            raise SamplingError(
+                f"clip of {duration_s:.2f} s gives {n} frames at {policy['target_fps']} fps, "
+                f"fewer than min_frames {policy.get('min_frames', 1)}"
+            )
         if frame_times_s is None:
             return [_window(clock, 0, 0.0, duration_s, uniform_indices(num_frames, n))]
         return [_window(clock, 0, 0.0, duration_s, [clock.index_at(k * duration_s / n) for k in range(n)])]
@@ -171,8 +183,10 @@ def sample_windows(policy: dict, *, fps: float, num_frames: int, t_event_s: floa
         raise ValueError(f"unknown sampling policy {name!r}; choose one of {', '.join(POLICIES)}")
     for window in windows:  # a training or earliness sample always carries the frames its config asks for
         if len(window.frame_indices) < policy["num_frames"]:
-            raise SamplingError(f"window {window.start_s:.2f}-{window.end_s:.2f} s holds "
-                                f"{len(window.frame_indices)} frames, fewer than the {policy['num_frames']} requested")
+            raise SamplingError(
+                f"window {window.start_s:.2f}-{window.end_s:.2f} s holds "
+                f"{len(window.frame_indices)} frames, fewer than the {policy['num_frames']} requested"
+            )
     return windows
 
 
@@ -201,14 +215,16 @@ def _sliding_windows(policy: dict, clock: FrameClock, t_event_s: float | None) -
     the event (the model must not see the emergence into the path), for negatives over the whole clip."""
     windows = sliding_windows(clock, policy["window_s"], policy["stride_s"], policy["num_frames"], until_s=t_event_s)
     if not windows:
-        what = (f"the event at {t_event_s:.2f} s" if t_event_s is not None
-                else f"the clip end ({clock.duration_s:.2f} s)")
+        what = (
+            f"the event at {t_event_s:.2f} s" if t_event_s is not None else f"the clip end ({clock.duration_s:.2f} s)"
+        )
         raise SamplingError(f"no {policy['window_s']} s window ends before {what}")
     return windows
 
 
-def scores_at(window_ends_s: Sequence[float], window_scores: Sequence[float | None],
-              times_s: Sequence[float]) -> np.ndarray:
+def scores_at(
+    window_ends_s: Sequence[float], window_scores: Sequence[float | None], times_s: Sequence[float]
+) -> np.ndarray:
     """The score a deployed system shows at each of `times_s`: that of the latest window ending at or before it
     (1 us of slack). A window without a score (None/NaN: the model gave no answer) leaves the previous score
     standing; before the first scored window there is no score (NaN)."""
@@ -223,8 +239,9 @@ def scores_at(window_ends_s: Sequence[float], window_scores: Sequence[float | No
     return np.where(latest >= 0, scores[np.maximum(latest, 0)] if len(scores) else np.nan, np.nan)
 
 
-def frame_scores(window_ends_s: Sequence[float], window_scores: Sequence[float | None],
-                 clock: FrameClock) -> np.ndarray:
+def frame_scores(
+    window_ends_s: Sequence[float], window_scores: Sequence[float | None], clock: FrameClock
+) -> np.ndarray:
     """One score per frame of the video (float64 [num_frames]): frame i gets the score of the latest window that
     ends at or before frame i is shown (`scores_at`), NaN for the frames before the first scored window ends."""
     return scores_at(window_ends_s, window_scores, [clock.time_of(i) for i in range(clock.num_frames)])

@@ -33,8 +33,21 @@ class VideoReadError(RuntimeError):
 # FFmpeg demuxers that read one local file and nothing else. Any other is refused before a decoder opens the file:
 # playlists and lists (hls, concat, dash) and session descriptions (sdp) open further files or URLs, so a file
 # inside the videos folder could bring video from anywhere into a dataset.
-SINGLE_FILE_CONTAINERS = ("mov", "mp4", "matroska", "webm", "avi", "mpegts", "flv", "mpeg", "asf", "ogg", "h264",
-                          "hevc", "m4v")
+SINGLE_FILE_CONTAINERS = (
+    "mov",
+    "mp4",
+    "matroska",
+    "webm",
+    "avi",
+    "mpegts",
+    "flv",
+    "mpeg",
+    "asf",
+    "ogg",
+    "h264",
+    "hevc",
+    "m4v",
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +72,15 @@ class VideoInfo:
         """The frame folder this info describes (backend "image2")."""
         from ghostprobe.frame_folder import FrameSequence
 
-        return FrameSequence(Path(self.image_folder), self.image_pattern, self.first_number, self.num_frames,
-                             self.width, self.height, self.codec)
+        return FrameSequence(
+            Path(self.image_folder),
+            self.image_pattern,
+            self.first_number,
+            self.num_frames,
+            self.width,
+            self.height,
+            self.codec,
+        )
 
     def to_json(self) -> dict:
         # Where a folder's images are is how to read them, not what the clip is: left out, so a prepared dataset's
@@ -72,8 +92,9 @@ class VideoInfo:
 _FOLDER_FIELDS = ("image_folder", "image_pattern", "first_number")
 
 
-def probe_video(path: str | Path, decode_threads: int = 1, fps: float | None = None,
-                roots: AllowedRoots | None = None) -> VideoInfo:
+def probe_video(
+    path: str | Path, decode_threads: int = 1, fps: float | None = None, roots: AllowedRoots | None = None
+) -> VideoInfo:
     """Read a video's metadata; decodes the first frame with the chosen backend to prove the file is readable.
 
     `path` may be a folder of numbered images (ghostprobe/frame_folder.py): `fps` (the label's) is then required,
@@ -91,19 +112,28 @@ def probe_video(path: str | Path, decode_threads: int = 1, fps: float | None = N
         try:
             info = _probe_pyav(path)
         except Exception as pyav_err:
-            raise VideoReadError(f"{path}: cannot decode ({_diagnose(path, pyav_err)}); decord: "
-                                 f"{_short(decord_err)}; PyAV: {_short(pyav_err)}") from None
+            raise VideoReadError(
+                f"{path}: cannot decode ({_diagnose(path, pyav_err)}); decord: "
+                f"{_short(decord_err)}; PyAV: {_short(pyav_err)}"
+            ) from None
     if info.codec == "unknown":
         info = replace(info, codec=codec)
     # A cut-off avi still opens and reads as a shorter clip; its header still declares the full length.
     if declared and info.num_frames < declared - 1:
-        raise VideoReadError(f"{path}: truncated: the container declares {declared} frames but only "
-                             f"{info.num_frames} are readable")
+        raise VideoReadError(
+            f"{path}: truncated: the container declares {declared} frames but only {info.num_frames} are readable"
+        )
     return info
 
 
-def read_frames(path: str | Path, indices: list[int], info: VideoInfo, decode_threads: int = 1,
-                size: int | None = None, pyav_fallback: bool = True) -> np.ndarray:
+def read_frames(
+    path: str | Path,
+    indices: list[int],
+    info: VideoInfo,
+    decode_threads: int = 1,
+    size: int | None = None,
+    pyav_fallback: bool = True,
+) -> np.ndarray:
     """Decode the frames at `indices` (any order, repeats allowed) as uint8 RGB [N, H, W, 3].
 
     `size`: squeeze every frame to size x size inside the decoder, as the original Video-LLaMA's
@@ -132,13 +162,16 @@ def read_frames(path: str | Path, indices: list[int], info: VideoInfo, decode_th
             frames = _read_decord(path, wanted, decode_threads, size)
         except Exception as decord_err:
             if not pyav_fallback:
-                raise VideoReadError(f"{path}: decoding frames {wanted[0]}..{wanted[-1]} failed: "
-                                     f"{_short(decord_err)}") from None
+                raise VideoReadError(
+                    f"{path}: decoding frames {wanted[0]}..{wanted[-1]} failed: {_short(decord_err)}"
+                ) from None
             try:
                 frames = _read_pyav(path, wanted, size)
             except Exception as pyav_err:
-                raise VideoReadError(f"{path}: decoding frames {wanted[0]}..{wanted[-1]} failed (truncated or "
-                                     f"corrupt?); decord: {_short(decord_err)}; PyAV: {_short(pyav_err)}") from None
+                raise VideoReadError(
+                    f"{path}: decoding frames {wanted[0]}..{wanted[-1]} failed (truncated or "
+                    f"corrupt?); decord: {_short(decord_err)}; PyAV: {_short(pyav_err)}"
+                ) from None
     else:
         try:
             frames = _read_pyav(path, wanted, size)
@@ -146,12 +179,18 @@ def read_frames(path: str | Path, indices: list[int], info: VideoInfo, decode_th
             raise
         except Exception as err:
             raise VideoReadError(f"{path}: decoding frames {wanted[0]}..{wanted[-1]} failed: {_short(err)}") from None
-    by_index = dict(zip(wanted, frames))
+    by_index = dict(zip(wanted, frames, strict=True))
     return np.stack([by_index[i] for i in indices])
 
 
-def iter_frames(path: str | Path, indices: list[int], info: VideoInfo, decode_threads: int = 1,
-                size: int | None = None, chunk_frames: int = 256) -> Iterator[np.ndarray]:
+def iter_frames(
+    path: str | Path,
+    indices: list[int],
+    info: VideoInfo,
+    decode_threads: int = 1,
+    size: int | None = None,
+    chunk_frames: int = 256,
+) -> Iterator[np.ndarray]:
     """`read_frames` for long clips: the frames at `indices` (sorted, distinct), each decoded once and in order, as
     uint8 RGB arrays [n <= chunk_frames, H, W, 3], so that memory holds one chunk however long the video.
 
@@ -161,7 +200,7 @@ def iter_frames(path: str | Path, indices: list[int], info: VideoInfo, decode_th
     indices = list(indices)
     if indices != sorted(set(indices)):
         raise ValueError("iter_frames takes sorted, distinct frame indices")
-    chunks = [indices[k:k + chunk_frames] for k in range(0, len(indices), chunk_frames)]
+    chunks = [indices[k : k + chunk_frames] for k in range(0, len(indices), chunk_frames)]
     if info.backend != "pyav" or len(chunks) <= 1:
         for chunk in chunks:
             yield read_frames(path, chunk, info, decode_threads, size)
@@ -232,8 +271,9 @@ def _check_file(path: str | Path) -> Path:
 
 def _probe_folder(path: Path, fps: float | None, roots: AllowedRoots | None) -> VideoInfo:
     if not fps:
-        raise VideoReadError(f"{path}: a folder of frames has no frame rate of its own: give the clip's `fps` in the "
-                             "label file")
+        raise VideoReadError(
+            f"{path}: a folder of frames has no frame rate of its own: give the clip's `fps` in the label file"
+        )
     from ghostprobe.frame_folder import list_frame_folder, open_sequence
 
     sequence = list_frame_folder(path, roots)
@@ -245,9 +285,17 @@ def _probe_folder(path: Path, fps: float | None, roots: AllowedRoots | None) -> 
         raise VideoReadError(f"{sequence.folder}: FFmpeg cannot read {sequence.file_name(0)}: {_short(err)}") from None
     if first is None:
         raise VideoReadError(f"{sequence.folder}: FFmpeg decodes no frame from {sequence.file_name(0)}")
-    return VideoInfo(fps=float(fps), num_frames=sequence.num_frames, width=sequence.width, height=sequence.height,
-                     codec=sequence.codec, backend="image2", image_folder=str(sequence.folder),
-                     image_pattern=sequence.pattern, first_number=sequence.first_number)
+    return VideoInfo(
+        fps=float(fps),
+        num_frames=sequence.num_frames,
+        width=sequence.width,
+        height=sequence.height,
+        codec=sequence.codec,
+        backend="image2",
+        image_folder=str(sequence.folder),
+        image_pattern=sequence.pattern,
+        first_number=sequence.first_number,
+    )
 
 
 def _probe_decord(path: Path, decode_threads: int) -> VideoInfo:
@@ -261,8 +309,9 @@ def _probe_decord(path: Path, decode_threads: int) -> VideoInfo:
     fps = float(reader.get_avg_fps())
     if not fps > 0:
         raise VideoReadError(f"invalid frame rate {fps}")
-    return VideoInfo(fps=fps, num_frames=num_frames, width=int(width), height=int(height),
-                     codec="unknown", backend="decord")
+    return VideoInfo(
+        fps=fps, num_frames=num_frames, width=int(width), height=int(height), codec="unknown", backend="decord"
+    )
 
 
 def _probe_pyav(path: Path) -> VideoInfo:
@@ -284,8 +333,14 @@ def _probe_pyav(path: Path) -> VideoInfo:
             num_frames += 1
         if first is None:
             raise VideoReadError("no decodable frames")
-        return VideoInfo(fps=float(Fraction(rate)), num_frames=num_frames, width=first.width, height=first.height,
-                         codec=stream.codec_context.name, backend="pyav")
+        return VideoInfo(
+            fps=float(Fraction(rate)),
+            num_frames=num_frames,
+            width=first.width,
+            height=first.height,
+            codec=stream.codec_context.name,
+            backend="pyav",
+        )
 
 
 def _read_decord(path: Path, wanted: list[int], decode_threads: int, size: int | None = None) -> np.ndarray:
@@ -367,22 +422,33 @@ def _check_container(path: Path) -> tuple[str, int]:
     except av.error.FFmpegError as err:
         image = _image_kind(path)
         if image:  # an image renamed .mp4 is no playlist: say what it is
-            raise VideoReadError(f"{path}: {image} image, not a video (whatever its name says): clips are video files "
-                                 "or folders of numbered frames (docs/labels.md)") from None
+            raise VideoReadError(
+                f"{path}: {image} image, not a video (whatever its name says): clips are video files "
+                "or folders of numbered frames (docs/labels.md)"
+            ) from None
         if listing or err.errno == errno.EINVAL:
-            raise VideoReadError(f"{path}: {listing or 'a container format'}, not a plain video file: only "
-                                 f"single-file containers are read ({', '.join(SINGLE_FILE_CONTAINERS)}); "
-                                 "playlists and lists that open other files or URLs are refused") from None
+            raise VideoReadError(
+                f"{path}: {listing or 'a container format'}, not a plain video file: only "
+                f"single-file containers are read ({', '.join(SINGLE_FILE_CONTAINERS)}); "
+                "playlists and lists that open other files or URLs are refused"
+            ) from None
         return "unknown", 0
 
 
 # Leading bytes of the still-image formats a renamed file most often is.
-_IMAGE_MAGIC = ((b"\xff\xd8\xff", "a JPEG"), (b"\x89PNG\r\n\x1a\n", "a PNG"), (b"GIF87a", "a GIF"), (b"GIF89a", "a GIF"),
-                (b"BM", "a BMP"), (b"II*\x00", "a TIFF"), (b"MM\x00*", "a TIFF"))
+_IMAGE_MAGIC = (
+    (b"\xff\xd8\xff", "a JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG"),
+    (b"GIF87a", "a GIF"),
+    (b"GIF89a", "a GIF"),
+    (b"BM", "a BMP"),
+    (b"II*\x00", "a TIFF"),
+    (b"MM\x00*", "a TIFF"),
+)
 
 
 def _image_kind(path: Path) -> str | None:
-    """"a JPEG", "a PNG", ... when the file is a still image (by its first bytes), else None."""
+    """ "a JPEG", "a PNG", ... when the file is a still image (by its first bytes), else None."""
     with open(path, "rb") as f:
         head = f.read(16)
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
@@ -409,8 +475,11 @@ def _diagnose(path: Path, pyav_err: Exception) -> str:
         return "unsupported codec: neither decord nor PyAV has a decoder for its video stream"
     with open(path, "rb") as f:
         head = f.read(16)
-    looks_like_video = (head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide") or head[:4] == b"RIFF"
-                        or head[:4] == b"\x1aE\xdf\xa3")
+    looks_like_video = (
+        head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide")
+        or head[:4] == b"RIFF"
+        or head[:4] == b"\x1aE\xdf\xa3"
+    )
     if looks_like_video:
         return "video container found but it is truncated or corrupt"
     return "not a video file, or its header is corrupt"
@@ -436,8 +505,15 @@ X264_DEFAULTS = {"crf": "23", "preset": "veryfast", "x264-params": "mbtree=0"}
 _BITS_PER_PIXEL = 0.15
 
 
-def write_video(path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fps: float, codec: str = "libx264",
-                pix_fmt: str = "yuv420p", options: dict | None = None, bit_rate: int | None = None) -> Path:
+def write_video(
+    path: str | Path,
+    frames: np.ndarray | Iterable[np.ndarray],
+    fps: float,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    options: dict | None = None,
+    bit_rate: int | None = None,
+) -> Path:
     """Encode uint8 RGB frames ([T, H, W, 3] array, or an iterable of [H, W, 3]) to `path`; returns the path.
 
     The container follows the file name (`.mp4`, `.avi`, `.mkv`, ...). `codec` is an FFmpeg encoder name:
@@ -457,8 +533,10 @@ def write_video(path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fps
         raise ValueError(f"{path}: no frames to write") from None
     height, width = _check_frame_to_write(path, first, None)
     if pix_fmt.endswith("420p") and (width % 2 or height % 2):
-        raise ValueError(f"{path}: {width}x{height} cannot be stored as {pix_fmt} (width and height must be even); "
-                         "crop or pad the frames by one pixel")
+        raise ValueError(
+            f"{path}: {width}x{height} cannot be stored as {pix_fmt} (width and height must be even); "
+            "crop or pad the frames by one pixel"
+        )
     if fps <= 0:
         raise ValueError(f"{path}: fps must be positive, got {fps}")
     rate = Fraction(fps).limit_denominator(1001)
@@ -499,6 +577,7 @@ def _check_frame_to_write(path: Path, array, size: tuple[int, int] | None, index
         got = f"{array.dtype} {array.shape}" if isinstance(array, np.ndarray) else type(array).__name__
         raise ValueError(f"{path}: frame {index} must be a uint8 [H, W, 3] RGB array, got {got}")
     if size is not None and array.shape[:2] != size:
-        raise ValueError(f"{path}: frame {index} is {array.shape[1]}x{array.shape[0]}, the first frame was "
-                         f"{size[1]}x{size[0]}")
+        raise ValueError(
+            f"{path}: frame {index} is {array.shape[1]}x{array.shape[0]}, the first frame was {size[1]}x{size[0]}"
+        )
     return array.shape[0], array.shape[1]

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scan.recordings import VideoJob
 from ghostprobe.files import write_json_atomic
 from ghostprobe.labels import LABEL_NAMES
 from ghostprobe.video import read_frames, write_video
+from scan.recordings import VideoJob
 
 # Frames decoded per read while cutting, so a long alert never holds more than this many full-size frames.
 _FRAMES_PER_READ = 64
@@ -32,13 +32,20 @@ def export_video_alerts(job: VideoJob, alerts: list[dict], video_dir: Path, pad_
             tmp = path.with_name(f".{path.name}")
             write_video(tmp, _frames(job, range(first, last + 1)), info.fps)
             tmp.replace(path)
-        stubs.append({
-            "clip_id": clip_id, "video": f"clips/{clip_id}.mp4", "label": None, "group": job.video_id,
-            "notes": (f"TO LABEL: set label to one of {', '.join(LABEL_NAMES)} (and event times in seconds from "
-                      f"this clip's start for ghost_probing). Cut from {job.path} at {clock.time_of(first):.2f}-"
-                      f"{clock.time_of(last):.2f} s; alert {alert['start_s']:.2f}-{alert['end_s']:.2f} s, peak "
-                      f"p={alert['peak_p']:.3f} at {alert['peak_s']:.2f} s"),
-        })
+        stubs.append(
+            {
+                "clip_id": clip_id,
+                "video": f"clips/{clip_id}.mp4",
+                "label": None,
+                "group": job.video_id,
+                "notes": (
+                    f"TO LABEL: set label to one of {', '.join(LABEL_NAMES)} (and event times in seconds from "
+                    f"this clip's start for ghost_probing). Cut from {job.path} at {clock.time_of(first):.2f}-"
+                    f"{clock.time_of(last):.2f} s; alert {alert['start_s']:.2f}-{alert['end_s']:.2f} s, peak "
+                    f"p={alert['peak_p']:.3f} at {alert['peak_s']:.2f} s"
+                ),
+            }
+        )
     write_json_atomic(video_dir / "exported.json", {"clips": stubs}, allow_nan=False)
 
 

@@ -21,20 +21,33 @@ from pathlib import Path
 # A stage script runs as `python scan/main.py`: put the repository root on the path so `scan.*` imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf
 
-from scan.recordings import (ScanInputs, VideoJob, api_estimate, damaged_stretches,  # noqa: E402
-                           decoded_chunks, file_stamp, list_inputs, plan_chunks, probe, read_timeline,
-                           scan_identity, scan_windows, timeline_with_gaps, window_clip)
-from ghostprobe.cli import entry_point  # noqa: E402
-from ghostprobe.alerts import alerts_from_timeline, off_threshold  # noqa: E402
-from ghostprobe.distributed import barrier, rank_and_world_size  # noqa: E402
-from ghostprobe.files import JsonlAppender, exit_when_disk_full, read_json_or_none, write_json_atomic  # noqa: E402
-from ghostprobe.labels import LabelFileError, LabelSet, load_labels  # noqa: E402
-from ghostprobe.links import missing_roots  # noqa: E402
-from ghostprobe.models.api.retry import ApiModelError  # noqa: E402
-from ghostprobe.models.base import model_kind, resolve_model_config  # noqa: E402
-from ghostprobe.prompts import load_prompt  # noqa: E402
+from ghostprobe.alerts import alerts_from_timeline, off_threshold
+from ghostprobe.cli import entry_point
+from ghostprobe.distributed import barrier, rank_and_world_size
+from ghostprobe.files import JsonlAppender, exit_when_disk_full, read_json_or_none, write_json_atomic
+from ghostprobe.labels import LabelFileError, LabelSet, load_labels
+from ghostprobe.links import missing_roots
+from ghostprobe.models.api.retry import ApiModelError
+from ghostprobe.models.base import model_kind, resolve_model_config
+from ghostprobe.prompts import load_prompt
+from scan.recordings import (
+    ScanInputs,
+    VideoJob,
+    api_estimate,
+    damaged_stretches,
+    decoded_chunks,
+    file_stamp,
+    list_inputs,
+    plan_chunks,
+    probe,
+    read_timeline,
+    scan_identity,
+    scan_windows,
+    timeline_with_gaps,
+    window_clip,
+)
 
 
 class ScanSetupError(SystemExit):
@@ -60,8 +73,10 @@ def resolve_threshold(cfg: DictConfig) -> dict:
             else:
                 on, which = float(metrics["threshold"]["value"]), "the model's own answer (no val-tuned threshold)"
         except (OSError, KeyError, TypeError, ValueError) as err:
-            raise ScanSetupError(f"scan: threshold_from={cfg.threshold_from}: cannot read the threshold from {path} "
-                                 f"({type(err).__name__}: {err}); point it at an eval/run.py output_dir") from None
+            raise ScanSetupError(
+                f"scan: threshold_from={cfg.threshold_from}: cannot read the threshold from {path} "
+                f"({type(err).__name__}: {err}); point it at an eval/run.py output_dir"
+            ) from None
         source = f"threshold_from={cfg.threshold_from}: {which}"
     off = off_threshold(on, float(cfg.alerts.hysteresis))
     return {"on": on, "off": off, "min_gap_s": float(cfg.alerts.min_gap_s), "source": source}
@@ -92,8 +107,10 @@ def _scan(cfg: DictConfig, out_dir: Path, model, model_cfg: dict | None) -> int:
     inputs = _list_inputs(cfg)
     if rank == 0:
         for same in inputs.same_file:
-            print(f"scan: {same['path']} is the same file as {same['same_as']} ({same['file']}): scanned once",
-                  file=sys.stderr)
+            print(
+                f"scan: {same['path']} is the same file as {same['same_as']} ({same['file']}): scanned once",
+                file=sys.stderr,
+            )
     mine = inputs.recordings[rank::world_size]
 
     jobs, reused, skipped = _prepare_jobs(mine, out_dir, identity, cfg, thresholds)
@@ -123,8 +140,14 @@ def _scan(cfg: DictConfig, out_dir: Path, model, model_cfg: dict | None) -> int:
             skipped.append({"video_id": job.video_id, "path": str(job.path), "reason": job.error})
         else:
             _finish_video(job, out_dir, identity, thresholds, cfg)
-    status = {"rank": rank, "scanned": [j.video_id for j in jobs if not j.error] + reused, "skipped": skipped,
-              "windows_scored": pending, "wall_s": wall_s, "stopped": stopped}
+    status = {
+        "rank": rank,
+        "scanned": [j.video_id for j in jobs if not j.error] + reused,
+        "skipped": skipped,
+        "windows_scored": pending,
+        "wall_s": wall_s,
+        "stopped": stopped,
+    }
     write_json_atomic(out_dir / f"scan_status.rank{rank}.json", status, allow_nan=False)
     for item in skipped:
         print(f"scan: skipped {item['path']}: {item['reason']}", file=sys.stderr)
@@ -134,17 +157,23 @@ def _scan(cfg: DictConfig, out_dir: Path, model, model_cfg: dict | None) -> int:
             return 0  # rank 0 decides the exit code for the whole scan
     from scan.summary import write_outputs
 
-    summary = write_outputs(out_dir, inputs, world_size, cfg, thresholds, model_cfg.get("name") or model_cfg["kind"],
-                            prompt.name, labels)
+    summary = write_outputs(
+        out_dir, inputs, world_size, cfg, thresholds, model_cfg.get("name") or model_cfg["kind"], prompt.name, labels
+    )
     if stopped:
-        print(f"scan: stopped: {stopped}. Windows scored so far are kept; run the same command again to go on "
-              "(after raising api_budget_usd, or once the API answers again)", file=sys.stderr)
+        print(
+            f"scan: stopped: {stopped}. Windows scored so far are kept; run the same command again to go on "
+            "(after raising api_budget_usd, or once the API answers again)",
+            file=sys.stderr,
+        )
         return 1
     if not summary["videos_scanned"]:
         unanswered = len(summary["videos"])
-        why = (f"{summary['videos_skipped']} of {summary['videos_total']} files were skipped (reasons above)"
-               + (f", and the model answered no window of the other {unanswered} (timeline.jsonl rows hold the "
-                  "errors)" if unanswered else ""))
+        why = f"{summary['videos_skipped']} of {summary['videos_total']} files were skipped (reasons above)" + (
+            f", and the model answered no window of the other {unanswered} (timeline.jsonl rows hold the errors)"
+            if unanswered
+            else ""
+        )
         print(f"scan: nothing could be scanned: {why}", file=sys.stderr)
         return 1
     return 0
@@ -153,8 +182,11 @@ def _scan(cfg: DictConfig, out_dir: Path, model, model_cfg: dict | None) -> int:
 def _model_config(cfg: DictConfig) -> dict:
     """The backend's keyword arguments: the model entry, the hardware keys its kind takes, `batch_size=`."""
     try:
-        return resolve_model_config(OmegaConf.to_container(cfg.model, resolve=True),
-                                    OmegaConf.to_container(cfg.hardware, resolve=True), cfg.batch_size)
+        return resolve_model_config(
+            OmegaConf.to_container(cfg.model, resolve=True),
+            OmegaConf.to_container(cfg.hardware, resolve=True),
+            cfg.batch_size,
+        )
     except ValueError as err:  # ModelPathError (weights missing) or an unknown model kind
         raise ScanSetupError(f"scan: {err}") from None
 
@@ -167,16 +199,20 @@ def _window_settings(cfg: DictConfig) -> dict:
         raise ScanSetupError(f"scan: window_s, stride_s and num_frames must be positive, got {settings}")
     if cfg.stride_s > cfg.window_s:
         gap = float(cfg.stride_s) - float(cfg.window_s)
-        raise ScanSetupError(f"scan: stride_s={cfg.stride_s:g} is longer than window_s={cfg.window_s:g}: {gap:g} s "
-                             f"of every {cfg.stride_s:g} s would be seen by no window; set stride_s <= window_s")
+        raise ScanSetupError(
+            f"scan: stride_s={cfg.stride_s:g} is longer than window_s={cfg.window_s:g}: {gap:g} s "
+            f"of every {cfg.stride_s:g} s would be seen by no window; set stride_s <= window_s"
+        )
     return settings
 
 
 def _load_labels(cfg: DictConfig) -> LabelSet | None:
     """labels= (and videos_dir=, where its video paths are relative to), read before any window is scored."""
     if cfg.videos_dir is not None and not Path(cfg.videos_dir).is_dir():
-        raise ScanSetupError(f"scan: videos_dir {cfg.videos_dir} does not exist (the video paths of labels= are "
-                             "relative to it); set it to the folder the label file's paths start from")
+        raise ScanSetupError(
+            f"scan: videos_dir {cfg.videos_dir} does not exist (the video paths of labels= are "
+            "relative to it); set it to the folder the label file's paths start from"
+        )
     if not cfg.labels:
         return None
     try:
@@ -189,8 +225,10 @@ def _list_inputs(cfg: DictConfig) -> ScanInputs:
     allowed_roots = tuple(str(p) for p in cfg.allowed_roots or ())
     missing = missing_roots(allowed_roots)
     if missing:
-        raise ScanSetupError(f"scan: allowed_roots: {', '.join(missing)} is not a folder; list existing folders that "
-                             "links among the inputs may point into")
+        raise ScanSetupError(
+            f"scan: allowed_roots: {', '.join(missing)} is not a folder; list existing folders that "
+            "links among the inputs may point into"
+        )
     try:
         inputs = list_inputs(str(cfg.input), list(cfg.video_extensions), allowed_roots)
     except FileNotFoundError as err:
@@ -211,8 +249,13 @@ def _prepare_jobs(mine, out_dir: Path, identity: str, cfg, thresholds):
             continue
         video_dir = out_dir / "videos" / video_id
         previous = read_json_or_none(video_dir / "alerts.json")
-        if (previous and previous.get("identity") == identity and previous.get("complete") and path.exists()
-                and previous.get("file") == file_stamp(path)):
+        if (
+            previous
+            and previous.get("identity") == identity
+            and previous.get("complete")
+            and path.exists()
+            and previous.get("file") == file_stamp(path)
+        ):
             rows = list(read_timeline(video_dir / "timeline.jsonl", identity).values())
             if len(rows) == previous["windows_answered"]:
                 rows = timeline_with_gaps(rows, previous.get("damaged_stretches", []))
@@ -224,8 +267,10 @@ def _prepare_jobs(mine, out_dir: Path, identity: str, cfg, thresholds):
         job = VideoJob(video_id, path)
         probe(job, int(cfg.decode_threads))
         if not job.error and job.clock.duration_s < float(cfg.window_s):
-            job.error = (f"{job.clock.duration_s:.2f} s long, shorter than window_s={cfg.window_s:g}: no whole "
-                         "window to score (lower window_s to scan it)")
+            job.error = (
+                f"{job.clock.duration_s:.2f} s long, shorter than window_s={cfg.window_s:g}: no whole "
+                "window to score (lower window_s to scan it)"
+            )
         if job.error:
             skipped.append({"video_id": video_id, "path": str(path), "reason": job.error})
             continue
@@ -265,19 +310,33 @@ def _check_api_budget(cfg, model_cfg: dict, pending: int) -> tuple[float | None,
     if not model_kind(model_cfg["kind"]).api:
         return None, None
     estimate = api_estimate(model_cfg, pending, int(cfg.num_frames), OmegaConf.to_container(cfg.api_estimate))
-    line = (f"scan: {model_cfg.get('name')}: {estimate['calls']} calls, about {estimate['tokens_in_per_call']} "
-            f"input tokens each, estimated ${estimate['usd']:.2f} (${estimate['usd_per_call']:.4f} a window)")
+    line = (
+        f"scan: {model_cfg.get('name')}: {estimate['calls']} calls, about {estimate['tokens_in_per_call']} "
+        f"input tokens each, estimated ${estimate['usd']:.2f} (${estimate['usd_per_call']:.4f} a window)"
+    )
     print(line, file=sys.stderr)
     if cfg.api_budget_usd is None:
         raise ScanSetupError(f"{line}; set api_budget_usd= (the scan stops before spending more than it)")
     if estimate["usd"] > float(cfg.api_budget_usd):
-        print(f"scan: the estimate is above api_budget_usd={cfg.api_budget_usd}: the scan will stop when the "
-              "budget is reached", file=sys.stderr)
+        print(
+            f"scan: the estimate is above api_budget_usd={cfg.api_budget_usd}: the scan will stop when the "
+            "budget is reached",
+            file=sys.stderr,
+        )
     return float(cfg.api_budget_usd), estimate["usd_per_call"]
 
 
-def _score(jobs, model, prompt, cfg, identity: str, out_dir: Path, batch_size: int, budget: float | None,
-           per_call_usd: float | None) -> None:
+def _score(
+    jobs,
+    model,
+    prompt,
+    cfg,
+    identity: str,
+    out_dir: Path,
+    batch_size: int,
+    budget: float | None,
+    per_call_usd: float | None,
+) -> None:
     """Score every chunk's windows in batches, appending timeline rows; a window that needs a frame that would not
     decode is set aside (`job.skipped_windows`). With a budget, a batch is sent only when the spend so far plus the
     batch at the dearest per-window cost seen (the estimate until a call has been paid) stays within it."""
@@ -291,8 +350,13 @@ def _score(jobs, model, prompt, cfg, identity: str, out_dir: Path, batch_size: i
     writers: dict[str, JsonlAppender] = {}
     spent, per_call = 0.0, per_call_usd
     try:
-        for chunk, frames, undecodable in decoded_chunks(iter(chunks), int(cfg.frame_size), int(cfg.decode_threads),
-                                                         int(cfg.decode_workers), int(cfg.prefetch_chunks)):
+        for chunk, frames, undecodable in decoded_chunks(
+            iter(chunks),
+            int(cfg.frame_size),
+            int(cfg.decode_threads),
+            int(cfg.decode_workers),
+            int(cfg.prefetch_chunks),
+        ):
             job = chunk.job
             job.undecodable.update(undecodable)
             windows = []
@@ -304,11 +368,11 @@ def _score(jobs, model, prompt, cfg, identity: str, out_dir: Path, batch_size: i
             if writer is None and windows:
                 writer = writers[job.video_id] = JsonlAppender(out_dir / "videos" / job.video_id / "timeline.jsonl")
             for k in range(0, len(windows), batch_size):
-                batch = windows[k:k + batch_size]
+                batch = windows[k : k + batch_size]
                 if budget is not None and per_call is not None and spent + per_call * len(batch) > budget:
                     raise BudgetReached(f"api_budget_usd={budget:g} reached (${spent:.2f} spent)")
                 outputs = model.score([window_clip(job, w, frames) for w in batch], prompt)
-                rows = [_row(w, o, identity) for w, o in zip(batch, outputs)]
+                rows = [_row(w, o, identity) for w, o in zip(batch, outputs, strict=True)]
                 writer.write(rows)
                 cost = sum(o.cost_usd for o in outputs)
                 spent += cost
@@ -328,10 +392,16 @@ def _row(window, output, identity: str) -> dict:
     p = output.p_ghost_probing
     ok = p is not None and not math.isnan(p)
     error = None if ok else (output.extra.get("error") or "no score")
-    return {"window": window.index, "start_s": window.start_s, "end_s": window.end_s,
-            "frame_indices": [int(i) for i in window.frame_indices],
-            "p_ghost_probing": float(p) if ok else None, "error": error, "latency_s": round(output.latency_s, 6),
-            "run": identity}
+    return {
+        "window": window.index,
+        "start_s": window.start_s,
+        "end_s": window.end_s,
+        "frame_indices": [int(i) for i in window.frame_indices],
+        "p_ghost_probing": float(p) if ok else None,
+        "error": error,
+        "latency_s": round(output.latency_s, 6),
+        "run": identity,
+    }
 
 
 def _finish_video(job: VideoJob, out_dir: Path, identity: str, thresholds: dict, cfg) -> None:
@@ -342,18 +412,31 @@ def _finish_video(job: VideoJob, out_dir: Path, identity: str, thresholds: dict,
     video_dir.mkdir(parents=True, exist_ok=True)
     stretches = damaged_stretches(job, float(cfg.stride_s))
     not_scanned_s = sum(hi - lo for lo, hi in (s["not_scanned_s"] for s in stretches))
-    header = {"video_id": job.video_id, "path": str(job.path), "identity": identity, "file": file_stamp(job.path),
-              "info": job.info.to_json(), "duration_s": job.clock.duration_s,
-              "scanned_s": job.clock.duration_s - not_scanned_s, "num_windows": len(job.windows),
-              "windows_answered": len(job.done), "windows_skipped": len(job.skipped_windows),
-              "complete": len(job.done) + len(job.skipped_windows) == len(job.windows),
-              "damaged_stretches": stretches,
-              "window_s": float(cfg.window_s), "stride_s": float(cfg.stride_s), "num_frames": int(cfg.num_frames)}
+    header = {
+        "video_id": job.video_id,
+        "path": str(job.path),
+        "identity": identity,
+        "file": file_stamp(job.path),
+        "info": job.info.to_json(),
+        "duration_s": job.clock.duration_s,
+        "scanned_s": job.clock.duration_s - not_scanned_s,
+        "num_windows": len(job.windows),
+        "windows_answered": len(job.done),
+        "windows_skipped": len(job.skipped_windows),
+        "complete": len(job.done) + len(job.skipped_windows) == len(job.windows),
+        "damaged_stretches": stretches,
+        "window_s": float(cfg.window_s),
+        "stride_s": float(cfg.stride_s),
+        "num_frames": int(cfg.num_frames),
+    }
     for s in stretches:
-        print(f"scan: {job.path}: frames {s['damaged_frames'][0]}-{s['damaged_frames'][1]} "
-              f"({s['damaged_s'][0]:.2f}-{s['damaged_s'][1]:.2f} s) would not decode: {s['windows_skipped']} windows "
-              f"ending {s['window_ends_s'][0]:.2f}-{s['window_ends_s'][1]:.2f} s not scored, the rest was "
-              f"({s['reason']})", file=sys.stderr)
+        print(
+            f"scan: {job.path}: frames {s['damaged_frames'][0]}-{s['damaged_frames'][1]} "
+            f"({s['damaged_s'][0]:.2f}-{s['damaged_s'][1]:.2f} s) would not decode: {s['windows_skipped']} windows "
+            f"ending {s['window_ends_s'][0]:.2f}-{s['window_ends_s'][1]:.2f} s not scored, the rest was "
+            f"({s['reason']})",
+            file=sys.stderr,
+        )
     rows = timeline_with_gaps([job.done[k] for k in sorted(job.done)], stretches)
     alerts = _write_alerts(video_dir, header, rows, thresholds)
     if cfg.export_alerts and alerts:
@@ -361,12 +444,11 @@ def _finish_video(job: VideoJob, out_dir: Path, identity: str, thresholds: dict,
 
 
 def _write_alerts(video_dir: Path, header: dict, rows: list[dict], thresholds: dict) -> list[dict]:
-    alerts = [a.to_json() for a in alerts_from_timeline(rows, thresholds["on"], thresholds["off"],
-                                                         thresholds["min_gap_s"])]
-    write_json_atomic(video_dir / "alerts.json", header | {"threshold": thresholds, "alerts": alerts},
-                      allow_nan=False)
+    alerts = [
+        a.to_json() for a in alerts_from_timeline(rows, thresholds["on"], thresholds["off"], thresholds["min_gap_s"])
+    ]
+    write_json_atomic(video_dir / "alerts.json", header | {"threshold": thresholds, "alerts": alerts}, allow_nan=False)
     return alerts
-
 
 
 @entry_point("scan")

@@ -68,6 +68,7 @@ class ScanInputs:
 
 # --- inputs ---------------------------------------------------------------------------------------------------
 
+
 def list_inputs(spec: str, extensions: list[str], allowed_roots: tuple[str, ...] = ()) -> ScanInputs:
     """The recordings `input=` names: one file, a folder (searched recursively for `extensions`) or a .txt list (one
     path a line, relative to the list's folder; `#` comments). A file reached twice (`a.mp4` and `./a.mp4`, a link
@@ -82,8 +83,7 @@ def list_inputs(spec: str, extensions: list[str], allowed_roots: tuple[str, ...]
     if root.is_dir():
         suffixes = {e.lower() for e in extensions}
         files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
-        named = [(str(p.relative_to(root)), p, AllowedRoots.of(root, allowed_roots, "the input folder"))
-                 for p in files]
+        named = [(str(p.relative_to(root)), p, AllowedRoots.of(root, allowed_roots, "the input folder")) for p in files]
     elif root.suffix.lower() == ".txt":
         named = []
         for line in root.read_text(encoding="utf-8-sig").splitlines():
@@ -108,8 +108,11 @@ def list_inputs(spec: str, extensions: list[str], allowed_roots: tuple[str, ...]
         # the file under a name that is not a link, when it has one: outputs are named after the recording itself
         first = min(positions, key=lambda k: (entries[k][1].is_symlink(), k))
         kept.append(first)
-        same_file += [{"path": str(entries[k][1]), "same_as": str(entries[first][1]),
-                       "file": str(entries[k][3] or entries[k][1])} for k in positions if k != first]
+        same_file += [
+            {"path": str(entries[k][1]), "same_as": str(entries[first][1]), "file": str(entries[k][3] or entries[k][1])}
+            for k in positions
+            if k != first
+        ]
     out, seen = [], set()
     for name, path, refused, _ in (entries[k] for k in sorted(kept)):
         video_id = re.sub(r"[^A-Za-z0-9._-]+", "_", str(Path(name).with_suffix(""))).strip("._") or "video"
@@ -133,6 +136,7 @@ def file_identity(path: Path):
 
 # --- windows --------------------------------------------------------------------------------------------------
 
+
 def scan_windows(clock: FrameClock, window_s: float, stride_s: float, num_frames: int) -> list[Window]:
     """The scan's windows: [k * stride_s, k * stride_s + window_s) that fit in the video (`sliding_windows`); none
     for a recording shorter than one window (the scan skips it and says so, rather than score a shorter clip)."""
@@ -154,11 +158,17 @@ def damaged_stretches(job: VideoJob, stride_s: float) -> list[dict]:
         bad = sorted({i for w in run for i in w.frame_indices if i in job.undecodable})
         first, last = run[0], run[-1]
         lo = 0.0 if first.index == 0 else max(first.end_s - stride_s, 0.0)
-        out.append({"damaged_frames": [bad[0], bad[-1]],
-                    "damaged_s": [round(job.clock.time_of(bad[0]), 6), round(job.clock.time_of(bad[-1]), 6)],
-                    "windows_skipped": len(run), "windows": [first.index, last.index],
-                    "window_ends_s": [first.end_s, last.end_s], "not_scanned_s": [round(lo, 6), last.end_s],
-                    "reason": job.undecodable[bad[0]].removeprefix(f"{job.path}: ")})
+        out.append(
+            {
+                "damaged_frames": [bad[0], bad[-1]],
+                "damaged_s": [round(job.clock.time_of(bad[0]), 6), round(job.clock.time_of(bad[-1]), 6)],
+                "windows_skipped": len(run),
+                "windows": [first.index, last.index],
+                "window_ends_s": [first.end_s, last.end_s],
+                "not_scanned_s": [round(lo, 6), last.end_s],
+                "reason": job.undecodable[bad[0]].removeprefix(f"{job.path}: "),
+            }
+        )
     return out
 
 
@@ -171,12 +181,16 @@ def timeline_with_gaps(rows: list[dict], stretches: list[dict]) -> list[dict]:
 
 # --- resumable per-video files --------------------------------------------------------------------------------
 
+
 def scan_identity(model_cfg: dict, prompt, settings: dict) -> str:
     """What must match for a stored window score to count: the model's answer settings (the resolved config minus
     its kind's pacing keys, `ghostprobe.models.base.answer_settings`, as eval's run identity), the prompt, and how
     windows are made (their settings and the library's window rule)."""
-    identity = {"model": answer_settings(model_cfg), "prompt": asdict(prompt),
-                "windows": {**settings, "rule": WINDOW_RULE}}
+    identity = {
+        "model": answer_settings(model_cfg),
+        "prompt": asdict(prompt),
+        "windows": {**settings, "rule": WINDOW_RULE},
+    }
     text = json.dumps(identity, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -194,12 +208,13 @@ def read_timeline(path: Path, identity: str) -> dict[int, dict]:
 
 # --- decoding ahead of the model ------------------------------------------------------------------------------
 
+
 @dataclass
 class Chunk:
     job: VideoJob
     windows: list[Window]
-    new_indices: list[int]           # frames this chunk decodes (the rest come from the previous chunk's cache)
-    frames: Future | None = None     # -> uint8 [len(new_indices), S, S, 3]
+    new_indices: list[int]  # frames this chunk decodes (the rest come from the previous chunk's cache)
+    frames: Future | None = None  # -> uint8 [len(new_indices), S, S, 3]
     last_of_video: bool = False
 
 
@@ -209,7 +224,7 @@ def plan_chunks(job: VideoJob, chunk_windows: int) -> list[Chunk]:
     pending = [w for w in job.windows if w.index not in job.done]
     chunks, decoded = [], set()
     for start in range(0, len(pending), chunk_windows):
-        windows = pending[start:start + chunk_windows]
+        windows = pending[start : start + chunk_windows]
         needed = sorted({i for w in windows for i in w.frame_indices})
         chunks.append(Chunk(job, windows, [i for i in needed if i not in decoded]))
         lowest = needed[0]
@@ -219,19 +234,22 @@ def plan_chunks(job: VideoJob, chunk_windows: int) -> list[Chunk]:
     return chunks
 
 
-def decoded_chunks(chunks: Iterator[Chunk], frame_size: int, decode_threads: int, workers: int,
-                   prefetch: int) -> Iterator[tuple[Chunk, dict[int, np.ndarray], dict[int, str]]]:
+def decoded_chunks(
+    chunks: Iterator[Chunk], frame_size: int, decode_threads: int, workers: int, prefetch: int
+) -> Iterator[tuple[Chunk, dict[int, np.ndarray], dict[int, str]]]:
     """Yield each chunk with the frames its windows need that could be decoded ({index: frame}) and the frames
     of its own that could not ({index: reason}), decoded in `workers` threads up to `prefetch` chunks ahead."""
+
     def decode(chunk: Chunk) -> tuple[dict[int, np.ndarray], dict[int, str]]:
         job = chunk.job
 
         def read(indices: list[int], pyav_fallback: bool = False) -> np.ndarray:
-            return read_frames(job.path, indices, job.info, decode_threads, size=frame_size,
-                               pyav_fallback=pyav_fallback)
+            return read_frames(
+                job.path, indices, job.info, decode_threads, size=frame_size, pyav_fallback=pyav_fallback
+            )
 
         try:
-            return dict(zip(chunk.new_indices, read(chunk.new_indices, pyav_fallback=True))), {}
+            return dict(zip(chunk.new_indices, read(chunk.new_indices, pyav_fallback=True), strict=True)), {}
         except VideoReadError:
             return read_around_damage(read, chunk.new_indices)
 
@@ -263,13 +281,14 @@ def decoded_chunks(chunks: Iterator[Chunk], frame_size: int, decode_threads: int
             cache = {i: f for i, f in cache.items() if i >= lowest}
 
 
-def read_around_damage(read: Callable[[list[int]], np.ndarray], indices: list[int]
-                       ) -> tuple[dict[int, np.ndarray], dict[int, str]]:
+def read_around_damage(
+    read: Callable[[list[int]], np.ndarray], indices: list[int]
+) -> tuple[dict[int, np.ndarray], dict[int, str]]:
     """Frames of `indices` read in halves, down to single frames, around the ones that will not decode:
     ({index: frame} of those that did, {index: reason} of those that did not). Each try decodes from the key frame
     before it, so a damaged stretch costs tries in proportion to its frames, not a decode of the whole file."""
     try:
-        return dict(zip(indices, read(indices))), {}
+        return dict(zip(indices, read(indices), strict=True)), {}
     except VideoReadError as err:
         if len(indices) == 1:
             return {}, {indices[0]: str(err)}
@@ -280,8 +299,11 @@ def read_around_damage(read: Callable[[list[int]], np.ndarray], indices: list[in
 
 
 def window_clip(job: VideoJob, window: Window, frames: dict[int, np.ndarray]) -> ClipInput:
-    return ClipInput(window_sample_id(job.video_id, window.index), np.stack([frames[i] for i in window.frame_indices]),
-                     window.timestamps_s)
+    return ClipInput(
+        window_sample_id(job.video_id, window.index),
+        np.stack([frames[i] for i in window.frame_indices]),
+        window.timestamps_s,
+    )
 
 
 def probe(job: VideoJob, decode_threads: int) -> None:
@@ -297,6 +319,7 @@ def probe(job: VideoJob, decode_threads: int) -> None:
 
 # --- API budget -----------------------------------------------------------------------------------------------
 
+
 def api_estimate(model_cfg: dict, num_windows: int, num_frames: int, estimate_cfg: dict) -> dict:
     """Calls and dollars an API model would cost for `num_windows` windows, before any call: images per window
     (the model's max_frames of the window's frames) times the provider's tokens per image plus the prompt,
@@ -305,7 +328,14 @@ def api_estimate(model_cfg: dict, num_windows: int, num_frames: int, estimate_cf
     per_image = int(estimate_cfg["tokens_per_image"].get(model_cfg["kind"], 300))
     tokens_in = images * per_image + int(estimate_cfg["prompt_tokens"])
     tokens_out = int(model_cfg.get("max_tokens_score") or 5)
-    per_call = (tokens_in * float(model_cfg.get("price_per_1m_input_usd") or 0)
-                + tokens_out * float(model_cfg.get("price_per_1m_output_usd") or 0)) / 1e6
-    return {"calls": num_windows, "tokens_in_per_call": tokens_in, "tokens_out_per_call": tokens_out,
-            "usd_per_call": per_call, "usd": per_call * num_windows}
+    per_call = (
+        tokens_in * float(model_cfg.get("price_per_1m_input_usd") or 0)
+        + tokens_out * float(model_cfg.get("price_per_1m_output_usd") or 0)
+    ) / 1e6
+    return {
+        "calls": num_windows,
+        "tokens_in_per_call": tokens_in,
+        "tokens_out_per_call": tokens_out,
+        "usd_per_call": per_call,
+        "usd": per_call * num_windows,
+    }

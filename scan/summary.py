@@ -9,16 +9,24 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from scan.recordings import ScanInputs, file_identity, read_timeline, timeline_with_gaps
 from ghostprobe.files import read_json_or_none, write_json_atomic
 from ghostprobe.labels import ClipLabel, LabelSet, RecordingEvent, events_beyond_video
 from ghostprobe.metrics.events import event_metrics, hit_window, recall_false_alert_curve
+from scan.recordings import ScanInputs, file_identity, read_timeline, timeline_with_gaps
 
 NO_MATCH = "no clip of the label file names this file"
 
 
-def write_outputs(out_dir: Path, inputs: ScanInputs, world_size: int, cfg, thresholds: dict, model_name: str,
-                  prompt_name: str, labels: LabelSet | None) -> dict:
+def write_outputs(
+    out_dir: Path,
+    inputs: ScanInputs,
+    world_size: int,
+    cfg,
+    thresholds: dict,
+    model_name: str,
+    prompt_name: str,
+    labels: LabelSet | None,
+) -> dict:
     """Merge the ranks' statuses and the videos' alerts into scan.json (+ metrics.json, scan.html); the summary."""
     statuses = [read_json_or_none(out_dir / f"scan_status.rank{r}.json") or {} for r in range(world_size)]
     skipped = {s["video_id"]: s for st in statuses for s in st.get("skipped", [])}
@@ -33,18 +41,34 @@ def write_outputs(out_dir: Path, inputs: ScanInputs, world_size: int, cfg, thres
     hours = sum(v.get("scanned_s", v["duration_s"]) for v in videos) / 3600
     n_alerts = sum(len(v["alerts"]) for v in videos)
     summary = {
-        "model": model_name, "prompt": prompt_name, "threshold": thresholds,
+        "model": model_name,
+        "prompt": prompt_name,
+        "threshold": thresholds,
         # a recording without one answered window (every call failed, or a budget stop before it) is not scanned
-        "videos_total": len(inputs.recordings), "videos_scanned": sum(1 for v in videos if v["windows_answered"]),
+        "videos_total": len(inputs.recordings),
+        "videos_scanned": sum(1 for v in videos if v["windows_answered"]),
         "videos_skipped": len(skipped),
-        "hours_scanned": hours, "alerts": n_alerts, "alerts_per_hour": n_alerts / hours if hours else None,
-        "skipped": list(skipped.values()), "same_file": inputs.same_file,
+        "hours_scanned": hours,
+        "alerts": n_alerts,
+        "alerts_per_hour": n_alerts / hours if hours else None,
+        "skipped": list(skipped.values()),
+        "same_file": inputs.same_file,
         "stopped": next((st["stopped"] for st in statuses if st.get("stopped")), None),
-        "videos": [{"video_id": v["video_id"], "path": v["path"], "duration_s": v["duration_s"],
-                    "scanned_s": v.get("scanned_s", v["duration_s"]), "windows": v["num_windows"],
-                    "windows_answered": v["windows_answered"], "windows_skipped": v.get("windows_skipped", 0),
-                    "damaged_stretches": v["damaged_stretches"], "complete": v["complete"],
-                    "alerts": len(v["alerts"])} for v in videos],
+        "videos": [
+            {
+                "video_id": v["video_id"],
+                "path": v["path"],
+                "duration_s": v["duration_s"],
+                "scanned_s": v.get("scanned_s", v["duration_s"]),
+                "windows": v["num_windows"],
+                "windows_answered": v["windows_answered"],
+                "windows_skipped": v.get("windows_skipped", 0),
+                "damaged_stretches": v["damaged_stretches"],
+                "complete": v["complete"],
+                "alerts": len(v["alerts"]),
+            }
+            for v in videos
+        ],
         "wall_s": max((st.get("wall_s", 0.0) for st in statuses), default=0.0),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
@@ -52,8 +76,10 @@ def write_outputs(out_dir: Path, inputs: ScanInputs, world_size: int, cfg, thres
     if labels is not None:
         metrics = _event_metrics(videos, cfg, thresholds, labels)
         write_json_atomic(out_dir / "metrics.json", metrics, allow_nan=False)
-        summary["metrics"] = {k: metrics[k] for k in ("recall", "false_alerts_per_hour", "events", "hits",
-                                                      "false_alerts", "hours", "videos_labelled")}
+        summary["metrics"] = {
+            k: metrics[k]
+            for k in ("recall", "false_alerts_per_hour", "events", "hits", "false_alerts", "hours", "videos_labelled")
+        }
     write_json_atomic(out_dir / "scan.json", summary, allow_nan=False)
     if cfg.export_alerts:
         _merge_exports(out_dir, [v["video_id"] for v in videos])
@@ -82,8 +108,9 @@ def _event_metrics(videos: list[dict], cfg, thresholds: dict, labels: LabelSet) 
             continue
         beyond = events_beyond_video(clip, video["duration_s"], video["info"]["fps"])
         if beyond:
-            unlabelled.append({"video_id": video["video_id"], "path": video["path"],
-                               "why": f"clip {clip.clip_id!r}: {beyond}"})
+            unlabelled.append(
+                {"video_id": video["video_id"], "path": video["path"], "why": f"clip {clip.clip_id!r}: {beyond}"}
+            )
             continue
         events = []
         for event in clip.recording_events():
@@ -91,24 +118,56 @@ def _event_metrics(videos: list[dict], cfg, thresholds: dict, labels: LabelSet) 
             if gap is None:
                 events.append(event)
             else:
-                not_scanned.append({"video_id": video["video_id"], "label": event.label, "span_s": event.span_s,
-                                    "why": f"inside {gap[0]:.2f}-{gap[1]:.2f} s, a stretch that would not decode"})
-        labelled.append({"video_id": video["video_id"], "duration_s": video["duration_s"],
-                         "scanned_s": video.get("scanned_s", video["duration_s"]), "alerts": video["alerts"],
-                         "events": events, "timeline": video["timeline"]})
+                not_scanned.append(
+                    {
+                        "video_id": video["video_id"],
+                        "label": event.label,
+                        "span_s": event.span_s,
+                        "why": f"inside {gap[0]:.2f}-{gap[1]:.2f} s, a stretch that would not decode",
+                    }
+                )
+        labelled.append(
+            {
+                "video_id": video["video_id"],
+                "duration_s": video["duration_s"],
+                "scanned_s": video.get("scanned_s", video["duration_s"]),
+                "alerts": video["alerts"],
+                "events": events,
+                "timeline": video["timeline"],
+            }
+        )
     metrics = event_metrics(labelled, margin_s)
-    spans = {v["video_id"]: [[e.label, e.span_s[0], e.span_s[1] if e.span_s[1] is not None else e.span_s[0]]
-                             for e in v["events"]] for v in labelled}
+    spans = {
+        v["video_id"]: [
+            [e.label, e.span_s[0], e.span_s[1] if e.span_s[1] is not None else e.span_s[0]] for e in v["events"]
+        ]
+        for v in labelled
+    }
     for entry in metrics["per_video"]:
         entry["label_events"] = spans[entry["video_id"]]
-    curve = recall_false_alert_curve(labelled, [*cfg.metrics.curve_thresholds, thresholds["on"]],
-                                     float(cfg.alerts.hysteresis),
-                                     thresholds["min_gap_s"], margin_s)
-    return {"labels": str(cfg.labels), "videos_dir": str(base), "threshold": thresholds,
-            "operating_point": {"threshold": thresholds["on"], "recall": metrics["recall"],
-                                "false_alerts_per_hour": metrics["false_alerts_per_hour"]},
-            **metrics, "curve": curve, "videos_labelled": len(labelled), "videos_without_labels": unlabelled,
-            "events_not_scanned": not_scanned, "label_problems": problems}
+    curve = recall_false_alert_curve(
+        labelled,
+        [*cfg.metrics.curve_thresholds, thresholds["on"]],
+        float(cfg.alerts.hysteresis),
+        thresholds["min_gap_s"],
+        margin_s,
+    )
+    return {
+        "labels": str(cfg.labels),
+        "videos_dir": str(base),
+        "threshold": thresholds,
+        "operating_point": {
+            "threshold": thresholds["on"],
+            "recall": metrics["recall"],
+            "false_alerts_per_hour": metrics["false_alerts_per_hour"],
+        },
+        **metrics,
+        "curve": curve,
+        "videos_labelled": len(labelled),
+        "videos_without_labels": unlabelled,
+        "events_not_scanned": not_scanned,
+        "label_problems": problems,
+    }
 
 
 def _inside_a_stretch(event: RecordingEvent, stretches: list[dict], margin_s: float) -> tuple[float, float] | None:
@@ -140,25 +199,34 @@ def _merge_exports(out_dir: Path, video_ids: list[str]) -> None:
 
 def _print(summary: dict, metrics: dict | None, out_dir: Path, html_path: Path) -> None:
     per_hour = summary["alerts_per_hour"]
-    print(f"scan: {summary['videos_scanned']} of {summary['videos_total']} videos scanned "
-          f"({summary['hours_scanned'] * 60:.1f} min), {summary['videos_skipped']} skipped; {summary['alerts']} "
-          f"alerts" + (f" ({per_hour:.1f} per hour)" if per_hour is not None else "")
-          + f" at threshold {summary['threshold']['on']:.3g}")
+    print(
+        f"scan: {summary['videos_scanned']} of {summary['videos_total']} videos scanned "
+        f"({summary['hours_scanned'] * 60:.1f} min), {summary['videos_skipped']} skipped; {summary['alerts']} "
+        f"alerts"
+        + (f" ({per_hour:.1f} per hour)" if per_hour is not None else "")
+        + f" at threshold {summary['threshold']['on']:.3g}"
+    )
     damaged = [v for v in summary["videos"] if v["damaged_stretches"]]
     if damaged:
         lost_s = sum(v["duration_s"] - v["scanned_s"] for v in damaged)
-        print(f"  {len(damaged)} recordings had stretches that would not decode: {lost_s:.1f} s not scanned "
-              "(damaged_stretches in scan.json)")
+        print(
+            f"  {len(damaged)} recordings had stretches that would not decode: {lost_s:.1f} s not scanned "
+            "(damaged_stretches in scan.json)"
+        )
     if summary["same_file"]:
-        print(f"  {len(summary['same_file'])} inputs named a file already listed: each file scanned once "
-              "(same_file in scan.json)")
+        print(
+            f"  {len(summary['same_file'])} inputs named a file already listed: each file scanned once "
+            "(same_file in scan.json)"
+        )
     if metrics:
         recall = "n/a" if metrics["recall"] is None else f"{metrics['recall']:.3f}"
         fph = metrics["false_alerts_per_hour"]
         lead = metrics["lead_time_s"]["p50"]
-        print(f"  events: recall {recall} ({metrics['hits']}/{metrics['events']}), false alerts per hour "
-              f"{'n/a' if fph is None else f'{fph:.1f}'}, median lead time "
-              f"{'n/a' if lead is None else f'{lead:+.2f} s'}  -> {out_dir / 'metrics.json'}")
+        print(
+            f"  events: recall {recall} ({metrics['hits']}/{metrics['events']}), false alerts per hour "
+            f"{'n/a' if fph is None else f'{fph:.1f}'}, median lead time "
+            f"{'n/a' if lead is None else f'{lead:+.2f} s'}  -> {out_dir / 'metrics.json'}"
+        )
         print("  " + label_coverage(metrics, len(summary["videos"])))
     print(f"  -> {out_dir / 'scan.json'}\n  report: {html_path}")
 
@@ -172,8 +240,10 @@ def label_coverage(metrics: dict, scanned: int) -> str:
         beyond = len(missing) - no_match
         reasons = []
         if no_match:
-            reasons.append(f"{no_match} match no clip of {metrics['labels']} (its `video` paths are read from "
-                           f"{metrics['videos_dir']}; set videos_dir= if they start elsewhere)")
+            reasons.append(
+                f"{no_match} match no clip of {metrics['labels']} (its `video` paths are read from "
+                f"{metrics['videos_dir']}; set videos_dir= if they start elsewhere)"
+            )
         if beyond:
             reasons.append(f"{beyond} with an event beyond the recording's end")
         line += f"; not counted: {', '.join(reasons)}"
@@ -182,4 +252,3 @@ def label_coverage(metrics: dict, scanned: int) -> str:
     if metrics["label_problems"]:
         line += f"; {len(metrics['label_problems'])} label entries refused (label_problems in metrics.json)"
     return line
-

@@ -52,8 +52,9 @@ def child(args: dict) -> None:
     """Run one conversion in this process; print {"peak_rss_gb", "peak_anon_gb", "wall_s"} as the last line."""
     # A converter file outside the package (an older version) is loaded as a module of the package, so that its
     # relative imports (.modeling, .presets...) resolve to the project's.
-    spec = importlib.util.spec_from_file_location("ghostprobe.models.video_llama._benchmarked_convert",
-                                                  args["converter"])
+    spec = importlib.util.spec_from_file_location(
+        "ghostprobe.models.video_llama._benchmarked_convert", args["converter"]
+    )
     converter = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(converter)
     from ghostprobe.models.video_llama import video_llama_config
@@ -67,21 +68,43 @@ def child(args: dict) -> None:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     started = time.perf_counter()
-    converter.convert_checkpoints(args["out"], **args["sources"], base_config=video_llama_config(args["preset"]),
-                                  dtype="fp16", max_shard_size=args["max_shard_size"], log=lambda line: None)
+    converter.convert_checkpoints(
+        args["out"],
+        **args["sources"],
+        base_config=video_llama_config(args["preset"]),
+        dtype="fp16",
+        max_shard_size=args["max_shard_size"],
+        log=lambda line: None,
+    )
     wall_s = time.perf_counter() - started
     done.set()
     sampler.join()
-    print(json.dumps({"peak_rss_gb": _status_kib("VmHWM") * 1024 / GB, "peak_anon_gb": peak_anon_kib[0] * 1024 / GB,
-                      "wall_s": wall_s}))
+    print(
+        json.dumps(
+            {
+                "peak_rss_gb": _status_kib("VmHWM") * 1024 / GB,
+                "peak_anon_gb": peak_anon_kib[0] * 1024 / GB,
+                "wall_s": wall_s,
+            }
+        )
+    )
 
 
 def measure(converter: Path, sources: dict, out: Path, preset: str, max_shard_size: str) -> dict:
     """Convert in a fresh process (its peak memory is its own) and return its figures."""
-    args = {"converter": str(converter), "out": str(out), "preset": preset, "max_shard_size": max_shard_size,
-            "sources": {k: str(v) for k, v in sources.items()}}
-    done = subprocess.run([sys.executable, __file__, "--child", json.dumps(args)], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"})
+    args = {
+        "converter": str(converter),
+        "out": str(out),
+        "preset": preset,
+        "max_shard_size": max_shard_size,
+        "sources": {k: str(v) for k, v in sources.items()},
+    }
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
+    )
     if done.returncode:
         raise SystemExit(f"{converter} failed on {sources}:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -93,25 +116,42 @@ def _size(path: Path) -> int:
 
 
 def _largest_file(paths) -> int:
-    return max(p.stat().st_size for path in paths for p in ([path] if path.is_file() else path.rglob("*"))
-               if p.is_file())
+    return max(
+        p.stat().st_size for path in paths for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file()
+    )
 
 
 def find_originals(folder: Path) -> dict:
     """The original files of a fixture folder: eva_vit*.pth (optional), blip2*.pth, VL_*.pth, the LLaMA folder."""
+
     def one(pattern: str, required: bool = True):
         found = sorted(folder.glob(pattern))
         if len(found) > 1 or (required and not found):
             raise SystemExit(f"expected one {pattern} in {folder}, found {[p.name for p in found]}")
         return found[0] if found else None
 
-    llama = [p for p in sorted(folder.iterdir()) if p.is_dir() and any(
-        (p / name).exists() for name in ("pytorch_model.bin", "model.safetensors", "pytorch_model.bin.index.json",
-                                         "model.safetensors.index.json"))]
+    llama = [
+        p
+        for p in sorted(folder.iterdir())
+        if p.is_dir()
+        and any(
+            (p / name).exists()
+            for name in (
+                "pytorch_model.bin",
+                "model.safetensors",
+                "pytorch_model.bin.index.json",
+                "model.safetensors.index.json",
+            )
+        )
+    ]
     if len(llama) != 1:
         raise SystemExit(f"expected one LLaMA folder with weights in {folder}, found {[p.name for p in llama]}")
-    sources = {"eva_vit": one("eva_vit*.pth", required=False), "blip2": one("blip2*.pth"), "vl": one("VL_*.pth"),
-               "llama": llama[0]}
+    sources = {
+        "eva_vit": one("eva_vit*.pth", required=False),
+        "blip2": one("blip2*.pth"),
+        "vl": one("VL_*.pth"),
+        "llama": llama[0],
+    }
     return {k: v for k, v in sources.items() if v is not None}
 
 
@@ -159,14 +199,18 @@ def compare_folders(ours: Path, theirs: Path) -> list[str]:
     ours_where = {key: path for path in _weight_files(ours) for key in safe_open(str(path), "pt").keys()}
     theirs_where = {key: path for path in _weight_files(theirs) for key in safe_open(str(path), "pt").keys()}
     if ours_where.keys() != theirs_where.keys():
-        differences.append(f"keys only in {ours.name}: {sorted(ours_where.keys() - theirs_where.keys())[:5]}, only "
-                           f"in {theirs.name}: {sorted(theirs_where.keys() - ours_where.keys())[:5]}")
+        differences.append(
+            f"keys only in {ours.name}: {sorted(ours_where.keys() - theirs_where.keys())[:5]}, only "
+            f"in {theirs.name}: {sorted(theirs_where.keys() - ours_where.keys())[:5]}"
+        )
     for key in sorted(ours_where.keys() & theirs_where.keys()):
         with safe_open(str(ours_where[key]), "pt") as a, safe_open(str(theirs_where[key]), "pt") as b:
             x, y = a.get_tensor(key), b.get_tensor(key)
             if x.dtype != y.dtype or x.shape != y.shape or not bool((x == y).all()):
-                differences.append(f"{key}: {x.dtype} {tuple(x.shape)} vs {y.dtype} {tuple(y.shape)}, "
-                                   f"{'equal' if x.shape == y.shape and bool((x == y).all()) else 'values differ'}")
+                differences.append(
+                    f"{key}: {x.dtype} {tuple(x.shape)} vs {y.dtype} {tuple(y.shape)}, "
+                    f"{'equal' if x.shape == y.shape and bool((x == y).all()) else 'values differ'}"
+                )
     weights = {"model.safetensors.index.json"} | {p.name for p in _weight_files(ours) + _weight_files(theirs)}
     others = {p.name for p in ours.iterdir()} | {p.name for p in theirs.iterdir()}
     for name in sorted(others - weights):
@@ -184,9 +228,11 @@ def compare_folders(ours: Path, theirs: Path) -> list[str]:
 # ---- the benchmark ----------------------------------------------------------------------------------------------
 def row(label: str, layers, sources_gb: float, largest_gb: float, out_gb: float, figures: dict) -> str:
     peak = figures["peak_rss_gb"]
-    return (f"| {label} | {layers} | {sources_gb:.2f} | {largest_gb:.2f} | {out_gb:.2f} | {peak:.2f} | "
-            f"{figures['peak_anon_gb']:.2f} | {peak / sources_gb:.2f} | {peak - largest_gb:.2f} | "
-            f"{figures['wall_s']:.0f} |")
+    return (
+        f"| {label} | {layers} | {sources_gb:.2f} | {largest_gb:.2f} | {out_gb:.2f} | {peak:.2f} | "
+        f"{figures['peak_anon_gb']:.2f} | {peak / sources_gb:.2f} | {peak - largest_gb:.2f} | "
+        f"{figures['wall_s']:.0f} |"
+    )
 
 
 def main() -> None:
@@ -206,10 +252,14 @@ def main() -> None:
     args = parser.parse_args()
 
     depths = ["fixture"] if args.originals else [int(n) for n in args.layers.split(",")]
-    print(f"preset {args.preset}, converter --max-shard-size {args.max_shard_size}, fake LLaMA shards of "
-          f"{args.llama_shard_size}; GB = 1e9 bytes\n")
-    print("| converter | LLM layers | sources GB | largest source GB | output GB | peak RSS GB | peak anon GB | "
-          "peak / sources | peak - largest source GB | wall s |")
+    print(
+        f"preset {args.preset}, converter --max-shard-size {args.max_shard_size}, fake LLaMA shards of "
+        f"{args.llama_shard_size}; GB = 1e9 bytes\n"
+    )
+    print(
+        "| converter | LLM layers | sources GB | largest source GB | output GB | peak RSS GB | peak anon GB | "
+        "peak / sources | peak - largest source GB | wall s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for layers in depths:
         work = args.work_dir / f"{args.preset}_{layers}"
@@ -219,8 +269,11 @@ def main() -> None:
             need = estimated_disk_gb(args.preset, layers, args.before is not None)
             free = shutil.disk_usage(args.work_dir.parent if not args.work_dir.exists() else args.work_dir).free / GB
             if need > min(args.max_disk_gb, free):
-                print(f"| skipped | {layers} | needs ~{need:.0f} GB of disk (budget {args.max_disk_gb:.0f}, free "
-                      f"{free:.0f}) | | | | | | | |", flush=True)
+                print(
+                    f"| skipped | {layers} | needs ~{need:.0f} GB of disk (budget {args.max_disk_gb:.0f}, free "
+                    f"{free:.0f}) | | | | | | | |",
+                    flush=True,
+                )
                 continue
             sources = write_sources(work / "originals", args.preset, layers, args.llama_shard_size)
         sources_gb = sum(_size(p) for p in sources.values()) / GB
@@ -234,8 +287,16 @@ def main() -> None:
             print(row(label, layers, sources_gb, largest_gb, _size(out) / GB, figures), flush=True)
         if args.before:
             differences = compare_folders(outputs["streaming"], outputs["before"])
-            print(f"|   outputs compared | {layers} | " + ("identical: every tensor (key, dtype, values) and file"
-                  if not differences else f"{len(differences)} DIFFERENCES: {differences[:5]}") + " |", flush=True)
+            print(
+                f"|   outputs compared | {layers} | "
+                + (
+                    "identical: every tensor (key, dtype, values) and file"
+                    if not differences
+                    else f"{len(differences)} DIFFERENCES: {differences[:5]}"
+                )
+                + " |",
+                flush=True,
+            )
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 

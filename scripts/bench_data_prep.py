@@ -5,11 +5,12 @@
 
 For each resolution it makes synthetic H.264 clips once (rendered at 320x180 by ghostprobe.synth, upscaled and
 re-encoded with libx264 at the target size: decode cost depends on size and bitrate, and numpy rendering at 1080p
-would take longer than the benchmark), then for each num_proc runs, each in a fresh process
-(so peak memory is that run's own; worker peaks are the largest pool worker's): (a) the bare decode (decord, uniform 8 frames per clip, nothing else) and
-(b) the full data prep (probe, checks, decode, resize to 224, Arrow write, save_to_disk) once per `--resize` mode
-(`decoder`: resized inside decord as the original Video-LLaMA; `straight`: full-size decode + PIL bicubic). It prints
-clips/s, frames/s, the prep/bare time ratio (the overhead of everything that is not decoding) and peak RSS.
+would take longer than the benchmark), then for each num_proc runs, each in a fresh process (so peak memory is that
+run's own; worker peaks are the largest pool worker's): (a) the bare decode (decord, uniform 8 frames per clip,
+nothing else) and (b) the full data prep (probe, checks, decode, resize to 224, Arrow write, save_to_disk) once per
+`--resize` mode (`decoder`: resized inside decord as the original Video-LLaMA; `straight`: full-size decode + PIL
+bicubic). It prints clips/s, frames/s, the prep/bare time ratio (the overhead of everything that is not decoding)
+and peak RSS.
 """
 
 from __future__ import annotations
@@ -72,8 +73,10 @@ def upscaled_clips(clips, small_dir: Path, out_dir: Path, width: int, height: in
     for clip in clips:
         reader = decord.VideoReader(str(small_dir / clip.video))
         # Streamed frame by frame: a parent holding GBs would inflate the children's peak RSS (inherited at exec).
-        big = (np.asarray(Image.fromarray(reader[i].asnumpy()).resize((width, height), Image.Resampling.BILINEAR))
-               for i in range(len(reader)))
+        big = (
+            np.asarray(Image.fromarray(reader[i].asnumpy()).resize((width, height), Image.Resampling.BILINEAR))
+            for i in range(len(reader))
+        )
         (out_dir / clip.video).parent.mkdir(parents=True, exist_ok=True)
         write_video(out_dir / clip.video, big, fps)
     write_labels(out_dir / "labels.json", clips)
@@ -118,15 +121,18 @@ def main() -> None:
 
     from ghostprobe.synth import generate
 
-    print(f"{args.clips} synthetic H.264 clips of {args.duration_s:g} s at {args.fps} fps, {FRAMES_PER_CLIP} frames "
-          "per clip, prep resizes to 224 and stores uint8\n")
-    print("| resolution | num_proc | prep.resize | bare decode clips/s | prep clips/s | prep frames/s | "
-          "prep / bare time | peak RSS main (MiB) | peak RSS worker (MiB) |")
+    print(
+        f"{args.clips} synthetic H.264 clips of {args.duration_s:g} s at {args.fps} fps, {FRAMES_PER_CLIP} frames "
+        "per clip, prep resizes to 224 and stores uint8\n"
+    )
+    print(
+        "| resolution | num_proc | prep.resize | bare decode clips/s | prep clips/s | prep frames/s | "
+        "prep / bare time | peak RSS main (MiB) | peak RSS worker (MiB) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         small_dir = Path(tmp) / "small"
-        generated = generate(out_dir=small_dir, num_clips=args.clips, seed=0, fps=args.fps,
-                             duration_s=args.duration_s)
+        generated = generate(out_dir=small_dir, num_clips=args.clips, seed=0, fps=args.fps, duration_s=args.duration_s)
         for name in args.resolutions.split(","):
             width, height = RESOLUTIONS[name]
             clips_dir = Path(tmp) / name
@@ -136,12 +142,16 @@ def main() -> None:
                 bare_s, _, _ = measure("bare", paths, num_proc)
                 for resize in args.resize.split(","):
                     out_dir = Path(tmp) / f"prep_{name}_{num_proc}_{resize}"
-                    prep_s, peak_main, peak_worker = measure("prep", str(clips_dir / "labels.json"), str(out_dir),
-                                                             num_proc, resize)
+                    prep_s, peak_main, peak_worker = measure(
+                        "prep", str(clips_dir / "labels.json"), str(out_dir), num_proc, resize
+                    )
                     shutil.rmtree(out_dir)
-                    print(f"| {name} | {num_proc} | {resize} | {args.clips / bare_s:.2f} | {args.clips / prep_s:.2f} | "
-                          f"{args.clips * FRAMES_PER_CLIP / prep_s:.1f} | {prep_s / bare_s:.2f} | {peak_main:.0f} | "
-                          f"{peak_worker:.0f} |", flush=True)
+                    print(
+                        f"| {name} | {num_proc} | {resize} | {args.clips / bare_s:.2f} | {args.clips / prep_s:.2f} | "
+                        f"{args.clips * FRAMES_PER_CLIP / prep_s:.1f} | {prep_s / bare_s:.2f} | {peak_main:.0f} | "
+                        f"{peak_worker:.0f} |",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

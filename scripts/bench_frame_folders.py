@@ -91,7 +91,7 @@ def folder_steps(labels_path: Path) -> tuple[float, float]:
     listed = time.perf_counter() - started
     infos = [probe_video(labels_path.parent / clip.video, fps=clip.fps) for clip in clips]
     started = time.perf_counter()
-    for clip, info in zip(clips, infos):
+    for clip, info in zip(clips, infos, strict=True):
         read_frames(labels_path.parent / clip.video, uniform_indices(info.num_frames, FRAMES_PER_CLIP), info, size=224)
     return listed, time.perf_counter() - started
 
@@ -150,17 +150,25 @@ def main() -> None:
         listed_s, read_s = folder_steps(labels)
         prep_s = prep(labels, root / "prepared")
         n = args.clips
-        print(f"{n} clips of {frames_per_clip} jpg frames ({args.resolution}, {args.fps:g} fps), "
-              f"{FRAMES_PER_CLIP} frames sampled per clip; seconds per clip")
-        print("| resolution | bare decode FFmpeg | bare decode Pillow | listing + header checks | image2 read at 224 "
-              "| whole prep | prep clips/s | prep / bare FFmpeg time |")
+        print(
+            f"{n} clips of {frames_per_clip} jpg frames ({args.resolution}, {args.fps:g} fps), "
+            f"{FRAMES_PER_CLIP} frames sampled per clip; seconds per clip"
+        )
+        print(
+            "| resolution | bare decode FFmpeg | bare decode Pillow | listing + header checks | image2 read at 224 "
+            "| whole prep | prep clips/s | prep / bare FFmpeg time |"
+        )
         print("|---|---|---|---|---|---|---|---|")
-        print(f"| {args.resolution} | {ffmpeg_s / n:.3f} | {pillow_s / n:.3f} | {listed_s / n:.3f} | {read_s / n:.3f} "
-              f"| {prep_s / n:.3f} | {n / prep_s:.2f} | {prep_s / ffmpeg_s:.2f} |")
+        print(
+            f"| {args.resolution} | {ffmpeg_s / n:.3f} | {pillow_s / n:.3f} | {listed_s / n:.3f} | {read_s / n:.3f} "
+            f"| {prep_s / n:.3f} | {n / prep_s:.2f} | {prep_s / ffmpeg_s:.2f} |"
+        )
         if args.listing_frames:
             written_s, listed_s = listing(root, args.listing_frames)
-            print(f"listing and checking one folder of {args.listing_frames} images: {listed_s:.2f} s "
-                  f"({1e6 * listed_s / args.listing_frames:.0f} us per image; writing them took {written_s:.1f} s)")
+            print(
+                f"listing and checking one folder of {args.listing_frames} images: {listed_s:.2f} s "
+                f"({1e6 * listed_s / args.listing_frames:.0f} us per image; writing them took {written_s:.1f} s)"
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -46,13 +46,14 @@ def moving_texture(num_frames: int, seed: int = 0):
 
     rng = np.random.default_rng(seed)
     # Coarse blocks of noise: a texture an encoder compresses to a realistic few KB per frame, not to nothing.
-    texture = np.kron(rng.integers(0, 256, (CLIP_HEIGHT // 8, 2 * CLIP_WIDTH // 8, 3), dtype=np.uint8),
-                      np.ones((8, 8, 1), np.uint8))
+    texture = np.kron(
+        rng.integers(0, 256, (CLIP_HEIGHT // 8, 2 * CLIP_WIDTH // 8, 3), dtype=np.uint8), np.ones((8, 8, 1), np.uint8)
+    )
     for index in range(num_frames):
         shift = (index * 4) % CLIP_WIDTH
-        frame = np.ascontiguousarray(texture[:, shift:shift + CLIP_WIDTH])
+        frame = np.ascontiguousarray(texture[:, shift : shift + CLIP_WIDTH])
         x = (index * 7) % (CLIP_WIDTH - 40)
-        frame[150:190, x:x + 40] = 255
+        frame[150:190, x : x + 40] = 255
         yield frame
 
 
@@ -63,12 +64,12 @@ def make_clip(folder: Path, minutes: float, fps: int) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     write_video(folder / "clip.mp4", moving_texture(round(minutes * 60 * fps)), fps)
-    write_labels(folder / "labels.json", [ClipLabel(clip_id=f"drive_{minutes:g}min", video="clip.mp4",
-                                                    label="normal")])
+    write_labels(folder / "labels.json", [ClipLabel(clip_id=f"drive_{minutes:g}min", video="clip.mp4", label="normal")])
     return folder / "labels.json"
 
 
 # ---- the measurement, in a fresh process whose sys.path starts with the tree under test ----------------------------
+
 
 def _status_mib(field: str) -> float:
     with open("/proc/self/status") as status:
@@ -108,8 +109,7 @@ def child(kind: str, labels: str, out_dir: str, storage: str, frame_size: int) -
     from ghostprobe.config import prep_settings
     from ghostprobe.labels import load_labels
 
-    settings = prep_settings(sampling="sliding", split="zero_shot", storage=storage, frame_size=frame_size,
-                             num_proc=1)
+    settings = prep_settings(sampling="sliding", split="zero_shot", storage=storage, frame_size=frame_size, num_proc=1)
     start_rss_mib, start_anon_mib = _status_mib("VmRSS"), _status_mib("RssAnon")
     started = time.perf_counter()
     with AnonPeak() as anon:
@@ -118,15 +118,21 @@ def child(kind: str, labels: str, out_dir: str, storage: str, frame_size: int) -
             video = Path(labels).parent / clip.video
             suffix = getattr(clip_worker, "CACHE_SUFFIX", ".npz")
             Path(out_dir).mkdir(parents=True)
-            task = clip_worker.ClipTask(clip.model_dump_json(), str(video), str(Path(out_dir) / f"entry{suffix}"),
-                                        settings, str(video.parent))
+            task = clip_worker.ClipTask(
+                clip.model_dump_json(), str(video), str(Path(out_dir) / f"entry{suffix}"), settings, str(video.parent)
+            )
             result = clip_worker.prepare_clip(task)
             assert result["ok"], result
         else:
             report = prepare_dataset(labels, out_dir, settings)
             assert report["num_rejected"] == 0, report["rejected"]
-    result = {"seconds": time.perf_counter() - started, "start_rss_mib": start_rss_mib,
-              "start_anon_mib": start_anon_mib, "peak_rss_mib": _status_mib("VmHWM"), "peak_anon_mib": anon.peak_mib}
+    result = {
+        "seconds": time.perf_counter() - started,
+        "start_rss_mib": start_rss_mib,
+        "start_anon_mib": start_anon_mib,
+        "peak_rss_mib": _status_mib("VmHWM"),
+        "peak_anon_mib": anon.peak_mib,
+    }
     if kind == "dataset":
         result["read_ms_per_window"] = read_ms_per_window(out_dir)
     return result
@@ -149,9 +155,22 @@ def read_ms_per_window(out_dir: str, windows: int = 200) -> float:
 
 def measure(tree: Path, kind: str, labels: Path, out_dir: Path, storage: str, frame_size: int) -> dict:
     """Run `child` in a fresh interpreter on the code in `tree`."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--tree", str(tree),
-               "--labels", str(labels), "--out-dir", str(out_dir), "--storage", storage,
-               "--frame-size", str(frame_size)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        kind,
+        "--tree",
+        str(tree),
+        "--labels",
+        str(labels),
+        "--out-dir",
+        str(out_dir),
+        "--storage",
+        storage,
+        "--frame-size",
+        str(frame_size),
+    ]
     done = subprocess.run(command, cwd=tree, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"{tree}: {kind} failed:\n{done.stderr[-3000:]}")
@@ -172,15 +191,18 @@ def rows_and_frames(out_dir: Path) -> tuple[int, int]:
     from datasets import load_from_disk
 
     splits = load_from_disk(str(out_dir))
-    return (sum(len(split) for split in splits.values()),
-            sum(len(indices) for split in splits.values() for indices in split["frame_indices"]))
+    return (
+        sum(len(split) for split in splits.values()),
+        sum(len(indices) for split in splits.values() for indices in split["frame_indices"]),
+    )
 
 
 def extract_revision(revision: str, into: Path) -> Path:
     """The library and data-prep code (and conf/) of git `revision`, extracted into `into`."""
     archive = into / "tree.tar"
-    subprocess.run(["git", "archive", "-o", str(archive), revision, "ghostprobe", "data_prep", "conf"],
-                   cwd=REPO_ROOT, check=True)
+    subprocess.run(
+        ["git", "archive", "-o", str(archive), revision, "ghostprobe", "data_prep", "conf"], cwd=REPO_ROOT, check=True
+    )
     with tarfile.open(archive) as tar:
         tar.extractall(into, filter="data")
     return into
@@ -205,10 +227,14 @@ def main() -> None:
         return
     sys.path.insert(0, str(REPO_ROOT))
     frame_bytes = args.frame_size * args.frame_size * 3
-    print(f"sampling=sliding (8 frames, 2 s windows, stride 0.5 s), {CLIP_WIDTH}x{CLIP_HEIGHT} clips at "
-          f"{args.fps} fps, frames stored {args.frame_size} px {args.storage}; one fresh process per cell\n")
-    print("| code | clip | rows | frames held | prepare_clip peak RSS / anon (MiB) | whole prep peak RSS / anon (MiB) | "
-          "prep s | dataset bytes per frame | dataset / frame bytes | clip cache (MiB) | read ms per window |")
+    print(
+        f"sampling=sliding (8 frames, 2 s windows, stride 0.5 s), {CLIP_WIDTH}x{CLIP_HEIGHT} clips at "
+        f"{args.fps} fps, frames stored {args.frame_size} px {args.storage}; one fresh process per cell\n"
+    )
+    print(
+        "| code | clip | rows | frames held | prepare_clip peak RSS / anon (MiB) | whole prep peak RSS / anon (MiB) | "
+        "prep s | dataset bytes per frame | dataset / frame bytes | clip cache (MiB) | read ms per window |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     starts = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -226,15 +252,22 @@ def main() -> None:
                 on_disk = dataset_bytes(out)
                 cache_mib = sum(p.stat().st_size for p in (out / ".prep_cache").rglob("*") if p.is_file()) / 2**20
                 shutil.rmtree(out)
-                print(f"| {name} | {minutes:g} min | {rows} | {frames} | {clip['peak_rss_mib']:.0f} / "
-                      f"{clip['peak_anon_mib']:.0f} | {whole['peak_rss_mib']:.0f} / {whole['peak_anon_mib']:.0f} | "
-                      f"{whole['seconds']:.1f} | {on_disk / frames:.0f} | {on_disk / (frames * frame_bytes):.2f} | "
-                      f"{cache_mib:.0f} | {whole['read_ms_per_window']:.2f} |", flush=True)
-                starts += [(clip["start_rss_mib"], clip["start_anon_mib"]),
-                           (whole["start_rss_mib"], whole["start_anon_mib"])]
+                print(
+                    f"| {name} | {minutes:g} min | {rows} | {frames} | {clip['peak_rss_mib']:.0f} / "
+                    f"{clip['peak_anon_mib']:.0f} | {whole['peak_rss_mib']:.0f} / {whole['peak_anon_mib']:.0f} | "
+                    f"{whole['seconds']:.1f} | {on_disk / frames:.0f} | {on_disk / (frames * frame_bytes):.2f} | "
+                    f"{cache_mib:.0f} | {whole['read_ms_per_window']:.2f} |",
+                    flush=True,
+                )
+                starts += [
+                    (clip["start_rss_mib"], clip["start_anon_mib"]),
+                    (whole["start_rss_mib"], whole["start_anon_mib"]),
+                ]
             shutil.rmtree(labels.parent)
-    print(f"\nA measuring process after its imports, before any work: RSS {max(r for r, _ in starts):.0f} MiB, "
-          f"anonymous {max(a for _, a in starts):.0f} MiB (largest of all cells)")
+    print(
+        f"\nA measuring process after its imports, before any work: RSS {max(r for r, _ in starts):.0f} MiB, "
+        f"anonymous {max(a for _, a in starts):.0f} MiB (largest of all cells)"
+    )
 
 
 if __name__ == "__main__":

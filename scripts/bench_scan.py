@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080), "360p": (640, 360)}
 
@@ -47,7 +47,7 @@ def make_recording(path: Path, minutes: float, width: int, height: int, fps: flo
         for t in range(n):
             frame = np.roll(base, t * 4, axis=1)
             x = (t * 13) % (width - 40)
-            frame[:, x:x + 40] = 255
+            frame[:, x : x + 40] = 255
             yield frame
 
     tmp = path.with_name(f".{path.name}")
@@ -68,8 +68,8 @@ class ConstantScorer:
 
 
 def child_decode(video: Path, frame_size: int, chunk_windows: int) -> dict:
-    from scan.recordings import VideoJob, plan_chunks, probe, scan_windows
     from ghostprobe.video import read_frames
+    from scan.recordings import VideoJob, plan_chunks, probe, scan_windows
 
     job = VideoJob("bench", video)
     probe(job, 1)
@@ -79,25 +79,37 @@ def child_decode(video: Path, frame_size: int, chunk_windows: int) -> dict:
     for chunk in plan_chunks(job, chunk_windows):
         frames += len(read_frames(video, chunk.new_indices, job.info, 1, size=frame_size))
     wall = time.perf_counter() - started
-    return {"wall_s": wall, "frames_decoded": frames, "windows": len(job.windows),
-            "video_s": job.clock.duration_s}
+    return {"wall_s": wall, "frames_decoded": frames, "windows": len(job.windows), "video_s": job.clock.duration_s}
 
 
-def child_scan(video: Path, out_dir: Path, model_kind: str, model_path: Path, frame_size: int,
-               chunk_windows: int) -> dict:
-    from scan.main import scan
+def child_scan(
+    video: Path, out_dir: Path, model_kind: str, model_path: Path, frame_size: int, chunk_windows: int
+) -> dict:
     from ghostprobe.config import compose
+    from scan.main import scan
 
-    overrides = [f"input={video}", f"output_dir={out_dir}", "progress=false", f"frame_size={frame_size}",
-                 f"chunk_windows={chunk_windows}", f"model.path={model_path}", "batch_size=8"]
+    overrides = [
+        f"input={video}",
+        f"output_dir={out_dir}",
+        "progress=false",
+        f"frame_size={frame_size}",
+        f"chunk_windows={chunk_windows}",
+        f"model.path={model_path}",
+        "batch_size=8",
+    ]
     cfg = compose("scan", overrides)
     started = time.perf_counter()
     code = scan(cfg, model=ConstantScorer()) if model_kind == "null" else scan(cfg)
     wall = time.perf_counter() - started
     summary = json.loads((out_dir / "scan.json").read_text())
     windows = summary["videos"][0]["windows"]
-    return {"exit": code, "wall_s": wall, "loop_s": summary["wall_s"], "windows": windows,
-            "video_s": summary["videos"][0]["duration_s"]}
+    return {
+        "exit": code,
+        "wall_s": wall,
+        "loop_s": summary["wall_s"],
+        "windows": windows,
+        "video_s": summary["videos"][0]["duration_s"],
+    }
 
 
 def run_child(args: list[str]) -> dict:
@@ -120,9 +132,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, video = args.child[0], Path(args.child[1])
-        result = (child_decode(video, args.frame_size, args.chunk_windows) if kind == "decode" else
-                  child_scan(video, Path(args.child[2]), args.model_kind, Path(args.child[3]), args.frame_size,
-                             args.chunk_windows))
+        result = (
+            child_decode(video, args.frame_size, args.chunk_windows)
+            if kind == "decode"
+            else child_scan(
+                video, Path(args.child[2]), args.model_kind, Path(args.child[3]), args.frame_size, args.chunk_windows
+            )
+        )
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
@@ -133,28 +149,39 @@ def main() -> None:
     model_path = args.work_dir / "tiny_video_llama"
     if not (model_path / "config.json").exists():
         build_tiny_checkpoint(model_path)
-    print(f"model: {args.model_kind}; scan loop = decoding + scoring + timeline writes; whole = the scan call "
-          "(probe, model load, alerts, scan.html too)")
-    print("| recording | frames decoded | decode alone s (video s/s) | scan loop s | whole s | video s/s (loop) | "
-          "windows/s (loop) | loop / decode | peak MB decode | peak MB scan |")
+    print(
+        f"model: {args.model_kind}; scan loop = decoding + scoring + timeline writes; whole = the scan call "
+        "(probe, model load, alerts, scan.html too)"
+    )
+    print(
+        "| recording | frames decoded | decode alone s (video s/s) | scan loop s | whole s | video s/s (loop) | "
+        "windows/s (loop) | loop / decode | peak MB decode | peak MB scan |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for resolution in args.resolutions:
         width, height = RESOLUTIONS[resolution]
         for minutes in args.minutes:
-            video = make_recording(args.work_dir / f"rec_{resolution}_{minutes:g}min_{args.fps:g}fps.mp4", minutes,
-                                   width, height, args.fps)
-            common = [f"--frame-size={args.frame_size}", f"--chunk-windows={args.chunk_windows}",
-                      f"--model-kind={args.model_kind}"]
+            video = make_recording(
+                args.work_dir / f"rec_{resolution}_{minutes:g}min_{args.fps:g}fps.mp4", minutes, width, height, args.fps
+            )
+            common = [
+                f"--frame-size={args.frame_size}",
+                f"--chunk-windows={args.chunk_windows}",
+                f"--model-kind={args.model_kind}",
+            ]
             decode = run_child([*common, "--child", "decode", str(video)])
             out_dir = args.work_dir / f"scan_{video.stem}_{args.model_kind}_{time.time_ns()}"
             scanned = run_child([*common, "--child", "scan", str(video), str(out_dir), str(model_path)])
             video_s = scanned["video_s"]
-            print(f"| {resolution} {minutes:g} min {args.fps:g} fps | {decode['frames_decoded']} | "
-                  f"{decode['wall_s']:.1f} ({video_s / decode['wall_s']:.1f}) | {scanned['loop_s']:.1f} | "
-                  f"{scanned['wall_s']:.1f} | {video_s / scanned['loop_s']:.1f} | "
-                  f"{scanned['windows'] / scanned['loop_s']:.1f} | {scanned['loop_s'] / decode['wall_s']:.2f} | "
-                  f"{decode['peak_rss_mb']:.0f} | "
-                  f"{scanned['peak_rss_mb']:.0f} |", flush=True)
+            print(
+                f"| {resolution} {minutes:g} min {args.fps:g} fps | {decode['frames_decoded']} | "
+                f"{decode['wall_s']:.1f} ({video_s / decode['wall_s']:.1f}) | {scanned['loop_s']:.1f} | "
+                f"{scanned['wall_s']:.1f} | {video_s / scanned['loop_s']:.1f} | "
+                f"{scanned['windows'] / scanned['loop_s']:.1f} | {scanned['loop_s'] / decode['wall_s']:.2f} | "
+                f"{decode['peak_rss_mb']:.0f} | "
+                f"{scanned['peak_rss_mb']:.0f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

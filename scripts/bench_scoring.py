@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from ghostprobe.dtypes import DTYPES  # noqa: E402
+from ghostprobe.dtypes import DTYPES
 
 
 def build(preset: str, device: str, dtype: torch.dtype):
@@ -38,8 +38,12 @@ def build(preset: str, device: str, dtype: torch.dtype):
     torch.manual_seed(0)
     with torch.device(device):
         model = VideoLlamaForConditionalGeneration(config).to(dtype).eval()
-    processor = VideoLlamaProcessor(tokenizer, image_size=config.vision_config.image_size,
-                                    num_video_query_tokens=config.num_video_query_tokens, max_frames=config.max_frames)
+    processor = VideoLlamaProcessor(
+        tokenizer,
+        image_size=config.vision_config.image_size,
+        num_video_query_tokens=config.num_video_query_tokens,
+        max_frames=config.max_frames,
+    )
     return model, processor
 
 
@@ -47,8 +51,14 @@ def clips(n: int, num_frames: int = 8):
     from ghostprobe.models.base import ClipInput
 
     rng = np.random.default_rng(0)
-    return [ClipInput(f"clip{i}", rng.integers(0, 255, (num_frames, 224, 224, 3), dtype=np.uint8),
-                      tuple(0.6 * k for k in range(num_frames))) for i in range(n)]
+    return [
+        ClipInput(
+            f"clip{i}",
+            rng.integers(0, 255, (num_frames, 224, 224, 3), dtype=np.uint8),
+            tuple(0.6 * k for k in range(num_frames)),
+        )
+        for i in range(n)
+    ]
 
 
 def time_batch(model, processor, prompt, batch_size: int, repeats: int, device: str) -> float:
@@ -92,8 +102,10 @@ def main() -> None:
     load_s = time.perf_counter() - started
     params = sum(p.numel() for p in model.parameters())
     memory = f"{torch.cuda.memory_allocated() / 2**30:.1f} GiB on GPU" if args.device == "cuda" else "n/a (CPU)"
-    print(f"preset {args.preset}, {params / 1e9:.2f} B parameters, {args.dtype} on {args.device}: "
-          f"built in {load_s:.1f} s, weights {memory}")
+    print(
+        f"preset {args.preset}, {params / 1e9:.2f} B parameters, {args.dtype} on {args.device}: "
+        f"built in {load_s:.1f} s, weights {memory}"
+    )
     print("| batch | seconds per clip | clips/s | speed-up vs batch 1 | peak GPU memory |")
     print("|---|---|---|---|---|")
     baseline = None

@@ -39,14 +39,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 CPU_TRAIN_SAMPLES = 24  # 3 full optimizer steps of 2 ranks x 2 clips x 2 accumulation per epoch
 # conf/exp/ recipes whose train.* settings the GPU mode uses (the model itself is random), by (preset, llm)
-GPU_EXPERIMENTS = {("7b", "lora"): "lora_fewshot", ("13b", "lora"): "lora_13b", ("7b", "full"): "full_ft",
-                   ("13b", "full"): "full_ft", ("tiny", "lora"): "lora_fewshot", ("tiny", "full"): "full_ft"}
+GPU_EXPERIMENTS = {
+    ("7b", "lora"): "lora_fewshot",
+    ("13b", "lora"): "lora_13b",
+    ("7b", "full"): "full_ft",
+    ("13b", "full"): "full_ft",
+    ("tiny", "lora"): "lora_fewshot",
+    ("tiny", "full"): "full_ft",
+}
 
 
 # ---- CPU: the real trainer on 2 ranks ------------------------------------------------------------------------
@@ -72,8 +78,17 @@ def launch(run_dir: Path, overrides: list[str], timeout_s: int, omp_threads: int
     with socket.socket() as s:  # a free port: other launchers may be running on this machine
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "2", "--master_port", str(port),
-           "train/main.py", "+exp=tiny_smoke", f"output_dir={run_dir}", *overrides]
+    cmd = [
+        str(Path(sys.executable).parent / "deepspeed"),
+        "--num_gpus",
+        "2",
+        "--master_port",
+        str(port),
+        "train/main.py",
+        "+exp=tiny_smoke",
+        f"output_dir={run_dir}",
+        *overrides,
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_SILENT": "true"}
     if omp_threads:
         env["OMP_NUM_THREADS"] = str(omp_threads)
@@ -93,25 +108,38 @@ def summarize(metrics_file: Path, warmup_windows: int = 1) -> dict[str, float]:
     if not windows:
         raise ValueError(f"{metrics_file}: no throughput window after {warmup_windows} warm-up one(s); train longer")
     samples = [m["samples_per_s"] for m in windows]
-    return {"windows": len(windows), "samples_per_s": float(np.median(samples)),
-            "samples_per_s_p25": float(np.percentile(samples, 25)),
-            "samples_per_s_p75": float(np.percentile(samples, 75)),
-            "tokens_per_s": float(np.median([m["tokens_per_s"] for m in windows])),
-            "mfu": float(np.median([m["mfu"] for m in windows if m.get("mfu") is not None] or [np.nan])),
-            "peak_memory_gib": max(m["peak_memory_gib"] for m in logs if m.get("peak_memory_gib") is not None)}
+    return {
+        "windows": len(windows),
+        "samples_per_s": float(np.median(samples)),
+        "samples_per_s_p25": float(np.percentile(samples, 25)),
+        "samples_per_s_p75": float(np.percentile(samples, 75)),
+        "tokens_per_s": float(np.median([m["tokens_per_s"] for m in windows])),
+        "mfu": float(np.median([m["mfu"] for m in windows if m.get("mfu") is not None] or [np.nan])),
+        "peak_memory_gib": max(m["peak_memory_gib"] for m in logs if m.get("peak_memory_gib") is not None),
+    }
 
 
 def bench_cpu(args) -> None:
     work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_train_"))
     base, data = prepare_tiny(work_dir)
-    common = [f"model.path={base}", f"data.path={data}", f"data.max_train_samples={CPU_TRAIN_SAMPLES}",
-              "logger=none", "progress_bar=false", "eval.every_steps=0", "eval.test_at_end=false",
-              "checkpoint.every_steps=0", f"train.max_steps={args.steps}", *args.override]
+    common = [
+        f"model.path={base}",
+        f"data.path={data}",
+        f"data.max_train_samples={CPU_TRAIN_SAMPLES}",
+        "logger=none",
+        "progress_bar=false",
+        "eval.every_steps=0",
+        "eval.test_at_end=false",
+        "checkpoint.every_steps=0",
+        f"train.max_steps={args.steps}",
+        *args.override,
+    ]
     threads = f"OMP_NUM_THREADS={args.omp_threads}" if args.omp_threads else "OMP_NUM_THREADS unset"
-    print(f"tiny preset, 2 CPU ranks (gloo, fp32, {threads}), {args.steps} optimizer steps of 8 clips, "
-          f"work dir {work_dir}\n")
-    print("| config | samples/s (median) | samples/s p25-p75 | tokens/s | MFU | peak memory rank 0 (GiB) | "
-          "wall (s) |")
+    print(
+        f"tiny preset, 2 CPU ranks (gloo, fp32, {threads}), {args.steps} optimizer steps of 8 clips, "
+        f"work dir {work_dir}\n"
+    )
+    print("| config | samples/s (median) | samples/s p25-p75 | tokens/s | MFU | peak memory rank 0 (GiB) | wall (s) |")
     print("|---|---|---|---|---|---|---|")
     results = {}
     for llm in args.llm.split(","):
@@ -121,14 +149,19 @@ def bench_cpu(args) -> None:
             launch(run_dir, [*common, f"deepspeed={stage}", f"train.llm={llm}"], args.timeout_s, args.omp_threads)
             wall_s = time.perf_counter() - started
             r = results[stage, llm] = summarize(run_dir / "metrics.jsonl")
-            print(f"| {stage} {llm} | {r['samples_per_s']:.2f} | {r['samples_per_s_p25']:.2f}-"
-                  f"{r['samples_per_s_p75']:.2f} | {r['tokens_per_s']:.0f} | {r['mfu']:.3%} | "
-                  f"{r['peak_memory_gib']:.2f} | {wall_s:.0f} |", flush=True)
+            print(
+                f"| {stage} {llm} | {r['samples_per_s']:.2f} | {r['samples_per_s_p25']:.2f}-"
+                f"{r['samples_per_s_p75']:.2f} | {r['tokens_per_s']:.0f} | {r['mfu']:.3%} | "
+                f"{r['peak_memory_gib']:.2f} | {wall_s:.0f} |",
+                flush=True,
+            )
     print("\n| ratio ZeRO-3 / ZeRO-2 | samples/s | tokens/s | peak memory |\n|---|---|---|---|")
     for llm in args.llm.split(","):
         z2, z3 = results["zero2", llm], results["zero3", llm]
-        print(f"| {llm} | {z3['samples_per_s'] / z2['samples_per_s']:.2f} | "
-              f"{z3['tokens_per_s'] / z2['tokens_per_s']:.2f} | {z3['peak_memory_gib'] / z2['peak_memory_gib']:.2f} |")
+        print(
+            f"| {llm} | {z3['samples_per_s'] / z2['samples_per_s']:.2f} | "
+            f"{z3['tokens_per_s'] / z2['tokens_per_s']:.2f} | {z3['peak_memory_gib'] / z2['peak_memory_gib']:.2f} |"
+        )
 
 
 # ---- GPU: 7B-shaped, in this process ---------------------------------------------------------------------------
@@ -156,14 +189,25 @@ def measure_gpu(cfg, preset: str, llm_layers: int, num_frames: int, steps: int, 
     model, optimizer = trained_set_for_timing(model, cfg.train, fused=True)
 
     size = config.vision_config.image_size
-    processor = VideoLlamaProcessor(tokenizer, image_size=size, num_video_query_tokens=config.num_video_query_tokens,
-                                    max_frames=config.max_frames)
-    collator = AnswerCollator(processor, load_prompt(cfg.prompt), cfg.train.answers.positive,
-                              cfg.train.answers.negative)
+    processor = VideoLlamaProcessor(
+        tokenizer, image_size=size, num_video_query_tokens=config.num_video_query_tokens, max_frames=config.max_frames
+    )
+    collator = AnswerCollator(
+        processor, load_prompt(cfg.prompt), cfg.train.answers.positive, cfg.train.answers.negative
+    )
     rng = np.random.default_rng(0)
-    items = [{"clip": ClipInput(f"clip{i}", rng.integers(0, 255, (num_frames, size, size, 3), dtype=np.uint8),
-                                tuple(0.5 * k for k in range(num_frames))), "label": i % 2 == 0, "index": i}
-             for i in range(cfg.train.micro_batch_size)]
+    items = [
+        {
+            "clip": ClipInput(
+                f"clip{i}",
+                rng.integers(0, 255, (num_frames, size, size, 3), dtype=np.uint8),
+                tuple(0.5 * k for k in range(num_frames)),
+            ),
+            "label": i % 2 == 0,
+            "index": i,
+        }
+        for i in range(cfg.train.micro_batch_size)
+    ]
     batch = collator(items)
     batch.pop("targets")
     batch = {k: v.cuda() for k, v in batch.items()}
@@ -182,8 +226,12 @@ def measure_gpu(cfg, preset: str, llm_layers: int, num_frames: int, steps: int, 
     torch.cuda.synchronize()
     step_s = (time.perf_counter() - started) / steps
     assert torch.isfinite(loss), f"non-finite loss {loss.item()}"
-    result = {"step_s": step_s, "flops_per_sample": flops_per_sample(model, num_frames, text_tokens),
-              "text_tokens": text_tokens, "peak_memory_gib": torch.cuda.max_memory_allocated() / 2 ** 30}
+    result = {
+        "step_s": step_s,
+        "flops_per_sample": flops_per_sample(model, num_frames, text_tokens),
+        "text_tokens": text_tokens,
+        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
+    }
     del model, optimizer, batch, loss
     torch.cuda.empty_cache()
     return result
@@ -198,11 +246,15 @@ def bench_gpu(args) -> None:
     datasheet_tflops = peak_tflops()
     depths = [int(n) for n in args.llm_layers.split(",")]
     full_depth = video_llama_config(args.preset).text_config.num_hidden_layers
-    print(f"{torch.cuda.get_device_name()}: bf16 matmul 8192^3 measured {measured_tflops:.0f} TFLOP/s, "
-          f"datasheet {datasheet_tflops:.0f}; {args.preset} shapes, random weights, {args.frames} frames per clip, "
-          f"{args.steps} timed steps\n")
-    print("| recipe | micro batch | LLM layers | samples/s | tokens/s | MFU (measured peak) | MFU (datasheet) | "
-          "peak memory (GiB) |")
+    print(
+        f"{torch.cuda.get_device_name()}: bf16 matmul 8192^3 measured {measured_tflops:.0f} TFLOP/s, "
+        f"datasheet {datasheet_tflops:.0f}; {args.preset} shapes, random weights, {args.frames} frames per clip, "
+        f"{args.steps} timed steps\n"
+    )
+    print(
+        "| recipe | micro batch | LLM layers | samples/s | tokens/s | MFU (measured peak) | MFU (datasheet) | "
+        "peak memory (GiB) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for llm in args.llm.split(","):
         exp = GPU_EXPERIMENTS[args.preset, llm]
@@ -211,17 +263,18 @@ def bench_gpu(args) -> None:
         rows = {n: measure_gpu(cfg, args.preset, n, args.frames, args.steps) for n in depths}
         if len(depths) >= 2 and full_depth not in rows:
             a, b = depths[0], depths[-1]  # linear in the layer count: the slope from two depths, scaled up
-
-            def scaled(key):
-                return rows[a][key] + (full_depth - a) * (rows[b][key] - rows[a][key]) / (b - a)
-
-            rows[f"{full_depth} (scaled)"] = {key: scaled(key) for key in rows[a]}
+            rows[f"{full_depth} (scaled)"] = {
+                key: rows[a][key] + (full_depth - a) * (rows[b][key] - rows[a][key]) / (b - a) for key in rows[a]
+            }
         for layers, r in rows.items():
             samples_per_s = batch_size / r["step_s"]
             mfu = samples_per_s * r["flops_per_sample"] / (measured_tflops * 1e12)
-            print(f"| {exp} ({llm}) | {batch_size} | {layers} | {samples_per_s:.2f} | "
-                  f"{samples_per_s * r['text_tokens']:.0f} | {mfu:.1%} | "
-                  f"{mfu * measured_tflops / datasheet_tflops:.1%} | {r['peak_memory_gib']:.1f} |", flush=True)
+            print(
+                f"| {exp} ({llm}) | {batch_size} | {layers} | {samples_per_s:.2f} | "
+                f"{samples_per_s * r['text_tokens']:.0f} | {mfu:.1%} | "
+                f"{mfu * measured_tflops / datasheet_tflops:.1%} | {r['peak_memory_gib']:.1f} |",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -235,8 +288,9 @@ def main() -> None:
     parser.add_argument("--preset", default="7b", choices=["7b", "13b", "tiny"], help="GPU: the shapes")
     parser.add_argument("--llm-layers", default="4,8", help="GPU: LLaMA depths measured (two: scaled to full)")
     parser.add_argument("--frames", type=int, default=8, help="GPU: frames per clip")
-    parser.add_argument("--override", action="append", default=[],
-                        help="extra conf/train.yaml key=value for every run (repeatable)")
+    parser.add_argument(
+        "--override", action="append", default=[], help="extra conf/train.yaml key=value for every run (repeatable)"
+    )
     args = parser.parse_args()
     if args.device == "cuda":
         args.steps = args.steps or 10

@@ -24,23 +24,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
 
-from data_prep.prepare import prepare_dataset  # noqa: E402
-from ghostprobe.cli import entry_point  # noqa: E402
-from ghostprobe.config import CONF_DIR  # noqa: E402
-from ghostprobe.frames import frames_from_row  # noqa: E402
-from ghostprobe.models.base import ClipInput, build_model  # noqa: E402
-from ghostprobe.models.video_llama import video_llama_config  # noqa: E402
-from ghostprobe.models.video_llama.backend import answer_logits  # noqa: E402
-from ghostprobe.models.video_llama.convert import (  # noqa: E402
+from data_prep.prepare import prepare_dataset
+from ghostprobe.cli import entry_point
+from ghostprobe.config import CONF_DIR
+from ghostprobe.frames import frames_from_row
+from ghostprobe.models.base import ClipInput, build_model
+from ghostprobe.models.video_llama import video_llama_config
+from ghostprobe.models.video_llama.backend import answer_logits
+from ghostprobe.models.video_llama.convert import (
     VIDEO_PLACEHOLDER_TOKEN,
     convert_checkpoints,
 )
-from ghostprobe.models.video_llama.processing import VideoLlamaProcessor  # noqa: E402
-from ghostprobe.prompts import Prompt  # noqa: E402
+from ghostprobe.models.video_llama.processing import VideoLlamaProcessor
+from ghostprobe.prompts import Prompt
 
 TOLERANCES = {"pixel_values": 1e-6, "video_embeds": 1e-4, "inputs_embeds": 1e-4, "logits": 1e-4, "p_yes": 1e-5}
 
@@ -57,8 +57,15 @@ class Checks:
     def equal(self, subject: str, check: str, ours, original) -> None:
         if isinstance(ours, np.ndarray):
             same = ours.shape == original.shape and np.array_equal(ours, original)
-            detail = "equal" if same else (f"shape {ours.shape} vs {original.shape}" if ours.shape != original.shape
-                                           else f"{int((ours != original).sum())} values differ")
+            detail = (
+                "equal"
+                if same
+                else (
+                    f"shape {ours.shape} vs {original.shape}"
+                    if ours.shape != original.shape
+                    else f"{int((ours != original).sum())} values differ"
+                )
+            )
         else:
             same = ours == original
             detail = "equal" if same else f"project {_short(ours)} vs original {_short(original)}"
@@ -85,17 +92,29 @@ def _short(value) -> str:
 def llama_folders(checkpoints: Path) -> tuple[Path, list[Path]]:
     """(the LLaMA folder with weights, every LLaMA folder that ships a tokenizer) of a fixture."""
     folders = sorted(p for p in checkpoints.iterdir() if (p / "config.json").is_file())
-    weighted = [p for p in folders if any((p / name).exists() for name in
-                                          ("pytorch_model.bin", "model.safetensors", "pytorch_model.bin.index.json",
-                                           "model.safetensors.index.json"))]
+    weighted = [
+        p
+        for p in folders
+        if any(
+            (p / name).exists()
+            for name in (
+                "pytorch_model.bin",
+                "model.safetensors",
+                "pytorch_model.bin.index.json",
+                "model.safetensors.index.json",
+            )
+        )
+    ]
     if len(weighted) != 1:
-        raise SystemExit(f"check_parity: expected one LLaMA folder with weights in {checkpoints}, found "
-                         f"{[p.name for p in weighted]}")
+        raise SystemExit(
+            f"check_parity: expected one LLaMA folder with weights in {checkpoints}, found {[p.name for p in weighted]}"
+        )
     return weighted[0], folders
 
 
 def convert_fixture(checkpoints: Path, preset: str, out_dir: Path) -> Path:
     """The fixture's original checkpoints through the project's converter, in fp32 (the fixture ran in fp32)."""
+
     def one(pattern: str, required: bool = True) -> Path | None:
         found = sorted(checkpoints.glob(pattern))
         if len(found) > 1 or (required and not found):
@@ -103,9 +122,16 @@ def convert_fixture(checkpoints: Path, preset: str, out_dir: Path) -> Path:
         return found[0] if found else None
 
     llama, _ = llama_folders(checkpoints)
-    convert_checkpoints(out_dir, llama=llama, vl=one("VL_*.pth"), blip2=one("blip2*.pth"),
-                        eva_vit=one("eva_vit*.pth", required=False), base_config=video_llama_config(preset),
-                        dtype="fp32", log=lambda line: None)
+    convert_checkpoints(
+        out_dir,
+        llama=llama,
+        vl=one("VL_*.pth"),
+        blip2=one("blip2*.pth"),
+        eva_vit=one("eva_vit*.pth", required=False),
+        base_config=video_llama_config(preset),
+        dtype="fp32",
+        log=lambda line: None,
+    )
     return out_dir
 
 
@@ -113,16 +139,26 @@ def prepare_videos(fixture: Path, videos: list[str], frame_size: int, num_frames
     """video -> its dataset row, through the project's data prep (the path every evaluated clip takes)."""
     from datasets import load_from_disk
 
-    labels = {"schema_version": 1, "clips": [{"clip_id": f"video_{k}", "video": video, "label": "normal",
-                                              "split": "test"} for k, video in enumerate(videos)]}
+    labels = {
+        "schema_version": 1,
+        "clips": [
+            {"clip_id": f"video_{k}", "video": video, "label": "normal", "split": "test"}
+            for k, video in enumerate(videos)
+        ],
+    }
     labels_path = work_dir / f"labels_{frame_size}.json"
     labels_path.write_text(json.dumps(labels))
     # conf/data_prep.yaml's defaults (read as files: Hydra is already running this script) with uniform sampling.
     settings = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "data_prep.yaml").prep)
-    settings.update(frame_size=frame_size, resize="decoder",
-                    sampling={**OmegaConf.to_container(OmegaConf.load(CONF_DIR / "sampling" / "uniform.yaml")),
-                              "num_frames": num_frames},
-                    split=OmegaConf.to_container(OmegaConf.load(CONF_DIR / "split" / "random.yaml")))
+    settings.update(
+        frame_size=frame_size,
+        resize="decoder",
+        sampling={
+            **OmegaConf.to_container(OmegaConf.load(CONF_DIR / "sampling" / "uniform.yaml")),
+            "num_frames": num_frames,
+        },
+        split=OmegaConf.to_container(OmegaConf.load(CONF_DIR / "split" / "random.yaml")),
+    )
     out_dir = work_dir / f"prepared_{frame_size}"
     report = prepare_dataset(labels_path, out_dir, settings, videos_dir=fixture)
     if report["rejected"]:
@@ -138,8 +174,9 @@ def original_frames_file(fixture: Path, video: str, size: int) -> Path:
     return sized if sized.exists() or size != 224 else fixture / f"{stem}_frames_original.npy"
 
 
-def check_videos(checks: Checks, fixture: Path, videos: list[str], cases: dict, image_size: int, num_frames: int,
-                 work_dir: Path) -> dict:
+def check_videos(
+    checks: Checks, fixture: Path, videos: list[str], cases: dict, image_size: int, num_frames: int, work_dir: Path
+) -> dict:
     """Frames of the project's data prep against the original's; returns video -> ClipInput at the model's size."""
     clips = {}
     sizes = sorted({image_size, 224})
@@ -151,13 +188,15 @@ def check_videos(checks: Checks, fixture: Path, videos: list[str], cases: dict, 
             if size == image_size and indices:
                 checks.equal(video, "frame indices", [int(i) for i in row["frame_indices"]], indices[0])
             if reference.exists():
-                checks.equal(video, f"frames {size}x{size} (decoder resize)", frames_from_row(row["frames"]),
-                             np.load(reference))
+                checks.equal(
+                    video, f"frames {size}x{size} (decoder resize)", frames_from_row(row["frames"]), np.load(reference)
+                )
             elif size == image_size:
                 checks.add(video, f"frames {size}x{size}", False, f"no {reference.name} in the fixture")
             if size == image_size:
-                clips[video] = ClipInput(video, frames_from_row(row["frames"]),
-                                         tuple(float(t) for t in row["timestamps_s"]))
+                clips[video] = ClipInput(
+                    video, frames_from_row(row["frames"]), tuple(float(t) for t in row["timestamps_s"])
+                )
     return clips
 
 
@@ -166,54 +205,87 @@ def check_pixels(checks: Checks, fixture: Path, model, processor: VideoLlamaProc
     suffix = "" if processor.image_size == 224 else f"_{processor.image_size}"
     reference = fixture / f"pixel_values_original{suffix}.npy"
     if reference.exists():  # the original's [3, T, S, S]
-        checks.close(clip.clip_id, "pixel values", pixels.numpy(), np.load(reference).transpose(1, 0, 2, 3),
-                     TOLERANCES["pixel_values"])
+        checks.close(
+            clip.clip_id,
+            "pixel values",
+            pixels.numpy(),
+            np.load(reference).transpose(1, 0, 2, 3),
+            TOLERANCES["pixel_values"],
+        )
     embeds_file = fixture / "video_embeds_original.npy"
     if embeds_file.exists():
         with torch.inference_mode():
             embeds = model.get_video_features(pixels[None])
-        checks.close(clip.clip_id, "video embeddings", embeds.numpy(), np.load(embeds_file),
-                     TOLERANCES["video_embeds"])
+        checks.close(clip.clip_id, "video embeddings", embeds.numpy(), np.load(embeds_file), TOLERANCES["video_embeds"])
 
 
-def check_case(checks: Checks, fixture: Path, backend, tokenizer_processors: dict, case: dict,
-               clip: ClipInput) -> None:
+def check_case(checks: Checks, fixture: Path, backend, tokenizer_processors: dict, case: dict, clip: ClipInput) -> None:
     name = case["id"]
-    prompt = Prompt(name=name, language=case["language"], system=case["system"], question=case["question"],
-                    when_question=case["question"], yes_word=case["yes_word"], no_word=case["no_word"])
+    prompt = Prompt(
+        name=name,
+        language=case["language"],
+        system=case["system"],
+        question=case["question"],
+        when_question=case["question"],
+        yes_word=case["yes_word"],
+        no_word=case["no_word"],
+    )
     processor, model = backend.processor, backend.model
     checks.equal(name, "prompt text", processor.prompt_text(prompt, clip.timestamps_s), case["prompt"])
     expected_ids = [processor.video_token_id if i == -1 else i for i in case["input_ids_with_placeholder"]]
     for label, other in tokenizer_processors.items():
-        checks.equal(name, f"token ids ({label})", other.prompt_ids(prompt, clip.timestamps_s),
-                     [other.video_token_id if i == -1 else i for i in case["input_ids_with_placeholder"]])
+        checks.equal(
+            name,
+            f"token ids ({label})",
+            other.prompt_ids(prompt, clip.timestamps_s),
+            [other.video_token_id if i == -1 else i for i in case["input_ids_with_placeholder"]],
+        )
     choice = processor.answer_choice(prompt.yes_word, prompt.no_word)
     answer = case["answer"]
-    checks.equal(name, "answer token ids", [list(choice.prefix_ids), choice.yes_id, choice.no_id],
-                 [answer["shared_prefix_ids"], answer["yes_id"], answer["no_id"]])
+    checks.equal(
+        name,
+        "answer token ids",
+        [list(choice.prefix_ids), choice.yes_id, choice.no_id],
+        [answer["shared_prefix_ids"], answer["yes_id"], answer["no_id"]],
+    )
 
     batch = processor([clip], prompt)
     checks.equal(name, "model input ids", batch["input_ids"][0].tolist(), expected_ids)
     with torch.inference_mode():
         embeds = model._embed_prompt(batch["input_ids"], batch["pixel_values"])[0]
         logits = answer_logits(model, batch)[0]
-    checks.close(name, "inputs_embeds", embeds.numpy(), np.load(fixture / case["inputs_embeds_file"]),
-                 TOLERANCES["inputs_embeds"])
-    checks.close(name, "next-token logits", logits.numpy(), np.load(fixture / case["logits_file"]),
-                 TOLERANCES["logits"])
+    checks.close(
+        name,
+        "inputs_embeds",
+        embeds.numpy(),
+        np.load(fixture / case["inputs_embeds_file"]),
+        TOLERANCES["inputs_embeds"],
+    )
+    checks.close(
+        name, "next-token logits", logits.numpy(), np.load(fixture / case["logits_file"]), TOLERANCES["logits"]
+    )
     if choice.prefix_ids and answer.get("step2_logits_file"):
         with torch.inference_mode():
             step2 = answer_logits(model, processor([clip], prompt, suffix_ids=choice.prefix_ids))[0]
-        checks.close(name, "logits after the shared prefix", step2.numpy(),
-                     np.load(fixture / answer["step2_logits_file"]), TOLERANCES["logits"])
+        checks.close(
+            name,
+            "logits after the shared prefix",
+            step2.numpy(),
+            np.load(fixture / answer["step2_logits_file"]),
+            TOLERANCES["logits"],
+        )
 
     scored = backend.score([clip], prompt)[0]
     checks.close(name, "P(yes) of score()", scored.p_ghost_probing, answer["p_yes"], TOLERANCES["p_yes"])
     greedy = case["greedy"]
     backend.generation.update(do_sample=False, max_new_tokens=int(greedy["max_new_tokens"]))
     generated = backend.generate([clip], prompt)[0]
-    checks.equal(name, f"greedy {greedy['max_new_tokens']} tokens of generate()",
-                 generated.extra.get("answer_token_ids"), greedy["new_token_ids"])
+    checks.equal(
+        name,
+        f"greedy {greedy['max_new_tokens']} tokens of generate()",
+        generated.extra.get("answer_token_ids"),
+        greedy["new_token_ids"],
+    )
 
 
 def tokenizer_variants(folders: list[Path], converted: Path) -> dict[str, VideoLlamaProcessor]:
@@ -227,8 +299,11 @@ def tokenizer_variants(folders: list[Path], converted: Path) -> dict[str, VideoL
             tokenizer.add_tokens([VIDEO_PLACEHOLDER_TOKEN], special_tokens=True)
             base = variants["converted folder"]
             variants[f"{folder.name}/tokenizer.json"] = VideoLlamaProcessor(
-                tokenizer, image_size=base.image_size, num_video_query_tokens=base.num_video_query_tokens,
-                max_frames=base.max_frames)
+                tokenizer,
+                image_size=base.image_size,
+                num_video_query_tokens=base.num_video_query_tokens,
+                max_frames=base.max_frames,
+            )
     return variants
 
 
@@ -243,11 +318,12 @@ def run_checks(fixture: Path, preset: str, num_frames: int, work_dir: Path) -> C
             checks.add(item["id"], "cases.json inputs = cases_spec.json", False, "the inputs differ")
     _, folders = llama_folders(fixture / "checkpoints")
     converted = convert_fixture(fixture / "checkpoints", preset, work_dir / "converted")
-    backend = build_model({"kind": "video_llama", "path": str(converted), "dtype": "fp32", "device": "cpu",
-                           "batch_size": 1})
+    backend = build_model(
+        {"kind": "video_llama", "path": str(converted), "dtype": "fp32", "device": "cpu", "batch_size": 1}
+    )
     videos = sorted({item["video"] for item in spec})
     clips = check_videos(checks, fixture, videos, cases, backend.processor.image_size, num_frames, work_dir)
-    for video, clip in clips.items():
+    for clip in clips.values():
         check_pixels(checks, fixture, backend.model, backend.processor, clip)
     variants = tokenizer_variants(folders, converted)
     for item in spec:
@@ -274,8 +350,14 @@ def main(cfg: DictConfig) -> None:
         checks = run_checks(fixture, cfg.preset, int(cfg.num_frames), Path(tmp))
     print_table(checks)
     failed = [row for row in checks.rows if not row["ok"]]
-    summary = {"fixture": str(fixture), "ok": checks.ok, "checks": len(checks.rows), "failed": len(failed),
-               "config": OmegaConf.to_container(cfg, resolve=True), "rows": checks.rows}
+    summary = {
+        "fixture": str(fixture),
+        "ok": checks.ok,
+        "checks": len(checks.rows),
+        "failed": len(failed),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "rows": checks.rows,
+    }
     print(json.dumps({key: value for key, value in summary.items() if key != "rows"}))
     if cfg.summary:
         Path(cfg.summary).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")

@@ -18,13 +18,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf
 
-from ghostprobe.cli import entry_point  # noqa: E402
-from ghostprobe.metrics import anticipation  # noqa: E402
+from ghostprobe.cli import entry_point
+from ghostprobe.metrics import anticipation
 
-PROTOCOLS = {name: getattr(anticipation, name) for name in
-             ("ustring_ap_mtta", "corrected_ap_mtta", "far_gated_anticipation", "nexar_map")}
+PROTOCOLS = {
+    name: getattr(anticipation, name)
+    for name in ("ustring_ap_mtta", "corrected_ap_mtta", "far_gated_anticipation", "nexar_map")
+}
 
 
 def case_files(fixture: Path) -> list[Path]:
@@ -51,8 +53,14 @@ def check_cases(path: Path, tolerance: float) -> list[dict]:
     for case in json.loads(path.read_text(encoding="utf-8")):
         name, protocol = case.get("name", "?"), case.get("protocol")
         if protocol not in PROTOCOLS:
-            rows.append({"case": name, "figure": "*", "ok": False,
-                         "detail": f"unknown protocol {protocol!r} (known: {', '.join(PROTOCOLS)})"})
+            rows.append(
+                {
+                    "case": name,
+                    "figure": "*",
+                    "ok": False,
+                    "detail": f"unknown protocol {protocol!r} (known: {', '.join(PROTOCOLS)})",
+                }
+            )
             continue
         try:
             result = PROTOCOLS[protocol](**case["inputs"])
@@ -67,9 +75,17 @@ def check_cases(path: Path, tolerance: float) -> list[dict]:
                 continue
             difference = abs(got - expected)
             ok = difference <= tolerance or (math.isnan(got) and math.isnan(expected))
-            rows.append({"case": name, "figure": figure, "expected": expected, "project": got,
-                         "difference": difference, "ok": bool(ok),
-                         "detail": f"expected {expected!r}, project {got!r}, difference {difference:.3g}"})
+            rows.append(
+                {
+                    "case": name,
+                    "figure": figure,
+                    "expected": expected,
+                    "project": got,
+                    "difference": difference,
+                    "ok": bool(ok),
+                    "detail": f"expected {expected!r}, project {got!r}, difference {difference:.3g}",
+                }
+            )
     return rows
 
 
@@ -86,16 +102,23 @@ def main(cfg: DictConfig) -> None:
     for row in rows:
         print(f"{'ok  ' if row['ok'] else 'FAIL'}  {row['case']}  {row['figure']}  {row['detail']}")
     failed = [row for row in rows if not row["ok"]]
-    summary = {"fixture": str(fixture), "ok": not failed, "figures": len(rows), "failed": len(failed),
-               "config": OmegaConf.to_container(cfg, resolve=True), "rows": rows}
+    summary = {
+        "fixture": str(fixture),
+        "ok": not failed,
+        "figures": len(rows),
+        "failed": len(failed),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "rows": rows,
+    }
     if cfg.summary:
         Path(cfg.summary).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if failed:
         names = ", ".join(f"{row['case']} {row['figure']}" for row in failed)
         print(f"check_protocols: {len(failed)} of {len(rows)} figures FAILED: {names}", file=sys.stderr)
         sys.exit(1)
-    print(f"check_protocols: all {len(rows)} figures of {len({r['case'] for r in rows})} cases within "
-          f"{cfg.tolerance:g}")
+    print(
+        f"check_protocols: all {len(rows)} figures of {len({r['case'] for r in rows})} cases within {cfg.tolerance:g}"
+    )
 
 
 if __name__ == "__main__":

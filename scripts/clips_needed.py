@@ -23,8 +23,10 @@ def main() -> None:
     parser.add_argument("--confidence", type=float, default=0.95)
     args = parser.parse_args()
     rule = DecisionRule(interval=args.method, confidence=args.confidence)
-    print(f"| observed accuracy | {args.confidence:.0%} interval on 50 clips | on 100 clips | clips for a decision | "
-          f"clips to settle the {rule.target_accuracy:.0%} target |")
+    print(
+        f"| observed accuracy | {args.confidence:.0%} interval on 50 clips | on 100 clips | clips for a decision | "
+        f"clips to settle the {rule.target_accuracy:.0%} target |"
+    )
     print("|---|---|---|---|---|")
     for accuracy in ACCURACIES:
         cells = []
@@ -35,8 +37,10 @@ def main() -> None:
         settle = _clips_to_settle(accuracy, rule)
         target = clips_needed(accuracy, rule.target_accuracy, args.confidence, args.method)
         target_cell = "never (on the target)" if target is None else f"{target:,}"
-        print(f"| {accuracy:.0%} | {cells[0]} | {cells[1]} | {settle['n']:,} ({action}: interval clear of "
-              f"{settle['line']:.0%}) | {target_cell} |")
+        print(
+            f"| {accuracy:.0%} | {cells[0]} | {cells[1]} | {settle['n']:,} ({action}: interval clear of "
+            f"{settle['line']:.0%}) | {target_cell} |"
+        )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ghostprobe.runs import load_run  # noqa: E402
+from ghostprobe.runs import load_run
 
 
 def scores(run_dir: Path) -> tuple[dict, dict[str, float]]:
@@ -33,9 +33,13 @@ def compare(reference: dict[str, float], other: dict[str, float]) -> dict:
     both = sorted(k for k in reference if k in other and reference[k] is not None and other[k] is not None)
     gaps = np.array([abs(other[k] - reference[k]) for k in both])
     flipped = [k for k in both if (other[k] >= 0.5) != (reference[k] >= 0.5)]
-    return {"n": len(both), "max_abs": float(gaps.max()) if len(both) else float("nan"),
-            "median_abs": float(np.median(gaps)) if len(both) else float("nan"), "answers_differ": flipped,
-            "unscored": sum(1 for v in other.values() if v is None)}
+    return {
+        "n": len(both),
+        "max_abs": float(gaps.max()) if len(both) else float("nan"),
+        "median_abs": float(np.median(gaps)) if len(both) else float("nan"),
+        "answers_differ": flipped,
+        "unscored": sum(1 for v in other.values() if v is None),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,15 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", type=Path, nargs="+", help="eval output_dirs of the same checkpoint and clips")
     args = parser.parse_args(argv)
     ref_metrics, reference = scores(args.reference)
-    print(f"reference {args.reference}: {profile(ref_metrics)}, accuracy "
-          f"{ref_metrics['classification']['model']['accuracy']:.3f}, {ref_metrics['timing']['clips_per_s']:.1f} clips/s")
+    print(
+        f"reference {args.reference}: {profile(ref_metrics)}, accuracy "
+        f"{ref_metrics['classification']['model']['accuracy']:.3f}, {ref_metrics['timing']['clips_per_s']:.1f} clips/s"
+    )
     for run in args.runs:
         metrics, other = scores(run)
         c = compare(reference, other)
-        print(f"{run}: {profile(metrics)}: {c['n']} clips, |P(yes) - reference| max {c['max_abs']:.2e} median "
-              f"{c['median_abs']:.2e}; answers differ on {len(c['answers_differ'])} {c['answers_differ'][:5]}; "
-              f"unscored {c['unscored']}; accuracy {metrics['classification']['model']['accuracy']:.3f}; "
-              f"{metrics['timing']['clips_per_s']:.1f} clips/s")
+        print(
+            f"{run}: {profile(metrics)}: {c['n']} clips, |P(yes) - reference| max {c['max_abs']:.2e} median "
+            f"{c['median_abs']:.2e}; answers differ on {len(c['answers_differ'])} {c['answers_differ'][:5]}; "
+            f"unscored {c['unscored']}; accuracy {metrics['classification']['model']['accuracy']:.3f}; "
+            f"{metrics['timing']['clips_per_s']:.1f} clips/s"
+        )
     return 0
 
 

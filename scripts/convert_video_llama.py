@@ -14,8 +14,7 @@ import argparse
 import sys
 
 from ghostprobe.models.video_llama import video_llama_config
-from ghostprobe.models.video_llama.convert import (DEFAULT_MAX_SHARD_SIZE, DTYPES, ConversionError,
-                                                   convert_checkpoints)
+from ghostprobe.models.video_llama.convert import DEFAULT_MAX_SHARD_SIZE, DTYPES, ConversionError, convert_checkpoints
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,19 +25,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vl", required=True, help="VL_LLaMA_2_{7B,13B}_{Pretrained,Finetuned}.pth")
     parser.add_argument("--llama", required=True, help="the llama-2-*-chat-hf folder shipped with the VL checkpoint")
     parser.add_argument("--out", required=True, help="output folder (must not exist yet, or be empty)")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp16",
-                        help="dtype of ViT, llama_proj and LLM weights (Q-Former side stays fp32); default fp16")
-    parser.add_argument("--preset", default="7b", choices=["7b", "13b", "tiny"],
-                        help="architecture of the non-LLM parts (7b and 13b share it); the LLM comes from --llama")
-    parser.add_argument("--allow-pickle", action="store_true",
-                        help="load files that torch.load(weights_only=True) refuses: runs code in them, trusted files only")
-    parser.add_argument("--max-shard-size", default=DEFAULT_MAX_SHARD_SIZE,
-                        help=f"largest safetensors file written (default {DEFAULT_MAX_SHARD_SIZE})")
+    parser.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        default="fp16",
+        help="dtype of ViT, llama_proj and LLM weights (Q-Former side stays fp32); default fp16",
+    )
+    parser.add_argument(
+        "--preset",
+        default="7b",
+        choices=["7b", "13b", "tiny"],
+        help="architecture of the non-LLM parts (7b and 13b share it); the LLM comes from --llama",
+    )
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="load files that torch.load(weights_only=True) refuses: runs code in them, trusted files only",
+    )
+    parser.add_argument(
+        "--max-shard-size",
+        default=DEFAULT_MAX_SHARD_SIZE,
+        help=f"largest safetensors file written (default {DEFAULT_MAX_SHARD_SIZE})",
+    )
     args = parser.parse_args(argv)
     try:
         convert_checkpoints(
-            args.out, llama=args.llama, vl=args.vl, blip2=args.blip2, eva_vit=args.eva_vit,
-            base_config=video_llama_config(args.preset), dtype=args.dtype, allow_pickle=args.allow_pickle,
+            args.out,
+            llama=args.llama,
+            vl=args.vl,
+            blip2=args.blip2,
+            eva_vit=args.eva_vit,
+            base_config=video_llama_config(args.preset),
+            dtype=args.dtype,
+            allow_pickle=args.allow_pickle,
             max_shard_size=args.max_shard_size,
         )
     except ConversionError as error:

@@ -17,16 +17,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from omegaconf import DictConfig  # noqa: E402
+from omegaconf import DictConfig
 
-from ghostprobe.cli import entry_point  # noqa: E402
-from ghostprobe.dtypes import dtype_by_name  # noqa: E402
-from ghostprobe.models.video_llama.run_dir import (  # noqa: E402
+from ghostprobe.cli import entry_point
+from ghostprobe.dtypes import dtype_by_name
+from ghostprobe.models.video_llama.processing import VideoLlamaProcessor
+from ghostprobe.models.video_llama.run_dir import (
     checkpoint_info,
     load_video_llama,
     resolve_model_dir,
 )
-from ghostprobe.models.video_llama.processing import VideoLlamaProcessor  # noqa: E402
 
 
 def export(run_dir: str | Path, out: str | Path, dtype: str = "fp32", base_model: str | None = None) -> Path:
@@ -38,8 +38,12 @@ def export(run_dir: str | Path, out: str | Path, dtype: str = "fp32", base_model
     out = Path(out)
     model.save_pretrained(out)
     VideoLlamaProcessor.from_pretrained(source).save_pretrained(out)
-    provenance = {"exported_from": str(source.resolve()), "source_format": info["format"], "dtype": dtype,
-                  **{k: info[k] for k in ("base_model", "step", "prompt", "answers") if k in info}}
+    provenance = {
+        "exported_from": str(source.resolve()),
+        "source_format": info["format"],
+        "dtype": dtype,
+        **{k: info[k] for k in ("base_model", "step", "prompt", "answers") if k in info},
+    }
     (out / "export_info.json").write_text(json.dumps(provenance, indent=2) + "\n")
     return out
 

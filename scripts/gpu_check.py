@@ -34,10 +34,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from ghostprobe.files import write_json_atomic  # noqa: E402
+from ghostprobe.files import write_json_atomic
 
 FP16_MAX = float(torch.finfo(torch.float16).max)
 
@@ -58,25 +58,34 @@ def reset_peak(device: str) -> None:
 def peak_gib(device: str) -> float:
     """Peak allocated GPU memory, or this process's peak RSS on CPU, since `reset_peak`."""
     if device == "cuda":
-        return torch.cuda.max_memory_allocated() / 2 ** 30
+        return torch.cuda.max_memory_allocated() / 2**30
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 2 ** 20
+            return int(line.split()[1]) / 2**20
     return float("nan")
 
 
 def environment(device: str) -> dict:
     import transformers
 
-    info = {"device": device, "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "cpu": platform.processor() or platform.machine()}
+    info = {
+        "device": device,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cpu": platform.processor() or platform.machine(),
+    }
     if device == "cuda":
         from train.throughput import measure_matmul_tflops, peak_tflops
 
-        info.update(gpu=torch.cuda.get_device_name(), capability=list(torch.cuda.get_device_capability()),
-                    cuda=torch.version.cuda, memory_gib=torch.cuda.get_device_properties(0).total_memory / 2 ** 30,
-                    bf16_matmul_tflops_measured=measure_matmul_tflops(8192, torch.bfloat16, "cuda"),
-                    bf16_tflops_datasheet=peak_tflops())
+        info.update(
+            gpu=torch.cuda.get_device_name(),
+            capability=list(torch.cuda.get_device_capability()),
+            cuda=torch.version.cuda,
+            memory_gib=torch.cuda.get_device_properties(0).total_memory / 2**30,
+            bf16_matmul_tflops_measured=measure_matmul_tflops(8192, torch.bfloat16, "cuda"),
+            bf16_tflops_datasheet=peak_tflops(),
+        )
     return info
 
 
@@ -102,9 +111,12 @@ def random_model(preset: str, device: str, llm_layers: int | None = None, dtype:
             model = VideoLlamaForConditionalGeneration(config)
     finally:
         torch.set_default_dtype(default)
-    processor = VideoLlamaProcessor(tokenizer, image_size=config.vision_config.image_size,
-                                    num_video_query_tokens=config.num_video_query_tokens,
-                                    max_frames=config.max_frames)
+    processor = VideoLlamaProcessor(
+        tokenizer,
+        image_size=config.vision_config.image_size,
+        num_video_query_tokens=config.num_video_query_tokens,
+        max_frames=config.max_frames,
+    )
     return model, processor
 
 
@@ -112,8 +124,14 @@ def random_clips(count: int, num_frames: int, size: int, seed: int = 0) -> list:
     from ghostprobe.models.base import ClipInput
 
     rng = np.random.default_rng(seed)
-    return [ClipInput(f"clip{i}", rng.integers(0, 255, (num_frames, size, size, 3), dtype=np.uint8),
-                      tuple(0.5 * k for k in range(num_frames))) for i in range(count)]
+    return [
+        ClipInput(
+            f"clip{i}",
+            rng.integers(0, 255, (num_frames, size, size, 3), dtype=np.uint8),
+            tuple(0.5 * k for k in range(num_frames)),
+        )
+        for i in range(count)
+    ]
 
 
 def _prompt(config_name: str, overrides: list[str]):
@@ -124,8 +142,9 @@ def _prompt(config_name: str, overrides: list[str]):
 
 
 # ---- 1. scoring -----------------------------------------------------------------------------------------------
-def scoring(preset: str, dtypes: list[str], batch_sizes: list[int], num_frames: int, repeats: int,
-            device: str) -> list[dict]:
+def scoring(
+    preset: str, dtypes: list[str], batch_sizes: list[int], num_frames: int, repeats: int, device: str
+) -> list[dict]:
     """Seconds per clip of processor + forward at each batch size, per dtype (one model, cast between dtypes)."""
     from ghostprobe.dtypes import DTYPES
     from ghostprobe.models.video_llama.backend import yes_probability
@@ -139,7 +158,7 @@ def scoring(preset: str, dtypes: list[str], batch_sizes: list[int], num_frames: 
     rows = []
     for name in dtypes:
         apply_precision(model, PrecisionPolicy.from_names(name, name, name))  # as hardware/a100x8 (bf16), v100x4
-        weights_gib = sum(t.numel() * t.element_size() for t in model.parameters()) / 2 ** 30
+        weights_gib = sum(t.numel() * t.element_size() for t in model.parameters()) / 2**30
         for batch_size in batch_sizes:
             clips = random_clips(batch_size, num_frames, size)
             reset_peak(device)
@@ -154,12 +173,25 @@ def scoring(preset: str, dtypes: list[str], batch_sizes: list[int], num_frames: 
                 if k:
                     times.append((time.perf_counter() - started) / batch_size)
             per_clip = float(np.median(times))
-            rows.append({"preset": preset, "dtype": name, "batch_size": batch_size, "num_frames": num_frames,
-                         "seconds_per_clip": per_clip, "clips_per_s": 1 / per_clip, "weights_gib": weights_gib,
-                         "peak_gib": peak_gib(device), "finite_scores": int(torch.isfinite(p_yes).sum()),
-                         "prompt_tokens": int(batch["attention_mask"][0].sum())})
-            print(f"scoring {preset} {name} batch {batch_size}: {per_clip:.4f} s/clip, peak "
-                  f"{rows[-1]['peak_gib']:.1f} GiB", flush=True)
+            rows.append(
+                {
+                    "preset": preset,
+                    "dtype": name,
+                    "batch_size": batch_size,
+                    "num_frames": num_frames,
+                    "seconds_per_clip": per_clip,
+                    "clips_per_s": 1 / per_clip,
+                    "weights_gib": weights_gib,
+                    "peak_gib": peak_gib(device),
+                    "finite_scores": int(torch.isfinite(p_yes).sum()),
+                    "prompt_tokens": int(batch["attention_mask"][0].sum()),
+                }
+            )
+            print(
+                f"scoring {preset} {name} batch {batch_size}: {per_clip:.4f} s/clip, peak "
+                f"{rows[-1]['peak_gib']:.1f} GiB",
+                flush=True,
+            )
     del model
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -167,8 +199,9 @@ def scoring(preset: str, dtypes: list[str], batch_sizes: list[int], num_frames: 
 
 
 # ---- 2. training ----------------------------------------------------------------------------------------------
-def training_step(preset: str, exp: str, llm_layers: int, num_frames: int, steps: int, device: str,
-                  warmup_steps: int = 2) -> dict:
+def training_step(
+    preset: str, exp: str, llm_layers: int, num_frames: int, steps: int, device: str, warmup_steps: int = 2
+) -> dict:
     """Timed optimizer steps of the `exp` recipe's trained set at `preset`'s shapes with `llm_layers` LLaMA layers."""
     from ghostprobe.config import compose
     from train.model_setup import parameter_counts, trained_set_for_timing
@@ -200,20 +233,32 @@ def training_step(preset: str, exp: str, llm_layers: int, num_frames: int, steps
     sync(device)
     step_s = (time.perf_counter() - started) / steps
     counts = parameter_counts(model)
-    result = {"preset": preset, "exp": exp, "llm": cfg.train.llm, "llm_layers": llm_layers,
-              "micro_batch_size": batch_size, "num_frames": num_frames, "step_s": step_s,
-              "samples_per_s": batch_size / step_s, "tokens_per_s": batch_size * text_tokens / step_s,
-              "text_tokens": text_tokens,
-              "flops_per_sample": flops_per_sample(model, num_frames, text_tokens), "peak_gib": peak_gib(device),
-              "loss": float(loss.detach()), "trainable_params": counts["trainable"], "total_params": counts["total"]}
+    result = {
+        "preset": preset,
+        "exp": exp,
+        "llm": cfg.train.llm,
+        "llm_layers": llm_layers,
+        "micro_batch_size": batch_size,
+        "num_frames": num_frames,
+        "step_s": step_s,
+        "samples_per_s": batch_size / step_s,
+        "tokens_per_s": batch_size * text_tokens / step_s,
+        "text_tokens": text_tokens,
+        "flops_per_sample": flops_per_sample(model, num_frames, text_tokens),
+        "peak_gib": peak_gib(device),
+        "loss": float(loss.detach()),
+        "trainable_params": counts["trainable"],
+        "total_params": counts["total"],
+    }
     del model, optimizer, batch, loss
     if on_gpu:
         torch.cuda.empty_cache()
     return result
 
 
-def training(preset: str, exps: list[str], depths: list[int], num_frames: int, steps: int, device: str,
-             environment_info: dict) -> list[dict]:
+def training(
+    preset: str, exps: list[str], depths: list[int], num_frames: int, steps: int, device: str, environment_info: dict
+) -> list[dict]:
     """`training_step` at each depth per recipe, plus the rows scaled linearly to the preset's full depth, with MFU."""
     from ghostprobe.models.video_llama import video_llama_config
 
@@ -226,23 +271,34 @@ def training(preset: str, exps: list[str], depths: list[int], num_frames: int, s
         if len(depths) >= 2 and full_depth not in by_depth:
             a, b = depths[0], depths[-1]  # step time, FLOPs and memory are linear in the layer count
 
-            def scaled(key: str) -> float:
-                return by_depth[a][key] + (full_depth - a) * (by_depth[b][key] - by_depth[a][key]) / (b - a)
-
-            step_s = scaled("step_s")
-            by_depth[full_depth] = dict(by_depth[b], llm_layers=full_depth, scaled_from=[a, b], step_s=step_s,
-                                        samples_per_s=by_depth[a]["micro_batch_size"] / step_s,
-                                        tokens_per_s=by_depth[a]["micro_batch_size"] * by_depth[a]["text_tokens"]
-                                        / step_s,
-                                        flops_per_sample=scaled("flops_per_sample"), peak_gib=scaled("peak_gib"),
-                                        loss=None, trainable_params=None, total_params=None)
+            scaled = {
+                key: by_depth[a][key] + (full_depth - a) * (by_depth[b][key] - by_depth[a][key]) / (b - a)
+                for key in ("step_s", "flops_per_sample", "peak_gib")
+            }
+            step_s = scaled["step_s"]
+            by_depth[full_depth] = dict(
+                by_depth[b],
+                llm_layers=full_depth,
+                scaled_from=[a, b],
+                step_s=step_s,
+                samples_per_s=by_depth[a]["micro_batch_size"] / step_s,
+                tokens_per_s=by_depth[a]["micro_batch_size"] * by_depth[a]["text_tokens"] / step_s,
+                flops_per_sample=scaled["flops_per_sample"],
+                peak_gib=scaled["peak_gib"],
+                loss=None,
+                trainable_params=None,
+                total_params=None,
+            )
         for row in by_depth.values():
             flops_per_s = row["samples_per_s"] * row["flops_per_sample"]
             row["mfu_measured_peak"] = flops_per_s / (measured_tflops * 1e12) if measured_tflops else None
             row["mfu_datasheet"] = flops_per_s / (datasheet_tflops * 1e12) if datasheet_tflops else None
             rows.append(row)
-            print(f"training {exp} {row['llm_layers']} layers: {row['step_s']:.3f} s/step, "
-                  f"{row['samples_per_s']:.2f} samples/s, peak {row['peak_gib']:.1f} GiB", flush=True)
+            print(
+                f"training {exp} {row['llm_layers']} layers: {row['step_s']:.3f} s/step, "
+                f"{row['samples_per_s']:.2f} samples/s, peak {row['peak_gib']:.1f} GiB",
+                flush=True,
+            )
     return rows
 
 
@@ -269,6 +325,7 @@ def nan_guard(preset: str, batch_size: int, num_frames: int, device: str) -> dic
         def hook(module, inputs, output):
             hidden = output if torch.is_tensor(output) else output[0]  # a layer's tuple or a ModelOutput
             largest[name] = max(largest.get(name, 0.0), float(hidden.detach().abs().float().max()))
+
         return hook
 
     layers = model.language_model.model.layers
@@ -286,26 +343,42 @@ def nan_guard(preset: str, batch_size: int, num_frames: int, device: str) -> dic
         model.language_model.model.norm.weight.fill_(6e4)
         overflowed = yes_probability_from_logits(answer_logits(model, batch), choice)
         watcher = NonFiniteRows(processor.eos_id)
-        model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                       pixel_values=batch["pixel_values"], max_new_tokens=2, do_sample=False,
-                       pad_token_id=processor.pad_id, eos_token_id=processor.eos_id, logits_processor=[watcher])
+        model.generate(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            pixel_values=batch["pixel_values"],
+            max_new_tokens=2,
+            do_sample=False,
+            pad_token_id=processor.pad_id,
+            eos_token_id=processor.eos_id,
+            logits_processor=[watcher],
+        )
     flagged = []
     for row in range(batch_size):
         output = ModelOutput(clips[row].clip_id, p_ghost_probing=float(overflowed[row]))
         if watcher.row_is_bad(row):
             flag_non_finite(output, nan_guard=True)
         flagged.append("non-finite logits" in (output.extra.get("error") or ""))
-    result = {"preset": preset, "batch_size": batch_size, "num_frames": num_frames,
-              "largest_activation_per_llm_layer": [largest[f"llm.{i}"] for i in range(len(layers))],
-              "largest_vision_activation": largest["vision"], "llm_headroom_vs_fp16_max": FP16_MAX / llm_peak,
-              "finite_scores": int(torch.isfinite(p_yes).sum()),
-              "forced_overflow_scores_nan": int(torch.isnan(overflowed).sum()),
-              "forced_overflow_generate_flagged": int(sum(flagged))}
-    result["guard_holds"] = (result["forced_overflow_scores_nan"] == batch_size
-                             and result["forced_overflow_generate_flagged"] == batch_size)
-    print(f"nan guard {preset}: largest LLM activation {llm_peak:.3g} (fp16 max {FP16_MAX:.0f}), "
-          f"{result['finite_scores']}/{batch_size} finite; forced overflow: {result['forced_overflow_scores_nan']} "
-          f"NaN scores, {result['forced_overflow_generate_flagged']} generate rows flagged", flush=True)
+    result = {
+        "preset": preset,
+        "batch_size": batch_size,
+        "num_frames": num_frames,
+        "largest_activation_per_llm_layer": [largest[f"llm.{i}"] for i in range(len(layers))],
+        "largest_vision_activation": largest["vision"],
+        "llm_headroom_vs_fp16_max": FP16_MAX / llm_peak,
+        "finite_scores": int(torch.isfinite(p_yes).sum()),
+        "forced_overflow_scores_nan": int(torch.isnan(overflowed).sum()),
+        "forced_overflow_generate_flagged": int(sum(flagged)),
+    }
+    result["guard_holds"] = (
+        result["forced_overflow_scores_nan"] == batch_size and result["forced_overflow_generate_flagged"] == batch_size
+    )
+    print(
+        f"nan guard {preset}: largest LLM activation {llm_peak:.3g} (fp16 max {FP16_MAX:.0f}), "
+        f"{result['finite_scores']}/{batch_size} finite; forced overflow: {result['forced_overflow_scores_nan']} "
+        f"NaN scores, {result['forced_overflow_generate_flagged']} generate rows flagged",
+        flush=True,
+    )
     del model
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -330,8 +403,10 @@ class Run:
             try:
                 self.document["steps"][name] = {"result": function(*args, **kwargs)}
             except Exception as error:  # recorded, and the other steps still run
-                self.document["steps"][name] = {"error": f"{type(error).__name__}: {error}",
-                                                "traceback": traceback.format_exc()[-4000:]}
+                self.document["steps"][name] = {
+                    "error": f"{type(error).__name__}: {error}",
+                    "traceback": traceback.format_exc()[-4000:],
+                }
                 print(f"{name}: FAILED {error}", flush=True)
                 if "cuda" in str(error).lower() and torch.cuda.is_available():
                     torch.cuda.empty_cache()
@@ -366,12 +441,30 @@ def main(argv: list[str] | None = None) -> int:
     info = run.step("environment", environment, args.device) or {}
     split = [s for s in args.dtypes.split(",") if s]
     for preset in args.presets.split(","):
-        run.step(f"scoring_{preset}", scoring, preset, split, [int(b) for b in args.batch_sizes.split(",")],
-                 args.frames, args.repeats, args.device)
-    run.step(f"training_{args.train_preset}", training, args.train_preset, args.train_exps.split(","),
-             [int(n) for n in args.train_layers.split(",")], args.frames, args.train_steps, args.device, info)
-    run.step(f"nan_guard_{args.guard_preset}", nan_guard, args.guard_preset, args.guard_batch_size, args.frames,
-             args.device)
+        run.step(
+            f"scoring_{preset}",
+            scoring,
+            preset,
+            split,
+            [int(b) for b in args.batch_sizes.split(",")],
+            args.frames,
+            args.repeats,
+            args.device,
+        )
+    run.step(
+        f"training_{args.train_preset}",
+        training,
+        args.train_preset,
+        args.train_exps.split(","),
+        [int(n) for n in args.train_layers.split(",")],
+        args.frames,
+        args.train_steps,
+        args.device,
+        info,
+    )
+    run.step(
+        f"nan_guard_{args.guard_preset}", nan_guard, args.guard_preset, args.guard_batch_size, args.frames, args.device
+    )
     failed = [name for name, step in run.document["steps"].items() if "result" not in step]
     print(f"gpu_check: {args.out} ({run.document['wall_s']:.0f} s)" + (f"; not measured: {failed}" if failed else ""))
     return 1 if failed else 0

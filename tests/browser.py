@@ -21,9 +21,12 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-FLAGS = ("--no-sandbox", "--disable-gpu",
-         "--disable-dev-shm-usage",  # containers often have a 64 MB /dev/shm, too small for the renderer
-         "--no-proxy-server")  # a proxy from the environment must not sit between the browser and 127.0.0.1
+FLAGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",  # containers often have a 64 MB /dev/shm, too small for the renderer
+    "--no-proxy-server",
+)  # a proxy from the environment must not sit between the browser and 127.0.0.1
 
 
 def find_chromium() -> str | None:
@@ -67,8 +70,9 @@ class Chromium:
     """One headless Chromium with one tab. `load(url)` navigates and waits for the load event; afterwards
     `console_errors` (uncaught exceptions, console.error, failed loads) and `requested_urls` describe that load."""
 
-    def __init__(self, executable: str, profile_dir: Path, width: int = 1280, height: int = 900,
-                 timeout_s: float = 30.0):
+    def __init__(
+        self, executable: str, profile_dir: Path, width: int = 1280, height: int = 900, timeout_s: float = 30.0
+    ):
         self.executable, self.profile_dir = executable, Path(profile_dir)
         self.width, self.height, self.timeout_s = width, height, timeout_s
         self.console_errors: list[str] = []
@@ -78,18 +82,33 @@ class Chromium:
         self._playwright = sync_playwright().start()
         try:
             self._context = self._playwright.chromium.launch_persistent_context(
-                self.profile_dir, executable_path=self.executable, args=list(FLAGS), headless=True,
-                viewport={"width": self.width, "height": self.height}, timeout=self.timeout_s * 1000)
+                self.profile_dir,
+                executable_path=self.executable,
+                args=list(FLAGS),
+                headless=True,
+                viewport={"width": self.width, "height": self.height},
+                timeout=self.timeout_s * 1000,
+            )
             self.page = self._context.pages[0] if self._context.pages else self._context.new_page()
         except BaseException:
             self.__exit__(None, None, None)
             raise
         self.page.set_default_timeout(self.timeout_s * 1000)
         self.page.on("pageerror", lambda error: self.console_errors.append(f"Uncaught {error.name}: {error.message}"))
-        self.page.on("console", lambda message: self.console_errors.append(f"console.{message.type}: {message.text}")
-                     if message.type in ("error", "assert") else None)
-        self.page.on("response", lambda response: self.console_errors.append(
-            f"HTTP {response.status} {response.url}") if response.status >= 400 else None)
+        self.page.on(
+            "console",
+            lambda message: (
+                self.console_errors.append(f"console.{message.type}: {message.text}")
+                if message.type in ("error", "assert")
+                else None
+            ),
+        )
+        self.page.on(
+            "response",
+            lambda response: (
+                self.console_errors.append(f"HTTP {response.status} {response.url}") if response.status >= 400 else None
+            ),
+        )
         self.page.on("request", lambda request: self.requested_urls.append(request.url))
         return self
 

@@ -165,17 +165,35 @@ class FakeOpenAIServer(FakeApiServer):
     def reply_json(self, scripted, body):
         logprobs = None
         if body.get("logprobs") and scripted.top_logprobs is not None:
-            logprobs = {"content": [
-                {"token": alts[0][0], "logprob": alts[0][1], "bytes": None,
-                 "top_logprobs": [{"token": t, "logprob": lp, "bytes": None} for t, lp in alts]}
-                for alts in scripted.top_logprobs
-            ]}
+            logprobs = {
+                "content": [
+                    {
+                        "token": alts[0][0],
+                        "logprob": alts[0][1],
+                        "bytes": None,
+                        "top_logprobs": [{"token": t, "logprob": lp, "bytes": None} for t, lp in alts],
+                    }
+                    for alts in scripted.top_logprobs
+                ]
+            }
         return {
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": scripted.text},
-                         "logprobs": logprobs, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": scripted.prompt_tokens, "completion_tokens": scripted.completion_tokens,
-                      "total_tokens": scripted.prompt_tokens + scripted.completion_tokens},
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": scripted.text},
+                    "logprobs": logprobs,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": scripted.prompt_tokens,
+                "completion_tokens": scripted.completion_tokens,
+                "total_tokens": scripted.prompt_tokens + scripted.completion_tokens,
+            },
         }
 
     @staticmethod
@@ -208,8 +226,17 @@ class FakeGeminiServer(FakeApiServer):
         if not re.fullmatch(r"/v1beta/models/[\w.-]+:generateContent", path):
             return 404, {}, {"error": {"code": 404, "message": f"unknown path {path}", "status": "NOT_FOUND"}}
         if self.reject_logprobs and body.get("generationConfig", {}).get("responseLogprobs"):
-            return 400, {}, {"error": {"code": 400, "status": "INVALID_ARGUMENT",
-                                       "message": "Logprobs is not enabled for models/this-model"}}
+            return (
+                400,
+                {},
+                {
+                    "error": {
+                        "code": 400,
+                        "status": "INVALID_ARGUMENT",
+                        "message": "Logprobs is not enabled for models/this-model",
+                    }
+                },
+            )
         return None
 
     def error_json(self, scripted):
@@ -221,17 +248,26 @@ class FakeGeminiServer(FakeApiServer):
         return {"error": error}
 
     def reply_json(self, scripted, body):
-        candidate = {"content": {"role": "model", "parts": [{"text": scripted.text}]}, "finishReason": "STOP",
-                     "index": 0}
+        candidate = {
+            "content": {"role": "model", "parts": [{"text": scripted.text}]},
+            "finishReason": "STOP",
+            "index": 0,
+        }
         if body.get("generationConfig", {}).get("responseLogprobs") and scripted.top_logprobs is not None:
             candidate["logprobsResult"] = {
-                "topCandidates": [{"candidates": [{"token": t, "logProbability": lp} for t, lp in alts]}
-                                  for alts in scripted.top_logprobs],
-                "chosenCandidates": [{"token": alts[0][0], "logProbability": alts[0][1]}
-                                     for alts in scripted.top_logprobs],
+                "topCandidates": [
+                    {"candidates": [{"token": t, "logProbability": lp} for t, lp in alts]}
+                    for alts in scripted.top_logprobs
+                ],
+                "chosenCandidates": [
+                    {"token": alts[0][0], "logProbability": alts[0][1]} for alts in scripted.top_logprobs
+                ],
             }
-        usage = {"promptTokenCount": scripted.prompt_tokens, "candidatesTokenCount": scripted.completion_tokens,
-                 "totalTokenCount": scripted.prompt_tokens + scripted.completion_tokens + scripted.thoughts_tokens}
+        usage = {
+            "promptTokenCount": scripted.prompt_tokens,
+            "candidatesTokenCount": scripted.completion_tokens,
+            "totalTokenCount": scripted.prompt_tokens + scripted.completion_tokens + scripted.thoughts_tokens,
+        }
         if scripted.thoughts_tokens:
             usage["thoughtsTokenCount"] = scripted.thoughts_tokens
         return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": "fake"}

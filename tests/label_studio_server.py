@@ -46,8 +46,9 @@ class Server:
     def personal_token(self, reviewer: Reviewer) -> str:
         """A personal access token for `reviewer` (Account & Settings > Personal Access Token in the UI): created
         through the API, authenticated by the reviewer's legacy token (enabled for the test's organisation)."""
-        reply = requests.post(f"{self.url}/api/token/", headers={"Authorization": f"Token {reviewer.legacy_token}"},
-                              timeout=60)
+        reply = requests.post(
+            f"{self.url}/api/token/", headers={"Authorization": f"Token {reviewer.legacy_token}"}, timeout=60
+        )
         reply.raise_for_status()
         return reply.json()["token"]
 
@@ -72,22 +73,61 @@ def start_server(data_dir: Path, document_root: Path, reviewers: list[Reviewer])
     if template.exists():
         shutil.copytree(template, data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir), "LATEST_VERSION_CHECK": "false",
-           "COLLECT_ANALYTICS": "false", "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
-           "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(document_root), "DJANGO_DEBUG": "false"}
+    env = {
+        **os.environ,
+        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+        "LATEST_VERSION_CHECK": "false",
+        "COLLECT_ANALYTICS": "false",
+        "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(document_root),
+        "DJANGO_DEBUG": "false",
+    }
     common = ["--data-dir", str(data_dir), "--no-browser"]
     log = data_dir / "server.log"
     owner, others = reviewers[0], reviewers[1:]
     for reviewer in others:  # `init` creates a user in the (only) organisation; the first call creates it
-        subprocess.run([str(binary), "init", *common, "--username", reviewer.email, "--password", reviewer.password,
-                        "--user-token", reviewer.legacy_token, "--enable-legacy-api-token"],
-                       env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=600)
+        subprocess.run(
+            [
+                str(binary),
+                "init",
+                *common,
+                "--username",
+                reviewer.email,
+                "--password",
+                reviewer.password,
+                "--user-token",
+                reviewer.legacy_token,
+                "--enable-legacy-api-token",
+            ],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            timeout=600,
+        )
     port = _free_port()
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [str(binary), "start", *common, "--internal-host", "127.0.0.1", "--port", str(port),
-             "--username", owner.email, "--password", owner.password, "--user-token", owner.legacy_token,
-             "--enable-legacy-api-token"], env=env, stdout=out, stderr=subprocess.STDOUT)
+            [
+                str(binary),
+                "start",
+                *common,
+                "--internal-host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--username",
+                owner.email,
+                "--password",
+                owner.password,
+                "--user-token",
+                owner.legacy_token,
+                "--enable-legacy-api-token",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     server = Server(f"http://127.0.0.1:{port}", process, log, env)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:

@@ -11,8 +11,18 @@ from pathlib import Path
 
 def on_small_disk(mount_dir: Path, size: str, command: list[str]) -> list[str]:
     """`command`, run with a tmpfs of `size` (e.g. "512k") mounted on the existing folder `mount_dir`."""
-    return ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
-            'mount -t tmpfs -o size="$0" tmpfs "$1" && shift && exec "$@"', size, str(mount_dir), *command]
+    return [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "sh",
+        "-c",
+        'mount -t tmpfs -o size="$0" tmpfs "$1" && shift && exec "$@"',
+        size,
+        str(mount_dir),
+        *command,
+    ]
 
 
 @functools.cache

@@ -131,12 +131,15 @@ def test_parse_event_time_s(text, expected):
         assert result == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("text, question, expected", [
-    ("No ghost probing in this 10 s clip", "when", (False, None)),
-    ("约在第4秒", "when", (True, 4.0)),
-    ("无", "when", (False, None)),
-    ("I cannot tell", "when", (None, None)),
-    ("Yes, at 3.5 seconds", "detect", (True, None)),
-])
+@pytest.mark.parametrize(
+    "text, question, expected",
+    [
+        ("No ghost probing in this 10 s clip", "when", (False, None)),
+        ("约在第4秒", "when", (True, 4.0)),
+        ("无", "when", (False, None)),
+        ("I cannot tell", "when", (None, None)),
+        ("Yes, at 3.5 seconds", "detect", (True, None)),
+    ],
+)
 def test_one_reader_for_every_backend(text, question, expected):
     assert read_answer(text, question) == expected

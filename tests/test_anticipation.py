@@ -18,15 +18,15 @@ from helpers import REPO_ROOT, make_run_dir, write_frames_dataset
 FPS, FRAMES = 10.0, 40
 # Window scores (window ends 2.0, 2.5, ... s); None: the model gave no answer for that window.
 WINDOWS = {
-    "e_pos1": (True, [0.2, 0.6, 0.8, 0.9]),        # event at 3.5 s: windows up to 3.5 s
+    "e_pos1": (True, [0.2, 0.6, 0.8, 0.9]),  # event at 3.5 s: windows up to 3.5 s
     "e_pos2": (True, [0.1, 0.3, None, 0.7]),
-    "e_neg1": (False, [0.1, 0.2, 0.5, 0.2, 0.1]),   # 4 s clips: windows up to 4.0 s
+    "e_neg1": (False, [0.1, 0.2, 0.5, 0.2, 0.1]),  # 4 s clips: windows up to 4.0 s
     "e_neg2": (False, [0.3, 0.3, 0.3, 0.4, 0.85]),
 }
 # The same scores on the 40 frames by hand: frame i holds the window ending at or before i / 10 s.
 FRAMES_BY_HAND = {
     "e_pos1": [np.nan] * 20 + [0.2] * 5 + [0.6] * 5 + [0.8] * 5 + [0.9] * 5,
-    "e_pos2": [np.nan] * 20 + [0.1] * 5 + [0.3] * 10 + [0.7] * 5,   # the unanswered 3.0 s window keeps 0.3
+    "e_pos2": [np.nan] * 20 + [0.1] * 5 + [0.3] * 10 + [0.7] * 5,  # the unanswered 3.0 s window keeps 0.3
     "e_neg1": [np.nan] * 20 + [0.1] * 5 + [0.2] * 5 + [0.5] * 5 + [0.2] * 5,  # 4.0 s comes after the last frame
     "e_neg2": [np.nan] * 20 + [0.3] * 15 + [0.4] * 5,
 }
@@ -35,8 +35,9 @@ FRAMES_BY_HAND = {
 def settings(**overrides) -> dict:
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(compose("anticipation", ["run_dir=unused", *(f"{k}={v}" for k, v in
-                                                                                overrides.items())]), resolve=True)
+    return OmegaConf.to_container(
+        compose("anticipation", ["run_dir=unused", *(f"{k}={v}" for k, v in overrides.items())]), resolve=True
+    )
 
 
 @pytest.fixture
@@ -47,14 +48,30 @@ def run_with_windows(tmp_path):
     with open(run / "predictions.jsonl", "a", encoding="utf-8") as f:
         for clip_id, (positive, scores) in WINDOWS.items():
             for k, p in enumerate(scores):
-                f.write(json.dumps({
-                    "key": f"k:earliness:{clip_id}#w{k}", "split": "earliness", "model": metrics["model"],
-                    "prompt": metrics["prompt"], "data_fingerprint": metrics["data"]["fingerprint"],
-                    "sample_id": f"{clip_id}#w{k}", "clip_id": clip_id, "window_index": k,
-                    "window_end_s": 2.0 + 0.5 * k, "is_ghost_probing": positive, "label": "normal",
-                    "t_event_s": 3.5 if positive else None, "t_first_visible_s": 2.0 if positive else None,
-                    "video_fps": FPS, "video_num_frames": FRAMES, "p_ghost_probing": p,
-                    "error": None if p is not None else "no score"}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "key": f"k:earliness:{clip_id}#w{k}",
+                            "split": "earliness",
+                            "model": metrics["model"],
+                            "prompt": metrics["prompt"],
+                            "data_fingerprint": metrics["data"]["fingerprint"],
+                            "sample_id": f"{clip_id}#w{k}",
+                            "clip_id": clip_id,
+                            "window_index": k,
+                            "window_end_s": 2.0 + 0.5 * k,
+                            "is_ghost_probing": positive,
+                            "label": "normal",
+                            "t_event_s": 3.5 if positive else None,
+                            "t_first_visible_s": 2.0 if positive else None,
+                            "video_fps": FPS,
+                            "video_num_frames": FRAMES,
+                            "p_ghost_probing": p,
+                            "error": None if p is not None else "no score",
+                        }
+                    )
+                    + "\n"
+                )
     write_report(run)
     return run
 
@@ -73,7 +90,8 @@ def test_every_protocol_on_the_frames(run_with_windows):
     labels = [WINDOWS[c][0] for c in ids]
     by_hand = corrected_ap_mtta([FRAMES_BY_HAND[c] for c in ids], labels, [40, 40, 35, 35], FPS, ids)
     assert {k: v for k, v in result["corrected"].items() if k not in ("excluded", "notes")} == pytest.approx(
-        {k: v for k, v in by_hand.items() if k not in ("excluded", "notes")})
+        {k: v for k, v in by_hand.items() if k not in ("excluded", "notes")}
+    )
     # Counted maxima: neg1 .5, neg2 .4, pos1 .8, pos2 .3 (frames before 3.5 s: not its .7) -> sklearn's AP .75.
     assert result["corrected"]["ap"] == pytest.approx(0.75)
     assert result["corrected"]["ap"] == pytest.approx(average_precision_score(labels, [0.5, 0.4, 0.8, 0.3]))
@@ -102,14 +120,19 @@ def test_the_table_shows_records_with_sources_and_reaches_the_report(run_with_wi
     assert "UString evaluation not computed: more usable thresholds" in md
     report = (run_with_windows / "report.md").read_text()
     assert "## Accident-anticipation protocols" in report and "91.2 (DAD)" in report
-    assert json.loads((run_with_windows / "anticipation.json").read_text())["corrected"]["ap"] == result[
-        "corrected"]["ap"]
+    assert (
+        json.loads((run_with_windows / "anticipation.json").read_text())["corrected"]["ap"] == result["corrected"]["ap"]
+    )
 
 
 def test_command_line_protocol_choice_and_a_run_without_windows(run_with_windows, tmp_path):
     def cli(*args):
-        return subprocess.run([sys.executable, str(REPO_ROOT / "eval/anticipation.py"), *args],
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, str(REPO_ROOT / "eval/anticipation.py"), *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     nexar = cli(f"run_dir={run_with_windows}", "protocol=nexar")
     assert nexar.returncode == 0, nexar.stderr
@@ -131,17 +154,34 @@ def test_end_to_end_from_a_sliding_dataset(tmp_path, tiny_checkpoint):
 
     generate(out_dir=tmp_path / "clips", num_clips=10, seed=3, fps=10, duration_s=5.0, width=96, height=64)
     for name, sampling in (("whole", "uniform"), ("sliding", "sliding")):
-        report = prepare_dataset(tmp_path / "clips" / "labels.json", tmp_path / name,
-                                 prep_settings(frame_size=32, sampling=sampling))
+        report = prepare_dataset(
+            tmp_path / "clips" / "labels.json", tmp_path / name, prep_settings(frame_size=32, sampling=sampling)
+        )
         assert report["num_rejected"] == 0, report["rejected"]
     run = tmp_path / "run"
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "eval/run.py"), "wandb.mode=disabled", "model=tiny",
-                             f"model.path={tiny_checkpoint}", f"data.path={tmp_path / 'whole'}", "data.split=train",
-                             f"data.earliness_path={tmp_path / 'sliding'}", f"output_dir={run}"],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "eval/run.py"),
+            "wandb.mode=disabled",
+            "model=tiny",
+            f"model.path={tiny_checkpoint}",
+            f"data.path={tmp_path / 'whole'}",
+            "data.split=train",
+            f"data.earliness_path={tmp_path / 'sliding'}",
+            f"output_dir={run}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    table = subprocess.run([sys.executable, str(REPO_ROOT / "eval/anticipation.py"), f"run_dir={run}"],
-                           capture_output=True, text=True, timeout=300)
+    table = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "eval/anticipation.py"), f"run_dir={run}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert table.returncode == 0, table.stderr[-3000:]
     _, clips, split = load_window_clips(run)
     assert split == "earliness" and all(c.fps == 10.0 and c.num_frames == 50 for c in clips)

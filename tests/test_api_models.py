@@ -27,13 +27,22 @@ KEY_ENV = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY"}
 KEY = {"openai": "sk-test-Qw7Zr2sekret9k1LmN0pX", "gemini": "AIzaSyTest-sekret-4Hq9xV2mB7"}
 
 PROMPT_EN = Prompt(
-    name="en_basic", language="en", system="You are a driving-safety analyst reviewing dashcam footage.",
+    name="en_basic",
+    language="en",
+    system="You are a driving-safety analyst reviewing dashcam footage.",
     question="Is there ghost probing in this video? Answer Yes or No.",
-    when_question="When does the ghost probing happen? Answer in seconds.", yes_word="Yes", no_word="No",
+    when_question="When does the ghost probing happen? Answer in seconds.",
+    yes_word="Yes",
+    no_word="No",
 )
 PROMPT_ZH = Prompt(
-    name="zh_basic", language="zh", system="你是一名分析行车记录仪视频的驾驶安全专家。",
-    question="视频中是否出现鬼探头？请回答是或否。", when_question="鬼探头发生在第几秒？", yes_word="是", no_word="否",
+    name="zh_basic",
+    language="zh",
+    system="你是一名分析行车记录仪视频的驾驶安全专家。",
+    question="视频中是否出现鬼探头？请回答是或否。",
+    when_question="鬼探头发生在第几秒？",
+    yes_word="是",
+    no_word="否",
 )
 
 
@@ -52,8 +61,14 @@ class Api:
     def config(self, **overrides) -> dict:
         cfg = OmegaConf.to_container(OmegaConf.load(CONF_MODEL / CONFIG_FILE[self.backend]))
         # Tiny waits so that retry tests take milliseconds; one clip at a time unless a test says otherwise.
-        cfg.update(base_url=self.server.base_url, backoff_initial_s=0.01, backoff_max_s=2.0, timeout_s=5,
-                   requests_per_minute=None, max_concurrency=1)
+        cfg.update(
+            base_url=self.server.base_url,
+            backoff_initial_s=0.01,
+            backoff_max_s=2.0,
+            timeout_s=5,
+            requests_per_minute=None,
+            max_concurrency=1,
+        )
         cfg.update(overrides)
         return cfg
 
@@ -114,8 +129,13 @@ def test_unknown_setting_is_rejected(api):
 
 
 def test_score_sends_frames_prompt_and_key_and_reads_logprobs(api):
-    api.server.default = Scripted(text="Yes", top_logprobs=[[("Yes", -0.2), ("No", -1.8), ("The", -4.0)]],
-                                  prompt_tokens=1234, completion_tokens=1, thoughts_tokens=0)
+    api.server.default = Scripted(
+        text="Yes",
+        top_logprobs=[[("Yes", -0.2), ("No", -1.8), ("The", -4.0)]],
+        prompt_tokens=1234,
+        completion_tokens=1,
+        thoughts_tokens=0,
+    )
     model = api.model(max_frames=5, image_size=64)
     clip = make_clip(num_frames=12, height=96, width=128, fps=4.0)
     [out] = model.score([clip], PROMPT_EN)
@@ -145,7 +165,8 @@ def test_score_sends_frames_prompt_and_key_and_reads_logprobs(api):
     assert (out.tokens_in, out.tokens_out) == (1234, 1)
     cfg = api.config()
     assert out.cost_usd == pytest.approx(
-        (1234 * cfg["price_per_1m_input_usd"] + 1 * cfg["price_per_1m_output_usd"]) / 1e6)
+        (1234 * cfg["price_per_1m_input_usd"] + 1 * cfg["price_per_1m_output_usd"]) / 1e6
+    )
     assert out.latency_s > 0 and out.extra["attempts"] == 1
 
 
@@ -159,17 +180,20 @@ def test_chinese_prompt_sends_chinese_frame_line_and_matches_chinese_answer_toke
     assert out.parsed_answer is False
 
 
-
-@pytest.mark.parametrize("times,sent", [
-    ((0.05, 0.15, 0.25, 2.675, 10.45), "0.05, 0.15, 0.25, 2.67, 10.45"),
-    ((12.0, 100.5, 3600.25, 123456.789), "12, 100.5, 3600.25, 123457"),
-])
+@pytest.mark.parametrize(
+    "times,sent",
+    [
+        ((0.05, 0.15, 0.25, 2.675, 10.45), "0.05, 0.15, 0.25, 2.67, 10.45"),
+        ((12.0, 100.5, 3600.25, 123456.789), "12, 100.5, 3600.25, 123457"),
+    ],
+)
 def test_frame_times_are_sent_in_hundredths_as_before(api, times, sent):
     # What these baselines were sent before the frames message had one home (commit 5c9d31f, run on these clips).
     clip = ClipInput("odd_times", np.zeros((len(times), 16, 16, 3), np.uint8), times)
     api.model(max_frames=len(times)).generate([clip], PROMPT_EN, "when")
     _, text = api.server.texts(api.server.requests[0].body)
     assert text == f"The video contains {len(times)} frames sampled at {sent} seconds.\n{PROMPT_EN.when_question}"
+
 
 def test_all_spellings_of_the_answer_word_add_up(api):
     alternatives = [("Yes", -1.0), ("No", -0.9), (" yes", -2.0), ("YES", -3.0)]
@@ -187,11 +211,14 @@ def test_p_yes_skips_leading_markup_tokens():
     assert p_yes_from_logprobs(None, "Yes", "No") is None
 
 
-@pytest.mark.parametrize("answer,p_expected,source", [
-    ("是的，视频中出现了鬼探头", 1.0, "parsed"),
-    ("没有发现鬼探头现象", 0.0, "parsed"),
-    ("I cannot determine this from the frames.", None, "none"),
-])
+@pytest.mark.parametrize(
+    "answer,p_expected,source",
+    [
+        ("是的，视频中出现了鬼探头", 1.0, "parsed"),
+        ("没有发现鬼探头现象", 0.0, "parsed"),
+        ("I cannot determine this from the frames.", None, "none"),
+    ],
+)
 def test_score_without_logprobs_falls_back_to_the_parsed_answer(api, answer, p_expected, source):
     api.server.default = Scripted(text=answer, top_logprobs=None)
     [out] = api.model().score([make_clip()], PROMPT_ZH)
@@ -355,8 +382,10 @@ def test_rejected_key_stops_the_run_with_an_error_free_of_the_key(api, max_concu
 
 def test_key_is_sent_but_never_in_reprs_outputs_or_logs(api, caplog):
     caplog.set_level(logging.DEBUG)  # every logger, the client libraries' included
-    api.server.script = [Scripted(status=429, headers={"Retry-After": "0"}, error_message=f"slow down {api.key}"),
-                         Scripted(status=400, error_message=f"bad request from key {api.key}")]
+    api.server.script = [
+        Scripted(status=429, headers={"Retry-After": "0"}, error_message=f"slow down {api.key}"),
+        Scripted(status=400, error_message=f"bad request from key {api.key}"),
+    ]
     model = api.model(max_concurrency=1)
     outs = model.score([make_clip("a"), make_clip("b")], PROMPT_EN)
     outs += model.generate([make_clip("c")], PROMPT_EN, question="when")
@@ -376,6 +405,7 @@ def test_a_cut_error_message_keeps_no_part_of_the_key():
     redact = redactor("sk-secret-0123456789", max_chars=24)
     assert redact("HTTP 400: sk-secret-0123456789 is bad") == "HTTP 400: [redacted] is "
     assert "sk-" not in redact("x" * 20 + "sk-secret-0123456789")  # cut inside the key: blanked before the cut
+
 
 def test_rate_limiter_spaces_requests_across_threads():
     """Six requests from three threads at one instant get the slots 0, 0.1, ... 0.5 s at 600/min, each exactly once

@@ -27,8 +27,10 @@ def test_summarize_drops_warmup_and_skips_eval_and_end_lines(tmp_path):
     records = [
         {"step": 1, "loss": 6.0, "peak_memory_gib": 0.50},  # logging_first_step: no window yet
         {"step": 2, "loss": 5.9, "samples_per_s": 100.0, "tokens_per_s": 9999.0, "mfu": 0.9, "peak_memory_gib": 0.51},
-        *({"step": 3 + i, "loss": 5.0, "samples_per_s": s, "tokens_per_s": t, "mfu": m, "peak_memory_gib": g}
-          for i, (s, t, m, g) in enumerate(windows)),
+        *(
+            {"step": 3 + i, "loss": 5.0, "samples_per_s": s, "tokens_per_s": t, "mfu": m, "peak_memory_gib": g}
+            for i, (s, t, m, g) in enumerate(windows)
+        ),
         {"step": 6, "eval_loss": 1.0, "eval_auroc": 0.5},
         {"step": 6, "train_runtime": 10.0, "train_samples_per_second": 50.0},
     ]
@@ -42,7 +44,9 @@ def test_summarize_drops_warmup_and_skips_eval_and_end_lines(tmp_path):
 
 
 def test_summarize_refuses_a_run_without_windows_after_warmup(tmp_path):
-    records = [{"step": 1, "loss": 6.0, "peak_memory_gib": 0.5},
-               {"step": 2, "loss": 5.9, "samples_per_s": 1.0, "tokens_per_s": 10.0, "peak_memory_gib": 0.5}]
+    records = [
+        {"step": 1, "loss": 6.0, "peak_memory_gib": 0.5},
+        {"step": 2, "loss": 5.9, "samples_per_s": 1.0, "tokens_per_s": 10.0, "peak_memory_gib": 0.5},
+    ]
     with pytest.raises(ValueError, match="no throughput window"):
         _bench_train().summarize(_write(tmp_path / "metrics.jsonl", records))

@@ -36,11 +36,14 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
     commands = []
     for doc in DOCS:
         text = doc.read_text(encoding="utf-8")
-        lines = [line for block in re.findall(r"```bash\n(.*?)```", text, re.S)
-                 for line in block.replace("\\\n", " ").splitlines()]
+        lines = [
+            line
+            for block in re.findall(r"```bash\n(.*?)```", text, re.S)
+            for line in block.replace("\\\n", " ").splitlines()
+        ]
         lines += re.findall(r"`((?:python|deepspeed|torchrun) [^`]+)`", text)
         commented_out = [line.split(" #")[0] for line in lines if not line.lstrip().startswith("#")]
-        for line in [part for line in commented_out for part in re.split(r";|&&", line)]:
+        for line in [part for command in commented_out for part in re.split(r";|&&", command)]:
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
@@ -49,8 +52,10 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
             if script is None:
                 continue
             # "[protocol=ustring|far|nexar|all]" marks an optional option: kept, with its first choice
-            options = [re.sub(r"\|.*$", "", w.strip("[]")) if w.startswith("[") else w
-                       for w in words[words.index(script) + 1:]]
+            options = [
+                re.sub(r"\|.*$", "", w.strip("[]")) if w.startswith("[") else w
+                for w in words[words.index(script) + 1 :]
+            ]
             options = [w for w in options if w and w != "..."]
             commands.append((doc.name, script, options))
     return commands
@@ -58,12 +63,20 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
 
 def test_the_docs_show_commands_of_every_kind():
     scripts = {script for _, script, _ in documented_commands()}
-    assert {"data_prep/main.py", "eval/run.py", "scan/main.py", "eval/compare.py", "train/main.py",
-            "data_prep/import_labels.py", "data_prep/review.py"} <= scripts
+    assert {
+        "data_prep/main.py",
+        "eval/run.py",
+        "scan/main.py",
+        "eval/compare.py",
+        "train/main.py",
+        "data_prep/import_labels.py",
+        "data_prep/review.py",
+    } <= scripts
 
 
-@pytest.mark.parametrize("doc, script, options", documented_commands(),
-                         ids=lambda v: v if isinstance(v, str) else " ".join(v)[:60])
+@pytest.mark.parametrize(
+    "doc, script, options", documented_commands(), ids=lambda v: v if isinstance(v, str) else " ".join(v)[:60]
+)
 def test_every_documented_command_line_composes_as_written(doc, script, options):
     """The form a user copies works: `sampling=fps`, `split=zero_shot`, `+exp=lora_fewshot`, `runs=[A,B]`..."""
     config = entry_points()[script]
@@ -74,8 +87,13 @@ def test_every_documented_command_line_composes_as_written(doc, script, options)
     if script == "data_prep/review.py":  # its first word is a command, given to Hydra as +command=...
         overrides = [f"+command={overrides[0]}", *overrides[1:]]
     # a placeholder for a group's option ("dataset=NAME") stands for any of them: the default is composed
-    overrides = [o for o in overrides if not ((CONF_DIR / o.split("=")[0].lstrip("+")).is_dir()
-                                              and (o.split("=", 1)[1].isupper() or o.endswith("=...")))]
+    overrides = [
+        o
+        for o in overrides
+        if not (
+            (CONF_DIR / o.split("=")[0].lstrip("+")).is_dir() and (o.split("=", 1)[1].isupper() or o.endswith("=..."))
+        )
+    ]
     assert unknown_option(config, overrides) is None
     compose(config, overrides)  # Hydra's own checks: keys, group options, value types
 
@@ -92,16 +110,30 @@ def test_a_misspelt_option_names_the_option_it_was_meant_to_be(config_name):
     assert unknown_option(config_name, ["+a_new_key_nobody_has=1"]) is None  # added on purpose: let through
 
 
-@pytest.mark.parametrize("script, options, message", [
-    ("data_prep/main.py", ["labels=x", "out_dir=y", "prep.num_procs=2"],
-     "data_prep: unknown option prep.num_procs; did you mean prep.num_proc?"),
-    ("scan/main.py", ["input=x", "output_dir=y", "+threshhold=0.5"],
-     "scan: unknown option +threshhold; did you mean threshold? (a new key is read by nobody)"),
-    ("train/main.py", ["+exp=tiny_smoke", "train.lrr=1e-4"], "train: unknown option train.lrr; did you mean train.lr?"),
-])
+@pytest.mark.parametrize(
+    "script, options, message",
+    [
+        (
+            "data_prep/main.py",
+            ["labels=x", "out_dir=y", "prep.num_procs=2"],
+            "data_prep: unknown option prep.num_procs; did you mean prep.num_proc?",
+        ),
+        (
+            "scan/main.py",
+            ["input=x", "output_dir=y", "+threshhold=0.5"],
+            "scan: unknown option +threshhold; did you mean threshold? (a new key is read by nobody)",
+        ),
+        (
+            "train/main.py",
+            ["+exp=tiny_smoke", "train.lrr=1e-4"],
+            "train: unknown option train.lrr; did you mean train.lr?",
+        ),
+    ],
+)
 def test_an_unknown_option_is_one_line_and_exit_code_2(tmp_path, script, options, message):
-    done = subprocess.run([sys.executable, str(REPO_ROOT / script), *options], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / script), *options], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1] == message, done.stderr[-2000:]
     assert list(Path(tmp_path).iterdir()) == []
 
@@ -113,9 +145,19 @@ def test_hydra_writes_nothing_where_a_command_runs(tmp_path, make_video):
     labels = write_label_file(tmp_path / "labels.json", [{"clip_id": "a", "video": "videos/a.mp4", "label": "normal"}])
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    done = subprocess.run([sys.executable, str(REPO_ROOT / "data_prep/main.py"), f"labels={labels}",
-                           f"out_dir={tmp_path / 'out'}", "split=zero_shot"], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "data_prep/main.py"),
+            f"labels={labels}",
+            f"out_dir={tmp_path / 'out'}",
+            "split=zero_shot",
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert list(cwd.iterdir()) == [] and not (tmp_path / "out" / ".hydra").exists()
     import json

@@ -20,8 +20,15 @@ def two_runs(tmp_path_factory):
     dataset = write_frames_dataset(root / "dataset")
     # B lacks two clips and answered different ones: the comparison must use the 34 clips both have.
     a = make_run_dir(root / "a", dataset, model="videollama2_7b_finetuned", skill=1.6, seed=1, no_answer=(3,))
-    b = make_run_dir(root / "b", dataset, model="gpt4o", skill=0.6, seed=2, no_answer=(5, 30),
-                     clip_ids=[c for c in CLIP_IDS if c not in ("clip010", "clip025")])
+    b = make_run_dir(
+        root / "b",
+        dataset,
+        model="gpt4o",
+        skill=0.6,
+        seed=2,
+        no_answer=(5, 30),
+        clip_ids=[c for c in CLIP_IDS if c not in ("clip010", "clip025")],
+    )
     return a, b
 
 
@@ -59,13 +66,18 @@ def test_two_runs_side_by_side_with_the_library_mcnemar_p(two_runs, tmp_path):
     row = next(line for line in md.splitlines() if line.startswith("| videollama2_7b_finetuned vs gpt4o | 31 |"))
     assert f"| {only_a} | {only_b} |" in row and f"| {expected['p_value']:.4f} |" in row
     reading = pair["decisions"]["verdict"]["reading"]
-    assert reading.replace("<", "&lt;") in row and reading.startswith("inconclusive" if expected["p_value"] >= 0.05 else
-                                                 "videollama2_7b_finetuned is better than gpt4o")
+    assert reading.replace("<", "&lt;") in row and reading.startswith(
+        "inconclusive" if expected["p_value"] >= 0.05 else "videollama2_7b_finetuned is better than gpt4o"
+    )
 
     common = sorted(set(rows_a) & set(rows_b))
     labels = {c: rows_a[c]["is_ghost_probing"] for c in common}
-    auroc = paired_bootstrap_auroc(labels, {c: rows_a[c]["p_ghost_probing"] for c in common},
-                                   {c: rows_b[c]["p_ghost_probing"] for c in common}, n_resamples=300)
+    auroc = paired_bootstrap_auroc(
+        labels,
+        {c: rows_a[c]["p_ghost_probing"] for c in common},
+        {c: rows_b[c]["p_ghost_probing"] for c in common},
+        n_resamples=300,
+    )
     assert pair["auroc"]["difference"] == pytest.approx(auroc["difference"])
     assert pair["auroc"]["p_value"] == pytest.approx(auroc["p_value"])
     assert f"{auroc['difference']:.3f} [{auroc['ci_low']:.3f}, {auroc['ci_high']:.3f}]" in md
@@ -97,8 +109,17 @@ def test_a_dir_without_metrics_is_named(two_runs, tmp_path):
 def test_cli_with_hydra_list_of_runs(two_runs, tmp_path):
     a, b = two_runs
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, str(REPO_ROOT / "eval" / "compare.py"), f"runs=[{a},{b}]",
-                           f"output_dir={out}", "bootstrap_resamples=100"], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "eval" / "compare.py"),
+            f"runs=[{a},{b}]",
+            f"output_dir={out}",
+            "bootstrap_resamples=100",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "compared 2 runs on 34 common clips" in done.stdout
     assert json.loads((out / "comparison.json").read_text())["pairs"][0]["auroc"]["n_resamples"] == 100
@@ -106,8 +127,11 @@ def test_cli_with_hydra_list_of_runs(two_runs, tmp_path):
 
 
 def test_a_run_is_called_better_only_when_the_paired_test_says_so():
-    assert verdict(0.01, 1, 0.05, "13B", "7B", 80) == {"reading": "13B is better than 7B (p = 0.01 < 0.05)",
-                                                      "p_adjusted": 0.01, "significant": True}
+    assert verdict(0.01, 1, 0.05, "13B", "7B", 80) == {
+        "reading": "13B is better than 7B (p = 0.01 < 0.05)",
+        "p_adjusted": 0.01,
+        "significant": True,
+    }
     three_pairs = verdict(0.03, 3, 0.05, "prompt A", "prompt B", 80)  # Bonferroni over 3 pairs: 0.09
     assert not three_pairs["significant"] and three_pairs["p_adjusted"] == pytest.approx(0.09)
     assert three_pairs["reading"] == "inconclusive: 80 clips do not tell them apart (p = 0.09)"
@@ -120,10 +144,14 @@ def test_a_truncated_metrics_json_is_named_by_report_and_compare(two_runs, tmp_p
     shutil.copytree(b, cut)
     text = (cut / "metrics.json").read_text()
     (cut / "metrics.json").write_text(text[: len(text) // 2])  # what an in-place write on a full disk left
-    done = subprocess.run([sys.executable, str(REPO_ROOT / "eval" / "compare.py"), f"runs=[{a},{cut}]",
-                           f"output_dir={tmp_path / 'out'}"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "eval" / "compare.py"), f"runs=[{a},{cut}]", f"output_dir={tmp_path / 'out'}"],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"compare: {cut / 'metrics.json'} cannot be read (JSONDecodeError" in done.stderr
-    report = subprocess.run([sys.executable, str(REPO_ROOT / "eval" / "report.py"), f"run_dir={cut}"],
-                            capture_output=True, text=True)
+    report = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "eval" / "report.py"), f"run_dir={cut}"], capture_output=True, text=True
+    )
     assert report.returncode == 1 and f"report: {cut / 'metrics.json'} cannot be read" in report.stderr

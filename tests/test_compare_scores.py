@@ -4,13 +4,16 @@ import subprocess
 import sys
 
 from ghostprobe.runs import load_run
-
 from helpers import REPO_ROOT, make_run_dir
 
 
 def compare(*runs):
-    done = subprocess.run([sys.executable, str(REPO_ROOT / "scripts/compare_scores.py"), "--reference", *map(str, runs)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts/compare_scores.py"), "--reference", *map(str, runs)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
 

@@ -21,13 +21,13 @@ from ghostprobe.models.video_llama.convert import (
     load_llama_folder,
     load_torch_checkpoint,
 )
-from ghostprobe.models.video_llama.modeling import VideoLlamaPreTrainedModel
 from ghostprobe.models.video_llama.fake_originals import (
     fake_blip2_checkpoint,
     fake_eva_vit_state_dict,
     fake_vl_checkpoint,
     write_fake_originals,
 )
+from ghostprobe.models.video_llama.modeling import VideoLlamaPreTrainedModel
 from helpers import tiny_inputs
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -98,8 +98,9 @@ def _model_built_by_hand(originals, config):
 
 
 def test_converted_model_loads_completely_and_matches_weights_placed_by_hand(originals, tmp_path):
-    reports = convert_checkpoints(tmp_path / "out", base_config=video_llama_config("tiny"), dtype="fp32",
-                                  log=lambda line: None, **originals)
+    reports = convert_checkpoints(
+        tmp_path / "out", base_config=video_llama_config("tiny"), dtype="fp32", log=lambda line: None, **originals
+    )
     model, info = VideoLlamaForConditionalGeneration.from_pretrained(tmp_path / "out", output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     assert model.config.text_config.rms_norm_eps == 1e-6  # from the LLaMA folder, not the preset
@@ -125,9 +126,24 @@ def test_converted_model_loads_completely_and_matches_weights_placed_by_hand(ori
 def test_script_converts_bin_llama_folder_to_fp16_with_placeholder_token(tmp_path):
     sources = write_fake_originals(tmp_path / "originals", _source_config(), safe=False)
     out = tmp_path / "out"
-    command = [sys.executable, os.path.join(REPO_ROOT, "scripts", "convert_video_llama.py"),
-               "--eva-vit", str(sources["eva_vit"]), "--blip2", str(sources["blip2"]), "--vl", str(sources["vl"]),
-               "--llama", str(sources["llama"]), "--out", str(out), "--dtype", "fp16", "--preset", "tiny"]
+    command = [
+        sys.executable,
+        os.path.join(REPO_ROOT, "scripts", "convert_video_llama.py"),
+        "--eva-vit",
+        str(sources["eva_vit"]),
+        "--blip2",
+        str(sources["blip2"]),
+        "--vl",
+        str(sources["vl"]),
+        "--llama",
+        str(sources["llama"]),
+        "--out",
+        str(out),
+        "--dtype",
+        "fp16",
+        "--preset",
+        "tiny",
+    ]
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, HF_HUB_OFFLINE="1")
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -151,8 +167,12 @@ def _in_memory_sources():
     with torch.device("meta"):
         llama = VideoLlamaForConditionalGeneration(config).language_model.state_dict()
     llama = {f"llama_model.{k}": torch.zeros(v.shape) for k, v in llama.items()}
-    sources = [("eva", eva), ("blip2", fake_blip2_checkpoint(config)["model"]),
-               ("vl", fake_vl_checkpoint(config)["model"]), ("llama", llama)]
+    sources = [
+        ("eva", eva),
+        ("blip2", fake_blip2_checkpoint(config)["model"]),
+        ("vl", fake_vl_checkpoint(config)["model"]),
+        ("llama", llama),
+    ]
     return config, sources
 
 
@@ -166,8 +186,9 @@ def test_vision_weights_may_come_from_the_blip2_file_and_override_eva():
     config, sources = _in_memory_sources()
     eva = sources[0][1]
     blip2_with_vit = dict(sources[1][1], **{k: v + 1 for k, v in eva.items()})
-    state, _ = convert_state_dicts([(name, source) for name, source in [("blip2", blip2_with_vit), *sources[2:]]],
-                                   config, torch.float32)  # no eva_vit_g.pth at all
+    state, _ = convert_state_dicts(
+        [(name, source) for name, source in [("blip2", blip2_with_vit), *sources[2:]]], config, torch.float32
+    )  # no eva_vit_g.pth at all
     assert torch.equal(state["visual_encoder.embeddings.class_embedding"], eva["visual_encoder.cls_token"] + 1)
     _, reports = convert_state_dicts([sources[0], ("blip2", blip2_with_vit), *sources[2:]], config, torch.float32)
     assert len(reports[1].overridden) == len([k for k in eva if not k.startswith("visual_encoder.blocks.2.")])
@@ -190,7 +211,9 @@ def test_unexpected_key_fails_naming_it():
 def test_misshaped_key_fails_naming_it_with_both_shapes():
     config, sources = _in_memory_sources()
     sources[2][1]["llama_proj.weight"] = torch.zeros(64, 16)
-    with pytest.raises(ConversionError, match=r"llama_proj\.weight: model \(64, 32\) vs vl:llama_proj\.weight \(64, 16\)"):
+    with pytest.raises(
+        ConversionError, match=r"llama_proj\.weight: model \(64, 32\) vs vl:llama_proj\.weight \(64, 16\)"
+    ):
         convert_state_dicts(sources, config)
 
 
@@ -199,11 +222,29 @@ def test_script_exits_non_zero_naming_the_bad_key_before_writing_anything(origin
     del vl["model"]["video_query_tokens"]
     torch.save(vl, tmp_path / "broken_vl.pth")
     out = tmp_path / "converted"
-    command = [sys.executable, os.path.join(REPO_ROOT, "scripts", "convert_video_llama.py"), "--preset", "tiny",
-               "--eva-vit", str(originals["eva_vit"]), "--blip2", str(originals["blip2"]),
-               "--vl", str(tmp_path / "broken_vl.pth"), "--llama", str(originals["llama"]), "--out", str(out)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, PYTHONPATH=REPO_ROOT, HF_HUB_OFFLINE="1"))
+    command = [
+        sys.executable,
+        os.path.join(REPO_ROOT, "scripts", "convert_video_llama.py"),
+        "--preset",
+        "tiny",
+        "--eva-vit",
+        str(originals["eva_vit"]),
+        "--blip2",
+        str(originals["blip2"]),
+        "--vl",
+        str(tmp_path / "broken_vl.pth"),
+        "--llama",
+        str(originals["llama"]),
+        "--out",
+        str(out),
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONPATH=REPO_ROOT, HF_HUB_OFFLINE="1"),
+    )
     assert result.returncode == 1
     assert "video_query_tokens" in result.stderr and "missing" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken_vl.pth"]  # no --out, no partial folder
@@ -222,8 +263,9 @@ def test_pickled_objects_need_the_explicit_opt_in(tmp_path):
 def _stored_tensors(folder):
     """Every tensor of a converted folder as stored (dtype included), read with safetensors' own reader."""
     index = folder / "model.safetensors.index.json"
-    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else [
-        "model.safetensors"]
+    files = (
+        sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else ["model.safetensors"]
+    )
     tensors = {}
     for name in files:
         with safe_open(str(folder / name), framework="pt") as handle:
@@ -233,8 +275,14 @@ def _stored_tensors(folder):
 
 def test_fp16_conversion_in_shards_stores_the_hand_placed_weights_with_the_qformer_side_in_fp32(originals, tmp_path):
     out = tmp_path / "out"
-    convert_checkpoints(out, base_config=video_llama_config("tiny"), dtype="fp16", max_shard_size="100KB",
-                        log=lambda line: None, **originals)
+    convert_checkpoints(
+        out,
+        base_config=video_llama_config("tiny"),
+        dtype="fp16",
+        max_shard_size="100KB",
+        log=lambda line: None,
+        **originals,
+    )
     index = json.loads((out / "model.safetensors.index.json").read_text())
     shards = sorted(set(index["weight_map"].values()))
     assert len(shards) > 3 and shards[0].startswith("model-00001-of-")
@@ -263,8 +311,14 @@ def test_fp16_conversion_in_shards_stores_the_hand_placed_weights_with_the_qform
 def test_default_shard_size_writes_one_file_for_a_small_model(originals, tmp_path):
     convert_checkpoints(tmp_path / "out", base_config=video_llama_config("tiny"), log=lambda line: None, **originals)
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["config.json", "generation_config.json", "model.safetensors", "processor_config.json",
-                     "tokenizer.json", "tokenizer_config.json"]
+    assert names == [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "processor_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
 
 
 def test_killed_conversion_leaves_nothing_at_out_and_the_next_run_cleans_up(originals, tmp_path):
@@ -286,8 +340,13 @@ def test_killed_conversion_leaves_nothing_at_out_and_the_next_run_cleans_up(orig
         convert_checkpoints({str(out)!r}, base_config=video_llama_config("tiny"), max_shard_size="100KB",
                             log=lambda line: None, **originals)
     """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, PYTHONPATH=REPO_ROOT, HF_HUB_OFFLINE="1"))
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONPATH=REPO_ROOT, HF_HUB_OFFLINE="1"),
+    )
     assert result.returncode == -signal.SIGKILL, result.stderr
     assert not out.exists()
     (leftover,) = tmp_path.glob(".converted.partial-*")
@@ -310,8 +369,12 @@ def test_legacy_format_pth_is_read_whole_and_converts_the_same(originals, tmp_pa
     # Files written before torch 1.6 are no zip archives and cannot be mapped.
     legacy = tmp_path / "eva_vit_g.pth"
     torch.save(torch.load(originals["eva_vit"], weights_only=True), legacy, _use_new_zipfile_serialization=False)
-    convert_checkpoints(tmp_path / "legacy", base_config=video_llama_config("tiny"), log=lambda line: None,
-                        **dict(originals, eva_vit=legacy))
+    convert_checkpoints(
+        tmp_path / "legacy",
+        base_config=video_llama_config("tiny"),
+        log=lambda line: None,
+        **dict(originals, eva_vit=legacy),
+    )
     convert_checkpoints(tmp_path / "zip", base_config=video_llama_config("tiny"), log=lambda line: None, **originals)
     legacy_tensors, zip_tensors = _stored_tensors(tmp_path / "legacy"), _stored_tensors(tmp_path / "zip")
     assert legacy_tensors.keys() == zip_tensors.keys()
@@ -328,22 +391,29 @@ def test_llama_index_naming_an_absent_shard_fails_naming_it(originals, tmp_path)
     weight_map["lm_head.weight"] = "model-00002-of-00002.safetensors"
     (llama / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     with pytest.raises(ConversionError, match=r"lists \['model-00002-of-00002\.safetensors'\] but the folder lacks"):
-        convert_checkpoints(tmp_path / "out", base_config=video_llama_config("tiny"), log=lambda line: None,
-                            **dict(originals, llama=llama))
+        convert_checkpoints(
+            tmp_path / "out",
+            base_config=video_llama_config("tiny"),
+            log=lambda line: None,
+            **dict(originals, llama=llama),
+        )
 
 
 def test_shard_writer_takes_tensors_in_any_order_and_safetensors_reads_them_back(tmp_path):
     from ghostprobe.models.video_llama.shard_writer import ShardedSafetensorsWriter
 
     generator = torch.Generator().manual_seed(0)
-    tensors = {"a.fp16": torch.randn(3, 5, generator=generator).half(),  # odd byte count before wider tensors
-               "b.fp32": torch.randn(7, generator=generator),
-               "c.bf16": torch.randn(2, 2, generator=generator).bfloat16(),
-               "d.ids": torch.arange(6).reshape(2, 3),
-               "e.scalar": torch.tensor(1.5),
-               "f.big": torch.randn(64, 64, generator=generator)}
-    writer = ShardedSafetensorsWriter(tmp_path, {k: (tuple(t.shape), t.dtype) for k, t in tensors.items()},
-                                      max_shard_size=200)
+    tensors = {
+        "a.fp16": torch.randn(3, 5, generator=generator).half(),  # odd byte count before wider tensors
+        "b.fp32": torch.randn(7, generator=generator),
+        "c.bf16": torch.randn(2, 2, generator=generator).bfloat16(),
+        "d.ids": torch.arange(6).reshape(2, 3),
+        "e.scalar": torch.tensor(1.5),
+        "f.big": torch.randn(64, 64, generator=generator),
+    }
+    writer = ShardedSafetensorsWriter(
+        tmp_path, {k: (tuple(t.shape), t.dtype) for k, t in tensors.items()}, max_shard_size=200
+    )
     for key in reversed(list(tensors)):
         writer.write(key, tensors[key])
     writer.close()

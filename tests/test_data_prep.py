@@ -51,21 +51,28 @@ def test_every_bad_input_is_rejected_by_name_and_the_rest_survive(tmp_path, make
         "notvideo": (clip("notvideo", "videos/notes.mp4"), "not a video file"),
         "codec": (clip("codec", "videos/codec.mp4"), "unsupported codec"),
         "cut_avi": (clip("cut_avi", "videos/cut.avi"), "truncated: the container declares 60 frames"),
-        "late": (clip("late", "videos/good0.mp4", "ghost_probing",
-                      event={"t_first_visible_s": 2.0, "t_event_s": 9.5}), "event.t_event_s=9.5 s is beyond"),
-        "inverted": (clip("inverted", "videos/good0.mp4", "ghost_probing",
-                          event={"t_first_visible_s": 3.0, "t_event_s": 2.0}), "inverted"),
+        "late": (
+            clip("late", "videos/good0.mp4", "ghost_probing", event={"t_first_visible_s": 2.0, "t_event_s": 9.5}),
+            "event.t_event_s=9.5 s is beyond",
+        ),
+        "inverted": (
+            clip("inverted", "videos/good0.mp4", "ghost_probing", event={"t_first_visible_s": 3.0, "t_event_s": 2.0}),
+            "inverted",
+        ),
         "escape": (clip("escape", "../outside.mp4"), "escapes the videos folder"),
     }
     # A clip shorter than the 8 frames asked is kept with all its frames, as the original does, and a warning.
-    entries = good + [entry for entry, _ in bad.values()] + [clip("good0", "videos/good1.mp4"),
-                                                            clip("short", "videos/short.mp4")]
+    entries = (
+        good
+        + [entry for entry, _ in bad.values()]
+        + [clip("good0", "videos/good1.mp4"), clip("short", "videos/short.mp4")]
+    )
     (tmp_path / "outside.mp4").write_bytes(whole)
     report = prepare_dataset(write_label_file(tmp_path / "labels.json", entries), tmp_path / "out", prep_settings())
 
     reasons = {r["clip_id"]: r["reason"] for r in report["rejected"] if r["clip_id"] != "good0"}
     assert set(reasons) == set(bad)
-    for clip_id, (entry, words) in bad.items():
+    for clip_id, (_, words) in bad.items():
         assert words in reasons[clip_id], (clip_id, reasons[clip_id])
     duplicate = [r for r in report["rejected"] if r["clip_id"] == "good0"]
     assert len(duplicate) == 1 and "duplicate clip_id" in duplicate[0]["reason"]
@@ -97,8 +104,9 @@ def test_playlists_and_lists_of_other_files_are_refused_by_name(tmp_path, make_v
     (tmp_path / "data/videos/disguised.mp4").write_text(playlists["absolute"])
     (tmp_path / "data/videos/list.mp4").write_text("ffconcat version 1.0\nfile 'good.mp4'\nfile 'good.mp4'\n")
     entries += [clip("disguised", "videos/disguised.mp4", split="test"), clip("list", "videos/list.mp4", split="test")]
-    report = prepare_dataset(write_label_file(tmp_path / "data/labels.json", entries), tmp_path / "out",
-                             prep_settings())
+    report = prepare_dataset(
+        write_label_file(tmp_path / "data/labels.json", entries), tmp_path / "out", prep_settings()
+    )
 
     reasons = {r["clip_id"]: r["reason"] for r in report["rejected"]}
     assert set(reasons) == {"absolute", "relative", "url", "disguised", "list"}
@@ -122,8 +130,9 @@ def test_an_audio_only_file_is_reported_as_having_no_video_stream(tmp_path, make
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    labels = write_label_file(tmp_path / "labels.json", [clip("good", "videos/good.mp4"),
-                                                          clip("audio", "videos/audio.mp4")])
+    labels = write_label_file(
+        tmp_path / "labels.json", [clip("good", "videos/good.mp4"), clip("audio", "videos/audio.mp4")]
+    )
     report = prepare_dataset(labels, tmp_path / "out", prep_settings())
     (rejected,) = report["rejected"]
     assert rejected["clip_id"] == "audio"
@@ -150,17 +159,27 @@ def test_frames_equal_a_direct_decode_and_metadata_comes_from_the_file(tmp_path,
     # prep.resize=straight: a full-size decode squeezed with PIL bicubic afterwards.
     prepare_dataset(labels, tmp_path / "straight", prep_settings(resize="straight"))
     row = load_from_disk(str(tmp_path / "straight"))["test"].with_format("numpy")[0]
-    np.testing.assert_array_equal(frames_from_row(row["frames"]),
-                                  resize_frames(read_frames(path, indices, info), 224, "straight"))
+    np.testing.assert_array_equal(
+        frames_from_row(row["frames"]), resize_frames(read_frames(path, indices, info), 224, "straight")
+    )
 
 
 def test_real_world_formats_mpeg4_avi_and_h264_mp4(tmp_path, make_video):
     make_video("videos/dashcam.avi", num_frames=60, fps=30, width=1584, height=660, codec="mpeg4")
     make_video("videos/phone.mp4", num_frames=50, fps=25, width=1280, height=720)
-    labels = write_label_file(tmp_path / "labels.json", [
-        clip("avi", "videos/dashcam.avi", "ghost_probing", split="test",
-             event={"t_first_visible_s": 0.8, "t_event_s": 1.2}),
-        clip("mp4", "videos/phone.mp4", split="test")])
+    labels = write_label_file(
+        tmp_path / "labels.json",
+        [
+            clip(
+                "avi",
+                "videos/dashcam.avi",
+                "ghost_probing",
+                split="test",
+                event={"t_first_visible_s": 0.8, "t_event_s": 1.2},
+            ),
+            clip("mp4", "videos/phone.mp4", split="test"),
+        ],
+    )
     report = prepare_dataset(labels, tmp_path / "out", prep_settings(resize="pad", storage="jpeg"))
     assert report["rejected"] == []
     rows = {r["clip_id"]: r for r in load_from_disk(str(tmp_path / "out"))["test"]}
@@ -180,8 +199,10 @@ def test_splits_are_deterministic_stratified_and_keep_groups_together(tmp_path, 
         label = "ghost_probing" if i % 3 == 0 else "normal"
         entries.append(clip(f"c{i:02d}", f"videos/g{i // 2}.mp4", label, group=f"g{i // 2}"))
     make_video("videos/other.mp4", num_frames=50, width=32, height=32, seed=99)
-    entries += [clip("fixed_train", "videos/g0.mp4", split="train", group="g0"), clip("fixed_val", "videos/other.mp4",
-                                                                                      split="val")]
+    entries += [
+        clip("fixed_train", "videos/g0.mp4", split="train", group="g0"),
+        clip("fixed_val", "videos/other.mp4", split="val"),
+    ]
     labels = write_label_file(tmp_path / "labels.json", entries)
     first = prepare_dataset(labels, tmp_path / "a", prep_settings())
     second = prepare_dataset(labels, tmp_path / "b", prep_settings(num_proc=2))
@@ -213,10 +234,16 @@ def test_one_video_under_several_clip_ids_stays_in_one_split(tmp_path, make_vide
     shutil.copy(tmp_path / "videos/shared.mp4", tmp_path / "videos/shared_copy.mp4")  # the same bytes, renamed
     shared.append(clip("same7", "videos/shared_copy.mp4", group="another_route"))
     # A clip of a video with a fixed split takes the others along; two fixed splits for one video cannot be honoured.
-    pinned = [clip("pin0", video("pinned.mp4", 60), split="val"), clip("pin1", "videos/pinned.mp4"),
-              clip("pin2", "videos/pinned.mp4")]
-    fixed = [clip("fixed_a", video("fixed.mp4", 70), split="train"), clip("fixed_b", "videos/fixed.mp4", split="test"),
-             clip("fixed_c", "videos/fixed.mp4")]
+    pinned = [
+        clip("pin0", video("pinned.mp4", 60), split="val"),
+        clip("pin1", "videos/pinned.mp4"),
+        clip("pin2", "videos/pinned.mp4"),
+    ]
+    fixed = [
+        clip("fixed_a", video("fixed.mp4", 70), split="train"),
+        clip("fixed_b", "videos/fixed.mp4", split="test"),
+        clip("fixed_c", "videos/fixed.mp4"),
+    ]
     labels = write_label_file(tmp_path / "labels.json", entries + shared + pinned + fixed)
     report = prepare_dataset(labels, tmp_path / "out", prep_settings())
 
@@ -224,20 +251,33 @@ def test_one_video_under_several_clip_ids_stays_in_one_split(tmp_path, make_vide
     split_of = {c: s for s, ds in dataset.items() for c in ds["clip_id"]}
     assert len({split_of[entry["clip_id"]] for entry in shared}) == 1
     assert {split_of[entry["clip_id"]] for entry in pinned} == {"val"}
-    assert ("video videos/shared.mp4 (same bytes as videos/shared_copy.mp4) is used by 8 clips (same0, same1, same2, "
-            "same3, same4, ...): they are kept in one split") in " ".join(report["warnings"])
+    assert (
+        "video videos/shared.mp4 (same bytes as videos/shared_copy.mp4) is used by 8 clips (same0, same1, same2, "
+        "same3, same4, ...): they are kept in one split"
+    ) in " ".join(report["warnings"])
     reasons = {r["clip_id"]: r["reason"] for r in report["rejected"]}
     assert set(reasons) == {"fixed_a", "fixed_b", "fixed_c"}
-    assert reasons["fixed_c"] == ("video videos/fixed.mp4 is used by clips in several fixed splits: fixed_a (train), "
-                                  "fixed_b (test), fixed_c (no split); one video cannot be in two splits: give these "
-                                  "clips the same split, or none")
+    assert reasons["fixed_c"] == (
+        "video videos/fixed.mp4 is used by clips in several fixed splits: fixed_a (train), "
+        "fixed_b (test), fixed_c (no split); one video cannot be in two splits: give these "
+        "clips the same split, or none"
+    )
 
 
 def test_windows_policies_make_one_row_per_window(tmp_path, make_video):
     make_video("videos/long.mp4", num_frames=150)
-    labels = write_label_file(tmp_path / "labels.json", [
-        clip("pos", "videos/long.mp4", "ghost_probing", split="test",
-             event={"t_first_visible_s": 5.0, "t_event_s": 6.0})])
+    labels = write_label_file(
+        tmp_path / "labels.json",
+        [
+            clip(
+                "pos",
+                "videos/long.mp4",
+                "ghost_probing",
+                split="test",
+                event={"t_first_visible_s": 5.0, "t_event_s": 6.0},
+            )
+        ],
+    )
     prepare_dataset(labels, tmp_path / "out", prep_settings(sampling="sliding"))
     rows = load_from_disk(str(tmp_path / "out"))["test"]
     assert rows["sample_id"][:2] == ["pos#w0", "pos#w1"] and len(rows) == 9  # windows ending 2.0 .. 6.0 s
@@ -245,15 +285,21 @@ def test_windows_policies_make_one_row_per_window(tmp_path, make_video):
 
 
 def run_prep(labels, out, *extra):
-    return subprocess.run([sys.executable, str(REPO_ROOT / "data_prep/main.py"), f"labels={labels}", f"out_dir={out}",
-                           *extra], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "data_prep/main.py"), f"labels={labels}", f"out_dir={out}", *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_zero_shot_split_puts_every_clip_in_test_and_small_test_splits_are_warned_about(tmp_path, make_video):
     make_video("videos/a.mp4", num_frames=60, width=32, height=32)
     make_video("videos/b.mp4", num_frames=60, width=32, height=32, seed=1)
-    entries = [clip(f"c{i:02d}", f"videos/{'ab'[i % 2]}.mp4", "ghost_probing" if i % 3 == 0 else "normal",
-                    group=f"g{i}") for i in range(12)]
+    entries = [
+        clip(f"c{i:02d}", f"videos/{'ab'[i % 2]}.mp4", "ghost_probing" if i % 3 == 0 else "normal", group=f"g{i}")
+        for i in range(12)
+    ]
     entries[0]["split"] = entries[2]["split"] = "train"  # fixed splits in the label file: zero-shot scores them too
     labels = write_label_file(tmp_path / "labels.json", entries)
     zero_shot = run_prep(labels, tmp_path / "zs", "split=zero_shot")  # the documented command-line form
@@ -263,11 +309,14 @@ def test_zero_shot_split_puts_every_clip_in_test_and_small_test_splits_are_warne
     report = json.loads((tmp_path / "zs/prep_report.json").read_text())
     assert report["split_policy"] == "zero_shot"
     assert "2 clips had a fixed split in the label file (train 2); this split policy ignores it" in report["warnings"]
-    warning = ("SMALL TEST SPLIT: test holds 12 clips (prep.min_test_clips=50) and 4 ghost probing and 8 other clips "
-               "(prep.min_test_clips_per_class=10)")
+    warning = (
+        "SMALL TEST SPLIT: test holds 12 clips (prep.min_test_clips=50) and 4 ghost probing and 8 other clips "
+        "(prep.min_test_clips_per_class=10)"
+    )
     assert report["test_split_warning"].startswith(warning) and f"WARNING: {warning}" in zero_shot.stdout
-    quiet = prepare_dataset(labels, tmp_path / "quiet", prep_settings(split="zero_shot", min_test_clips=10,
-                                                                      min_test_clips_per_class=4))
+    quiet = prepare_dataset(
+        labels, tmp_path / "quiet", prep_settings(split="zero_shot", min_test_clips=10, min_test_clips_per_class=4)
+    )
     assert quiet["test_split_warning"] is None
     fixed = prepare_dataset(labels, tmp_path / "random", prep_settings())  # the default split honours fixed ones
     assert "c00" in load_from_disk(str(tmp_path / "random"))["train"]["clip_id"]
@@ -293,8 +342,10 @@ def test_exit_code_follows_rejected_share(tmp_path, make_video):
     broken.write_text('{"schema_version": 1, "clips": [\n  {"clip_id": "x",}\n]}')
     none = run_prep(broken, tmp_path / "o3")
     assert none.returncode == 1 and "no clip survived" in none.stderr
-    assert "broken.json line 2 column 19" in json.loads((tmp_path / "o3/prep_report.json").read_text())[
-        "rejected"][0]["reason"]
+    assert (
+        "broken.json line 2 column 19"
+        in json.loads((tmp_path / "o3/prep_report.json").read_text())["rejected"][0]["reason"]
+    )
 
 
 def test_resume_after_kill_reuses_clips_and_gives_the_same_fingerprint(tmp_path, make_video):
@@ -304,8 +355,11 @@ def test_resume_after_kill_reuses_clips_and_gives_the_same_fingerprint(tmp_path,
         entries.append(clip(f"c{i:02d}", f"videos/v{i}.mp4", "ghost_probing" if i % 2 else "normal"))
     labels = write_label_file(tmp_path / "labels.json", entries)
     cache = tmp_path / "killed/.prep_cache/clips"
-    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "data_prep/main.py"), f"labels={labels}",
-                             f"out_dir={tmp_path / 'killed'}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "data_prep/main.py"), f"labels={labels}", f"out_dir={tmp_path / 'killed'}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (cache.exists() and len(list(cache.glob("*.frames"))) >= 3):
         time.sleep(0.01)
@@ -325,7 +379,7 @@ def test_resume_after_kill_reuses_clips_and_gives_the_same_fingerprint(tmp_path,
     a, b = load_from_disk(str(tmp_path / "killed")), load_from_disk(str(tmp_path / "clean"))
     for split in a:
         assert a[split]._fingerprint == b[split]._fingerprint
-        for row_a, row_b in zip(a[split], b[split]):
+        for row_a, row_b in zip(a[split], b[split], strict=True):
             np.testing.assert_array_equal(frames_from_row(row_a["frames"]), frames_from_row(row_b["frames"]))
 
 
@@ -355,8 +409,13 @@ def test_a_kill_during_the_final_write_leaves_the_previous_dataset_whole(tmp_pat
         return write_label_file(tmp_path / "labels.json", entries)
 
     def killed_run(splits, out):
-        run = subprocess.run([sys.executable, "-c", PREP_KILLED_DURING_WRITE, str(labels(splits)), str(out)],
-                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+        run = subprocess.run(
+            [sys.executable, "-c", PREP_KILLED_DURING_WRITE, str(labels(splits)), str(out)],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert run.returncode == -signal.SIGKILL, run.stderr
 
     def on_disk(out):
@@ -389,8 +448,11 @@ def test_a_folder_of_other_files_named_like_a_split_is_never_taken_over(tmp_path
     labels = write_label_file(tmp_path / "labels.json", [clip("a", "videos/a.mp4", split="train")])
     (tmp_path / "out/train").mkdir(parents=True)
     (tmp_path / "out/train/route12.mp4").write_bytes(b"someone's own video")
-    with pytest.raises(FileExistsError, match=r"out/train: not a dataset split, but data prep writes its 'train' "
-                                              r"split there: move that folder away"):
+    with pytest.raises(
+        FileExistsError,
+        match=r"out/train: not a dataset split, but data prep writes its 'train' "
+        r"split there: move that folder away",
+    ):
         prepare_dataset(labels, tmp_path / "out", prep_settings())
     assert (tmp_path / "out/train/route12.mp4").read_bytes() == b"someone's own video"
 
@@ -405,8 +467,10 @@ def test_without_symbolic_links_the_dataset_is_written_in_place_with_a_warning(t
     monkeypatch.setattr(Path, "symlink_to", no_links)
     report = prepare_dataset(labels, tmp_path / "out", prep_settings())
     assert list(load_from_disk(str(tmp_path / "out"))["test"]["clip_id"]) == ["a"]
-    assert (f"{tmp_path / 'out'}: this file system has no symbolic links, so the dataset was written in place: a kill "
-            "during that write leaves it incomplete") in " ".join(report["warnings"])
+    assert (
+        f"{tmp_path / 'out'}: this file system has no symbolic links, so the dataset was written in place: a kill "
+        "during that write leaves it incomplete"
+    ) in " ".join(report["warnings"])
 
 
 @pytest.mark.parametrize("storage", ["uint8", "jpeg"])
@@ -417,8 +481,9 @@ def test_storage_modes_read_back_alike(tmp_path, make_video, storage):
     frames = frames_from_row(load_from_disk(str(tmp_path / storage))["test"][0]["frames"])
     assert frames.shape == (8, 112, 112, 3) and frames.dtype == np.uint8
     if storage == "jpeg":
-        exact = read_frames(tmp_path / "videos/a.mp4", uniform_indices(75, 8),
-                            probe_video(tmp_path / "videos/a.mp4"), size=112)
+        exact = read_frames(
+            tmp_path / "videos/a.mp4", uniform_indices(75, 8), probe_video(tmp_path / "videos/a.mp4"), size=112
+        )
         # Lossy, but exactly the JPEG round trip of the exact frames at the configured quality.
         round_trip = frames_from_row([{"bytes": b} for b in encode_jpeg(exact, 90)])
         np.testing.assert_array_equal(frames, round_trip)
@@ -471,8 +536,9 @@ def test_variable_frame_rate_videos_get_their_presentation_times(tmp_path):
     # stamp 0.5 s.
     times = [k * 0.1 for k in range(20)] + [2.0 + k / 30 for k in range(60)]
     write_vfr_video(tmp_path / "videos/vfr.mp4", times)
-    entries = [clip("pos", "videos/vfr.mp4", "ghost_probing", split="test",
-                    event={"t_first_visible_s": 2.0, "t_event_s": 3.0})]
+    entries = [
+        clip("pos", "videos/vfr.mp4", "ghost_probing", split="test", event={"t_first_visible_s": 2.0, "t_event_s": 3.0})
+    ]
     labels = write_label_file(tmp_path / "labels.json", entries)
     prepare_dataset(labels, tmp_path / "fps", prep_settings(sampling="fps"))
     row = load_from_disk(str(tmp_path / "fps"))["test"][0]
@@ -483,7 +549,7 @@ def test_variable_frame_rate_videos_get_their_presentation_times(tmp_path):
     prepare_dataset(labels, tmp_path / "sliding", prep_settings(sampling="sliding"))
     rows = load_from_disk(str(tmp_path / "sliding"))["test"]
     assert rows["window_end_s"] == [2.0, 2.5, 3.0]
-    for stamps, end in zip(rows["timestamps_s"], rows["window_end_s"]):
+    for stamps, end in zip(rows["timestamps_s"], rows["window_end_s"], strict=True):
         assert max(stamps) < end  # no window shows a frame from after its end, so none sees the event
 
     # A constant-rate video keeps index / fps, the times the original Video-LLaMA prints.

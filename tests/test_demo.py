@@ -21,8 +21,7 @@ pytestmark = pytest.mark.slow
 def demo_dir(tmp_path_factory):
     demo = tmp_path_factory.mktemp("demo")
     env = {**os.environ, "GHOSTPROBE_DEMO_DIR": str(demo), "WANDB_SILENT": "true"}
-    done = subprocess.run(["bash", "scripts/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=1500)
+    done = subprocess.run(["bash", "scripts/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
     (demo / "demo.log").write_text(done.stdout + done.stderr)
     assert done.returncode == 0, f"scripts/demo.sh exited {done.returncode}:\n{(done.stdout + done.stderr)[-6000:]}"
     return demo
@@ -41,8 +40,9 @@ def test_demo_trains_the_tiny_model_well_above_the_trivial_baselines(demo_dir):
     summary = json.loads((demo_dir / "train" / "summary.json").read_text())
     assert summary["global_step"] == 600 and summary["best_checkpoint"]
     assert Path(metrics["config"]["model"]["path"]) == demo_dir / "train"
-    trained_with = json.loads((demo_dir / "train" / summary["best_checkpoint"] / "ghostprobe_checkpoint.json")
-                              .read_text())["prompt"]
+    trained_with = json.loads(
+        (demo_dir / "train" / summary["best_checkpoint"] / "ghostprobe_checkpoint.json").read_text()
+    )["prompt"]
     assert metrics["config"]["prompt"]["name"] == trained_with == "en"
 
 
@@ -57,8 +57,7 @@ def test_demo_ends_in_a_report_with_its_numbers(demo_dir):
 def test_second_demo_run_reuses_clips_frames_and_training(demo_dir):
     before = (demo_dir / "train" / "summary.json").stat().st_mtime_ns
     env = {**os.environ, "GHOSTPROBE_DEMO_DIR": str(demo_dir), "WANDB_SILENT": "true"}
-    done = subprocess.run(["bash", "scripts/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(["bash", "scripts/demo.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "1200 reused from cache" in done.stdout
     assert (demo_dir / "train" / "summary.json").stat().st_mtime_ns == before

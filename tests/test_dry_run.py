@@ -16,10 +16,23 @@ pytestmark = pytest.mark.slow
 
 
 def test_dry_run_scores_generates_and_trains_and_reports_matching_counts(tmp_path):
-    command = [sys.executable, "scripts/dry_run.py", "preset=tiny", f"work_dir={tmp_path}", "scoring.dtype=fp32",
-               "memory_budget_gb=4", "scoring.generate_tokens=3"]
-    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500,
-                          env=dict(os.environ, PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1"))
+    command = [
+        sys.executable,
+        "scripts/dry_run.py",
+        "preset=tiny",
+        f"work_dir={tmp_path}",
+        "scoring.dtype=fp32",
+        "memory_budget_gb=4",
+        "scoring.generate_tokens=3",
+    ]
+    done = subprocess.run(
+        command,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1"),
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((tmp_path / "dry_run.json").read_text())
 

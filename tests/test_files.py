@@ -33,6 +33,7 @@ def test_json_is_replaced_whole_and_a_failed_write_keeps_the_old_file(tmp_path, 
 
     def no_space(fd):  # simulated at the flush to disk, where a full disk (or quota) shows on many filesystems
         raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(files.os, "fsync", no_space)
     with pytest.raises(OSError):
         write_json_atomic(path, {"step": 2, "scores": list(range(1000))})
@@ -40,14 +41,18 @@ def test_json_is_replaced_whole_and_a_failed_write_keeps_the_old_file(tmp_path, 
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # the temporary file went
 
 
-@pytest.mark.parametrize("error", [
-    OSError(errno.ENOSPC, "No space left on device", "/runs/x/metrics.jsonl"),
-    OSError(errno.EDQUOT, "Disk quota exceeded"),
-    # what safetensors raises (its own type, the OS error in the text)
-    RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)"),
-    # torch.save: no cause given; the folder's free space decides (below)
-    RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"),
-], ids=["ENOSPC", "EDQUOT", "safetensors", "torch.save"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.ENOSPC, "No space left on device", "/runs/x/metrics.jsonl"),
+        OSError(errno.EDQUOT, "Disk quota exceeded"),
+        # what safetensors raises (its own type, the OS error in the text)
+        RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)"),
+        # torch.save: no cause given; the folder's free space decides (below)
+        RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"),
+    ],
+    ids=["ENOSPC", "EDQUOT", "safetensors", "torch.save"],
+)
 def test_a_full_disk_ends_with_one_line_naming_the_folder_and_its_free_space(tmp_path, monkeypatch, error):
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(files.shutil, "disk_usage", lambda path: usage(8 << 30, (8 << 30) - 12288, 12288))
@@ -56,8 +61,9 @@ def test_a_full_disk_ends_with_one_line_naming_the_folder_and_its_free_space(tmp
             raise error
         except Exception as inner:  # wrapped, as DeepSpeed and the Trainer may do: the cause is still found
             raise RuntimeError("saving checkpoint-6 failed") from inner
-    assert stopped.value.code == (f"train: disk full: no space left to write in {tmp_path} (12.0 KiB free of "
-                                  f"8.0 GiB); {ADVICE}")
+    assert stopped.value.code == (
+        f"train: disk full: no space left to write in {tmp_path} (12.0 KiB free of 8.0 GiB); {ADVICE}"
+    )
 
 
 def test_other_errors_pass_through_unchanged(tmp_path):
@@ -93,9 +99,14 @@ def test_a_really_full_disk(tmp_path, writer):
     issue) both end in the one line; the JSON written before is intact."""
     folder = tmp_path / "disk"
     folder.mkdir()
-    done = subprocess.run(on_small_disk(folder, "64k", [sys.executable, "-c", WRITER, str(folder), writer]),
-                          cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = subprocess.run(
+        on_small_disk(folder, "64k", [sys.executable, "-c", WRITER, str(folder), writer]),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert done.returncode == 1, done.stderr[-3000:]
     assert done.stdout == '{\n  "step": 1\n}\n'  # the earlier result, whole
     (line,) = done.stderr.strip().splitlines()

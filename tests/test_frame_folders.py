@@ -46,9 +46,19 @@ def test_a_png_folder_gives_the_arrays_of_the_same_frames_as_a_lossless_video(tm
 def test_a_jpg_folder_is_prepared_like_a_video_with_the_labels_fps(tmp_path):
     frames = moving_pattern(40, 72, 128, seed=2)
     write_frames(tmp_path / "videos/dota_clip/images", frames, first=0, digits=6, ext="jpg")
-    labels = write_label_file(tmp_path / "labels.json", [
-        folder_clip("dota_clip", "videos/dota_clip", fps=10.0, label="ghost_probing", split="test",
-                    event={"t_first_visible_s": 2.0, "t_event_s": 2.0})])
+    labels = write_label_file(
+        tmp_path / "labels.json",
+        [
+            folder_clip(
+                "dota_clip",
+                "videos/dota_clip",
+                fps=10.0,
+                label="ghost_probing",
+                split="test",
+                event={"t_first_visible_s": 2.0, "t_event_s": 2.0},
+            )
+        ],
+    )
     report = prepare_dataset(labels, tmp_path / "out", prep_settings(frame_size=64))
     assert report["num_rejected"] == 0, report["rejected"]
     (row,) = load_from_disk(str(tmp_path / "out"))["test"]
@@ -57,8 +67,9 @@ def test_a_jpg_folder_is_prepared_like_a_video_with_the_labels_fps(tmp_path):
     assert row["frame_indices"] == [0, 5, 10, 15, 20, 25, 30, 35]
     assert row["timestamps_s"] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
     info = probe_video(tmp_path / "videos/dota_clip", fps=10.0)
-    assert np.array_equal(frames_from_row(row["frames"]), read_frames(tmp_path / "videos/dota_clip",
-                                                                          row["frame_indices"], info, size=64))
+    assert np.array_equal(
+        frames_from_row(row["frames"]), read_frames(tmp_path / "videos/dota_clip", row["frame_indices"], info, size=64)
+    )
 
 
 def test_every_bad_frame_folder_is_rejected_by_name_and_the_good_one_survives(tmp_path):
@@ -96,19 +107,28 @@ def test_every_bad_frame_folder_is_rejected_by_name_and_the_good_one_survives(tm
         "liar": ("0002.jpg holds a PNG image, not the JPEG its name says", {}),
         "no_fps": ("a folder of frames has no frame rate of its own: give the clip's `fps`", {"fps": None}),
         # each link named with its target (ghostprobe/links.py)
-        "linked": (f"image links to files outside the videos folder {tmp_path / 'data'}: 0003.png -> "
-                   f"{tmp_path / 'elsewhere/secret/0001.png'}", {}),
-        "linked_folder": (f"{videos / 'linked_folder'} is a link to {tmp_path / 'elsewhere/secret'}, outside the "
-                          "videos folder", {}),
-        "linked_images": (f"{videos / 'linked_images/images'} is a link to {tmp_path / 'elsewhere/secret'}, outside "
-                          "the videos folder", {}),
+        "linked": (
+            f"image links to files outside the videos folder {tmp_path / 'data'}: 0003.png -> "
+            f"{tmp_path / 'elsewhere/secret/0001.png'}",
+            {},
+        ),
+        "linked_folder": (
+            f"{videos / 'linked_folder'} is a link to {tmp_path / 'elsewhere/secret'}, outside the videos folder",
+            {},
+        ),
+        "linked_images": (
+            f"{videos / 'linked_images/images'} is a link to {tmp_path / 'elsewhere/secret'}, outside "
+            "the videos folder",
+            {},
+        ),
         "missing": ("frame folder (or video file) not found", {}),
     }
     entries = [folder_clip("good", "videos/good")]
     for name, (_, extra) in bad.items():
         entries.append({k: v for k, v in {**folder_clip(name, f"videos/{name}"), **extra}.items() if v is not None})
-    report = prepare_dataset(write_label_file(tmp_path / "data/labels.json", entries), tmp_path / "out",
-                             prep_settings(frame_size=32))
+    report = prepare_dataset(
+        write_label_file(tmp_path / "data/labels.json", entries), tmp_path / "out", prep_settings(frame_size=32)
+    )
     reasons = {r["clip_id"]: r["reason"] for r in report["rejected"]}
     assert set(reasons) == set(bad)
     for name, (words, _) in bad.items():

@@ -24,11 +24,41 @@ def _gpu_check():
 @pytest.mark.slow
 def test_the_script_measures_every_step_at_tiny_shapes_on_cpu(tmp_path):
     out = tmp_path / "gpu_check.json"
-    command = ["bash", "scripts/gpu_check.sh", str(out), "--device", "cpu", "--presets", "tiny", "--dtypes", "fp16",
-               "--batch-sizes", "1,2", "--repeats", "1", "--train-preset", "tiny", "--train-exps", "lora_fewshot",
-               "--train-layers", "1,2", "--train-steps", "1", "--guard-preset", "tiny", "--guard-batch-size", "2"]
-    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, PYTHON=sys.executable, GPU_CHECK_TIMEOUT_S="850"))
+    command = [
+        "bash",
+        "scripts/gpu_check.sh",
+        str(out),
+        "--device",
+        "cpu",
+        "--presets",
+        "tiny",
+        "--dtypes",
+        "fp16",
+        "--batch-sizes",
+        "1,2",
+        "--repeats",
+        "1",
+        "--train-preset",
+        "tiny",
+        "--train-exps",
+        "lora_fewshot",
+        "--train-layers",
+        "1,2",
+        "--train-steps",
+        "1",
+        "--guard-preset",
+        "tiny",
+        "--guard-batch-size",
+        "2",
+    ]
+    done = subprocess.run(
+        command,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=dict(os.environ, PYTHON=sys.executable, GPU_CHECK_TIMEOUT_S="850"),
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     steps = json.loads(out.read_text())["steps"]
     assert sorted(steps) == ["environment", "nan_guard_tiny", "scoring_tiny", "training_tiny"]
@@ -52,13 +82,28 @@ def test_depths_are_scaled_linearly_to_the_full_depth_with_mfu(monkeypatch):
     gpu_check = _gpu_check()
 
     def fake_step(preset, exp, layers, num_frames, steps, device):
-        return {"llm_layers": layers, "micro_batch_size": 4, "text_tokens": 100.0, "step_s": 0.1 * layers,
-                "samples_per_s": 4 / (0.1 * layers), "tokens_per_s": 400 / (0.1 * layers),
-                "flops_per_sample": 1e12 * layers, "peak_gib": 10.0 + layers, "loss": 1.0}
+        return {
+            "llm_layers": layers,
+            "micro_batch_size": 4,
+            "text_tokens": 100.0,
+            "step_s": 0.1 * layers,
+            "samples_per_s": 4 / (0.1 * layers),
+            "tokens_per_s": 400 / (0.1 * layers),
+            "flops_per_sample": 1e12 * layers,
+            "peak_gib": 10.0 + layers,
+            "loss": 1.0,
+        }
 
     monkeypatch.setattr(gpu_check, "training_step", fake_step)
-    rows = gpu_check.training("7b", ["lora_fewshot"], [4, 8], 8, 1, "cuda",
-                              {"bf16_matmul_tflops_measured": 800.0, "bf16_tflops_datasheet": 989.0})
+    rows = gpu_check.training(
+        "7b",
+        ["lora_fewshot"],
+        [4, 8],
+        8,
+        1,
+        "cuda",
+        {"bf16_matmul_tflops_measured": 800.0, "bf16_tflops_datasheet": 989.0},
+    )
     scaled = rows[-1]
     assert [r["llm_layers"] for r in rows] == [4, 8, 32] and scaled["scaled_from"] == [4, 8]
     assert scaled["step_s"] == pytest.approx(3.2) and scaled["peak_gib"] == pytest.approx(42.0)

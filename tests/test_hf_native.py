@@ -16,8 +16,14 @@ import pytest
 import torch
 import yaml
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import (BatchFeature, LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration,
-                          PreTrainedTokenizerFast, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration)
+from transformers import (
+    BatchFeature,
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
+    PreTrainedTokenizerFast,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+)
 from transformers.models.llava_onevision.image_processing_pil_llava_onevision import LlavaOnevisionImageProcessorPil
 from transformers.models.llava_onevision.processing_llava_onevision import LlavaOnevisionProcessor
 from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
@@ -33,12 +39,22 @@ from ghostprobe.prompts import frames_message, load_prompt
 
 try:
     import torchvision  # noqa: F401
+
     HAS_TORCHVISION = True
 except Exception:  # absent, or a CUDA build that cannot load against the CPU torch
     HAS_TORCHVISION = False
 
-SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
-           "<|video_pad|>", "<image>", "<video>"]  # Qwen2.5-VL's, then LLaVA-OneVision's placeholders
+SPECIAL = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<image>",
+    "<video>",
+]  # Qwen2.5-VL's, then LLaVA-OneVision's placeholders
 PATCH, MERGE, TEMPORAL = 4, 2, 2  # Qwen2.5-VL: 32x32 px frames -> 8x8 patches -> 16 tokens per 2 frames
 SIZE = 16  # LLaVA-OneVision: frames resized to 16x16 px -> 4x4 SigLIP patches -> pooled to 2x2 tokens per frame
 CONF = {"kind": "hf_native", "dtype": "fp32", "device": "cpu", "batch_size": 4, "max_new_tokens": 6}
@@ -46,22 +62,37 @@ CONF = {"kind": "hf_native", "dtype": "fp32", "device": "cpu", "batch_size": 4, 
 
 def chat_template(video_placeholder: str) -> str:
     """A chat template written for these tests in the shape of Qwen's: system, user (video, text), assistant."""
-    return ("{% for m in messages %}<|im_start|>{{ m.role }}\n{% if m.content is string %}{{ m.content }}{% else %}"
-            "{% for c in m.content %}{% if c.type == 'video' %}" + video_placeholder +
-            "{% elif c.type == 'text' %}{{ c.text }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    return (
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{% if m.content is string %}{{ m.content }}{% else %}"
+        "{% for c in m.content %}{% if c.type == 'video' %}"
+        + video_placeholder
+        + "{% elif c.type == 'text' %}{{ c.text }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
     # A fixed corpus, so the merges never change: " No", " 是", " 否" become tokens, " Yes" stays "Ġ" + "Yes".
-    corpus = ["是", "否", "Yes. No, No! 是 否 是 否. (Yes)", "鬼探头 ghost probing 3.5 seconds 秒",
-              "The video contains 4 frames sampled at 0.0, 0.5 seconds.", "视频包含4帧，采样时间为 0.0, 0.5 秒。"] * 3
+    corpus = [
+        "是",
+        "否",
+        "Yes. No, No! 是 否 是 否. (Yes)",
+        "鬼探头 ghost probing 3.5 seconds 秒",
+        "The video contains 4 frames sampled at 0.0, 0.5 seconds.",
+        "视频包含4帧，采样时间为 0.0, 0.5 秒。",
+    ] * 3
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    backend.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=500, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False))
+    backend.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=500,
+            special_tokens=SPECIAL,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL[1:]})
     return tokenizer
@@ -102,8 +133,9 @@ class TorchOnlyLlavaVideoProcessor(VideoProcessorMixin):
     model_input_names = ["pixel_values_videos"]
 
     def preprocess(self, videos, **_):
-        frames = [torch.nn.functional.interpolate(as_float_frames(v), size=(SIZE, SIZE), mode="bilinear")
-                  for v in videos]
+        frames = [
+            torch.nn.functional.interpolate(as_float_frames(v), size=(SIZE, SIZE), mode="bilinear") for v in videos
+        ]
         return BatchFeature({"pixel_values_videos": torch.stack(frames)})
 
 
@@ -114,52 +146,101 @@ def with_video_stand_in(processor_class):
             if argument_name == "video_processor":
                 return type(argument)
             return super().check_argument_for_proper_class(argument_name, argument)
+
     return Processor
 
 
 def tiny_qwen2_5_vl(tokenizer, ids):
     """A random Qwen2.5-VL with 2 text layers of width 32 and 2 vision blocks of width 16, and its processor."""
     config = Qwen2_5_VLConfig(
-        text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                     "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 1024,
-                     # head_dim 16: the 8 rotary frequencies split into time, height and width sections
-                     "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
-                     "bos_token_id": None, "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"]},
-        vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2, "patch_size": PATCH,
-                       "spatial_merge_size": MERGE, "temporal_patch_size": TEMPORAL, "window_size": 16,
-                       "out_hidden_size": 32, "fullatt_block_indexes": [1], "tokens_per_second": 2},
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "max_position_embeddings": 1024,
+            # head_dim 16: the 8 rotary frequencies split into time, height and width sections
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+            "bos_token_id": None,
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+        },
+        vision_config={
+            "depth": 2,
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_heads": 2,
+            "patch_size": PATCH,
+            "spatial_merge_size": MERGE,
+            "temporal_patch_size": TEMPORAL,
+            "window_size": 16,
+            "out_hidden_size": 32,
+            "fullatt_block_indexes": [1],
+            "tokens_per_second": 2,
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
     size = {"shortest_edge": 16 * 16, "longest_edge": 64 * 64}
-    image_processor = Qwen2VLImageProcessorPil(patch_size=PATCH, merge_size=MERGE, temporal_patch_size=TEMPORAL,
-                                               size=size)
+    image_processor = Qwen2VLImageProcessorPil(
+        patch_size=PATCH, merge_size=MERGE, temporal_patch_size=TEMPORAL, size=size
+    )
     template = chat_template("<|vision_start|><|video_pad|><|vision_end|>")
     if HAS_TORCHVISION:
         from transformers import Qwen2VLVideoProcessor
 
-        video_processor = Qwen2VLVideoProcessor(patch_size=PATCH, merge_size=MERGE, temporal_patch_size=TEMPORAL,
-                                                size=size, cap_pixels_per_frame=True)
+        video_processor = Qwen2VLVideoProcessor(
+            patch_size=PATCH, merge_size=MERGE, temporal_patch_size=TEMPORAL, size=size, cap_pixels_per_frame=True
+        )
         processor = Qwen2_5_VLProcessor(image_processor, tokenizer, video_processor, chat_template=template)
     else:
         processor = with_video_stand_in(Qwen2_5_VLProcessor)(
-            image_processor, tokenizer, TorchOnlyQwenVideoProcessor(), chat_template=template)
+            image_processor, tokenizer, TorchOnlyQwenVideoProcessor(), chat_template=template
+        )
     return Qwen2_5_VLForConditionalGeneration(config), processor
 
 
 def tiny_llava_onevision(tokenizer, ids):
     """A random LLaVA-OneVision: a 1-block SigLIP of width 16 on 16 px frames, a 2-layer Qwen2 of width 32."""
     config = LlavaOnevisionConfig(
-        text_config={"model_type": "qwen2", "vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
-                     "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
-                     "bos_token_id": None, "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"]},
-        vision_config={"model_type": "siglip_vision_model", "hidden_size": 16, "intermediate_size": 32,
-                       "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": SIZE, "patch_size": 4,
-                       "vision_use_head": False},
-        image_token_id=ids["<image>"], video_token_id=ids["<video>"], image_grid_pinpoints=[[SIZE, SIZE]])
-    image_processor = LlavaOnevisionImageProcessorPil(size={"height": SIZE, "width": SIZE},
-                                                      image_grid_pinpoints=[[SIZE, SIZE]])
-    settings = {"num_image_tokens": (SIZE // 4) ** 2, "vision_feature_select_strategy": "full",
-                "chat_template": chat_template("<video>")}
+        text_config={
+            "model_type": "qwen2",
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "bos_token_id": None,
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+        },
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": SIZE,
+            "patch_size": 4,
+            "vision_use_head": False,
+        },
+        image_token_id=ids["<image>"],
+        video_token_id=ids["<video>"],
+        image_grid_pinpoints=[[SIZE, SIZE]],
+    )
+    image_processor = LlavaOnevisionImageProcessorPil(
+        size={"height": SIZE, "width": SIZE}, image_grid_pinpoints=[[SIZE, SIZE]]
+    )
+    settings = {
+        "num_image_tokens": (SIZE // 4) ** 2,
+        "vision_feature_select_strategy": "full",
+        "chat_template": chat_template("<video>"),
+    }
     if HAS_TORCHVISION:
         from transformers import LlavaOnevisionVideoProcessor
 
@@ -167,7 +248,8 @@ def tiny_llava_onevision(tokenizer, ids):
         processor = LlavaOnevisionProcessor(image_processor, tokenizer, video_processor, **settings)
     else:
         processor = with_video_stand_in(LlavaOnevisionProcessor)(
-            image_processor, tokenizer, TorchOnlyLlavaVideoProcessor(), **settings)
+            image_processor, tokenizer, TorchOnlyLlavaVideoProcessor(), **settings
+        )
     return LlavaOnevisionForConditionalGeneration(config), processor
 
 
@@ -189,6 +271,7 @@ def folders(tmp_path_factory):
             processor.save_pretrained(folder)
             built[name] = folder, processor
         return built[name]
+
     return get
 
 
@@ -198,11 +281,13 @@ def load(request, folders, monkeypatch):
     torchvision, AutoProcessor serves the processor with the stand-in video processor."""
     folder, processor = folders(getattr(request, "param", "qwen2_5_vl"))
     if not HAS_TORCHVISION:
+
         class Served:
             @staticmethod
             def from_pretrained(path):
                 assert Path(path) == folder
                 return processor
+
         monkeypatch.setattr(hf_native, "AutoProcessor", Served)
     built = lambda **overrides: build_model({**CONF, "path": str(folder), **overrides})  # noqa: E731
     built.processor = processor
@@ -219,13 +304,20 @@ def prompt(language):
     if language == "zh":
         return load_prompt(yaml.safe_load((CONF_DIR / "prompt" / "zh_brief.yaml").read_text()))
     shipped = load_prompt(yaml.safe_load((CONF_DIR / "prompt" / "en.yaml").read_text()))
-    return dataclasses.replace(shipped, system="You review dashcam videos.",
-                               question='Is there ghost probing? Answer "Yes" or "No".',
-                               when_question="At what second does it happen?")
+    return dataclasses.replace(
+        shipped,
+        system="You review dashcam videos.",
+        question='Is there ghost probing? Answer "Yes" or "No".',
+        when_question="At what second does it happen?",
+    )
 
 
-CLIPS = [clip("a", seed=1), clip("b", start_s=12.5, seed=2), clip("c", num_frames=5, seed=3),
-         clip("d", size=(24, 40), seed=4)]
+CLIPS = [
+    clip("a", seed=1),
+    clip("b", start_s=12.5, seed=2),
+    clip("c", num_frames=5, seed=3),
+    clip("d", size=(24, 40), seed=4),
+]
 
 
 @pytest.mark.parametrize("load", list(ARCHITECTURES), indirect=True)
@@ -244,20 +336,32 @@ def test_score_batched_equals_unbatched(load):
 # The answer tokens by their byte-level spellings: " Yes" has no token of its own (its first token is a bare space,
 # which score() must skip), " No", 是, " 是", 否 and " 否" are single tokens.
 @pytest.mark.parametrize("load", list(ARCHITECTURES), indirect=True)
-@pytest.mark.parametrize("prompt_name,yes,no", [("en", ["Yes"], ["No", "ĠNo"]),
-                                                ("zh", ["æĺ¯", "Ġæĺ¯"], ["åĲ¦", "ĠåĲ¦"])])
+@pytest.mark.parametrize(
+    "prompt_name,yes,no", [("en", ["Yes"], ["No", "ĠNo"]), ("zh", ["æĺ¯", "Ġæĺ¯"], ["åĲ¦", "ĠåĲ¦"])]
+)
 def test_score_is_the_softmax_of_the_answer_token_logits(load, prompt_name, yes, no):
     model, processor, p = load(), load.processor, prompt(prompt_name)
     x = clip("x", seed=5)
     conversation = [
         {"role": "system", "content": [{"type": "text", "text": p.system}]},
-        {"role": "user", "content": [{"type": "video"},
-                                     {"type": "text", "text": f"{frames_message(x.timestamps_s, p.language)}\n"
-                                                              f"{p.question}"}]}]
+        {
+            "role": "user",
+            "content": [
+                {"type": "video"},
+                {"type": "text", "text": f"{frames_message(x.timestamps_s, p.language)}\n{p.question}"},
+            ],
+        },
+    ]
     text = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
-    inputs = processor(text=[text], videos=[x.frames], return_tensors="pt",
-                       videos_kwargs={"do_sample_frames": False, "video_metadata": [
-                           {"fps": 2.0, "total_num_frames": 4, "frames_indices": [0, 1, 2, 3]}]})
+    inputs = processor(
+        text=[text],
+        videos=[x.frames],
+        return_tensors="pt",
+        videos_kwargs={
+            "do_sample_frames": False,
+            "video_metadata": [{"fps": 2.0, "total_num_frames": 4, "frames_indices": [0, 1, 2, 3]}],
+        },
+    )
     with torch.no_grad():
         logits = model.model(**inputs).logits[0, -1]
     assert processor.tokenizer.tokenize(" Yes") == ["Ġ", "Yes"]
@@ -267,8 +371,11 @@ def test_score_is_the_softmax_of_the_answer_token_logits(load, prompt_name, yes,
     assert model.score([x], p)[0].p_ghost_probing == pytest.approx(expected, abs=1e-5)
 
 
-@pytest.mark.parametrize("load,question", [("qwen2_5_vl", "detect"), ("qwen2_5_vl", "when"),
-                                           ("llava_onevision", "detect")], indirect=["load"])
+@pytest.mark.parametrize(
+    "load,question",
+    [("qwen2_5_vl", "detect"), ("qwen2_5_vl", "when"), ("llava_onevision", "detect")],
+    indirect=["load"],
+)
 def test_generate_answers_and_parses(load, question, monkeypatch):
     model = load()
     outputs = model.generate(CLIPS[:2], prompt("en"), question=question)
@@ -283,7 +390,8 @@ def test_generate_answers_and_parses(load, question, monkeypatch):
         # undone after the test: without torchvision the tokenizer is the one every test of the module shares
         monkeypatch.setattr(model.tokenizer, "decode", lambda *args, **kwargs: "No ghost probing in this 10 s clip")
         assert [(o.parsed_answer, o.event_time_s) for o in model.generate(CLIPS[:1], prompt("en"), "when")] == [
-            (False, None)]
+            (False, None)
+        ]
 
 
 def test_non_finite_logits_give_nan_and_a_warning(load):
@@ -323,8 +431,9 @@ def test_a_bad_clip_does_not_stop_the_others(load):
         out = model.score([CLIPS[0], black, mismatched, CLIPS[1]], prompt("en"))
     assert "corrupt frames" in out[1].extra["error"] and "2 timestamps" in out[2].extra["error"]
     assert np.isnan([out[1].p_ghost_probing, out[2].p_ghost_probing]).all()
-    assert [out[0].p_ghost_probing, out[3].p_ghost_probing] == pytest.approx([o.p_ghost_probing for o in good],
-                                                                              abs=1e-5)
+    assert [out[0].p_ghost_probing, out[3].p_ghost_probing] == pytest.approx(
+        [o.p_ghost_probing for o in good], abs=1e-5
+    )
     messages = " ".join(str(w.message) for w in warned)
     assert "corrupt frames" in messages and "2 timestamps" in messages
 
@@ -334,8 +443,10 @@ def test_unknown_video_kwargs_are_refused_at_load(load):
         load(video_kwargs={"sizee": 64})
 
 
-@pytest.mark.parametrize("limits,kept", [({"num_frames": 3}, [0, 4, 8]), ({"fps": 0.5}, [0, 4, 8]),
-                                         ({"num_frames": 20, "fps": 4.0}, list(range(9)))])
+@pytest.mark.parametrize(
+    "limits,kept",
+    [({"num_frames": 3}, [0, 4, 8]), ({"fps": 0.5}, [0, 4, 8]), ({"num_frames": 20, "fps": 4.0}, list(range(9)))],
+)
 def test_num_frames_and_fps_thin_the_stored_frames_evenly(load, limits, kept):
     full = clip("long", num_frames=9, seed=6)  # frames every 0.5 s over 4 s
     thinned = ClipInput("long", full.frames[kept], tuple(full.timestamps_s[i] for i in kept))
@@ -376,12 +487,18 @@ def test_qwen_inputs_equal_the_processors_own_chat_template_path(load):
     model, the_clip, asked = load(), CLIPS[0], prompt("en")
     ours = model._inputs([the_clip], asked, asked.question)
     text = f"{frames_message(the_clip.timestamps_s, asked.language)}\n{asked.question}"
-    conversation = [{"role": "system", "content": [{"type": "text", "text": asked.system}]},
-                    {"role": "user", "content": [{"type": "video", "video": the_clip.frames},
-                                                 {"type": "text", "text": text}]}]
+    conversation = [
+        {"role": "system", "content": [{"type": "text", "text": asked.system}]},
+        {"role": "user", "content": [{"type": "video", "video": the_clip.frames}, {"type": "text", "text": text}]},
+    ]
     theirs = load.processor.apply_chat_template(
-        conversation, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt",
-        processor_kwargs={"videos_kwargs": {"do_sample_frames": False, "video_metadata": [video_metadata(the_clip)]}})
+        conversation,
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+        processor_kwargs={"videos_kwargs": {"do_sample_frames": False, "video_metadata": [video_metadata(the_clip)]}},
+    )
     assert ours["input_ids"].tolist() == theirs["input_ids"].tolist()
     video_pad = load.processor.tokenizer.convert_tokens_to_ids("<|video_pad|>")
     assert int((ours["input_ids"] == video_pad).sum()) == 32  # 4 frames: 2 temporal patches x 16 tokens
@@ -389,9 +506,13 @@ def test_qwen_inputs_equal_the_processors_own_chat_template_path(load):
     assert ours["video_grid_thw"].tolist() == theirs["video_grid_thw"].tolist()
 
 
-@pytest.mark.parametrize("language,message", [
-    ("en", "The video contains 4 frames sampled at 0.1, 0.1, 0.2, 3600.2 seconds."),
-    ("zh", "视频包含4帧，采样时间为 0.1, 0.1, 0.2, 3600.2 秒。")])
+@pytest.mark.parametrize(
+    "language,message",
+    [
+        ("en", "The video contains 4 frames sampled at 0.1, 0.1, 0.2, 3600.2 seconds."),
+        ("zh", "视频包含4帧，采样时间为 0.1, 0.1, 0.2, 3600.2 秒。"),
+    ],
+)
 def test_the_frames_message_the_model_reads_is_unchanged(load, language, message):
     # What this backend wrote before the frames message had one home (commit 5c9d31f, f"{t:.1f}"), on odd times.
     odd = ClipInput("odd", clip("odd").frames, (0.05, 0.15, 0.25, 3600.25))

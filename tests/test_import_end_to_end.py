@@ -15,17 +15,33 @@ from ghostprobe.video import write_video
 from helpers import REPO_ROOT
 
 # The real sheet's header, in its order (../shared/datasets/mm_au/dada_text_annotations.xlsx).
-DADA_HEADER = ["video", "weather(sunny,rainy,snowy,foggy)1-4", "light(day,night)1-2",
-               "scenes(highway,tunnel,mountain,urban,rural)1-5",
-               "linear(arterials,curve,intersection,T-junction,ramp) 1-5", "type",
-               "whether an accident occurred (1/0)", "abnormal start frame", "accident frame", "abnormal end frame",
-               "total frames", "[0,tai]", "[tai,tco]", "[tai,tae]", "[tco,tae]", "[tae,end]", "texts", "causes",
-               "measures"]
+DADA_HEADER = [
+    "video",
+    "weather(sunny,rainy,snowy,foggy)1-4",
+    "light(day,night)1-2",
+    "scenes(highway,tunnel,mountain,urban,rural)1-5",
+    "linear(arterials,curve,intersection,T-junction,ramp) 1-5",
+    "type",
+    "whether an accident occurred (1/0)",
+    "abnormal start frame",
+    "accident frame",
+    "abnormal end frame",
+    "total frames",
+    "[0,tai]",
+    "[tai,tco]",
+    "[tai,tae]",
+    "[tco,tae]",
+    "[tae,end]",
+    "texts",
+    "causes",
+    "measures",
+]
 
 
 def script(name, *args, timeout=600):
-    result = subprocess.run([sys.executable, str(REPO_ROOT / name), *args], capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / name), *args], capture_output=True, text=True, timeout=timeout
+    )
     assert result.returncode == 0, (name, result.stdout[-2000:], result.stderr[-3000:])
     return result.stdout
 
@@ -37,13 +53,31 @@ def frames_of(path):
 
 def import_prepare_evaluate(tmp_path, dataset, annotations, root, tiny_checkpoint, *eval_args):
     labels = tmp_path / f"{dataset}_labels.json"
-    summary = script("data_prep/import_labels.py", f"dataset={dataset}", f"annotations={annotations}",
-                     f"root={root}", f"out={labels}")
-    script("data_prep/main.py", f"labels={labels}", f"videos_dir={root}", f"out_dir={tmp_path / 'prepared'}",
-           "prep.frame_size=64")
+    summary = script(
+        "data_prep/import_labels.py",
+        f"dataset={dataset}",
+        f"annotations={annotations}",
+        f"root={root}",
+        f"out={labels}",
+    )
+    script(
+        "data_prep/main.py",
+        f"labels={labels}",
+        f"videos_dir={root}",
+        f"out_dir={tmp_path / 'prepared'}",
+        "prep.frame_size=64",
+    )
     out = tmp_path / "eval"
-    script("eval/run.py", "wandb.mode=disabled", "model=tiny", f"model.path={tiny_checkpoint}",
-           f"data.path={tmp_path / 'prepared'}", f"output_dir={out}", "metrics.bootstrap_resamples=20", *eval_args)
+    script(
+        "eval/run.py",
+        "wandb.mode=disabled",
+        "model=tiny",
+        f"model.path={tiny_checkpoint}",
+        f"data.path={tmp_path / 'prepared'}",
+        f"output_dir={out}",
+        "metrics.bootstrap_resamples=20",
+        *eval_args,
+    )
     return summary, json.loads((out / "metrics.json").read_text()), read_jsonl([out / "predictions.jsonl"])
 
 
@@ -60,15 +94,21 @@ def test_a_dota_like_frame_folder_set_is_imported_prepared_and_evaluated(tmp_pat
         ghost = clip.label == "ghost_probing"
         start = round(clip.event.t_first_visible_s * 10) if ghost else 5
         subset = "val" if k % 2 else "train"
-        metadata[subset][clip_id] = {"video_start": 100 * k, "video_end": 100 * k + len(frames) - 1,
-                                     "anomaly_start": start, "anomaly_end": len(frames),
-                                     "anomaly_class": "ego: pedestrian" if ghost else "other: turning",
-                                     "num_frames": len(frames), "subset": subset}
+        metadata[subset][clip_id] = {
+            "video_start": 100 * k,
+            "video_end": 100 * k + len(frames) - 1,
+            "anomaly_start": start,
+            "anomaly_end": len(frames),
+            "anomaly_class": "ego: pedestrian" if ghost else "other: turning",
+            "num_frames": len(frames),
+            "subset": subset,
+        }
     for subset, clips_meta in metadata.items():
         (root / f"metadata_{subset}.json").write_text(json.dumps(clips_meta))
 
-    summary, metrics, rows = import_prepare_evaluate(tmp_path, "dota", root, root, tiny_checkpoint,
-                                                     "data.split=val", "data.val_split=train")
+    summary, metrics, rows = import_prepare_evaluate(
+        tmp_path, "dota", root, root, tiny_checkpoint, "data.split=val", "data.val_split=train"
+    )
     assert "imported 14 clips (weak 14); 0 rows unreadable; 0 videos missing under root" in summary
     by_group = metrics["classification"]["by_group"]
     assert set(by_group["label_quality"]) == {"weak"}
@@ -100,20 +140,45 @@ def test_a_dada_like_avi_set_is_imported_prepared_and_evaluated(tmp_path, tiny_c
             start, accident = round(clip.event.t_first_visible_s * 30) + 1, round(clip.event.t_event_s * 30) + 1
         else:
             start, accident = 10, -1 if normal else 40
-        row = [video, 1, 1, 4, 1, category, 0 if normal else 1, start, accident, min(len(frames), max(accident, start)
-                                                                                     + 10), len(frames)]
-        sheet.append(row + ["=H2", "=I2-H2", "=J2-H2", "=J2-I2", "=K2-J2", "[CLS]a pedestrian crosses the road[SEP]",
-                            "The ego-car's view is hidden by parked cars", "slow down"])
+        row = [
+            video,
+            1,
+            1,
+            4,
+            1,
+            category,
+            0 if normal else 1,
+            start,
+            accident,
+            min(len(frames), max(accident, start) + 10),
+            len(frames),
+        ]
+        sheet.append(
+            row
+            + [
+                "=H2",
+                "=I2-H2",
+                "=J2-H2",
+                "=J2-I2",
+                "=K2-J2",
+                "[CLS]a pedestrian crosses the road[SEP]",
+                "The ego-car's view is hidden by parked cars",
+                "slow down",
+            ]
+        )
     book.save(root / "dada_text_annotations.xlsx")
 
-    summary, metrics, rows = import_prepare_evaluate(tmp_path, "dada2000", root / "dada_text_annotations.xlsx", root,
-                                                     tiny_checkpoint)
+    summary, metrics, rows = import_prepare_evaluate(
+        tmp_path, "dada2000", root / "dada_text_annotations.xlsx", root, tiny_checkpoint
+    )
     assert "imported 16 clips (weak 16); 0 rows unreadable; 0 videos missing under root" in summary
     by_group = metrics["classification"]["by_group"]
     assert set(by_group["label_quality"]) == {"weak"} and set(by_group["source_dataset"]) == {"dada2000"}
     test = [r for r in rows if r["split"] == "test"]
     assert set(by_group["source_category"]) == {r["source_category"] for r in test}
-    assert {r["source_category"] for r in rows} == {"dada2000 / 1 ego-car hits a crossing pedestrian",
-                                                    "dada2000 / 11 ego-car hits a car"}
+    assert {r["source_category"] for r in rows} == {
+        "dada2000 / 1 ego-car hits a crossing pedestrian",
+        "dada2000 / 11 ego-car hits a car",
+    }
     positives = [r for r in rows if r["source_category"].startswith("dada2000 / 1 ")]
     assert positives and all(r["is_ghost_probing"] for r in positives)

@@ -14,15 +14,20 @@ from helpers import REPO_ROOT
 
 
 def run_script(script, *args):
-    return subprocess.run([sys.executable, str(REPO_ROOT / script), *args], capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run([sys.executable, str(REPO_ROOT / script), *args], capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
 def project_run(tmp_path_factory, synthetic_dataset, tiny_checkpoint):
     out = tmp_path_factory.mktemp("project") / "run"
-    result = run_script("eval/run.py", "wandb.mode=disabled", "model=tiny", f"model.path={tiny_checkpoint}",
-                        f"data.path={synthetic_dataset}", f"output_dir={out}")
+    result = run_script(
+        "eval/run.py",
+        "wandb.mode=disabled",
+        "model=tiny",
+        f"model.path={tiny_checkpoint}",
+        f"data.path={synthetic_dataset}",
+        f"output_dir={out}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 
@@ -32,7 +37,7 @@ def test_clips(synthetic_dataset):
     from datasets import load_from_disk
 
     split = load_from_disk(str(synthetic_dataset))["test"]
-    return dict(zip(split["clip_id"], split["is_ghost_probing"]))
+    return dict(zip(split["clip_id"], split["is_ghost_probing"], strict=True))
 
 
 def write_study_csv(path, clips: dict) -> dict:
@@ -40,20 +45,30 @@ def write_study_csv(path, clips: dict) -> dict:
     but the last with answers in the spellings such files have (some ids with the video's extension), then an unknown
     id and a second row for a clip. Returns what the test checks against."""
     ids = sorted(clips)
-    rows = [{"video_id": ids[1], "answer": "maybe", "score": 0.5, "latency": 1.0},
-            {"video_id": ids[0], "answer": "yes", "score": 1.7, "latency": 1.0},
-            {"video_id": "", "answer": "yes", "score": 0.9, "latency": 1.0}]
+    rows = [
+        {"video_id": ids[1], "answer": "maybe", "score": 0.5, "latency": 1.0},
+        {"video_id": ids[0], "answer": "yes", "score": 1.7, "latency": 1.0},
+        {"video_id": "", "answer": "yes", "score": 0.9, "latency": 1.0},
+    ]
     spellings = ["YES", "no", "True", "FALSE", "1", "0", "Yes", "nO"]
     expected = {}
     for k, clip_id in enumerate(ids[:-1]):
         answer = spellings[k % len(spellings)]
         says_yes = answer.lower() in ("yes", "true", "1")
         score = 0.8 if says_yes else 0.2
-        rows.append({"video_id": f"{clip_id}.mp4" if k % 2 == 0 else clip_id, "answer": answer, "score": score,
-                     "latency": 2.5 + k})
+        rows.append(
+            {
+                "video_id": f"{clip_id}.mp4" if k % 2 == 0 else clip_id,
+                "answer": answer,
+                "score": score,
+                "latency": 2.5 + k,
+            }
+        )
         expected[clip_id] = (says_yes, score, 2.5 + k)
-    rows += [{"video_id": "not_a_clip.avi", "answer": "yes", "score": 0.9, "latency": 1.0},
-             {"video_id": ids[0], "answer": "no", "score": 0.1, "latency": 1.0}]
+    rows += [
+        {"video_id": "not_a_clip.avi", "answer": "yes", "score": 0.9, "latency": 1.0},
+        {"video_id": ids[0], "answer": "no", "score": 0.1, "latency": 1.0},
+    ]
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=["video_id", "answer", "score", "latency"])
         writer.writeheader()
@@ -61,12 +76,18 @@ def write_study_csv(path, clips: dict) -> dict:
     return {"answers": expected, "left_out": ids[-1], "n_rows": len(rows)}
 
 
-def test_csv_import_lists_what_it_could_not_use_and_compares_paired(tmp_path, synthetic_dataset, test_clips,
-                                                                    project_run):
+def test_csv_import_lists_what_it_could_not_use_and_compares_paired(
+    tmp_path, synthetic_dataset, test_clips, project_run
+):
     study = write_study_csv(tmp_path / "study.csv", test_clips)
     out = tmp_path / "imported"
-    result = run_script("eval/import_predictions.py", f"file={tmp_path / 'study.csv'}", "model_name=gpt-4o-study",
-                        f"data.path={synthetic_dataset}", f"output_dir={out}")
+    result = run_script(
+        "eval/import_predictions.py",
+        f"file={tmp_path / 'study.csv'}",
+        "model_name=gpt-4o-study",
+        f"data.path={synthetic_dataset}",
+        f"output_dir={out}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     n = len(test_clips) - 1
     ids = sorted(test_clips)
@@ -103,8 +124,7 @@ def test_csv_import_lists_what_it_could_not_use_and_compares_paired(tmp_path, sy
     assert (pair["a"], pair["b"]) == ("tiny_video_llama", "gpt-4o-study")
     # McNemar by hand: each run at its own threshold; the study's scores .8 / .2 put it on its answers.
     threshold = project["threshold"]["value"]
-    project_rows = {r["clip_id"]: r for r in read_jsonl([project_run / "predictions.jsonl"])
-                    if r["split"] == "test"}
+    project_rows = {r["clip_id"]: r for r in read_jsonl([project_run / "predictions.jsonl"]) if r["split"] == "test"}
     only_a = only_b = 0
     for clip_id, (says_yes, _, _) in study["answers"].items():
         truth = test_clips[clip_id]
@@ -118,21 +138,32 @@ def test_csv_import_lists_what_it_could_not_use_and_compares_paired(tmp_path, sy
 
 def test_jsonl_answers_only_without_latency(tmp_path, synthetic_dataset, test_clips):
     ids = sorted(test_clips)
-    lines = [json.dumps({"id": clip_id, "verdict": ["No", "yes", 1, False][k % 4]})
-             for k, clip_id in enumerate(ids)]
+    lines = [json.dumps({"id": clip_id, "verdict": ["No", "yes", 1, False][k % 4]}) for k, clip_id in enumerate(ids)]
     lines[3] = json.dumps({"id": ids[3], "verdict": ""})  # the other system gave nothing for this clip
     lines.append("{not json")
     (tmp_path / "lab.jsonl").write_text("\n".join(lines) + "\n")
     from eval.import_predictions import import_predictions
     from ghostprobe.config import compose
 
-    cfg = compose("import_predictions", [f"file={tmp_path / 'lab.jsonl'}", "model_name=other-lab",
-                                         f"data.path={synthetic_dataset}", f"output_dir={tmp_path / 'out'}",
-                                         "id_column=id", "answer_column=verdict"])
+    cfg = compose(
+        "import_predictions",
+        [
+            f"file={tmp_path / 'lab.jsonl'}",
+            "model_name=other-lab",
+            f"data.path={synthetic_dataset}",
+            f"output_dir={tmp_path / 'out'}",
+            "id_column=id",
+            "answer_column=verdict",
+        ],
+    )
     metrics = import_predictions(cfg)
-    assert metrics["imported"]["malformed"] == [{"line": len(ids) + 1, "id": None,
-                                                "reason": "not a JSON object (Expecting property name enclosed "
-                                                          "in double quotes)"}]
+    assert metrics["imported"]["malformed"] == [
+        {
+            "line": len(ids) + 1,
+            "id": None,
+            "reason": "not a JSON object (Expecting property name enclosed in double quotes)",
+        }
+    ]
     assert metrics["threshold"]["scores"] == "parsed answers"
     # no latency in the file: response time is not measured, and only the clip without an answer failed
     timing = metrics["timing"]
@@ -148,15 +179,30 @@ def test_jsonl_answers_only_without_latency(tmp_path, synthetic_dataset, test_cl
 
 def test_file_and_folder_problems_are_named(tmp_path, synthetic_dataset, project_run):
     (tmp_path / "wrong.csv").write_text("clip,answer\nx,yes\n")
-    result = run_script("eval/import_predictions.py", f"file={tmp_path / 'wrong.csv'}", "model_name=m",
-                        f"data.path={synthetic_dataset}", f"output_dir={tmp_path / 'o'}")
-    assert result.returncode == 1 and "has no column 'video_id' (id_column=); its columns: answer, clip" in \
-        result.stderr
+    result = run_script(
+        "eval/import_predictions.py",
+        f"file={tmp_path / 'wrong.csv'}",
+        "model_name=m",
+        f"data.path={synthetic_dataset}",
+        f"output_dir={tmp_path / 'o'}",
+    )
+    assert (
+        result.returncode == 1 and "has no column 'video_id' (id_column=); its columns: answer, clip" in result.stderr
+    )
     (tmp_path / "ok.csv").write_text("video_id,answer\nnothing_here,yes\n")
-    result = run_script("eval/import_predictions.py", f"file={tmp_path / 'ok.csv'}", "model_name=m",
-                        f"data.path={synthetic_dataset}", f"output_dir={project_run}")
+    result = run_script(
+        "eval/import_predictions.py",
+        f"file={tmp_path / 'ok.csv'}",
+        "model_name=m",
+        f"data.path={synthetic_dataset}",
+        f"output_dir={project_run}",
+    )
     assert result.returncode == 1 and "holds an eval/run.py run; choose another folder" in result.stderr
-    result = run_script("eval/import_predictions.py", f"file={tmp_path / 'ok.csv'}", "model_name=m",
-                        f"data.path={synthetic_dataset}", f"output_dir={tmp_path / 'o'}")
-    assert result.returncode == 1 and "no row of" in result.stderr and "matched a clip of split 'test'" in \
-        result.stderr
+    result = run_script(
+        "eval/import_predictions.py",
+        f"file={tmp_path / 'ok.csv'}",
+        "model_name=m",
+        f"data.path={synthetic_dataset}",
+        f"output_dir={tmp_path / 'o'}",
+    )
+    assert result.returncode == 1 and "no row of" in result.stderr and "matched a clip of split 'test'" in result.stderr

@@ -34,6 +34,7 @@ def run(name: str, annotations, root, keep_missing=True, **overrides):
 
 # --- DADA-2000 (real file) -----------------------------------------------------------------------------------------
 
+
 @needs_shared
 def test_dada2000_every_row_converted_by_type_and_video(tmp_path):
     result, clips = run("dada2000", SHARED / "mm_au/dada_text_annotations.xlsx", tmp_path)
@@ -41,23 +42,34 @@ def test_dada2000_every_row_converted_by_type_and_video(tmp_path):
     # (type, video) is the key: video 001 exists under 52 types, each its own clip
     assert sum(clip_id.endswith("_001") for clip_id in clips) == 52
     assert clips["dada2000_1_001"] == {
-        "clip_id": "dada2000_1_001", "video": "images_1_001.avi", "label": "ghost_probing",
+        "clip_id": "dada2000_1_001",
+        "video": "images_1_001.avi",
+        "label": "ghost_probing",
         # frames 30, 63, 115 of 440, numbered from 1 at 30 fps
         "event": {"t_first_visible_s": 0.9667, "t_event_s": 2.0667, "t_end_s": 3.8, "actor": "pedestrian"},
         "context": {"light": "day", "weather": "sunny", "scene": "urban"},
-        "notes": "a pedestrian crosses the road", "label_quality": "weak",
-        "source": {"dataset": "dada2000", "original_id": "1/001", "category_id": 1,
-                   "category_name": "ego-car hits a crossing pedestrian",
-                   "cause": "Pedestrian does not notice the coming vehicles when crossing the street",
-                   "candidate_reason": "category"}}
+        "notes": "a pedestrian crosses the road",
+        "label_quality": "weak",
+        "source": {
+            "dataset": "dada2000",
+            "original_id": "1/001",
+            "category_id": 1,
+            "category_name": "ego-car hits a crossing pedestrian",
+            "cause": "Pedestrian does not notice the coming vehicles when crossing the street",
+            "candidate_reason": "category",
+        },
+    }
     # a row without an accident (accident frame -1) is normal, without event times
     assert clips["dada2000_1_011"]["label"] == "normal" and "event" not in clips["dada2000_1_011"]
     # a "hits a motorbike" row (other_hazard by category) whose cause says the ego car's view was blocked
     promoted = [c for c in clips.values() if c["source"]["category_id"] == 6 and c["label"] == "ghost_probing"]
     assert len(promoted) == 5
     assert all(c["source"]["candidate_reason"] == "cause text match (ego-car's vision is blocked)" for c in promoted)
-    both = [c for c in clips.values() if c["source"].get("candidate_reason") == "category, cause text match "
-                                                                                 "(ego-car's vision is blocked)"]
+    both = [
+        c
+        for c in clips.values()
+        if c["source"].get("candidate_reason") == "category, cause text match (ego-car's vision is blocked)"
+    ]
     assert {c["source"]["category_id"] for c in both} == {1, 3, 5, 10}
     labels = [c["label"] for c in clips.values()]
     assert (labels.count("ghost_probing"), labels.count("normal")) == (405, 17)
@@ -83,28 +95,42 @@ def test_dada2000_finds_the_avi_or_the_frame_folder_and_lists_the_rest_as_missin
 
 # --- DoTA (real files) ------------------------------------------------------------------------------------------------
 
+
 @needs_shared
 def test_dota_both_metadata_files_with_fixed_splits_and_clamping(tmp_path):
     result, clips = run("dota", SHARED / "dota", tmp_path)
     assert len(clips) == 3275 + 1402 and not result.problems
     assert clips["dota_0RJPQ_97dcs_000199"] == {
-        "clip_id": "dota_0RJPQ_97dcs_000199", "video": "frames/0RJPQ_97dcs_000199", "label": "other_hazard",
-        "event": {"t_first_visible_s": 4.0, "t_event_s": 4.0, "t_end_s": 7.0}, "group": "dota_0RJPQ_97dcs",
-        "split": "train", "fps": 10.0, "label_quality": "weak", "context": {},
-        "source": {"dataset": "dota", "original_id": "0RJPQ_97dcs_000199", "category_name": "ego: leave_to_right"}}
+        "clip_id": "dota_0RJPQ_97dcs_000199",
+        "video": "frames/0RJPQ_97dcs_000199",
+        "label": "other_hazard",
+        "event": {"t_first_visible_s": 4.0, "t_event_s": 4.0, "t_end_s": 7.0},
+        "group": "dota_0RJPQ_97dcs",
+        "split": "train",
+        "fps": 10.0,
+        "label_quality": "weak",
+        "context": {},
+        "source": {"dataset": "dota", "original_id": "0RJPQ_97dcs_000199", "category_name": "ego: leave_to_right"},
+    }
     assert clips["dota_0RJPQ_97dcs_000387"]["split"] == "val"
     # anomaly_end 119 in a clip of 114 frames: clamped to the clip's end (11.4 s) and said so
     assert clips["dota_gXezhrOijmQ_004598"]["event"]["t_end_s"] == 11.4
-    assert result.warnings == ["metadata_train.json clip gXezhrOijmQ_004598: clamped to the clip's end: "
-                               "anomaly_end 119 > 114 frames"]
+    assert result.warnings == [
+        "metadata_train.json clip gXezhrOijmQ_004598: clamped to the clip's end: anomaly_end 119 > 114 frames"
+    ]
     pedestrians = [c for c in clips.values() if c["source"]["category_name"].endswith(": pedestrian")]
     assert len(pedestrians) == 100
-    assert all(c["label"] == "ghost_probing" and c["event"]["actor"] == "pedestrian"
-               and c["source"]["candidate_reason"] == "category" for c in pedestrians)
+    assert all(
+        c["label"] == "ghost_probing"
+        and c["event"]["actor"] == "pedestrian"
+        and c["source"]["candidate_reason"] == "category"
+        for c in pedestrians
+    )
     assert {c["label"] for c in clips.values() if c not in pedestrians} == {"other_hazard"}
 
 
 # --- CCD (real file, both forms) --------------------------------------------------------------------------------------
+
 
 @needs_shared
 def test_ccd_reads_the_bracketed_and_the_bare_form_alike_plus_normal_negatives(tmp_path):
@@ -118,15 +144,21 @@ def test_ccd_reads_the_bracketed_and_the_bare_form_alike_plus_normal_negatives(t
     _, stripped = run("ccd", bare, tmp_path)
     assert bracketed == stripped and len(bracketed) == 1502 and not result.problems
     assert bracketed["ccd_000001"] == {
-        "clip_id": "ccd_000001", "video": "videos/Crash-1500/000001.mp4", "label": "other_hazard",
-        "event": {"t_event_s": 3.2, "t_end_s": 5.0}, "context": {"light": "day", "weather": "clear"},
-        "group": "ccd_youtube_0000", "label_quality": "weak",
-        "source": {"dataset": "ccd", "original_id": "000001", "category_name": "crash, ego-car involved"}}
+        "clip_id": "ccd_000001",
+        "video": "videos/Crash-1500/000001.mp4",
+        "label": "other_hazard",
+        "event": {"t_event_s": 3.2, "t_end_s": 5.0},
+        "context": {"light": "day", "weather": "clear"},
+        "group": "ccd_youtube_0000",
+        "label_quality": "weak",
+        "source": {"dataset": "ccd", "original_id": "000001", "category_name": "crash, ego-car involved"},
+    }
     assert bracketed["ccd_normal_000002"]["label"] == "normal"
     assert dict(result.by_category["Normal"]) == {"normal": 2}
 
 
 # --- A3D (real pickle, and pickles that try to run code) --------------------------------------------------------------
+
 
 @needs_shared
 def test_a3d_real_pickle_is_read_with_numpy_arrays_only(tmp_path):
@@ -155,8 +187,10 @@ def test_a_pickle_naming_anything_but_numpy_is_refused_by_name_and_nothing_runs(
         path.write_bytes(f"cos\nsystem\n(S'touch {marker}'\ntR.".encode())
         named = "os.system"
     else:  # a real A3D-like entry first (numpy arrays are allowed), then the payload
-        clips = {"a_000001": {"video_name": "a", "target": np.zeros(5, np.int64)},
-                 "b_000002": {"video_name": "b", "target": RunsCommand(f"touch {marker}")}}
+        clips = {
+            "a_000001": {"video_name": "a", "target": np.zeros(5, np.int64)},
+            "b_000002": {"video_name": "b", "target": RunsCommand(f"touch {marker}")},
+        }
         path.write_bytes(pickle.dumps(clips, protocol=3))
         named = f"{os.system.__module__}.system"  # posix.system on Linux
     with pytest.raises(UnsafePickleError, match=rf"refused: the pickle names {named}, .* nothing in it was run"):
@@ -168,11 +202,22 @@ def test_a_pickle_naming_anything_but_numpy_is_refused_by_name_and_nothing_runs(
 
 # --- CAP-DATA (synthetic .xls of the real layout) ---------------------------------------------------------------------
 
-CAP_HEADER = ["video", "weather(sunny,rainy,snowy,foggy)1-4", "light(day,night)1-2",
-              "scenes(highway,tunnel,mountain,urban,rural)1-5",
-              "linear(arterials,curve,intersection,T-junction,ramp) 1-5",
-              "type", "whether an accident occurred (1/0)", "abnormal start frame", "abnormal end frame",
-              "accident frame", "total frames", "texts", "causes", "measures"]
+CAP_HEADER = [
+    "video",
+    "weather(sunny,rainy,snowy,foggy)1-4",
+    "light(day,night)1-2",
+    "scenes(highway,tunnel,mountain,urban,rural)1-5",
+    "linear(arterials,curve,intersection,T-junction,ramp) 1-5",
+    "type",
+    "whether an accident occurred (1/0)",
+    "abnormal start frame",
+    "abnormal end frame",
+    "accident frame",
+    "total frames",
+    "texts",
+    "causes",
+    "measures",
+]
 
 
 def write_cap_xls(path, rows, header=CAP_HEADER):
@@ -186,8 +231,9 @@ def write_cap_xls(path, rows, header=CAP_HEADER):
         for c, value in enumerate(row):
             sheet.write(r, c, value)
     names = book.add_sheet("Sheet1")
-    for r, text in enumerate(["001 ego-car hits a crossing pedestrian", "011 ego-car hits a car",
-                              "037 motorbike falls down"]):
+    for r, text in enumerate(
+        ["001 ego-car hits a crossing pedestrian", "011 ego-car hits a car", "037 motorbike falls down"]
+    ):
         names.write(r, 0, text)
     book.save(str(path))
     return path
@@ -195,8 +241,22 @@ def write_cap_xls(path, rows, header=CAP_HEADER):
 
 def test_cap_columns_are_found_by_header_text_in_cap_order(tmp_path):
     rows = [  # video ids stored as numbers (padded back to 6 digits) and as text
-        [1537, 1, 2, 4, 1, 1, 1, 49, 120, 90, 150, "[CLS]a pedestrian crosses the road[SEP]",
-         "The ego-car's vision is blocked by a parked bus", "slow down"],
+        [
+            1537,
+            1,
+            2,
+            4,
+            1,
+            1,
+            1,
+            49,
+            120,
+            90,
+            150,
+            "[CLS]a pedestrian crosses the road[SEP]",
+            "The ego-car's vision is blocked by a parked bus",
+            "slow down",
+        ],
         ["001538", 2, 1, 1, 1, 11, 1, 10, 80, 40, 100, "[CLS]lead vehicle stops[SEP]", "too close", "keep distance"],
         [1539, 1, 1, 4, 1, 37, 0, 20, 60, -1, 90, "", "", ""],
         [1540, 1, 1, 4, 1, "one", 1, 20, 60, 30, 90, "", "", ""],
@@ -208,36 +268,48 @@ def test_cap_columns_are_found_by_header_text_in_cap_order(tmp_path):
     first = clips["cap_001537"]
     # abnormal start 49, accident 90 (the 10th column here, not the 9th), abnormal end 120, from 1 at 30 fps
     assert first["event"] == {"t_first_visible_s": 1.6, "t_event_s": 2.9667, "t_end_s": 3.9667, "actor": "pedestrian"}
-    assert first["label"] == "ghost_probing" and first["context"] == {"weather": "sunny", "light": "night",
-                                                                      "scene": "urban"}
+    assert first["label"] == "ghost_probing" and first["context"] == {
+        "weather": "sunny",
+        "light": "night",
+        "scene": "urban",
+    }
     assert first["source"]["candidate_reason"] == "category, cause text match (ego-car's vision is blocked)"
     assert clips["cap_001538"]["video"] == "11-20/11/001538" and clips["cap_001538"]["fps"] == 30
     assert clips["cap_001538"]["source"]["category_name"] == "ego-car hits a car"  # from the workbook's Sheet1
     assert clips["cap_001539"]["label"] == "normal"
     assert [str(p) for p in result.problems] == [
-        "cap_text_annotations.xls sheet 'annotation file' row 5: type 'one' is not a whole number"]
+        "cap_text_annotations.xls sheet 'annotation file' row 5: type 'one' is not a whole number"
+    ]
     assert dict(result.by_category["37 motorbike falls down (no accident)"]) == {"normal": 1}
 
 
 def test_cap_without_a_column_names_the_headers_it_found(tmp_path):
     header = [h if h != "accident frame" else "collision frame" for h in CAP_HEADER]
     xls = write_cap_xls(tmp_path / "cap.xls", [], header=header)
-    with pytest.raises(AnnotationFileError, match=r"no column headed 'accident frame' \(for accident_frame\).*"
-                                                  r"Headers found: .*'collision frame'"):
+    with pytest.raises(
+        AnnotationFileError,
+        match=r"no column headed 'accident frame' \(for accident_frame\).*"
+        r"Headers found: .*'collision frame'",
+    ):
         run("cap", xls, tmp_path)
 
 
 # --- Nexar (synthetic train.csv and metadata.csv) ---------------------------------------------------------------------
 
+
 def test_nexar_train_csv_keeps_ids_as_text_and_times_in_seconds(tmp_path):
     csv_path = tmp_path / "train.csv"
-    csv_path.write_text("id,time_of_event,time_of_alert,target\n00822,19.5,18.633,1\n01924,,,0\n"
-                        "00031,12.1,11.0,yes\n")
+    csv_path.write_text("id,time_of_event,time_of_alert,target\n00822,19.5,18.633,1\n01924,,,0\n00031,12.1,11.0,yes\n")
     result, clips = run("nexar", csv_path, tmp_path)
     assert clips["nexar_00822"] == {
-        "clip_id": "nexar_00822", "video": "train/00822.mp4", "label": "other_hazard",
-        "event": {"t_first_visible_s": 18.633, "t_event_s": 19.5}, "label_quality": "weak", "context": {},
-        "source": {"dataset": "nexar", "original_id": "00822", "category_name": "positive (collision or near-miss)"}}
+        "clip_id": "nexar_00822",
+        "video": "train/00822.mp4",
+        "label": "other_hazard",
+        "event": {"t_first_visible_s": 18.633, "t_event_s": 19.5},
+        "label_quality": "weak",
+        "context": {},
+        "source": {"dataset": "nexar", "original_id": "00822", "category_name": "positive (collision or near-miss)"},
+    }
     assert clips["nexar_01924"]["label"] == "normal" and "event" not in clips["nexar_01924"]
     assert [str(p) for p in result.problems] == ["train.csv line 4: target 'yes' is neither 1 nor 0"]
 
@@ -245,8 +317,10 @@ def test_nexar_train_csv_keeps_ids_as_text_and_times_in_seconds(tmp_path):
 def test_nexar_metadata_csv_names_files_relative_to_its_folder(tmp_path):
     (tmp_path / "train").mkdir()
     csv_path = tmp_path / "train/metadata.csv"
-    csv_path.write_text("file_name,time_of_event,time_of_alert,light_conditions,weather,scene\n"
-                        "positive/00822.mp4,19.5,18.633,Day,Rain,Urban\nnegative/01924.mp4,,,Night,Clear,Highway\n")
+    csv_path.write_text(
+        "file_name,time_of_event,time_of_alert,light_conditions,weather,scene\n"
+        "positive/00822.mp4,19.5,18.633,Day,Rain,Urban\nnegative/01924.mp4,,,Night,Clear,Highway\n"
+    )
     (tmp_path / "train/positive").mkdir()
     (tmp_path / "train/positive/00822.mp4").write_bytes(b"")
     result, clips = run("nexar", csv_path, tmp_path, keep_missing=False)
@@ -258,6 +332,7 @@ def test_nexar_metadata_csv_names_files_relative_to_its_folder(tmp_path):
 
 # --- DAD (synthetic folder layout) ------------------------------------------------------------------------------------
 
+
 def test_dad_folders_give_labels_splits_and_the_accident_at_frame_90(tmp_path):
     for subset in ("training", "testing"):
         for kind in ("positive", "negative"):
@@ -266,14 +341,21 @@ def test_dad_folders_give_labels_splits_and_the_accident_at_frame_90(tmp_path):
     result, clips = run("dad", tmp_path / "videos", tmp_path)
     assert set(clips) == {f"dad_{s}_{k}_000001" for s in ("training", "testing") for k in ("positive", "negative")}
     assert clips["dad_training_positive_000001"] == {
-        "clip_id": "dad_training_positive_000001", "video": "videos/training/positive/000001.mp4",
-        "label": "other_hazard", "event": {"t_event_s": 4.5}, "split": "train", "label_quality": "weak", "context": {},
-        "source": {"dataset": "dad", "original_id": "training/positive/000001", "category_name": "positive"}}
+        "clip_id": "dad_training_positive_000001",
+        "video": "videos/training/positive/000001.mp4",
+        "label": "other_hazard",
+        "event": {"t_event_s": 4.5},
+        "split": "train",
+        "label_quality": "weak",
+        "context": {},
+        "source": {"dataset": "dad", "original_id": "training/positive/000001", "category_name": "positive"},
+    }
     assert clips["dad_testing_negative_000001"]["label"] == "normal"
     assert clips["dad_testing_negative_000001"]["split"] == "test"
 
 
 # --- a user's CSV -----------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("delimiter", [",", "\t"])
 def test_a_users_csv_in_every_form_and_each_bad_row_named(tmp_path, delimiter):
@@ -319,9 +401,19 @@ def test_the_command_writes_the_label_file_and_prints_the_summary(tmp_path):
     path = tmp_path / "mine.csv"
     path.write_text("videos/a.mp4,5s: ghost probing\nvideos/b.mp4,none\nvideos/c.mp4,maybe\n")
     out = tmp_path / "out/labels.json"
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "data_prep/import_labels.py"), "dataset=csv",
-                             f"annotations={path}", f"root={tmp_path}", f"out={out}"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "data_prep/import_labels.py"),
+            "dataset=csv",
+            f"annotations={path}",
+            f"root={tmp_path}",
+            f"out={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "imported 1 clips (gold 1); 1 rows unreadable; 1 videos missing under root" in result.stdout
     assert "ghost probing  " in result.stdout and "-> ghost_probing 1" in result.stdout
@@ -330,7 +422,17 @@ def test_the_command_writes_the_label_file_and_prints_the_summary(tmp_path):
     assert [c["clip_id"] for c in doc["clips"]] == ["videos/a"]
     report = json.loads((tmp_path / "out/labels.import_report.json").read_text())
     assert report["missing"] == ["videos/b (tried: videos/b.mp4)"]
-    unknown = subprocess.run([sys.executable, str(REPO_ROOT / "data_prep/import_labels.py"), "dataset=nope",
-                              f"annotations={path}", f"root={tmp_path}", f"out={out}"],
-                             capture_output=True, text=True, timeout=120)
+    unknown = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "data_prep/import_labels.py"),
+            "dataset=nope",
+            f"annotations={path}",
+            f"root={tmp_path}",
+            f"out={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert unknown.returncode == 1 and "Could not find 'dataset/nope'" in unknown.stderr

@@ -6,14 +6,26 @@ import re
 import pytest
 
 from ghostprobe.labels import LabelFileError, load_labels
-
 from helpers import REPO_ROOT, write_label_file
 
-GOOD = {"clip_id": "c1", "video": "a.mp4", "label": "ghost_probing",
-        "event": {"t_first_visible_s": 1.0, "t_event_s": 1.6, "t_end_s": 3.0, "actor": "pedestrian",
-                  "occluder": "parked_car", "side": "right", "outcome": "near_miss"},
-        "context": {"light": "day", "weather": "clear", "scene": "urban", "road": "two_lane"},
-        "group": "route_7", "split": "test", "notes": "child behind a van"}
+GOOD = {
+    "clip_id": "c1",
+    "video": "a.mp4",
+    "label": "ghost_probing",
+    "event": {
+        "t_first_visible_s": 1.0,
+        "t_event_s": 1.6,
+        "t_end_s": 3.0,
+        "actor": "pedestrian",
+        "occluder": "parked_car",
+        "side": "right",
+        "outcome": "near_miss",
+    },
+    "context": {"light": "day", "weather": "clear", "scene": "urban", "road": "two_lane"},
+    "group": "route_7",
+    "split": "test",
+    "notes": "child behind a van",
+}
 
 
 def test_documented_example_is_valid(tmp_path):
@@ -43,21 +55,40 @@ def test_jsonl_bad_line_loses_only_that_line(tmp_path):
     assert problem.line == 2 and "JSON syntax error" in str(problem) and "labels.jsonl line 2" in str(problem)
 
 
-@pytest.mark.parametrize("change, field, words", [
-    ({"label": "ghost"}, "label", "'ghost_probing', 'cut_in', 'other_hazard' or 'normal'"),
-    ({"event": None}, "event", "required for label 'ghost_probing'"),
-    ({"event": {"t_first_visible_s": 1.0}}, "event.t_event_s", "required for label 'ghost_probing'"),
-    ({"event": {"t_first_visible_s": 3.0, "t_event_s": 2.0}}, "event", "inverted: t_first_visible_s=3.0 > t_event_s=2.0"),
-    ({"event": {"t_first_visible_s": -1.0, "t_event_s": 2.0}}, "event", "t_first_visible_s is negative"),
-    ({"context": {"light": "noon"}}, "context.light", "'day', 'night' or 'dusk'"),
-    ({"split": "holdout"}, "split", "'train', 'val' or 'test'"),
-    ({"video": 7}, "video", "valid string"),
-    # JSON allows NaN/Infinity and a spreadsheet may quote numbers: a time is a finite JSON number or nothing.
-    ({"event": {"t_first_visible_s": 1.0, "t_event_s": float("nan")}}, "event.t_event_s", "finite number (got nan)"),
-    ({"event": {"t_first_visible_s": 1.0, "t_event_s": float("inf")}}, "event.t_event_s", "finite number (got inf)"),
-    ({"event": {"t_first_visible_s": 1.0, "t_event_s": "2.5"}}, "event.t_event_s", "valid number (got '2.5')"),
-    ({"event": {"t_first_visible_s": True, "t_event_s": 2.0}}, "event.t_first_visible_s", "valid number (got True)"),
-])
+@pytest.mark.parametrize(
+    "change, field, words",
+    [
+        ({"label": "ghost"}, "label", "'ghost_probing', 'cut_in', 'other_hazard' or 'normal'"),
+        ({"event": None}, "event", "required for label 'ghost_probing'"),
+        ({"event": {"t_first_visible_s": 1.0}}, "event.t_event_s", "required for label 'ghost_probing'"),
+        (
+            {"event": {"t_first_visible_s": 3.0, "t_event_s": 2.0}},
+            "event",
+            "inverted: t_first_visible_s=3.0 > t_event_s=2.0",
+        ),
+        ({"event": {"t_first_visible_s": -1.0, "t_event_s": 2.0}}, "event", "t_first_visible_s is negative"),
+        ({"context": {"light": "noon"}}, "context.light", "'day', 'night' or 'dusk'"),
+        ({"split": "holdout"}, "split", "'train', 'val' or 'test'"),
+        ({"video": 7}, "video", "valid string"),
+        # JSON allows NaN/Infinity and a spreadsheet may quote numbers: a time is a finite JSON number or nothing.
+        (
+            {"event": {"t_first_visible_s": 1.0, "t_event_s": float("nan")}},
+            "event.t_event_s",
+            "finite number (got nan)",
+        ),
+        (
+            {"event": {"t_first_visible_s": 1.0, "t_event_s": float("inf")}},
+            "event.t_event_s",
+            "finite number (got inf)",
+        ),
+        ({"event": {"t_first_visible_s": 1.0, "t_event_s": "2.5"}}, "event.t_event_s", "valid number (got '2.5')"),
+        (
+            {"event": {"t_first_visible_s": True, "t_event_s": 2.0}},
+            "event.t_first_visible_s",
+            "valid number (got True)",
+        ),
+    ],
+)
 def test_bad_clip_names_file_line_clip_and_field(tmp_path, change, field, words):
     path = write_label_file(tmp_path / "labels.json", [GOOD | {"clip_id": "ok"}, GOOD | change])
     labels = load_labels(path)
@@ -87,7 +118,9 @@ def test_normal_clip_needs_no_event(tmp_path):
 
 
 def test_unknown_fields_warn_but_keep_clip(tmp_path):
-    path = write_label_file(tmp_path / "labels.json", [GOOD | {"weather": "rain", "event": GOOD["event"] | {"speed": 3}}])
+    path = write_label_file(
+        tmp_path / "labels.json", [GOOD | {"weather": "rain", "event": GOOD["event"] | {"speed": 3}}]
+    )
     labels = load_labels(path)
     assert len(labels.clips) == 1 and not labels.problems
     assert any("field weather: unknown field" in w for w in labels.warnings)
@@ -116,13 +149,26 @@ def test_wrong_schema_version_and_shape(tmp_path):
 
 def test_a_misspelt_field_is_named_with_the_field_it_was_meant_to_be(tmp_path):
     path = tmp_path / "labels.json"
-    path.write_text(json.dumps({"schema_version": 1, "clips": [
-        {"clip_id": "a", "video": "a.mp4", "lable": "normal"},
-        {"clip_id": "b", "video": "b.mp4", "label": "ghost_probing",
-         "event": {"t_first_visible_s": 1.0, "t_evnt_s": 2.0}},
-        {"clip_id": "c", "video": "c.mp4", "label": "normal", "contxt": {"light": "day"}}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "clips": [
+                    {"clip_id": "a", "video": "a.mp4", "lable": "normal"},
+                    {
+                        "clip_id": "b",
+                        "video": "b.mp4",
+                        "label": "ghost_probing",
+                        "event": {"t_first_visible_s": 1.0, "t_evnt_s": 2.0},
+                    },
+                    {"clip_id": "c", "video": "c.mp4", "label": "normal", "contxt": {"light": "day"}},
+                ],
+            }
+        )
+    )
     labels = load_labels(path)
     assert [str(p).split(", ", 1)[1] for p in labels.problems] == [
         "clip 'a', field lable: unknown field 'lable' (did you mean 'label'?)",
-        "clip 'b', field event.t_evnt_s: unknown field 't_evnt_s' (did you mean 't_event_s'?)"]
+        "clip 'b', field event.t_evnt_s: unknown field 't_evnt_s' (did you mean 't_event_s'?)",
+    ]
     assert labels.warnings[0].endswith("clip 'c', field contxt: unknown field ignored (did you mean 'context'?)")

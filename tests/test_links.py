@@ -27,10 +27,16 @@ def linked_videos(tmp_path, make_video):
     (videos / "beside.mp4").symlink_to("own.mp4")
     (videos / "linked.mp4").symlink_to(tmp_path / "store/a.mp4")
     (videos / "linked_frames").symlink_to(tmp_path / "store/frames", target_is_directory=True)
-    write_label_file(tmp_path / "data/labels.json", [
-        {"clip_id": name, "video": f"videos/{name}", "label": "normal", "split": "test"}
-        for name in ("own.mp4", "beside.mp4", "linked.mp4")] + [
-        {"clip_id": "linked_frames", "video": "videos/linked_frames", "fps": 10, "label": "normal", "split": "test"}])
+    write_label_file(
+        tmp_path / "data/labels.json",
+        [
+            {"clip_id": name, "video": f"videos/{name}", "label": "normal", "split": "test"}
+            for name in ("own.mp4", "beside.mp4", "linked.mp4")
+        ]
+        + [
+            {"clip_id": "linked_frames", "video": "videos/linked_frames", "fps": 10, "label": "normal", "split": "test"}
+        ],
+    )
     return tmp_path
 
 
@@ -39,13 +45,17 @@ def test_data_prep_follows_links_into_allowed_roots_and_names_the_others(linked_
     report = prepare_dataset(root / "data/labels.json", root / "out", prep_settings(frame_size=32))
     reasons = {r["clip_id"]: r["reason"] for r in report["rejected"]}
     assert sorted(reasons) == ["linked.mp4", "linked_frames"]  # the link beside its target is followed
-    assert reasons["linked.mp4"] == (f"{root / 'data/videos/linked.mp4'} is a link to {root / 'store/a.mp4'}, "
-                                     f"outside the videos folder {root / 'data'}; add its folder to allowed_roots= "
-                                     "to follow it")
-    assert reasons["linked_frames"].startswith(f"{root / 'data/videos/linked_frames'} is a link to "
-                                               f"{root / 'store/frames'}, outside the videos folder")
-    allowed = prepare_dataset(root / "data/labels.json", root / "out2", prep_settings(frame_size=32),
-                              allowed_roots=(str(root / "store"),))
+    assert reasons["linked.mp4"] == (
+        f"{root / 'data/videos/linked.mp4'} is a link to {root / 'store/a.mp4'}, "
+        f"outside the videos folder {root / 'data'}; add its folder to allowed_roots= "
+        "to follow it"
+    )
+    assert reasons["linked_frames"].startswith(
+        f"{root / 'data/videos/linked_frames'} is a link to {root / 'store/frames'}, outside the videos folder"
+    )
+    allowed = prepare_dataset(
+        root / "data/labels.json", root / "out2", prep_settings(frame_size=32), allowed_roots=(str(root / "store"),)
+    )
     assert allowed["num_rejected"] == 0 and allowed["num_prepared"] == 4, allowed["rejected"]
 
 
@@ -59,16 +69,21 @@ def test_image_links_follow_the_same_rule(tmp_path):
     for k, frame in enumerate(moving_pattern(6, 36, 64)):
         Image.fromarray(frame).save(tmp_path / f"store/{k + 1:04d}.png")
         (tmp_path / f"data/videos/clip/{k + 1:04d}.png").symlink_to(tmp_path / f"store/{k + 1:04d}.png")
-    labels = write_label_file(tmp_path / "data/labels.json", [
-        {"clip_id": "clip", "video": "videos/clip", "fps": 10, "label": "normal", "split": "test"}])
+    labels = write_label_file(
+        tmp_path / "data/labels.json",
+        [{"clip_id": "clip", "video": "videos/clip", "fps": 10, "label": "normal", "split": "test"}],
+    )
     report = prepare_dataset(labels, tmp_path / "out", prep_settings(frame_size=32))
     (reason,) = [r["reason"] for r in report["rejected"]]
-    assert reason == (f"{tmp_path / 'data/videos/clip'}: image links to files outside the videos folder "
-                      f"{tmp_path / 'data'}: 0001.png -> {tmp_path / 'store/0001.png'}, 0002.png -> "
-                      f"{tmp_path / 'store/0002.png'}, 0003.png -> {tmp_path / 'store/0003.png'} (and 3 more); add "
-                      "their folder to allowed_roots= to follow them")
-    allowed = prepare_dataset(labels, tmp_path / "out2", prep_settings(frame_size=32),
-                              allowed_roots=(str(tmp_path / "store"),))
+    assert reason == (
+        f"{tmp_path / 'data/videos/clip'}: image links to files outside the videos folder "
+        f"{tmp_path / 'data'}: 0001.png -> {tmp_path / 'store/0001.png'}, 0002.png -> "
+        f"{tmp_path / 'store/0002.png'}, 0003.png -> {tmp_path / 'store/0003.png'} (and 3 more); add "
+        "their folder to allowed_roots= to follow them"
+    )
+    allowed = prepare_dataset(
+        labels, tmp_path / "out2", prep_settings(frame_size=32), allowed_roots=(str(tmp_path / "store"),)
+    )
     assert allowed["num_prepared"] == 1, allowed["rejected"]
 
 
@@ -80,8 +95,10 @@ def test_the_scan_follows_the_same_rule(linked_videos, capsys):
     assert [v["video_id"] for v in summary["videos"]] == ["own"]  # beside.mp4 is own.mp4
     assert [s["path"] for s in summary["same_file"]] == [str(videos / "beside.mp4")]
     (skipped,) = summary["skipped"]
-    assert skipped["reason"] == (f"{videos / 'linked.mp4'} is a link to {root / 'store/a.mp4'}, outside the input "
-                                 f"folder {videos}; add its folder to allowed_roots= to follow it")
+    assert skipped["reason"] == (
+        f"{videos / 'linked.mp4'} is a link to {root / 'store/a.mp4'}, outside the input "
+        f"folder {videos}; add its folder to allowed_roots= to follow it"
+    )
     assert f"scan: skipped {videos / 'linked.mp4'}: {skipped['reason']}" in capsys.readouterr().err
     allowed = _cfg(videos, root / "scan2", "window_s=1", "stride_s=1", f"allowed_roots=[{root / 'store'}]")
     assert _scan(allowed, SquareSeer()) == 0
@@ -98,8 +115,10 @@ def test_the_rule_blames_the_link_on_the_way_not_one_above_the_folder(tmp_path):
     (tmp_path / "alias").symlink_to(tmp_path / "real", target_is_directory=True)  # above the folder: not blamed
     (tmp_path / "real/videos/sub/deep").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     roots = AllowedRoots.of(tmp_path / "alias/videos")
-    with pytest.raises(PathNotAllowed, match=f"^{tmp_path / 'alias/videos/sub/deep'} is a link to "
-                                             f"{tmp_path / 'elsewhere'}, outside the videos folder"):
+    with pytest.raises(
+        PathNotAllowed,
+        match=f"^{tmp_path / 'alias/videos/sub/deep'} is a link to {tmp_path / 'elsewhere'}, outside the videos folder",
+    ):
         resolve_allowed(tmp_path / "alias/videos/sub/deep/a.mp4", roots)
     with pytest.raises(PathNotAllowed, match="escapes the videos folder"):
         resolve_allowed(tmp_path / "alias/videos/../../elsewhere/a.mp4", roots)

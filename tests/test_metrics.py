@@ -53,6 +53,7 @@ def random_case(seed, n=None, nan_fraction=0.0):
 
 # --- classification: hand case -------------------------------------------------------------------------------------
 
+
 def test_hand_case_every_metric():
     m = classification_metrics(HAND_Y, HAND_P, threshold=0.5)
     # Scored: 7 clips (3 pos, 4 neg). Yes at p >= 0.5: 0.9 (pos), 0.6 (pos), 0.7 (neg) -> TP 2, FP 1; FN 1 (0.3);
@@ -95,6 +96,7 @@ def test_score_exactly_at_threshold_is_yes_and_one_goes_in_last_bin():
 
 
 # --- classification: parity with scikit-learn --------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("seed", range(6))
 def test_matches_sklearn_on_random_data(seed):
@@ -141,6 +143,7 @@ def test_missing_clip_ids_are_named_and_none_reads_as_nan():
 
 # --- classification: degenerate inputs ----------------------------------------------------------------------------
 
+
 def test_one_class_gives_nan_auroc_with_a_note_not_a_crash():
     m = classification_metrics([True, True, True], [0.9, 0.2, 0.7])
     assert math.isnan(m["auroc"]) and math.isnan(m["balanced_accuracy"]) and math.isnan(m["fpr"])
@@ -185,6 +188,7 @@ def test_bad_inputs_raise_clear_errors():
 
 # --- bootstrap ----------------------------------------------------------------------------------------------------
 
+
 def test_bootstrap_contains_estimate_narrows_with_data_and_is_seeded():
     y_small, p_small = random_case(0, n=60)
     y_big, p_big = random_case(0, n=1200)
@@ -227,6 +231,7 @@ def test_bootstrap_1000_resamples_of_100_clips_is_fast():
 
 # --- threshold choice ---------------------------------------------------------------------------------------------
 
+
 def test_choose_threshold_by_hand_with_tie_break():
     y, p = [False, False, True, True], [0.1, 0.4, 0.35, 0.8]
     # Candidates (yes at p >= c): .8 -> TPR .5 FPR 0 (BA .75); .4 -> .5/.5 (.5); .35 -> 1/.5 (.75); .1 -> 1/1 (.5).
@@ -258,6 +263,7 @@ def test_chosen_threshold_maximises_balanced_accuracy_on_random_val():
 
 
 # --- baselines, groups, report ------------------------------------------------------------------------------------
+
 
 def test_baselines_by_hand():
     y = [True] * 3 + [False] * 5  # pi = 3/8
@@ -306,8 +312,9 @@ def test_group_breakdown_reports_what_each_group_can_measure():
 
 def test_report_is_strict_json_and_table_lists_baselines():
     y, p = random_case(2, n=60, nan_fraction=0.05)
-    report = classification_report(y, p, 0.5, clip_ids=[f"c{i}" for i in range(60)],
-                                   groups={"light": ["day", "night"] * 30}, n_resamples=200)
+    report = classification_report(
+        y, p, 0.5, clip_ids=[f"c{i}" for i in range(60)], groups={"light": ["day", "night"] * 30}, n_resamples=200
+    )
     text = strict_json(report)
     assert json.loads(text)["model"]["n"] == 60
     table = format_table({"model": report["model"], **report["baselines"]})
@@ -317,6 +324,7 @@ def test_report_is_strict_json_and_table_lists_baselines():
 
 
 # --- timing -------------------------------------------------------------------------------------------------------
+
 
 def test_timing_by_hand():
     t = timing_stats([10, 20, 30, 40, None], n_gpus=2, price_per_gpu_hour=3.0)
@@ -335,8 +343,15 @@ def test_timing_by_hand():
 
 # Clip a (positive, event at 2.5 s): windows ending 1, 2 count; the one ending 3 shows the event and does not.
 # Clip b (positive, event at 3.0 s), clip c (negative): every window counts.
-EARLY_WINDOWS = [("a", 1.0, 0.1), ("a", 2.0, 0.6), ("a", 3.0, 0.95), ("b", 1.0, 0.7), ("b", 2.0, 0.2),
-                 ("c", 1.0, 0.3), ("c", 2.0, 0.4)]
+EARLY_WINDOWS = [
+    ("a", 1.0, 0.1),
+    ("a", 2.0, 0.6),
+    ("a", 3.0, 0.95),
+    ("b", 1.0, 0.7),
+    ("b", 2.0, 0.2),
+    ("c", 1.0, 0.3),
+    ("c", 2.0, 0.4),
+]
 EARLY_CLIPS = {"a": (True, 2.5), "b": (True, 3.0), "c": (False, None)}
 
 
@@ -360,13 +375,27 @@ def test_earliness_by_hand():
 
 
 def test_earliness_exclusions_and_window_at_event():
-    windows = EARLY_WINDOWS + [("d", 3.0, 0.8), ("e", 1.0, 0.9), {"clip_id": "f", "window_end_s": 2.0, "p": 0.9},
-                               ("g", 1.0, None)]
-    clips = {**EARLY_CLIPS, "d": (True, 2.0), "e": (True, None), "f": (True, 2.0), "g": (False, None),
-             "h": (False, None)}
+    windows = EARLY_WINDOWS + [
+        ("d", 3.0, 0.8),
+        ("e", 1.0, 0.9),
+        {"clip_id": "f", "window_end_s": 2.0, "p": 0.9},
+        ("g", 1.0, None),
+    ]
+    clips = {
+        **EARLY_CLIPS,
+        "d": (True, 2.0),
+        "e": (True, None),
+        "f": (True, 2.0),
+        "g": (False, None),
+        "h": (False, None),
+    }
     e = earliness_metrics(windows, clips)
-    assert e["excluded"] == {"d": "no scored window before the event", "e": "positive clip without t_event_s",
-                             "g": "no scored window", "h": "no windows"}
+    assert e["excluded"] == {
+        "d": "no scored window before the event",
+        "e": "positive clip without t_event_s",
+        "g": "no scored window",
+        "h": "no windows",
+    }
     assert e["n_positive"] == 3  # a, b and f, whose window ends exactly at the event (TTA 0)
     assert e["curve"][0]["threshold"] == 0.9 and e["curve"][0]["mean_tta_s"] == 0.0
     with pytest.raises(ValueError, match="no label: zz"):
@@ -399,6 +428,7 @@ def test_earliness_without_positives_or_reaching_recall():
 
 # --- event-time localisation --------------------------------------------------------------------------------------
 
+
 def test_localisation_by_hand():
     # Errors: |1.0 - 1.5| = .5, |5.5 - 4.0| = 1.5, |0.3 - 1.3| = 1.0 (the 1 s boundary is a hit); one missing
     # prediction; one clip without a labelled time (left out).
@@ -412,6 +442,7 @@ def test_localisation_by_hand():
 
 # --- decision rule ------------------------------------------------------------------------------------------------
 
+
 def answers(n_correct, n=10, n_pos=5, missing=0, spread_errors=False):
     """n clips, n_pos positives; the model is right on n_correct clips, unanswered on the last `missing`.
     The errors fall on the last clips (the negatives), or with `spread_errors` spread over both classes in
@@ -422,12 +453,12 @@ def answers(n_correct, n=10, n_pos=5, missing=0, spread_errors=False):
     if spread_errors:
         wrong_pos = round(n_wrong * n_pos / n)
         right[:wrong_pos] = False
-        right[n_pos:n_pos + n_wrong - wrong_pos] = False
+        right[n_pos : n_pos + n_wrong - wrong_pos] = False
     else:
         right[n_correct:] = False
     p = np.where(right == y, 0.9, 0.1)
     if missing:
-        p[n - missing:] = np.nan
+        p[n - missing :] = np.nan
     return y, p
 
 
@@ -451,13 +482,17 @@ def test_five_of_six_is_inconclusive_and_says_how_many_clips_would_settle_it():
     d = decide(y, p)
     assert d.action == "inconclusive"
     assert d.spans == ["fine-tune", "optimise", "deploy"]
-    assert (d.accuracy_interval["low"], d.accuracy_interval["high"]) == (pytest.approx(0.3588, abs=1e-4),
-                                                                        pytest.approx(0.9958, abs=1e-4))
+    assert (d.accuracy_interval["low"], d.accuracy_interval["high"]) == (
+        pytest.approx(0.3588, abs=1e-4),
+        pytest.approx(0.9958, abs=1e-4),
+    )
     assert d.clips_needed == {"line": 0.8, "n": clips_needed(5 / 6, 0.8)}  # 83% points to deploy: the 80% line
     assert d.accuracy_target["status"] == "uncertain"
     assert "spans fine-tune, optimise and deploy -> inconclusive" in d.reason
-    assert f"About {d.clips_needed['n']} clips at this accuracy would settle it (the interval clearing the 80% line)" \
+    assert (
+        f"About {d.clips_needed['n']} clips at this accuracy would settle it (the interval clearing the 80% line)"
         in d.reason
+    )
     # 70% points to optimise: the interval must clear both lines, and the harder one counts
     seventy = decide(*answers(14, n=20, n_pos=10, spread_errors=True)).clips_needed
     assert seventy["n"] == max(clips_needed(0.7, 0.6), clips_needed(0.7, 0.8))
@@ -475,15 +510,18 @@ def test_92_of_100_beating_the_baseline_deploys():
     assert d.next_steps == "deploy zero-shot; no training needed"
 
 
-@pytest.mark.parametrize("n_correct, n, action", [(70, 300, "fine-tune"), (700, 1000, "optimise"),
-                                                  (66, 100, "inconclusive"), (92, 100, "deploy")])
+@pytest.mark.parametrize(
+    "n_correct, n, action",
+    [(70, 300, "fine-tune"), (700, 1000, "optimise"), (66, 100, "inconclusive"), (92, 100, "deploy")],
+)
 def test_each_branch(n_correct, n, action):
     y, p = answers(n_correct, n=n, n_pos=n // 2, spread_errors=True)
     d = decide(y, p)
     assert d.action == action, d.reason
     low, high = d.accuracy_interval["low"], d.accuracy_interval["high"]
-    assert {"fine-tune": high < 0.6, "optimise": 0.6 <= low and high <= 0.8, "deploy": low > 0.8,
-            "inconclusive": True}[action]
+    assert {"fine-tune": high < 0.6, "optimise": 0.6 <= low and high <= 0.8, "deploy": low > 0.8, "inconclusive": True}[
+        action
+    ]
 
 
 def test_boundaries_of_the_interval_gates():
@@ -506,7 +544,7 @@ def test_an_always_yes_like_model_on_a_mostly_positive_set_is_never_deployed():
     for n_pos, n_neg, right_negatives in ((170, 30, 0), (1700, 300, 0), (1700, 300, 5)):
         y = np.array([True] * n_pos + [False] * n_neg)
         p = np.full(len(y), 0.9)
-        p[n_pos:n_pos + right_negatives] = 0.1
+        p[n_pos : n_pos + right_negatives] = 0.1
         for max_fpr in (0.2, None):
             d = decide(y, p, rule=DecisionRule(max_fpr=max_fpr))
             assert d.action == "inconclusive", (n_pos, right_negatives, max_fpr, d.reason)
@@ -577,8 +615,10 @@ def test_no_decision_below_the_answered_floor_says_how_many_clips_failed_and_why
     y, p = answers(3, missing=7)  # 3 of 10 answered
     d = decide(y, p, rule=DecisionRule(min_answered_fraction=0.9), failure_causes={"timed out": 2, "HTTP 503": 5})
     assert d.action is None and d.accuracy_target is None and d.beats_baselines is None
-    assert d.reason.startswith("no decision: 7 of 10 clips failed (5 x HTTP 503; 2 x timed out); the rule needs at "
-                               "least 90% of the clips answered (decision.min_answered_fraction=0.9)")
+    assert d.reason.startswith(
+        "no decision: 7 of 10 clips failed (5 x HTTP 503; 2 x timed out); the rule needs at "
+        "least 90% of the clips answered (decision.min_answered_fraction=0.9)"
+    )
     strict_json(d.to_dict())
     y, p = answers(90, n=100, n_pos=50, missing=10)  # exactly 90% answered: the rule applies
     assert decide(y, p, rule=DecisionRule(min_answered_fraction=0.9)).action is not None
@@ -588,4 +628,3 @@ def test_decision_rule_from_config_refuses_unknown_keys():
     assert DecisionRule.from_config({"max_fpr": None}).max_fpr is None
     with pytest.raises(ValueError, match="max_fpt"):
         DecisionRule.from_config({"max_fpt": 0.1})
-

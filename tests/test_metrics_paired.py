@@ -62,7 +62,11 @@ def correlated_scores(seed, n=120, gap=1.0):
     a = (1.5 + gap) * y + difficulty + 0.5 * rng.normal(size=n)
     b = 1.5 * y + difficulty + 0.5 * rng.normal(size=n)
     ids = [f"clip{i:03d}" for i in range(n)]
-    return dict(zip(ids, y.tolist())), dict(zip(ids, a.tolist())), dict(zip(ids, b.tolist()))
+    return (
+        dict(zip(ids, y.tolist(), strict=True)),
+        dict(zip(ids, a.tolist(), strict=True)),
+        dict(zip(ids, b.tolist(), strict=True)),
+    )
 
 
 def test_paired_bootstrap_auroc_is_seeded_and_matches_sklearn():

@@ -17,13 +17,19 @@ import pytest
 from helpers import REPO_ROOT
 
 PARITY_DIR = Path(os.environ.get("GHOSTPROBE_PARITY_DIR", REPO_ROOT.parent / "shared" / "parity"))
-pytestmark = pytest.mark.skipif(not (PARITY_DIR / "cases.json").is_file(),
-                                reason=f"no parity fixture at {PARITY_DIR} (set GHOSTPROBE_PARITY_DIR)")
+pytestmark = pytest.mark.skipif(
+    not (PARITY_DIR / "cases.json").is_file(), reason=f"no parity fixture at {PARITY_DIR} (set GHOSTPROBE_PARITY_DIR)"
+)
 
 
 def check_parity(fixture: Path, summary: Path) -> tuple[subprocess.CompletedProcess, dict]:
-    run = subprocess.run([sys.executable, str(REPO_ROOT / "scripts/check_parity.py"), f"fixture={fixture}",
-                          f"summary={summary}"], capture_output=True, text=True, timeout=600, cwd=summary.parent)
+    run = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts/check_parity.py"), f"fixture={fixture}", f"summary={summary}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=summary.parent,
+    )
     return run, json.loads(summary.read_text()) if summary.exists() else {}
 
 
@@ -34,8 +40,14 @@ def test_the_project_path_equals_the_original_on_every_case(tmp_path):
     checked = {(row["subject"], row["check"]) for row in summary["rows"] if row["ok"]}
     cases = [case["id"] for case in json.loads((PARITY_DIR / "cases_spec.json").read_text())["cases"]]
     for case in cases:
-        for check in ("prompt text", "token ids (converted folder)", "model input ids", "next-token logits",
-                      "P(yes) of score()", "greedy 8 tokens of generate()"):
+        for check in (
+            "prompt text",
+            "token ids (converted folder)",
+            "model input ids",
+            "next-token logits",
+            "P(yes) of score()",
+            "greedy 8 tokens of generate()",
+        ):
             assert (case, check) in checked, (case, check)
     assert ("video.mp4", "frames 28x28 (decoder resize)") in checked
     assert ("video.mp4", "frames 224x224 (decoder resize)") in checked

@@ -25,14 +25,20 @@ FRAME_BYTES = SIZE * SIZE * 3
 
 
 def one_clip(tmp_path, video, **extra):
-    return write_label_file(tmp_path / "labels.json", [{"clip_id": "drive", "video": video, "label": "normal",
-                                                        "split": "test", **extra}])
+    return write_label_file(
+        tmp_path / "labels.json", [{"clip_id": "drive", "video": video, "label": "normal", "split": "test", **extra}]
+    )
 
 
 def dataset_file_bytes(out_dir):
     """What the prepared dataset takes on disk, its clip cache left out."""
-    return sum(os.path.getsize(os.path.join(root, name)) for root, dirs, names in os.walk(out_dir)
-               if ".prep_cache" not in root for name in names if not os.path.islink(os.path.join(root, name)))
+    return sum(
+        os.path.getsize(os.path.join(root, name))
+        for root, dirs, names in os.walk(out_dir)
+        if ".prep_cache" not in root
+        for name in names
+        if not os.path.islink(os.path.join(root, name))
+    )
 
 
 def test_a_long_sliding_clip_takes_its_frame_bytes_on_disk_and_windows_read_back_as_uint8(tmp_path, make_video):
@@ -49,8 +55,9 @@ def test_a_long_sliding_clip_takes_its_frame_bytes_on_disk_and_windows_read_back
     for row in (rows[0], rows.with_format("numpy")[56], rows.with_format("torch")[30]):
         frames = frames_from_row(row["frames"])
         assert frames.dtype == np.uint8 and frames.shape == (8, SIZE, SIZE, 3)
-        np.testing.assert_array_equal(frames, read_frames(video, [int(i) for i in row["frame_indices"]], info,
-                                                          size=SIZE))
+        np.testing.assert_array_equal(
+            frames, read_frames(video, [int(i) for i in row["frame_indices"]], info, size=SIZE)
+        )
     clip = PreparedClips(tmp_path / "out", "test")[5]["clip"]
     assert clip.frames.dtype == np.uint8 and clip.frames.shape == (8, SIZE, SIZE, 3) and clip.frames.flags.writeable
 
@@ -70,8 +77,9 @@ def test_a_clip_decoded_chunk_by_chunk_gives_the_frames_of_one_decode(tmp_path, 
     opened = []
     monkeypatch.setattr(av, "open", lambda *args, _open=av.open, **kwargs: opened.append(1) or _open(*args, **kwargs))
     pyav_only = dataclasses.replace(info, backend="pyav")
-    np.testing.assert_array_equal(np.concatenate(list(iter_frames(video, indices, pyav_only, size=SIZE,
-                                                                  chunk_frames=7))), whole)
+    np.testing.assert_array_equal(
+        np.concatenate(list(iter_frames(video, indices, pyav_only, size=SIZE, chunk_frames=7))), whole
+    )
     assert len(opened) == 1
 
 
@@ -122,7 +130,9 @@ def test_a_damaged_cache_entry_is_prepared_again_and_old_entries_are_removed(tmp
     (entry,) = cache_dir.glob(f"*{CACHE_SUFFIX}")
     entry.write_bytes(entry.read_bytes()[:1000])  # an interrupted copy of the folder
     (cache_dir / "0123abcd.npz").write_bytes(b"a cache entry of data prep before cache format 4")
-    with pytest.raises(ValueError, match=rf"{re.escape(str(entry))}: not a complete data-prep cache entry .* delete it and re-run"):
+    with pytest.raises(
+        ValueError, match=rf"{re.escape(str(entry))}: not a complete data-prep cache entry .* delete it and re-run"
+    ):
         CachedClip(entry)
     again = prepare_dataset(labels, tmp_path / "out", prep_settings(frame_size=SIZE))
     assert again["reused_from_cache"] == 0 and again["dataset_fingerprint"] == first["dataset_fingerprint"]
@@ -133,14 +143,28 @@ def test_datasets_prepared_before_with_array4d_or_image_frames_still_read(tmp_pa
     frames = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
     jpeg_files = encode_jpeg(frames, 90)
     for name, feature, value, expected in (
-            ("uint8", Array4D(shape=(None, 16, 16, 3), dtype="uint8"), frames, frames),
-            ("jpeg", [Image()], [{"bytes": blob, "path": None} for blob in jpeg_files],
-             frames_from_row(jpeg_files))):
-        features = Features({"sample_id": Value("string"), "frames": feature, "timestamps_s": [Value("float64")],
-                             "is_ghost_probing": Value("bool")})
-        old = Dataset.from_dict({"sample_id": ["a"], "frames": [value], "timestamps_s": [[0.5 * k for k in range(8)]],
-                                 "is_ghost_probing": [True]}, features=features)
+        ("uint8", Array4D(shape=(None, 16, 16, 3), dtype="uint8"), frames, frames),
+        ("jpeg", [Image()], [{"bytes": blob, "path": None} for blob in jpeg_files], frames_from_row(jpeg_files)),
+    ):
+        features = Features(
+            {
+                "sample_id": Value("string"),
+                "frames": feature,
+                "timestamps_s": [Value("float64")],
+                "is_ghost_probing": Value("bool"),
+            }
+        )
+        old = Dataset.from_dict(
+            {
+                "sample_id": ["a"],
+                "frames": [value],
+                "timestamps_s": [[0.5 * k for k in range(8)]],
+                "is_ghost_probing": [True],
+            },
+            features=features,
+        )
         DatasetDict(test=old).save_to_disk(str(tmp_path / name))
         np.testing.assert_array_equal(PreparedClips(tmp_path / name, "test")[0]["clip"].frames, expected)
-        np.testing.assert_array_equal(frames_from_row(load_from_disk(str(tmp_path / name))["test"][0]["frames"]),
-                                      expected)
+        np.testing.assert_array_equal(
+            frames_from_row(load_from_disk(str(tmp_path / name))["test"][0]["frames"]), expected
+        )

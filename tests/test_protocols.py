@@ -18,14 +18,20 @@ from ghostprobe.sampling import FrameClock, frame_scores, scores_at
 from helpers import REPO_ROOT
 
 PROTOCOLS_DIR = Path(os.environ.get("GHOSTPROBE_PROTOCOLS_DIR", REPO_ROOT.parent / "shared" / "protocols"))
-needs_golden = pytest.mark.skipif(not (PROTOCOLS_DIR / "ustring" / "cases.json").is_file(),
-                                  reason=f"no golden protocol cases at {PROTOCOLS_DIR}")
+needs_golden = pytest.mark.skipif(
+    not (PROTOCOLS_DIR / "ustring" / "cases.json").is_file(), reason=f"no golden protocol cases at {PROTOCOLS_DIR}"
+)
 
 
 def check_protocols(fixture: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
     summary = tmp_path / "summary.json"
-    run = subprocess.run([sys.executable, str(REPO_ROOT / "scripts/check_protocols.py"), f"fixture={fixture}",
-                          f"summary={summary}"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    run = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts/check_protocols.py"), f"fixture={fixture}", f"summary={summary}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     return run, json.loads(summary.read_text()) if summary.exists() else {}
 
 
@@ -55,8 +61,9 @@ def test_a_wrong_expected_value_fails_by_case_and_figure(tmp_path):
 
 def test_check_protocols_names_an_unknown_protocol_and_a_missing_fixture(tmp_path):
     (tmp_path / "odd").mkdir()
-    (tmp_path / "odd" / "cases.json").write_text(json.dumps([{"name": "c1", "protocol": "dota_auc", "inputs": {},
-                                                              "expected": {"AUC": 0.5}}]))
+    (tmp_path / "odd" / "cases.json").write_text(
+        json.dumps([{"name": "c1", "protocol": "dota_auc", "inputs": {}, "expected": {"AUC": 0.5}}])
+    )
     run, _ = check_protocols(tmp_path / "odd", tmp_path)
     assert run.returncode == 1 and "FAIL  c1  *  unknown protocol 'dota_auc'" in run.stdout
     run, _ = check_protocols(tmp_path / "nothing", tmp_path)
@@ -72,8 +79,9 @@ def test_check_protocols_names_an_unknown_protocol_and_a_missing_fixture(tmp_pat
 # 2/3) and 1 (its only point: 2/3, 1). AP = 1 x .5 + (1 + 2/3) / 2 x .5 = 11/12; mTTA = mean(2/3, 1) x 40 / 10 s
 # = 10/3 s, where P1's alert came (30 - 10) / 10 = 2 s before its accident; TTA@R80 at recall 1: 1 x 4 s.
 # (Checked against the original function as well; see docs/protocols.md.)
-CLIP_LENGTH = np.stack([np.r_[np.full(10, 0.9005), np.full(20, 0.95), np.full(10, 0.9005)],
-                        np.full(40, 0.9005), np.full(40, 0.93)])
+CLIP_LENGTH = np.stack(
+    [np.r_[np.full(10, 0.9005), np.full(20, 0.95), np.full(10, 0.9005)], np.full(40, 0.9005), np.full(40, 0.93)]
+)
 
 
 def test_ustring_by_hand_reads_the_clip_length_not_the_time_to_the_accident():
@@ -101,8 +109,9 @@ def test_ustring_counts_every_negative_as_a_hit_at_threshold_zero():
     # x (3 - 1) = 2.0, an "AP" above 1; mTTA = mean(.9975, 1) x 20 s.
     positive = np.full(400, 0.5005)
     positive[0] = 0.0
-    figures = ustring_ap_mtta(np.stack([positive, np.full(400, 0.2005), np.full(400, 0.7005)]), [1, 0, 0],
-                              [400, 401, 401], fps=20.0)
+    figures = ustring_ap_mtta(
+        np.stack([positive, np.full(400, 0.2005), np.full(400, 0.7005)]), [1, 0, 0], [400, 401, 401], fps=20.0
+    )
     assert figures["AP"] == pytest.approx(2.0, abs=1e-12)
     assert figures["mTTA"] == pytest.approx(0.99875 * 20, abs=1e-12)
     assert figures["TTA_R80"] == pytest.approx(0.9975 * 20, abs=1e-12)
@@ -142,7 +151,7 @@ FAR_CLIPS = {
 
 
 def far_gated(max_far: float) -> dict:
-    scores, labels, events, starts = zip(*FAR_CLIPS.values())
+    scores, labels, events, starts = zip(*FAR_CLIPS.values(), strict=True)
     return far_gated_anticipation(scores, labels, events, starts, 10.0, max_far, clip_ids=list(FAR_CLIPS))
 
 

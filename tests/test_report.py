@@ -105,7 +105,7 @@ def test_report_survives_a_moved_dataset(tmp_path, frames_dataset):
     md, html = write_report(run)
     text = md.read_text()
     assert "Frame strips unavailable" in text and "Not measured: set data.earliness_path=" in text
-    assert "alt=\"frames of" not in html.read_text()
+    assert 'alt="frames of' not in html.read_text()
 
 
 def test_cli_writes_reports_and_names_a_dir_without_metrics(tmp_path, frames_dataset, capsys):
@@ -124,8 +124,10 @@ def test_the_banner_carries_n_the_interval_and_the_target_check(reported_run):
     decision = metrics["decision"]
     ci = decision["accuracy_interval"]
     assert decision["action"] == "inconclusive"  # 36 clips cannot carry a decision
-    banner = (f"Decision: INCONCLUSIVE: {decision['next_steps']} (accuracy {decision['accuracy']:.3f} on 36 clips, "
-              f"95% exact CI {ci['low']:.2f}-{ci['high']:.2f}; > 85% target: {decision['accuracy_target']['status']})")
+    banner = (
+        f"Decision: INCONCLUSIVE: {decision['next_steps']} (accuracy {decision['accuracy']:.3f} on 36 clips, "
+        f"95% exact CI {ci['low']:.2f}-{ci['high']:.2f}; > 85% target: {decision['accuracy_target']['status']})"
+    )
     assert f"**{banner}**" in md
     assert f'<p class="decision inconclusive">{banner}</p>' in unescape(html)
     assert "At a tuned threshold (a second result, not the decision&#x27;s)" in html
@@ -146,8 +148,12 @@ def test_the_gallery_names_label_and_event_time_and_links_the_clip_file(reported
 def test_all_unknown_groups_are_left_out_and_empty_charts_become_a_notice(tmp_path, frames_dataset):
     from helpers import LABELS
 
-    run = make_run_dir(tmp_path / "run", frames_dataset, earliness=False,
-                       clip_ids=[c for c, label in zip(CLIP_IDS, LABELS) if label == "ghost_probing"])
+    run = make_run_dir(
+        tmp_path / "run",
+        frames_dataset,
+        earliness=False,
+        clip_ids=[c for c, label in zip(CLIP_IDS, LABELS, strict=True) if label == "ghost_probing"],
+    )
     metrics = json.loads((run / "metrics.json").read_text())
     assert "occluder" in metrics["classification"]["by_group"]
     md = write_report(run)[0].read_text()
@@ -177,9 +183,11 @@ def test_browser_check_catches_a_broken_page(chromium, tmp_path):
     """The checks below can fail: a missing image, an exception and console.error are all caught."""
     from browser import serve_directory
 
-    (tmp_path / "broken.html").write_text('<html><head><link rel="icon" href="data:,"></head><body><h1>broken</h1>'
-                                          '<img src="missing.png" alt="gone">'
-                                          '<script>console.error("boom"); notDefined();</script></body></html>')
+    (tmp_path / "broken.html").write_text(
+        '<html><head><link rel="icon" href="data:,"></head><body><h1>broken</h1>'
+        '<img src="missing.png" alt="gone">'
+        '<script>console.error("boom"); notDefined();</script></body></html>'
+    )
     with serve_directory(tmp_path) as base_url:
         page = chromium.load(f"{base_url}/broken.html")
         assert page.evaluate("Array.from(document.images).map(i => i.naturalWidth)") == [0]
@@ -205,8 +213,10 @@ def test_report_renders_in_headless_chromium(reported_run, chromium, tmp_path):
         # self-contained: the page itself is the only thing fetched over the network
         assert [u for u in page.requested_urls if not u.startswith("data:")] == [f"{base_url}/report.html"]
         # the decision banner is amber for an inconclusive run, and nothing on the page is a green light
-        banner = page.evaluate("Array.from(document.querySelectorAll('p.decision')).map(p => [p.className, "
-                               "getComputedStyle(p).backgroundColor])")
+        banner = page.evaluate(
+            "Array.from(document.querySelectorAll('p.decision')).map(p => [p.className, "
+            "getComputedStyle(p).backgroundColor])"
+        )
         assert banner == [["decision inconclusive", "rgb(255, 246, 224)"]]
         assert page.evaluate("document.querySelectorAll('.decision.deploy').length") == 0
         shot = chromium.screenshot(tmp_path / "report.png")
@@ -219,7 +229,15 @@ def test_markdown_escapes_markup_from_clip_ids_and_answers():
     from ghostprobe.reports.document import Bullets, Heading, Para, Table, to_markdown
 
     evil = '<img src=x onerror="alert(1)"> & </script>'
-    md = to_markdown(f"run {evil}", [Heading(evil), Para(evil), Para(evil, css="decision inconclusive"),
-                                     Bullets([evil]), Table(["clip", "answer"], [[evil, evil]])])
+    md = to_markdown(
+        f"run {evil}",
+        [
+            Heading(evil),
+            Para(evil),
+            Para(evil, css="decision inconclusive"),
+            Bullets([evil]),
+            Table(["clip", "answer"], [[evil, evil]]),
+        ],
+    )
     assert "<img" not in md and "</script>" not in md
-    assert md.count("&lt;img src=x onerror=\"alert(1)\"> &amp; &lt;/script>") == 7
+    assert md.count('&lt;img src=x onerror="alert(1)"> &amp; &lt;/script>') == 7

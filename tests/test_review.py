@@ -15,8 +15,13 @@ from ghostprobe.labels import load_labels
 from ghostprobe.video import probe_video, write_video
 from helpers import write_label_file
 
-WEAK_SOURCE = {"dataset": "dada2000", "original_id": "1/002", "category_id": 11,
-               "category_name": "ego-car hits a crossing pedestrian", "candidate_reason": "category"}
+WEAK_SOURCE = {
+    "dataset": "dada2000",
+    "original_id": "1/002",
+    "category_id": 11,
+    "category_name": "ego-car hits a crossing pedestrian",
+    "candidate_reason": "category",
+}
 
 
 def review_cfg(command: str, **settings):
@@ -24,8 +29,14 @@ def review_cfg(command: str, **settings):
 
 
 def weak_clip(clip_id: str, label: str = "ghost_probing", **fields) -> dict:
-    clip = {"clip_id": clip_id, "video": f"clips/{clip_id}.mp4", "label": label, "label_quality": "weak",
-            "source": WEAK_SOURCE, "group": "route1"}
+    clip = {
+        "clip_id": clip_id,
+        "video": f"clips/{clip_id}.mp4",
+        "label": label,
+        "label_quality": "weak",
+        "source": WEAK_SOURCE,
+        "group": "route1",
+    }
     if label == "ghost_probing":
         clip["event"] = {"t_first_visible_s": 2.0, "t_event_s": 3.0, "actor": "child"}
     return clip | fields
@@ -36,15 +47,23 @@ def test_to_label_studio_writes_one_task_per_clip(tmp_path, make_video):
     make_video("clips/alert_a000.mp4", num_frames=45, fps=10)
     make_video("clips/dashcam.avi", num_frames=30, fps=15, codec="mpeg4")
     write_video(tmp_path / "clips/odd.mkv", np.zeros((10, 181, 321, 3), np.uint8), 15, codec="ffv1", pix_fmt="yuv444p")
-    labels = write_label_file(tmp_path / "labels.json", [
-        weak_clip("weak_a"),
-        {"clip_id": "alert_a000", "video": "clips/alert_a000.mp4", "label": None, "group": "drive",
-         "notes": "TO LABEL: cut from drive.mp4"},  # as the scan's export_alerts writes it
-        weak_clip("dashcam", "other_hazard", video="clips/dashcam.avi"),
-        weak_clip("odd", "normal", video="clips/odd.mkv"),
-        weak_clip("gone", video="clips/gone.mp4"),
-        {"clip_id": "bad", "video": "clips/weak_a.mp4", "label": "ghost_probing"},  # no event times
-    ])
+    labels = write_label_file(
+        tmp_path / "labels.json",
+        [
+            weak_clip("weak_a"),
+            {
+                "clip_id": "alert_a000",
+                "video": "clips/alert_a000.mp4",
+                "label": None,
+                "group": "drive",
+                "notes": "TO LABEL: cut from drive.mp4",
+            },  # as the scan's export_alerts writes it
+            weak_clip("dashcam", "other_hazard", video="clips/dashcam.avi"),
+            weak_clip("odd", "normal", video="clips/odd.mkv"),
+            weak_clip("gone", video="clips/gone.mp4"),
+            {"clip_id": "bad", "video": "clips/weak_a.mp4", "label": "ghost_probing"},  # no event times
+        ],
+    )
     out = tmp_path / "tasks.json"
     assert to_label_studio(review_cfg("to_label_studio", labels=labels, out=out))
     tasks = {t["data"]["clip_id"]: t for t in json.loads(out.read_text())}
@@ -59,8 +78,10 @@ def test_to_label_studio_writes_one_task_per_clip(tmp_path, make_video):
     assert result[("actor", "choices")] == {"choices": ["child"]}
     marks = [r["value"] for r in weak["predictions"][0]["result"] if r["type"] == "timelinelabels"]
     # Label Studio numbers frames from 1: 2.0 s at 15 fps is frame 31, 3.0 s frame 46.
-    assert marks == [{"ranges": [{"start": 31, "end": 31}], "timelinelabels": ["actor visible"]},
-                     {"ranges": [{"start": 46, "end": 46}], "timelinelabels": ["in path"]}]
+    assert marks == [
+        {"ranges": [{"start": 31, "end": 31}], "timelinelabels": ["actor visible"]},
+        {"ranges": [{"start": 46, "end": 46}], "timelinelabels": ["in path"]},
+    ]
     assert weak["data"]["clip"]["source"] == WEAK_SOURCE and weak["data"]["clip"]["label_quality"] == "weak"
 
     alert = tasks["alert_a000"]
@@ -86,8 +107,9 @@ def test_videos_label_studio_cannot_serve_are_reported(tmp_path, make_video, cap
     assert [t["data"]["clip_id"] for t in json.loads((tmp_path / "tasks.json").read_text())] == ["weak_a"]
     assert "clip 'flat', field video: " in capsys.readouterr().out  # Label Studio serves subfolders only
     (tmp_path / "elsewhere").mkdir()
-    ok = to_label_studio(review_cfg("to_label_studio", labels=labels, out=tmp_path / "tasks.json",
-                                    document_root=tmp_path / "elsewhere"))
+    ok = to_label_studio(
+        review_cfg("to_label_studio", labels=labels, out=tmp_path / "tasks.json", document_root=tmp_path / "elsewhere")
+    )
     assert not ok
     assert "clip 'weak_a', field video: " in capsys.readouterr().out
 
@@ -96,22 +118,45 @@ def write_run(run_dir: Path, p_by_sample: dict[str, tuple[str, float | None]], t
     """An eval output directory as eval/run.py leaves it: metrics.json and predictions.jsonl."""
     run_dir.mkdir()
     identity = {"model": "tiny", "prompt": "p1"}
-    (run_dir / "metrics.json").write_text(json.dumps({**identity, "data": {"fingerprint": "f", "split": "test"},
-                                                      "threshold": {"value": threshold}}))
-    rows = [{**identity, "data_fingerprint": "f", "split": "test", "sample_id": sample, "clip_id": clip,
-             "p_ghost_probing": p} for sample, (clip, p) in p_by_sample.items()]
-    rows.append({"model": "other", "prompt": "p1", "data_fingerprint": "f", "split": "test", "sample_id": "d",
-                 "clip_id": "d", "p_ghost_probing": 0.4})  # another model's row: not this run's
+    (run_dir / "metrics.json").write_text(
+        json.dumps({**identity, "data": {"fingerprint": "f", "split": "test"}, "threshold": {"value": threshold}})
+    )
+    rows = [
+        {
+            **identity,
+            "data_fingerprint": "f",
+            "split": "test",
+            "sample_id": sample,
+            "clip_id": clip,
+            "p_ghost_probing": p,
+        }
+        for sample, (clip, p) in p_by_sample.items()
+    ]
+    rows.append(
+        {
+            "model": "other",
+            "prompt": "p1",
+            "data_fingerprint": "f",
+            "split": "test",
+            "sample_id": "d",
+            "clip_id": "d",
+            "p_ghost_probing": 0.4,
+        }
+    )  # another model's row: not this run's
     (run_dir / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return run_dir
 
 
 def test_order_uncertainty_puts_the_least_sure_clips_first(tmp_path, make_video):
     make_video("clips/v.mp4", num_frames=15)
-    labels = write_label_file(tmp_path / "labels.json", [
-        {"clip_id": c, "video": "clips/v.mp4", "label": "normal"} for c in "abcde"])
-    run = write_run(tmp_path / "run", {"a": ("a", 0.9), "b": ("b", 0.45), "c#w0": ("c", 0.1), "c#w1": ("c", 0.38),
-                                       "e": ("e", None)}, threshold=0.4)
+    labels = write_label_file(
+        tmp_path / "labels.json", [{"clip_id": c, "video": "clips/v.mp4", "label": "normal"} for c in "abcde"]
+    )
+    run = write_run(
+        tmp_path / "run",
+        {"a": ("a", 0.9), "b": ("b", 0.45), "c#w0": ("c", 0.1), "c#w1": ("c", 0.38), "e": ("e", None)},
+        threshold=0.4,
+    )
     out = tmp_path / "tasks.json"
     to_label_studio(review_cfg("to_label_studio", labels=labels, out=out, order="uncertainty", run_dir=run))
     # |p - 0.4|: c 0.02 (its nearer window), b 0.05, a 0.5; d and e have no score and keep their order.
@@ -122,31 +167,56 @@ def test_order_uncertainty_puts_the_least_sure_clips_first(tmp_path, make_video)
 
 def answer(reviewer: str, label: str | None, marks=(), cancelled=False, **choices) -> dict:
     """An annotation as Label Studio exports it."""
-    result = [] if label is None else [{"from_name": "label", "to_name": "video", "type": "choices",
-                                        "value": {"choices": [label]}}]
-    result += [{"from_name": "marks", "to_name": "video", "type": "timelinelabels",
-                "value": {"ranges": [{"start": start, "end": end}], "timelinelabels": [mark]}}
-               for mark, start, end in marks]
-    result += [{"from_name": k, "to_name": "video", "type": "choices", "value": {"choices": [v]}}
-               for k, v in choices.items()]
-    return {"completed_by": {"id": hash(reviewer) % 100, "email": reviewer}, "result": result,
-            "was_cancelled": cancelled, "created_at": "2026-12-01T10:00:00Z", "updated_at": "2026-12-01T10:05:00Z"}
+    result = (
+        []
+        if label is None
+        else [{"from_name": "label", "to_name": "video", "type": "choices", "value": {"choices": [label]}}]
+    )
+    result += [
+        {
+            "from_name": "marks",
+            "to_name": "video",
+            "type": "timelinelabels",
+            "value": {"ranges": [{"start": start, "end": end}], "timelinelabels": [mark]},
+        }
+        for mark, start, end in marks
+    ]
+    result += [
+        {"from_name": k, "to_name": "video", "type": "choices", "value": {"choices": [v]}} for k, v in choices.items()
+    ]
+    return {
+        "completed_by": {"id": hash(reviewer) % 100, "email": reviewer},
+        "result": result,
+        "was_cancelled": cancelled,
+        "created_at": "2026-12-01T10:00:00Z",
+        "updated_at": "2026-12-01T10:05:00Z",
+    }
 
 
 def test_from_label_studio_gives_gold_labels_and_lists_the_rest(tmp_path, make_video, capsys):
     for clip_id in ("p", "n", "split", "skip", "open", "nomarks"):
         make_video(f"clips/{clip_id}.mp4", num_frames=75, fps=15)
-    labels = write_label_file(tmp_path / "labels.json", [weak_clip(c) for c in
-                                                         ("p", "n", "split", "skip", "open", "nomarks")])
+    labels = write_label_file(
+        tmp_path / "labels.json", [weak_clip(c) for c in ("p", "n", "split", "skip", "open", "nomarks")]
+    )
     tasks_file = tmp_path / "tasks.json"
     to_label_studio(review_cfg("to_label_studio", labels=labels, out=tasks_file))
     tasks = json.loads(tasks_file.read_text())
     answers = {
-        "p": [answer("ana@example.com", "ghost_probing", [("actor visible", 31, 31), ("in path", 46, 61)],
-                     actor="cyclist", side="right")],
+        "p": [
+            answer(
+                "ana@example.com",
+                "ghost_probing",
+                [("actor visible", 31, 31), ("in path", 46, 61)],
+                actor="cyclist",
+                side="right",
+            )
+        ],
         "n": [answer("ana@example.com", "normal"), answer("ben@example.com", "normal")],
-        "split": [answer("ana@example.com", "ghost_probing", [("actor visible", 31, 31), ("in path", 46, 46)]),
-                  answer("ben@example.com", "other_hazard")],
+        "split": [
+            answer("ana@example.com", "ghost_probing", [("actor visible", 31, 31), ("in path", 46, 46)]),
+            answer("ben@example.com", "other_hazard"),
+        ],
         "skip": [answer("ben@example.com", None, cancelled=True)],
         "open": [],
         "nomarks": [answer("ben@example.com", "ghost_probing")],
@@ -166,24 +236,34 @@ def test_from_label_studio_gives_gold_labels_and_lists_the_rest(tmp_path, make_v
     assert (p.event.t_first_visible_s, p.event.t_event_s, p.event.t_end_s) == (2.0, 3.0, 4.0)
     assert (p.event.actor, p.event.side) == ("cyclist", "right")
     assert p.source.dataset == "dada2000" and p.source.candidate_reason == "category"  # provenance kept
-    assert (p.source.reviewer, p.source.reviewed_at, p.source.tool) == ("ana@example.com", "2026-12-01T10:05:00Z",
-                                                                        "label_studio")
+    assert (p.source.reviewer, p.source.reviewed_at, p.source.tool) == (
+        "ana@example.com",
+        "2026-12-01T10:05:00Z",
+        "label_studio",
+    )
     assert gold["n"].source.reviewer == "ana@example.com, ben@example.com" and gold["n"].event is None
     assert gold["n"].group == "route1"
     assert "agreement: 1 of 2 tasks with several reviewers gave the same label (50.0%)" in printed
-    assert "task 3 (clip split): reviewers disagree (ana@example.com: ghost_probing, ben@example.com: " \
-           "other_hazard)" in printed
+    assert (
+        "task 3 (clip split): reviewers disagree (ana@example.com: ghost_probing, ben@example.com: "
+        "other_hazard)" in printed
+    )
     assert "task 4 (clip skip): skipped by ben@example.com" in printed
     assert "task 5 (clip open): not reviewed yet" in printed
-    assert (f"{export_file}, clip 'nomarks', field event: required for label 'ghost_probing' but missing (task 6 "
-            "(clip nomarks), reviewed by ben@example.com)") in printed
+    assert (
+        f"{export_file}, clip 'nomarks', field event: required for label 'ghost_probing' but missing (task 6 "
+        "(clip nomarks), reviewed by ben@example.com)"
+    ) in printed
 
 
 def test_unlabelled_clips_are_read_only_when_asked(tmp_path):
-    labels = write_label_file(tmp_path / "exported.json", [
-        {"clip_id": "a", "video": "clips/a.mp4", "label": None},
-        {"clip_id": "b", "video": "clips/b.mp4", "label": None, "context": {"light": "noon"}},
-    ])
+    labels = write_label_file(
+        tmp_path / "exported.json",
+        [
+            {"clip_id": "a", "video": "clips/a.mp4", "label": None},
+            {"clip_id": "b", "video": "clips/b.mp4", "label": None, "context": {"light": "noon"}},
+        ],
+    )
     assert [p.field for p in load_labels(labels).problems] == ["label", "label"]  # data prep rejects them
     to_label = load_labels(labels, to_label=True)
     assert [(c.clip_id, c.label) for c in to_label.clips] == [("a", None)]
@@ -191,16 +271,28 @@ def test_unlabelled_clips_are_read_only_when_asked(tmp_path):
 
 
 def test_merge_gold_beats_weak_and_lists_disagreements(tmp_path):
-    weak = write_label_file(tmp_path / "imported.json", [
-        weak_clip("a"), weak_clip("b", "normal"), weak_clip("c", "other_hazard"),
-        weak_clip("d", "normal", video="clips/d.mp4")])
+    weak = write_label_file(
+        tmp_path / "imported.json",
+        [
+            weak_clip("a"),
+            weak_clip("b", "normal"),
+            weak_clip("c", "other_hazard"),
+            weak_clip("d", "normal", video="clips/d.mp4"),
+        ],
+    )
     (tmp_path / "review").mkdir()
-    gold = write_label_file(tmp_path / "review" / "gold.json", [
-        {"clip_id": "a", "video": "../clips/a.mp4", "label": "normal", "label_quality": "gold"},
-        {"clip_id": "b", "video": "../clips/b.mp4", "label": "normal"},  # no label_quality: gold
-        {"clip_id": "d", "video": "../clips/other_d.mp4", "label": "normal"}])
-    second = write_label_file(tmp_path / "review" / "second.json", [
-        {"clip_id": "b", "video": "../clips/b.mp4", "label": "cut_in", "label_quality": "gold"}])
+    gold = write_label_file(
+        tmp_path / "review" / "gold.json",
+        [
+            {"clip_id": "a", "video": "../clips/a.mp4", "label": "normal", "label_quality": "gold"},
+            {"clip_id": "b", "video": "../clips/b.mp4", "label": "normal"},  # no label_quality: gold
+            {"clip_id": "d", "video": "../clips/other_d.mp4", "label": "normal"},
+        ],
+    )
+    second = write_label_file(
+        tmp_path / "review" / "second.json",
+        [{"clip_id": "b", "video": "../clips/b.mp4", "label": "cut_in", "label_quality": "gold"}],
+    )
     merge = merge_label_files([weak, gold, second], tmp_path)
     merged = {clip.clip_id: clip for clip in merge.clips}
     assert sorted(merged) == ["a", "c"]
@@ -224,18 +316,22 @@ def test_data_prep_reuses_clips_a_review_only_turned_gold(tmp_path, make_video):
     for clip_id in ("g", "n", "moved"):
         make_video(f"clips/{clip_id}.mp4", num_frames=45, fps=15)
     settings = prep_settings(frame_size=32)
-    weak = write_label_file(tmp_path / "weak.json", [weak_clip("g"), weak_clip("n", "normal"),
-                                                     weak_clip("moved")])
+    weak = write_label_file(tmp_path / "weak.json", [weak_clip("g"), weak_clip("n", "normal"), weak_clip("moved")])
     first = prepare_dataset(weak, tmp_path / "prepared", settings)
     assert first["num_prepared"] == 3 and first["reused_from_cache"] == 0
     reviewed = {"reviewer": "ana@example.com", "reviewed_at": "2026-12-01T10:05:00Z", "tool": "label_studio"}
-    gold = write_label_file(tmp_path / "gold.json", [
-        weak_clip("g", label_quality="gold", source=WEAK_SOURCE | reviewed, notes="confirmed"),
-        weak_clip("n", "normal", label_quality="gold", source=WEAK_SOURCE | reviewed),
-        weak_clip("moved", label_quality="gold", event={"t_first_visible_s": 1.0, "t_event_s": 1.5})])
+    gold = write_label_file(
+        tmp_path / "gold.json",
+        [
+            weak_clip("g", label_quality="gold", source=WEAK_SOURCE | reviewed, notes="confirmed"),
+            weak_clip("n", "normal", label_quality="gold", source=WEAK_SOURCE | reviewed),
+            weak_clip("moved", label_quality="gold", event={"t_first_visible_s": 1.0, "t_event_s": 1.5}),
+        ],
+    )
     merged = merge_label_files([weak, gold], tmp_path)
     write_path = tmp_path / "merged.json"
     from ghostprobe.labels import write_labels
+
     write_labels(write_path, merged.clips)
     second = prepare_dataset(write_path, tmp_path / "prepared", settings)
     # Only the clip whose event times the reviewer moved is decoded again.

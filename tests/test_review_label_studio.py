@@ -71,8 +71,12 @@ def choice(name: str, value: str) -> dict:
 
 
 def mark(label: str, start: int, end: int) -> dict:
-    return {"from_name": "marks", "to_name": "video", "type": "timelinelabels",
-            "value": {"ranges": [{"start": start, "end": end}], "timelinelabels": [label]}}
+    return {
+        "from_name": "marks",
+        "to_name": "video",
+        "type": "timelinelabels",
+        "value": {"ranges": [{"start": start, "end": end}], "timelinelabels": [label]},
+    }
 
 
 def review(command: str, *settings: str, token_env: str | None = None) -> subprocess.CompletedProcess:
@@ -80,13 +84,21 @@ def review(command: str, *settings: str, token_env: str | None = None) -> subpro
     env = {k: v for k, v in os.environ.items() if k != "LABEL_STUDIO_API_KEY"}
     if token_env:
         env["LABEL_STUDIO_API_KEY"] = token_env
-    return subprocess.run([sys.executable, str(REPO_ROOT / "data_prep/review.py"), command, *settings],
-                          capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "data_prep/review.py"), command, *settings],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 def answer_as(server, token: str, answers: dict) -> None:
-    subprocess.run([str(sdk_python()), "-c", REVIEWER_SCRIPT, server.url, token, PROJECT, json.dumps(answers)],
-                   check=True, timeout=300)
+    subprocess.run(
+        [str(sdk_python()), "-c", REVIEWER_SCRIPT, server.url, token, PROJECT, json.dumps(answers)],
+        check=True,
+        timeout=300,
+    )
 
 
 def test_weak_labels_and_scan_alerts_round_trip_to_gold(studio, tmp_path):
@@ -97,17 +109,49 @@ def test_weak_labels_and_scan_alerts_round_trip_to_gold(studio, tmp_path):
     write_video(weak_dir / "clips" / "w_open.avi", frames(20, 3), FPS, codec="mpeg4")  # played through a preview
     for k, clip_id in enumerate(("drive_a000", "drive_a001")):
         write_video(scan_dir / "clips" / f"{clip_id}.mp4", frames(30, 10 + k), FPS)
-    source = {"dataset": "dota", "original_id": "0qfbmt4G8Rw_000306", "category_name": "pedestrian",
-              "candidate_reason": "category"}
-    weak = write_label_file(weak_dir / "labels.json", [
-        {"clip_id": "w_ghost", "video": "clips/w_ghost.mp4", "label": "ghost_probing", "label_quality": "weak",
-         "source": source, "event": {"t_first_visible_s": 1.0, "t_event_s": 2.0}, "group": "g1"},
-        *[{"clip_id": Path(name).stem, "video": f"clips/{name}", "label": "other_hazard", "label_quality": "weak",
-           "source": source | {"category_name": "vehicle"}} for name in ("w_split.mp4", "w_skip.mp4", "w_open.avi")]])
-    alerts = write_label_file(scan_dir / "labels.json", [  # as scan/main.py's export_alerts writes it
-        {"clip_id": c, "video": f"clips/{c}.mp4", "label": None, "group": "drive",
-         "notes": "TO LABEL: set label to one of ghost_probing, cut_in, other_hazard, normal"}
-        for c in ("drive_a000", "drive_a001")])
+    source = {
+        "dataset": "dota",
+        "original_id": "0qfbmt4G8Rw_000306",
+        "category_name": "pedestrian",
+        "candidate_reason": "category",
+    }
+    weak = write_label_file(
+        weak_dir / "labels.json",
+        [
+            {
+                "clip_id": "w_ghost",
+                "video": "clips/w_ghost.mp4",
+                "label": "ghost_probing",
+                "label_quality": "weak",
+                "source": source,
+                "event": {"t_first_visible_s": 1.0, "t_event_s": 2.0},
+                "group": "g1",
+            },
+            *[
+                {
+                    "clip_id": Path(name).stem,
+                    "video": f"clips/{name}",
+                    "label": "other_hazard",
+                    "label_quality": "weak",
+                    "source": source | {"category_name": "vehicle"},
+                }
+                for name in ("w_split.mp4", "w_skip.mp4", "w_open.avi")
+            ],
+        ],
+    )
+    alerts = write_label_file(
+        scan_dir / "labels.json",
+        [  # as scan/main.py's export_alerts writes it
+            {
+                "clip_id": c,
+                "video": f"clips/{c}.mp4",
+                "label": None,
+                "group": "drive",
+                "notes": "TO LABEL: set label to one of ghost_probing, cut_in, other_hazard, normal",
+            }
+            for c in ("drive_a000", "drive_a001")
+        ],
+    )
 
     # Ana imports with a personal access token (the current flow), from the environment as documented.
     pat = server.personal_token(ANA)
@@ -122,8 +166,9 @@ def test_weak_labels_and_scan_alerts_round_trip_to_gold(studio, tmp_path):
     assert "0 tasks added, 0 updated, 4 already there" in run.stdout, run.stderr + run.stdout
 
     ben = {"Authorization": f"Token {BEN.legacy_token}"}
-    project = requests.get(f"{server.url}/api/projects/", params={"title": PROJECT}, headers=ben,
-                           timeout=60).json()["results"][0]
+    project = requests.get(f"{server.url}/api/projects/", params={"title": PROJECT}, headers=ben, timeout=60).json()[
+        "results"
+    ][0]
     # The weak labels come pre-filled as predictions (the scan's alerts have no label to offer); two answers a task.
     assert (project["task_number"], project["total_predictions_number"], project["maximum_annotations"]) == (6, 4, 2)
 
@@ -136,22 +181,35 @@ def test_weak_labels_and_scan_alerts_round_trip_to_gold(studio, tmp_path):
     assert served.status_code == 200 and served.content == (media / "review_previews" / "w_open.mp4").read_bytes()
 
     # Frames from 1 at 10 fps: 11 -> 1.0 s, 16 -> 1.5 s, 26 -> 2.5 s.
-    answer_as(server, pat, {
-        "w_ghost": [choice("label", "ghost_probing"), mark("actor visible", 11, 11), mark("in path", 16, 26),
-                    choice("actor", "child")],
-        "w_split": [choice("label", "normal")],
-        "drive_a000": [choice("label", "cut_in")],
-        "drive_a001": [choice("label", "ghost_probing")],  # no marks: the schema rejects it
-    })
-    answer_as(server, BEN.legacy_token, {
-        "w_ghost": [choice("label", "ghost_probing"), mark("actor visible", 13, 13), mark("in path", 16, 16)],
-        "w_split": [choice("label", "other_hazard")],
-        "w_skip": "skip",
-    })
+    answer_as(
+        server,
+        pat,
+        {
+            "w_ghost": [
+                choice("label", "ghost_probing"),
+                mark("actor visible", 11, 11),
+                mark("in path", 16, 26),
+                choice("actor", "child"),
+            ],
+            "w_split": [choice("label", "normal")],
+            "drive_a000": [choice("label", "cut_in")],
+            "drive_a001": [choice("label", "ghost_probing")],  # no marks: the schema rejects it
+        },
+    )
+    answer_as(
+        server,
+        BEN.legacy_token,
+        {
+            "w_ghost": [choice("label", "ghost_probing"), mark("actor visible", 13, 13), mark("in path", 16, 16)],
+            "w_split": [choice("label", "other_hazard")],
+            "w_skip": "skip",
+        },
+    )
 
     gold_file = media / "gold.json"
-    run = review("from_label_studio", f"url={server.url}", f"token={BEN.legacy_token}", f"project={PROJECT}",
-                 f"out={gold_file}")
+    run = review(
+        "from_label_studio", f"url={server.url}", f"token={BEN.legacy_token}", f"project={PROJECT}", f"out={gold_file}"
+    )
     assert run.returncode == 1, run.stderr + run.stdout  # one answer was rejected; the file is still written
     gold = {clip.clip_id: clip for clip in load_labels(gold_file).clips}
     assert sorted(gold) == ["drive_a000", "w_ghost"]
@@ -164,8 +222,11 @@ def test_weak_labels_and_scan_alerts_round_trip_to_gold(studio, tmp_path):
     assert (ghost.source.reviewer, ghost.source.tool) == ("ana@example.com, ben@example.com", "label_studio")
     assert ghost.source.reviewed_at.startswith("20")
     alert = gold["drive_a000"]
-    assert (alert.label, alert.video, alert.source.reviewer) == ("cut_in", "scan/exported/clips/drive_a000.mp4",
-                                                                 "ana@example.com")
+    assert (alert.label, alert.video, alert.source.reviewer) == (
+        "cut_in",
+        "scan/exported/clips/drive_a000.mp4",
+        "ana@example.com",
+    )
     out = run.stdout
     assert "agreement: 1 of 2 tasks with several reviewers gave the same label (50.0%)" in out
     assert "(clip w_split): reviewers disagree (ana@example.com: normal, ben@example.com: other_hazard)" in out

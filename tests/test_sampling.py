@@ -1,11 +1,17 @@
 """Frame sampling policies: which frames the model sees."""
 
-
 import numpy as np
 import pytest
 
-from ghostprobe.sampling import (FrameClock, SamplingError, make_window, sample_windows, sliding_windows,
-                                 uniform_indices, window_sample_id)
+from ghostprobe.sampling import (
+    FrameClock,
+    SamplingError,
+    make_window,
+    sample_windows,
+    sliding_windows,
+    uniform_indices,
+    window_sample_id,
+)
 
 
 def test_uniform_matches_original_video_llama_formula():
@@ -21,11 +27,23 @@ def test_uniform_matches_original_video_llama_formula():
 
 
 def test_fps_policy_rate_and_cap():
-    (window,) = sample_windows({"policy": "fps", "target_fps": 2.0, "max_frames": 32, "min_frames": 4},
-                               fps=30, num_frames=300, t_event_s=None, is_positive=False, seed_key="a")
+    (window,) = sample_windows(
+        {"policy": "fps", "target_fps": 2.0, "max_frames": 32, "min_frames": 4},
+        fps=30,
+        num_frames=300,
+        t_event_s=None,
+        is_positive=False,
+        seed_key="a",
+    )
     assert len(window.frame_indices) == 20 and window.frame_indices[1] - window.frame_indices[0] == 15
-    (window,) = sample_windows({"policy": "fps", "target_fps": 10.0, "max_frames": 32, "min_frames": 4},
-                               fps=30, num_frames=300, t_event_s=None, is_positive=False, seed_key="a")
+    (window,) = sample_windows(
+        {"policy": "fps", "target_fps": 10.0, "max_frames": 32, "min_frames": 4},
+        fps=30,
+        num_frames=300,
+        t_event_s=None,
+        is_positive=False,
+        seed_key="a",
+    )
     assert len(window.frame_indices) == 32
 
 
@@ -46,8 +64,14 @@ def test_sliding_rejects_event_before_first_window():
         sample_windows(SLIDING, fps=15, num_frames=150, t_event_s=1.5, is_positive=True, seed_key="a")
 
 
-EVENT = {"policy": "event_windows", "num_frames": 8, "window_s": 4.0, "event_position": 0.75, "jitter_s": 0.5,
-         "windows_per_clip": 3}
+EVENT = {
+    "policy": "event_windows",
+    "num_frames": 8,
+    "window_s": 4.0,
+    "event_position": 0.75,
+    "jitter_s": 0.5,
+    "windows_per_clip": 3,
+}
 
 
 def test_event_windows_contain_event_and_are_seeded():
@@ -82,21 +106,29 @@ def test_variable_frame_rate_clips_are_sampled_by_presentation_time():
     assert clock.index_at(1.0) == 10 and clock.index_at(2.5) == 35 and clock.index_at(99) == 79
     assert FrameClock(20.0, 80).index_at(1.0) == 20  # what index / average fps would have taken
 
-    windows = sample_windows(SLIDING, fps=20.0, num_frames=80, t_event_s=3.0, is_positive=True, seed_key="a",
-                             frame_times_s=VFR_TIMES)
+    windows = sample_windows(
+        SLIDING, fps=20.0, num_frames=80, t_event_s=3.0, is_positive=True, seed_key="a", frame_times_s=VFR_TIMES
+    )
     assert [w.end_s for w in windows] == [2.0, 2.5, 3.0]
     for window in windows:  # every frame shown inside the window, none after its end (the event)
         times = [clock.time_of(i) for i in window.frame_indices]
         assert window.start_s - 0.1 < min(times) and max(times) < window.end_s and len(times) == 8
         assert window.timestamps_s == pytest.approx([t - times[0] for t in times])  # from the window's first frame
 
-    (every_half_second,) = sample_windows({"policy": "fps", "target_fps": 2.0, "max_frames": 32, "min_frames": 4},
-                                          fps=20.0, num_frames=80, t_event_s=None, is_positive=False,
-                                          seed_key="a", frame_times_s=VFR_TIMES)
+    (every_half_second,) = sample_windows(
+        {"policy": "fps", "target_fps": 2.0, "max_frames": 32, "min_frames": 4},
+        fps=20.0,
+        num_frames=80,
+        t_event_s=None,
+        is_positive=False,
+        seed_key="a",
+        frame_times_s=VFR_TIMES,
+    )
     assert every_half_second.timestamps_s == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5])
 
 
 # --- one window definition ---------------------------------------------------------------------------------------
+
 
 def test_a_window_ending_at_the_clip_end_holds_the_last_frame():
     clock = FrameClock(10.0, 100)
@@ -105,8 +137,9 @@ def test_a_window_ending_at_the_clip_end_holds_the_last_frame():
     # A window ending between two frames holds the frame shown just before its end (frame 37 at 2.4667 s).
     assert make_window(FrameClock(15.0, 75), 0.5, 2.5, 100).frame_indices == tuple(range(7, 38))
     last = sample_windows(SLIDING, fps=10, num_frames=100, t_event_s=None, is_positive=False, seed_key="a")[-1]
-    assert (last.start_s, last.end_s) == (8.0, 10.0) and last.frame_indices == tuple(80 + i for i in
-                                                                                   uniform_indices(20, 8))
+    assert (last.start_s, last.end_s) == (8.0, 10.0) and last.frame_indices == tuple(
+        80 + i for i in uniform_indices(20, 8)
+    )
 
 
 def test_window_timestamps_count_from_the_window_start():
@@ -115,8 +148,9 @@ def test_window_timestamps_count_from_the_window_start():
     assert window.index == 6 and window.frame_indices == (30, 32, 35, 37, 40, 42, 45, 47)
     assert window.timestamps_s == (0.0, 0.2, 0.5, 0.7, 1.0, 1.2, 1.5, 1.7)
     # A whole clip is the window from 0: its times are index / fps, exactly what the original prints.
-    (whole,) = sample_windows({"policy": "uniform", "num_frames": 8}, fps=15, num_frames=75, t_event_s=None,
-                              is_positive=False, seed_key="a")
+    (whole,) = sample_windows(
+        {"policy": "uniform", "num_frames": 8}, fps=15, num_frames=75, t_event_s=None, is_positive=False, seed_key="a"
+    )
     assert whole.timestamps_s == tuple(i / 15 for i in uniform_indices(75, 8))
 
 
@@ -132,16 +166,20 @@ def test_prep_eval_and_scan_cut_the_same_windows(tmp_path, make_video):
 
     from data_prep.prepare import prepare_dataset
     from eval.evaluate import load_batch
-    from scan.recordings import VideoJob, probe, scan_windows, window_clip
     from ghostprobe.config import prep_settings
     from ghostprobe.video import read_frames
     from helpers import write_label_file
+    from scan.recordings import VideoJob, probe, scan_windows, window_clip
 
     video = make_video("videos/drive.mp4", num_frames=90, fps=15, width=96, height=64)
-    labels = write_label_file(tmp_path / "labels.json", [
-        {"clip_id": "drive", "video": "videos/drive.mp4", "label": "normal", "split": "test"},
-        # a clip whose id looks like a window of `drive`: its sample ids must not collide with drive's
-        {"clip_id": "drive#w1", "video": "videos/drive.mp4", "label": "normal", "split": "test"}])
+    labels = write_label_file(
+        tmp_path / "labels.json",
+        [
+            {"clip_id": "drive", "video": "videos/drive.mp4", "label": "normal", "split": "test"},
+            # a clip whose id looks like a window of `drive`: its sample ids must not collide with drive's
+            {"clip_id": "drive#w1", "video": "videos/drive.mp4", "label": "normal", "split": "test"},
+        ],
+    )
     report = prepare_dataset(labels, tmp_path / "prepared", prep_settings(sampling="sliding", frame_size=32))
     assert report["num_rejected"] == 0, report["rejected"]
     test = load_from_disk(str(tmp_path / "prepared"))["test"]
@@ -152,14 +190,17 @@ def test_prep_eval_and_scan_cut_the_same_windows(tmp_path, make_video):
     probe(job, 1)
     windows = scan_windows(job.clock, 2.0, 0.5, 8)
     assert len(windows) == len(rows) == 9  # 6 s: windows ending 2.0, 2.5, ..., 6.0
-    clips, metas, failed = load_batch(test.with_format("numpy", columns=["frames"], output_all_columns=True),
-                                      test.with_format(None), [test["sample_id"].index(r["sample_id"]) for r in rows])
+    clips, metas, failed = load_batch(
+        test.with_format("numpy", columns=["frames"], output_all_columns=True),
+        test.with_format(None),
+        [test["sample_id"].index(r["sample_id"]) for r in rows],
+    )
     assert not failed
-    for row, window, clip in zip(rows, windows, clips):
+    for row, window, clip in zip(rows, windows, clips, strict=True):
         assert row["window_index"] == window.index and row["sample_id"] == f"drive#w{window.index}"
         assert tuple(row["frame_indices"]) == window.frame_indices
         assert tuple(row["timestamps_s"]) == window.timestamps_s == clip.timestamps_s
         assert (row["window_start_s"], row["window_end_s"]) == pytest.approx((window.start_s, window.end_s))
         frames = read_frames(video, list(window.frame_indices), job.info, size=32)
-        scanned = window_clip(job, window, dict(zip(window.frame_indices, frames)))
+        scanned = window_clip(job, window, dict(zip(window.frame_indices, frames, strict=True)))
         assert scanned.clip_id == clip.clip_id and np.array_equal(scanned.frames, clip.frames)

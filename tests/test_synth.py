@@ -35,15 +35,16 @@ def small_set(tmp_path_factory):
 def test_same_seed_same_files_other_seed_differs(tmp_path):
     kwargs = dict(num_clips=5, width=160, height=90, fps=15, duration_s=1.0)
     generate(tmp_path / "a", seed=3, **kwargs)
-    generate(tmp_path / "b", seed=3, workers=2, **kwargs)   # in parallel processes: still the same files
+    generate(tmp_path / "b", seed=3, workers=2, **kwargs)  # in parallel processes: still the same files
     generate(tmp_path / "c", seed=4, **kwargs)
     assert (tmp_path / "a/labels.json").read_bytes() == (tmp_path / "b/labels.json").read_bytes()
     assert (tmp_path / "a/labels.json").read_bytes() != (tmp_path / "c/labels.json").read_bytes()
     for k in range(5):
         name = f"videos/synth_{k:05d}.mp4"
         assert np.array_equal(decode_all(tmp_path / "a" / name), decode_all(tmp_path / "b" / name)), name
-    assert not np.array_equal(decode_all(tmp_path / "a/videos/synth_00000.mp4"),
-                              decode_all(tmp_path / "c/videos/synth_00000.mp4"))
+    assert not np.array_equal(
+        decode_all(tmp_path / "a/videos/synth_00000.mp4"), decode_all(tmp_path / "c/videos/synth_00000.mp4")
+    )
 
 
 def test_ghost_probing_times_match_the_pixels():
@@ -77,7 +78,7 @@ def test_look_alikes_behave_as_named():
         else:
             # Seen all the way from the start of the clip until it enters the path: no emergence.
             entry = round(event.t_event_s * spec.fps)
-            assert (clip.actor_visible_px[:entry + 1] > 0).all(), spec.clip_id
+            assert (clip.actor_visible_px[: entry + 1] > 0).all(), spec.clip_id
             assert event.t_first_visible_s == 0.0 and event.occluder is None
             assert clip.label.label == SCENARIO_LABELS[spec.scenario]
 
@@ -86,13 +87,13 @@ def test_scenario_mix_and_labels_validate(small_set):
     out, labels = small_set
     scenarios = Counter(clip.notes for clip in labels)
     assert set(scenarios) == set(SCENARIO_LABELS)
-    assert scenarios["ghost_probing"] == 16   # 0.4 of 40: shares are allotted, not drawn
+    assert scenarios["ghost_probing"] == 16  # 0.4 of 40: shares are allotted, not drawn
     assert all(clip.label == SCENARIO_LABELS[clip.notes] for clip in labels)
     loaded = load_labels(out / "labels.json")
     assert loaded.problems == [] and loaded.warnings == []
     assert [c.clip_id for c in loaded.clips] == [f"synth_{k:05d}" for k in range(40)]
     groups = Counter(clip.group for clip in labels)
-    assert max(groups.values()) <= 3 and len(groups) < 40   # routes: 1-3 consecutive clips share a background
+    assert max(groups.values()) <= 3 and len(groups) < 40  # routes: 1-3 consecutive clips share a background
     doc = json.loads((out / "labels.json").read_text())
     assert doc["schema_version"] == 1
 
@@ -111,9 +112,22 @@ def test_videos_are_h264_at_the_requested_geometry(small_set):
 def test_hydra_entry_point(tmp_path):
     out, cwd = tmp_path / "set", tmp_path / "cwd"
     cwd.mkdir()
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "data_prep/synth.py"), f"out_dir={out}", "num_clips=4",
-                             "seed=1", "duration_s=2", "width=128", "height=72"],
-                            cwd=cwd, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "data_prep/synth.py"),
+            f"out_dir={out}",
+            "num_clips=4",
+            "seed=1",
+            "duration_s=2",
+            "width=128",
+            "height=72",
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "wrote 4 clips" in result.stdout
     loaded = load_labels(out / "labels.json")
@@ -127,7 +141,7 @@ def test_write_video_mpeg4_avi_reads_back(tmp_path):
     rng = np.random.default_rng(0)
     frames = np.repeat(rng.integers(0, 255, (1, 660, 1584, 3), dtype=np.uint8) // 4 + 60, 6, axis=0)
     for t in range(6):
-        frames[t, :, 200 * t:200 * t + 150] = 240
+        frames[t, :, 200 * t : 200 * t + 150] = 240
     path = write_video(tmp_path / "dashcam.avi", frames, 30, codec="mpeg4")
     decoded = decode_all(path)
     assert decoded.shape == frames.shape

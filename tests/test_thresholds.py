@@ -19,8 +19,10 @@ def test_a_seven_clip_val_split_is_refused_and_says_why():
     y_val, p_val = scores(3, 4, seed=1)
     result = tuned_threshold(y, p, [f"c{k}" for k in range(len(y))], y_val, p_val, policy="val")
     assert not result["available"]
-    assert result["reason"] == ("the val split has 7 scored clips (3 ghost probing, 4 not); a threshold needs at least "
-                                "metrics.min_val_clips=30 with metrics.min_val_per_class=5 of each class")
+    assert result["reason"] == (
+        "the val split has 7 scored clips (3 ghost probing, 4 not); a threshold needs at least "
+        "metrics.min_val_clips=30 with metrics.min_val_per_class=5 of each class"
+    )
 
 
 def test_a_one_class_val_split_is_refused_not_silently_replaced_by_the_default():

@@ -9,16 +9,29 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from ghostprobe.models.video_llama.run_dir import (CHECKPOINT_INFO, COMPLETE_MARKER, TRAINABLES_FILE,
-                                                   IncompleteCheckpoint, mark_complete, resolve_model_dir)
+from ghostprobe.models.video_llama.run_dir import (
+    CHECKPOINT_INFO,
+    COMPLETE_MARKER,
+    TRAINABLES_FILE,
+    IncompleteCheckpoint,
+    mark_complete,
+    resolve_model_dir,
+)
 from train.callbacks import StopAtStep
 from train.checkpoints import changed_settings, find_resume_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 # What a LoRA checkpoint of the trainer holds (sizes made up), model files and resume state.
-LORA_FILES = {"adapter_config.json": 1321, "adapter_model.safetensors": 73544, TRAINABLES_FILE: 119888,
-              "tokenizer.json": 51399, "processor_config.json": 266, "trainer_state.json": 6953,
-              "global_step6/zero_pp_rank_0_mp_rank_00_optim_states.pt": 279295, "rng_state_0.pth": 14469}
+LORA_FILES = {
+    "adapter_config.json": 1321,
+    "adapter_model.safetensors": 73544,
+    TRAINABLES_FILE: 119888,
+    "tokenizer.json": 51399,
+    "processor_config.json": 266,
+    "trainer_state.json": 6953,
+    "global_step6/zero_pp_rank_0_mp_rank_00_optim_states.pt": 279295,
+    "rng_state_0.pth": 14469,
+}
 
 
 def lora_checkpoint(run_dir: Path, step: int = 6, legacy_marker: bool = False) -> Path:
@@ -45,8 +58,10 @@ def test_a_lora_checkpoint_without_its_trained_tensors_is_refused_even_under_an_
     for path in (checkpoint, tmp_path / "run"):  # the checkpoint, or the run directory (its best checkpoint)
         with pytest.raises(IncompleteCheckpoint) as refused:
             resolve_model_dir(path)
-        assert str(refused.value).startswith(f"{checkpoint} is incomplete and cannot be loaded: "
-                                             f"{TRAINABLES_FILE} is missing (a lora checkpoint needs it)")
+        assert str(refused.value).startswith(
+            f"{checkpoint} is incomplete and cannot be loaded: "
+            f"{TRAINABLES_FILE} is missing (a lora checkpoint needs it)"
+        )
 
 
 def test_the_marker_lists_every_file_and_a_missing_or_cut_file_is_named(tmp_path):
@@ -59,8 +74,10 @@ def test_the_marker_lists_every_file_and_a_missing_or_cut_file_is_named(tmp_path
     (checkpoint / TRAINABLES_FILE).unlink()
     with pytest.raises(IncompleteCheckpoint) as refused:
         resolve_model_dir(checkpoint)
-    assert (f"cannot be loaded: tokenizer.json has 2 bytes, 51,399 when written; {TRAINABLES_FILE} is missing "
-            "(119,888 bytes when written). Restore the files") in str(refused.value)
+    assert (
+        f"cannot be loaded: tokenizer.json has 2 bytes, 51,399 when written; {TRAINABLES_FILE} is missing "
+        "(119,888 bytes when written). Restore the files"
+    ) in str(refused.value)
     with pytest.raises(IncompleteCheckpoint) as refused:
         find_resume_checkpoint("auto", tmp_path / "run")
     assert str(refused.value).startswith(f"resume=auto: {checkpoint} is incomplete and cannot be resumed from: ")
@@ -78,7 +95,8 @@ def test_optimizer_state_is_needed_to_resume_but_not_to_load(tmp_path):
         f"resume=auto: {checkpoint} is incomplete and cannot be resumed from: global_step6/zero_pp_rank_0_mp_rank_00"
         "_optim_states.pt is missing (279,295 bytes when written). Restore the files from a copy, or use another "
         f"checkpoint-<step>/ of the run; or resume={older} to continue from the one before (the newer checkpoints "
-        "are then deleted)")
+        "are then deleted)"
+    )
     with pytest.raises(IncompleteCheckpoint, match="cannot be resumed from: global_step6/"):
         find_resume_checkpoint(str(checkpoint), tmp_path / "run")
     assert find_resume_checkpoint(str(older), tmp_path / "run") == older
@@ -95,8 +113,15 @@ def _train_config(*overrides: str) -> dict:
 
 def test_resume_settings_changes_are_refused_by_key_unless_declared_safe_in_yaml():
     trained = _train_config("output_dir=RUN")
-    safe = _train_config("output_dir=RUN", "resume=auto", "logger=none", "train.stop_at_step=9",
-                         "eval.every_steps=3", "checkpoint.keep_last=5", "train.log_every_steps=2")
+    safe = _train_config(
+        "output_dir=RUN",
+        "resume=auto",
+        "logger=none",
+        "train.stop_at_step=9",
+        "eval.every_steps=3",
+        "checkpoint.keep_last=5",
+        "train.log_every_steps=2",
+    )
     assert changed_settings(trained, safe, safe["resume_may_change"]) == []
     unsafe = _train_config("output_dir=RUN", "resume=auto", "train.lr=0.5", "prompt=zh", "train.global_batch_size=16")
     changes = changed_settings(trained, unsafe, unsafe["resume_may_change"])
@@ -110,6 +135,7 @@ def test_stopping_at_train_stop_at_step_saves_a_checkpoint():
 
     class Args:
         save_strategy = "steps"
+
     state, control = TrainerState(), TrainerControl()
     state.global_step = 7
     StopAtStep(8).on_step_end(Args(), state, control)

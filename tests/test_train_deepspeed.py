@@ -39,11 +39,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_trainer(run_dir: Path, *overrides: str, exp: str = "tiny_smoke", timeout: int = 600,
-                wrap=lambda cmd: cmd) -> subprocess.CompletedProcess:
+def run_trainer(
+    run_dir: Path, *overrides: str, exp: str = "tiny_smoke", timeout: int = 600, wrap=lambda cmd: cmd
+) -> subprocess.CompletedProcess:
     """Run the trainer on 2 CPU ranks (the command passed through `wrap`), keeping its output in RUN.log."""
-    cmd = wrap([str(DEEPSPEED), "--num_gpus", "2", "--master_port", str(_free_port()), "train/main.py",
-                f"+exp={exp}", f"output_dir={run_dir}", "progress_bar=false", *overrides])
+    cmd = wrap(
+        [
+            str(DEEPSPEED),
+            "--num_gpus",
+            "2",
+            "--master_port",
+            str(_free_port()),
+            "train/main.py",
+            f"+exp={exp}",
+            f"output_dir={run_dir}",
+            "progress_bar=false",
+            *overrides,
+        ]
+    )
     env = {**os.environ, "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     (run_dir.parent / f"{run_dir.name}.log").write_text(done.stdout + done.stderr)
@@ -53,8 +66,9 @@ def run_trainer(run_dir: Path, *overrides: str, exp: str = "tiny_smoke", timeout
 def launch(run_dir: Path, *overrides: str, exp: str = "tiny_smoke", timeout: int = 600) -> Path:
     """Run the trainer on 2 CPU ranks; fail with the log tail when it does not exit 0."""
     done = run_trainer(run_dir, *overrides, exp=exp, timeout=timeout)
-    assert done.returncode == 0, f"{' '.join(done.args)} exited {done.returncode}:\n" \
-                                 f"{(done.stdout + done.stderr)[-6000:]}"
+    assert done.returncode == 0, (
+        f"{' '.join(done.args)} exited {done.returncode}:\n{(done.stdout + done.stderr)[-6000:]}"
+    )
     return run_dir
 
 
@@ -115,10 +129,13 @@ def _score_val(model_path, data_path: Path, checkpoint: Path) -> dict[str, float
 
     model = build_model({"kind": "video_llama", "path": str(model_path), "batch_size": 4})
     rows = datasets.load_from_disk(str(data_path))["val"].with_format("numpy")
-    clips = [ClipInput(str(r["sample_id"]), frames_from_row(r["frames"]), tuple(float(t) for t in r["timestamps_s"]))
-             for r in rows]
+    clips = [
+        ClipInput(str(r["sample_id"]), frames_from_row(r["frames"]), tuple(float(t) for t in r["timestamps_s"]))
+        for r in rows
+    ]
     prompt_name = json.loads((checkpoint / "ghostprobe_checkpoint.json").read_text())["prompt"]
     from omegaconf import OmegaConf
+
     prompt = load_prompt(OmegaConf.load(REPO / "conf" / "prompt" / f"{prompt_name}.yaml"))
     return {out.clip_id: out.p_ghost_probing for out in model.score(clips, prompt)}
 
@@ -164,8 +181,12 @@ def test_lora_checkpoint_holds_adapter_and_trainables_and_reloads(lora_run, tiny
     adapter = load_file(last / "adapter_model.safetensors")
     trainables = load_file(last / TRAINABLES_FILE)
     assert adapter and all(t.numel() > 0 for t in adapter.values())  # not ZeRO-3 placeholders
-    assert {k.split(".")[0] for k in trainables} == {"video_qformer", "video_query_tokens",
-                                                      "video_frame_position_embedding", "llama_proj"}
+    assert {k.split(".")[0] for k in trainables} == {
+        "video_qformer",
+        "video_query_tokens",
+        "video_frame_position_embedding",
+        "llama_proj",
+    }
     base = VideoLlamaForConditionalGeneration.from_pretrained(tiny_setup[0])
     assert not torch.equal(trainables["llama_proj.weight"], base.llama_proj.weight)  # trained, and saved so
     # The eval harness loads the run directory (-> its best checkpoint) and scores val as training did.
@@ -175,8 +196,9 @@ def test_lora_checkpoint_holds_adapter_and_trainables_and_reloads(lora_run, tiny
     from ghostprobe.models.base import answer_settings
 
     weights = answer_settings({"kind": "video_llama", "name": "tiny", "path": str(lora_run)})["weights"]
-    assert weights["dir"] == str(best.resolve()) and any(name.startswith("adapter_model") for name, *_ in
-                                                        weights["files"])
+    assert weights["dir"] == str(best.resolve()) and any(
+        name.startswith("adapter_model") for name, *_ in weights["files"]
+    )
 
 
 def test_full_zero3_stops_early_and_saves_consolidated_weights(full_run, tiny_setup):
@@ -193,8 +215,9 @@ def test_full_zero3_stops_early_and_saves_consolidated_weights(full_run, tiny_se
     base = VideoLlamaForConditionalGeneration.from_pretrained(tiny_setup[0])
     q_proj = "language_model.model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(model.state_dict()[q_proj], base.state_dict()[q_proj])  # the LLM itself was trained
-    assert torch.equal(model.visual_encoder.embeddings.patch_embedding.weight,
-                       base.visual_encoder.embeddings.patch_embedding.weight)  # the ViT stayed frozen
+    assert torch.equal(
+        model.visual_encoder.embeddings.patch_embedding.weight, base.visual_encoder.embeddings.patch_embedding.weight
+    )  # the ViT stayed frozen
     _assert_same_scores(_score_val(checkpoint, tiny_setup[1], checkpoint), checkpoint)
 
 
@@ -223,8 +246,9 @@ def test_resume_skips_checkpoint_killed_mid_write_and_equals_uninterrupted_run(l
     resumed = {m["step"]: m["loss"] for m in rows if "loss" in m and not m.get("killed_run")}
     uninterrupted = train_losses(lora_run)
     assert sorted(resumed) == list(range(7, 13))  # started after step 6, not 9 and not 0
-    np.testing.assert_allclose([resumed[s] for s in range(7, 13)], [uninterrupted[s] for s in range(7, 13)],
-                               rtol=1e-6)  # bitwise equal on CPU in practice
+    np.testing.assert_allclose(
+        [resumed[s] for s in range(7, 13)], [uninterrupted[s] for s in range(7, 13)], rtol=1e-6
+    )  # bitwise equal on CPU in practice
     assert [c.name for c in complete_checkpoints(run_dir)] == ["checkpoint-6", "checkpoint-12"]
     ours = json.loads((run_dir / "checkpoint-12" / "val_scores.json").read_text())["scores"]
     theirs = json.loads((lora_run / "checkpoint-12" / "val_scores.json").read_text())["scores"]
@@ -233,8 +257,13 @@ def test_resume_skips_checkpoint_killed_mid_write_and_equals_uninterrupted_run(l
 
 def test_export_merges_lora_into_a_plain_model(lora_run, tiny_setup, tmp_path):
     out = tmp_path / "merged"
-    done = subprocess.run([sys.executable, "scripts/export_model.py", f"run_dir={lora_run}", f"out={out}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "scripts/export_model.py", f"run_dir={lora_run}", f"out={out}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "config.json").is_file() and not (out / "adapter_config.json").exists()
     merged = VideoLlamaForConditionalGeneration.from_pretrained(out)
@@ -245,6 +274,7 @@ def test_export_merges_lora_into_a_plain_model(lora_run, tiny_setup, tmp_path):
 
 # ---------------------------------------------------------------------------------------------------------------
 # What the trainer refuses or warns about, and what a full disk looks like (issue 17)
+
 
 def _copy_run(lora_run: Path, run_dir: Path, *checkpoints: str) -> Path:
     """A run directory holding lora_run's config.yaml, metrics and the named checkpoints."""
@@ -257,7 +287,8 @@ def _copy_run(lora_run: Path, run_dir: Path, *checkpoints: str) -> Path:
 
 
 def test_a_lora_checkpoint_that_lost_its_trained_tensors_is_refused_by_eval_export_and_resume(
-        lora_run, tiny_setup, tmp_path):
+    lora_run, tiny_setup, tmp_path
+):
     """COMPLETE present, trainables.safetensors gone: eval and export would give the base model's video modules
     under the fine-tune's name, resume would continue from them. Each refuses, naming the file."""
     run_dir = _copy_run(lora_run, tmp_path / "run", "checkpoint-6", "checkpoint-12")
@@ -269,8 +300,13 @@ def test_a_lora_checkpoint_that_lost_its_trained_tensors_is_refused_by_eval_expo
     assert str(refused.value).startswith(problem)
 
     out = tmp_path / "merged"
-    done = subprocess.run([sys.executable, "scripts/export_model.py", f"run_dir={damaged}", f"out={out}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "scripts/export_model.py", f"run_dir={damaged}", f"out={out}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 1, done.stderr[-3000:]
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"export_model: {problem}")
@@ -279,8 +315,9 @@ def test_a_lora_checkpoint_that_lost_its_trained_tensors_is_refused_by_eval_expo
     done = run_trainer(run_dir, *_common(tiny_setup), "logger=wandb", "logger.mode=offline", "resume=auto")
     line = refusal(done, "train: resume=auto: ")
     assert f"{damaged} is incomplete and cannot be resumed from: {TRAINABLES_FILE} is missing (" in line
-    assert line.endswith(f"or resume={run_dir / 'checkpoint-6'} to continue from the one before (the newer "
-                         "checkpoints are then deleted)")
+    assert line.endswith(
+        f"or resume={run_dir / 'checkpoint-6'} to continue from the one before (the newer checkpoints are then deleted)"
+    )
     assert (damaged / COMPLETE_MARKER).is_file()  # refused, not deleted
 
 
@@ -289,25 +326,36 @@ def test_resume_with_settings_that_change_the_run_is_refused_naming_them(lora_ru
     (logger, keep_last) are allowed by test_resume_skips_checkpoint_killed_mid_write_and_equals_uninterrupted_run."""
     run_dir = _copy_run(lora_run, tmp_path / "run", "checkpoint-6")
     config = (run_dir / "config.yaml").read_text()
-    done = run_trainer(run_dir, *_common(tiny_setup), "logger=wandb", "logger.mode=offline", "resume=auto",
-                       "train.lr=0.5", "prompt=zh", "train.global_batch_size=16")
+    done = run_trainer(
+        run_dir,
+        *_common(tiny_setup),
+        "logger=wandb",
+        "logger.mode=offline",
+        "resume=auto",
+        "train.lr=0.5",
+        "prompt=zh",
+        "train.global_batch_size=16",
+    )
     line = refusal(done, "train: cannot resume ")
     for change in ("train.lr (0.001 -> 0.5)", "train.global_batch_size (8 -> 16)", "prompt.name ('en' -> 'zh')"):
         assert change in line
     assert "resume (" not in line and "logger" not in line
-    assert line.endswith("Resume without these overrides, or train with them as a new run (another output_dir, no "
-                         "resume=). What a resume may change is listed in resume_may_change (conf/train.yaml)")
+    assert line.endswith(
+        "Resume without these overrides, or train with them as a new run (another output_dir, no "
+        "resume=). What a resume may change is listed in resume_may_change (conf/train.yaml)"
+    )
     assert (run_dir / "config.yaml").read_text() == config  # still says what the run was trained with
     assert metrics(run_dir) == metrics(lora_run)  # nothing trained, nothing dropped
 
 
 def test_test_at_end_without_a_test_split_stops_at_start(tiny_setup, tmp_path):
     run_dir = tmp_path / "run"
-    done = run_trainer(run_dir, *_common(tiny_setup), "logger=none", "eval.test_at_end=true",
-                       "data.test_split=holdout")
+    done = run_trainer(run_dir, *_common(tiny_setup), "logger=none", "eval.test_at_end=true", "data.test_split=holdout")
     line = refusal(done, "train: ")
-    assert line == (f"train: eval.test_at_end=true needs a test split, but {tiny_setup[1]} has no split 'holdout' "
-                    "(it has train, val, test): set data.test_split to one of them or eval.test_at_end=false")
+    assert line == (
+        f"train: eval.test_at_end=true needs a test split, but {tiny_setup[1]} has no split 'holdout' "
+        "(it has train, val, test): set data.test_split to one of them or eval.test_at_end=false"
+    )
     assert sorted(p.name for p in run_dir.iterdir()) == []  # before any step, config or lock was written
 
 
@@ -318,10 +366,20 @@ def test_a_one_class_train_split_is_warned_about_at_start_and_in_the_summary(tin
     splits = datasets.load_from_disk(str(tiny_setup[1]))
     splits["train"] = splits["train"].filter(lambda row: not row["is_ghost_probing"])
     splits.save_to_disk(str(one_class))
-    run_dir = launch(tmp_path / "run", f"model.path={tiny_setup[0]}", f"data.path={one_class}", "logger=none",
-                     "train.max_steps=2", "eval.every_steps=0", "checkpoint.every_steps=0", "eval.test_at_end=false")
-    warning = (f"the train split of {one_class} holds only non-ghost-probing clips ({len(splits['train'])}): the "
-               "model can only learn to answer 'No' to every clip; add clips of the other class to the labels")
+    run_dir = launch(
+        tmp_path / "run",
+        f"model.path={tiny_setup[0]}",
+        f"data.path={one_class}",
+        "logger=none",
+        "train.max_steps=2",
+        "eval.every_steps=0",
+        "checkpoint.every_steps=0",
+        "eval.test_at_end=false",
+    )
+    warning = (
+        f"the train split of {one_class} holds only non-ghost-probing clips ({len(splits['train'])}): the "
+        "model can only learn to answer 'No' to every clip; add clips of the other class to the labels"
+    )
     log = (tmp_path / "run.log").read_text()
     assert f"train: WARNING: {warning}" in log
     assert log.index(warning) < log.index("'loss'")  # at start-up, before the first step
@@ -335,15 +393,21 @@ def test_a_full_disk_while_checkpointing_ends_with_one_line(tiny_setup, tmp_path
     disk = tmp_path / "disk"
     disk.mkdir()
     run_dir = disk / "run"
-    done = run_trainer(run_dir, *_common(tiny_setup), "logger=none", "train.max_steps=2", "checkpoint.every_steps=1",
-                       "eval.every_steps=0", "eval.test_at_end=false",
-                       wrap=lambda cmd: on_small_disk(disk, "448k", cmd))
+    done = run_trainer(
+        run_dir,
+        *_common(tiny_setup),
+        "logger=none",
+        "train.max_steps=2",
+        "checkpoint.every_steps=1",
+        "eval.every_steps=0",
+        "eval.test_at_end=false",
+        wrap=lambda cmd: on_small_disk(disk, "448k", cmd),
+    )
     output = done.stdout + done.stderr
     assert done.returncode != 0, output[-6000:]
     lines = {line for line in output.splitlines() if line.startswith("train: disk full: ")}
     assert len(lines) == 1, output[-6000:]  # each rank that hit it says the same line
     (line,) = lines
     assert line.startswith(f"train: disk full: no space left to write in {run_dir} (")
-    assert line.endswith(" free of 448.0 KiB); free space there (or move output_dir), then continue with "
-                         "resume=auto")
+    assert line.endswith(" free of 448.0 KiB); free space there (or move output_dir), then continue with resume=auto")
     assert "inline_container" not in output and "No space left on device" not in output, output[-6000:]

@@ -37,6 +37,7 @@ def test_resume_drops_metrics_rows_after_the_resumed_checkpoint(tmp_path):
 
     class State:
         is_world_process_zero, global_step = True, 7
+
     JsonlMetrics(tmp_path).on_log(None, State(), None, logs={"loss": 0.1})
     steps = [r["step"] for r in _rows(tmp_path) if "loss" in r]
     assert steps == list(range(1, 8))
@@ -52,9 +53,17 @@ def test_a_fresh_start_drops_every_row_and_a_clean_file_is_left_alone(tmp_path):
 
 def _hold_lock_in_a_child(run_dir: Path) -> subprocess.Popen:
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from ghostprobe.run_lock import RunLock; "
-         "lock = RunLock(Path(sys.argv[1])).acquire(); print('locked', flush=True); time.sleep(60)", str(run_dir)],
-        cwd=REPO, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from ghostprobe.run_lock import RunLock; "
+            "lock = RunLock(Path(sys.argv[1])).acquire(); print('locked', flush=True); time.sleep(60)",
+            str(run_dir),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "locked"
     return holder
 
@@ -88,14 +97,26 @@ def test_a_second_training_run_on_the_same_folder_is_refused_at_start(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     with RunLock(run_dir):
-        done = subprocess.run([sys.executable, "train/main.py", "+exp=tiny_smoke", f"output_dir={run_dir}",
-                               "logger=none", "progress_bar=false"],
-                              cwd=REPO, capture_output=True, text=True, timeout=300,
-                              env={k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK")})
+        done = subprocess.run(
+            [
+                sys.executable,
+                "train/main.py",
+                "+exp=tiny_smoke",
+                f"output_dir={run_dir}",
+                "logger=none",
+                "progress_bar=false",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK")},
+        )
     assert done.returncode == 1, done.stderr[-3000:]
     message = done.stderr.strip().splitlines()[-1]
-    assert message.startswith(f"{run_dir} is in use by another training run (pid {os.getpid()} on host "
-                              f"{socket.gethostname()}"), done.stderr[-3000:]
+    assert message.startswith(
+        f"{run_dir} is in use by another training run (pid {os.getpid()} on host {socket.gethostname()}"
+    ), done.stderr[-3000:]
     assert not (run_dir / "config.yaml").exists()  # refused before writing anything
 
 
@@ -126,9 +147,18 @@ def test_a_rank_exits_when_its_launcher_is_killed(tmp_path, killed):
         (tmp_path / name).write_text(source)
     ready, log_path = tmp_path / "chain.json", tmp_path / "stderr.txt"
     with open(log_path, "w") as log_file:
-        runner = subprocess.Popen([sys.executable, str(tmp_path / "deepspeed"), str(tmp_path / "launch.py"),
-                                   str(tmp_path / "rank.py"), str(ready)], cwd=REPO, stderr=log_file,
-                                  env={**os.environ, "PYTHONPATH": str(REPO)})
+        runner = subprocess.Popen(
+            [
+                sys.executable,
+                str(tmp_path / "deepspeed"),
+                str(tmp_path / "launch.py"),
+                str(tmp_path / "rank.py"),
+                str(ready),
+            ],
+            cwd=REPO,
+            stderr=log_file,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
     deadline = time.time() + 30
     while not ready.exists() and time.time() < deadline:
         time.sleep(0.1)

@@ -18,7 +18,9 @@ def test_lora_adapters_and_the_video_side_are_trained_in_the_models_dtype(dtype)
     model = apply_training_policy(tiny_model().to(dtype), "lora", VIDEO_SIDE, LORA)
     trained = {name: p.dtype for name, p in model.named_parameters() if p.requires_grad}
     assert any("lora_A" in name for name in trained) and any("video_qformer" in name for name in trained)
-    assert set(trained.values()) == {dtype}, {d: [n for n, x in trained.items() if x == d][:3] for d in trained.values()}
+    assert set(trained.values()) == {dtype}, {
+        d: [n for n, x in trained.items() if x == d][:3] for d in trained.values()
+    }
 
 
 def test_lora_trains_adapters_and_the_named_modules_only():

@@ -24,8 +24,10 @@ from ghostprobe.models.video_llama.precision import PrecisionPolicy
 from ghostprobe.models.video_llama.tiny import build_tiny_checkpoint
 from ghostprobe.prompts import load_prompt
 
-HARDWARE = {p.stem: OmegaConf.to_container(compose("eval", [f"hardware={p.stem}"]).hardware)  # as eval loads them
-            for p in sorted((CONF_DIR / "hardware").glob("*.yaml"))}
+HARDWARE = {
+    p.stem: OmegaConf.to_container(compose("eval", [f"hardware={p.stem}"]).hardware)  # as eval loads them
+    for p in sorted((CONF_DIR / "hardware").glob("*.yaml"))
+}
 LOAD_KEYS = inspect.signature(from_pretrained_kwargs).parameters
 
 
@@ -47,8 +49,15 @@ def tiny_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def backend(tiny_dir):
-    return build_model({"kind": "video_llama", "path": str(tiny_dir), "batch_size": 3, **HARDWARE["cpu"],
-                        "generation": {"max_new_tokens": 6}})
+    return build_model(
+        {
+            "kind": "video_llama",
+            "path": str(tiny_dir),
+            "batch_size": 3,
+            **HARDWARE["cpu"],
+            "generation": {"max_new_tokens": 6},
+        }
+    )
 
 
 def test_build_model_loads_a_converted_folder(backend, tiny_dir):
@@ -108,8 +117,10 @@ def test_score_is_the_softmax_of_the_two_answer_logits_where_the_answer_starts(b
 def test_generate_decodes_cuts_at_eos_and_parses(backend, monkeypatch):
     prompt, clips = _prompt("zh"), _clips()[:3]
     processor, eos, pad = backend.processor, backend.processor.eos_id, backend.processor.pad_id
-    replies = {"detect": ["是，出现了鬼探头。", "否", "无法判断"],
-               "when": ["约在第3.5秒", "No ghost probing in this 10 s clip", "3秒"]}
+    replies = {
+        "detect": ["是，出现了鬼探头。", "否", "无法判断"],
+        "when": ["约在第3.5秒", "No ghost probing in this 10 s clip", "3秒"],
+    }
     calls = []
 
     def fake_generate(input_ids, attention_mask, pixel_values, **kwargs):
@@ -134,14 +145,27 @@ def test_generate_runs_the_real_model_greedily(backend, tiny_dir):
     prompt, clips = _prompt("en"), _clips()
     first, again = backend.generate(clips, prompt), backend.generate(clips, prompt)
     assert [o.answer for o in first] == [o.answer for o in again]  # greedy: reproducible
-    single = build_model({"kind": "video_llama", "path": str(tiny_dir), "batch_size": 1, **HARDWARE["cpu"],
-                          "generation": {"max_new_tokens": 6}})
+    single = build_model(
+        {
+            "kind": "video_llama",
+            "path": str(tiny_dir),
+            "batch_size": 1,
+            **HARDWARE["cpu"],
+            "generation": {"max_new_tokens": 6},
+        }
+    )
     assert [o.answer for o in single.generate(clips, prompt)] == [o.answer for o in first]
     for output in first:
         assert isinstance(output.answer, str) and 1 <= output.tokens_out <= 6 and output.latency_s > 0
 
-    sampling = build_model({"kind": "video_llama", "path": str(tiny_dir), **HARDWARE["cpu"],
-                            "generation": {"do_sample": True, "max_new_tokens": 6}})
+    sampling = build_model(
+        {
+            "kind": "video_llama",
+            "path": str(tiny_dir),
+            **HARDWARE["cpu"],
+            "generation": {"do_sample": True, "max_new_tokens": 6},
+        }
+    )
     assert sampling._generate_kwargs() | {"top_p": 0.9, "temperature": 1.0} == sampling._generate_kwargs()
     sampled = [o.answer for o in sampling.generate(clips[:2], prompt)]
     assert all(isinstance(answer, str) for answer in sampled)
@@ -169,8 +193,15 @@ def test_a_clip_with_too_many_frames_is_reported_and_the_others_are_scored(backe
 
 
 def test_nan_logits_give_a_nan_score_and_no_answer_never_a_no(tiny_dir):
-    broken = build_model({"kind": "video_llama", "path": str(tiny_dir), "batch_size": 2, **HARDWARE["cpu"],
-                          "generation": {"max_new_tokens": 3}})
+    broken = build_model(
+        {
+            "kind": "video_llama",
+            "path": str(tiny_dir),
+            "batch_size": 2,
+            **HARDWARE["cpu"],
+            "generation": {"max_new_tokens": 3},
+        }
+    )
     with torch.no_grad():
         broken.model.language_model.model.norm.weight[0] = float("nan")  # as an fp16 overflow would leave it
     prompt, clips = _prompt("zh"), _clips()[:2]
@@ -189,12 +220,17 @@ def test_hardware_configs_give_the_load_settings_the_backend_uses():
     backend_keys = inspect.signature(VideoLlamaBackend).parameters
     for name, hardware in HARDWARE.items():
         assert set(hardware) <= set(backend_keys), f"conf/hardware/{name}.yaml: keys the backend does not take"
-    policies = {name: PrecisionPolicy.from_names(hw["dtype"], hw["vision_dtype"], hw["video_autocast"])
-                for name, hw in HARDWARE.items()}
+    policies = {
+        name: PrecisionPolicy.from_names(hw["dtype"], hw["vision_dtype"], hw["video_autocast"])
+        for name, hw in HARDWARE.items()
+    }
     original = PrecisionPolicy(llm=torch.bfloat16, vision=torch.float16, video_autocast=torch.float16)
-    assert policies == {"a100x8": original, "h100": original,
-                        "v100x4": dataclasses.replace(original, llm=torch.float16),  # never bf16 on V100
-                        "cpu": PrecisionPolicy(torch.float32, torch.float32, None)}
+    assert policies == {
+        "a100x8": original,
+        "h100": original,
+        "v100x4": dataclasses.replace(original, llm=torch.float16),  # never bf16 on V100
+        "cpu": PrecisionPolicy(torch.float32, torch.float32, None),
+    }
     assert "flash" not in HARDWARE["v100x4"]["sdpa_backends"]
 
 
@@ -210,6 +246,7 @@ def test_each_module_runs_in_the_dtype_its_hardware_profile_states(tiny_dir, pro
         def hook(module, inputs, output):
             output = output[0] if isinstance(output, tuple) else getattr(output, "logits", output)
             seen[name] = (inputs[0].dtype if inputs else None, output.dtype)
+
         return hook
 
     watched = {
@@ -254,11 +291,23 @@ def test_v100x4_places_the_whole_model_on_16gb_gpus_with_the_vision_side_on_gpu_
         model = VideoLlamaForConditionalGeneration(video_llama_config(preset))
     fp32 = {n: torch.float32 for n, _ in model.named_parameters() if n.split(".")[0] in model._keep_in_fp32_modules}
     # The converted folder's stored dtype (fp16, Q-Former side fp32): what the weights load in before casting.
-    placement = infer_auto_device_map(model, max_memory=kwargs["max_memory"], dtype=torch.float16,
-                                      no_split_module_classes=model._no_split_modules, special_dtypes=fp32)
+    placement = infer_auto_device_map(
+        model,
+        max_memory=kwargs["max_memory"],
+        dtype=torch.float16,
+        no_split_module_classes=model._no_split_modules,
+        special_dtypes=fp32,
+    )
     assert set(placement.values()) == set(range(num_gpus))  # no cpu/disk offload
-    vision = ["visual_encoder", "query_tokens", "qformer", "video_frame_position_embedding", "video_query_tokens",
-              "video_qformer", "llama_proj"]
+    vision = [
+        "visual_encoder",
+        "query_tokens",
+        "qformer",
+        "video_frame_position_embedding",
+        "video_query_tokens",
+        "video_qformer",
+        "llama_proj",
+    ]
     assert all(placement[name] == 0 for name in vision)
 
 

@@ -27,11 +27,16 @@ def test_forward_backward_gives_finite_loss_and_gradients_everywhere():
     assert out.logits.shape == (*input_ids.shape, model.config.text_config.vocab_size)
     assert torch.isfinite(out.loss)
     out.loss.backward()
-    for name in ("video_query_tokens", "video_frame_position_embedding.weight", "llama_proj.weight",
-                 "video_qformer.encoder.layer.1.crossattention.attention.key.weight", "query_tokens",
-                 "qformer.encoder.layer.0.crossattention.attention.key.weight",
-                 "visual_encoder.encoder.layers.0.self_attn.qkv.weight",
-                 "language_model.model.layers.0.self_attn.q_proj.weight"):
+    for name in (
+        "video_query_tokens",
+        "video_frame_position_embedding.weight",
+        "llama_proj.weight",
+        "video_qformer.encoder.layer.1.crossattention.attention.key.weight",
+        "query_tokens",
+        "qformer.encoder.layer.0.crossattention.attention.key.weight",
+        "visual_encoder.encoder.layers.0.self_attn.qkv.weight",
+        "language_model.model.layers.0.self_attn.q_proj.weight",
+    ):
         grad = model.get_parameter(name).grad
         assert grad is not None and grad.abs().sum() > 0, name
 
@@ -120,7 +125,7 @@ def test_generate_encodes_the_clip_once_and_matches_uncached_greedy_decoding():
     with torch.no_grad():
         first = model(**batch, pixel_values=pixel_values).logits[:, -1].argmax(-1)
     assert torch.equal(cached[:, batch.input_ids.shape[1]], first)
-    assert (cached[:, batch.input_ids.shape[1]:] < config.text_config.vocab_size).all()
+    assert (cached[:, batch.input_ids.shape[1] :] < config.text_config.vocab_size).all()
 
 
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
@@ -135,8 +140,9 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
     input_ids, attention_mask, pixel_values = tiny_inputs(config)
     losses = []
     for model in (plain, checkpointed):
-        loss = model(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
-                     labels=input_ids).loss
+        loss = model(
+            input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values, labels=input_ids
+        ).loss
         loss.backward()
         losses.append(loss.detach())
     torch.testing.assert_close(losses[0], losses[1])

@@ -12,11 +12,11 @@ from transformers import LlamaTokenizer
 from ghostprobe.config import CONF_DIR
 from ghostprobe.models.base import ClipInput
 from ghostprobe.models.video_llama.processing import (
-    AnswerChoice,
     CLIP_MEAN,
     CLIP_STD,
     IGNORE_INDEX,
     PROCESSOR_CONFIG_NAME,
+    AnswerChoice,
     VideoLlamaProcessor,
 )
 from ghostprobe.models.video_llama.tiny import build_tiny_checkpoint, tiny_video_tokenizer
@@ -49,15 +49,16 @@ def test_pixels_are_resized_then_normalised_with_the_clip_statistics(processor):
     frames = np.broadcast_to(colour, (2, 50, 70, 3)).copy()  # any size: squeezed to 28 x 28
     pixels = processor.pixel_values(frames)
     assert pixels.shape == (2, 3, 28, 28) and pixels.dtype == torch.float32
-    expected = [(c / 255 - m) / s for c, m, s in zip(colour, CLIP_MEAN, CLIP_STD)]
+    expected = [(c / 255 - m) / s for c, m, s in zip(colour, CLIP_MEAN, CLIP_STD, strict=True)]
     for channel in range(3):
         torch.testing.assert_close(pixels[:, channel], torch.full((2, 28, 28), expected[channel]), atol=1e-4, rtol=0)
 
     # Frames already at the model size are not resampled: every pixel follows the formula exactly.
     ramp = np.arange(28 * 28 * 3, dtype=np.int64).reshape(1, 28, 28, 3) % 256
     pixels = processor.pixel_values(ramp.astype(np.uint8))
-    by_hand = (torch.from_numpy(ramp[0]).permute(2, 0, 1) / 255 - torch.tensor(CLIP_MEAN)[:, None, None]) \
-        / torch.tensor(CLIP_STD)[:, None, None]
+    by_hand = (
+        torch.from_numpy(ramp[0]).permute(2, 0, 1) / 255 - torch.tensor(CLIP_MEAN)[:, None, None]
+    ) / torch.tensor(CLIP_STD)[:, None, None]
     torch.testing.assert_close(pixels[0], by_hand.float(), atol=1e-6, rtol=0)
 
 
@@ -65,8 +66,8 @@ def test_pad_mode_keeps_the_aspect_ratio_with_black_bars(tiny_dir):
     padded = VideoLlamaProcessor.from_pretrained(tiny_dir, resize="pad")
     white_wide = np.full((1, 20, 80, 3), 255, np.uint8)
     pixels = padded.pixel_values(white_wide)
-    black = torch.tensor([-m / s for m, s in zip(CLIP_MEAN, CLIP_STD)])
-    white = torch.tensor([(1 - m) / s for m, s in zip(CLIP_MEAN, CLIP_STD)])
+    black = torch.tensor([-m / s for m, s in zip(CLIP_MEAN, CLIP_STD, strict=True)])
+    white = torch.tensor([(1 - m) / s for m, s in zip(CLIP_MEAN, CLIP_STD, strict=True)])
     torch.testing.assert_close(pixels[0, :, 0, 0], black)  # top bar
     torch.testing.assert_close(pixels[0, :, 14, 14], white, atol=1e-4, rtol=0)  # the frame, centred
 
@@ -80,13 +81,14 @@ def test_prompt_is_the_original_chat_layout_for_every_prompt(processor, name):
     assert processor.prompt_format == "original"
     assert processor.prompt_text(prompt, timestamps) == (
         "[INST] <<SYS>>\n" + prompt.system + "\n<</SYS>>\n\n<Video><ImageHere></Video> "
-        "The video contains 3 frames sampled at 0.0, 1.5, 3.0 seconds.  " + prompt.question + " [/INST]")
+        "The video contains 3 frames sampled at 0.0, 1.5, 3.0 seconds.  " + prompt.question + " [/INST]"
+    )
     assert processor.prompt_text(prompt, timestamps, "when").endswith(f"seconds.  {prompt.when_question} [/INST]")
 
     ids = processor([_clip("c", timestamps)], prompt)["input_ids"][0].tolist()
     assert ids[0] == processor.tokenizer.bos_token_id and ids.count(processor.tokenizer.bos_token_id) == 1
     first_video = ids.index(processor.video_token_id)
-    assert ids[first_video:first_video + 4] == [processor.video_token_id] * 4  # the tiny preset's 4 video tokens
+    assert ids[first_video : first_video + 4] == [processor.video_token_id] * 4  # the tiny preset's 4 video tokens
     assert ids.count(processor.video_token_id) == 4
     # The text after the video is tokenized on its own, so it starts with a word-start piece ("▁</" in LLaMA-2).
     tokens = processor.tokenizer.convert_ids_to_tokens(ids)
@@ -101,7 +103,8 @@ def test_localized_frames_format_writes_the_frames_message_in_the_prompt_languag
     zh, en = _prompt("zh"), _prompt("en")
     assert "</Video> 视频包含2帧，采样时间为 0.0, 2.5 秒。  请判断" in localized.prompt_text(zh, (0.0, 2.5))
     assert "</Video> The video contains 2 frames sampled at 0.0, 2.5 seconds.  Does" in localized.prompt_text(
-        en, (0.0, 2.5))
+        en, (0.0, 2.5)
+    )
     with pytest.raises(ValueError, match="prompt_format must be one of"):
         VideoLlamaProcessor.from_pretrained(tiny_dir, prompt_format="chinese")
 
@@ -138,9 +141,9 @@ def test_labels_supervise_only_the_answer_tokens_and_eos(processor):
     for row, answer in enumerate(answers):
         supervised = batch["labels"][row] != IGNORE_INDEX
         expected = processor.answer_ids(answer) + [eos]
-        assert supervised.sum() == len(expected) and supervised[-len(expected):].all()  # only the tail
+        assert supervised.sum() == len(expected) and supervised[-len(expected) :].all()  # only the tail
         assert batch["labels"][row, supervised].tolist() == expected
-        assert batch["input_ids"][row, -len(expected):].tolist() == expected  # labels are the inputs, unshifted
+        assert batch["input_ids"][row, -len(expected) :].tolist() == expected  # labels are the inputs, unshifted
         assert processor.decode(expected) == answer
     assert "labels" not in processor([_clip("a", (0.0, 1.0, 2.0))], prompt)
 

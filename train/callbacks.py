@@ -37,8 +37,11 @@ class JsonlMetrics(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            record = {"step": state.global_step, "time": round(time.time(), 3),
-                      **{k: _jsonable(v) for k, v in logs.items()}}
+            record = {
+                "step": state.global_step,
+                "time": round(time.time(), 3),
+                **{k: _jsonable(v) for k, v in logs.items()},
+            }
             if self._appender is None:
                 self._appender = JsonlAppender(self.path)
             self._appender.write([record])
@@ -59,8 +62,11 @@ class ValScores(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if state.is_world_process_zero and self.score_metrics.last_scores:
             self.dir.mkdir(exist_ok=True)
-            record = {"step": state.global_step, "metrics": {k: _jsonable(v) for k, v in (metrics or {}).items()},
-                      "scores": self.score_metrics.last_scores}
+            record = {
+                "step": state.global_step,
+                "metrics": {k: _jsonable(v) for k, v in (metrics or {}).items()},
+                "scores": self.score_metrics.last_scores,
+            }
             write_json_atomic(self.dir / f"step-{state.global_step}.json", record, indent=1)
 
 
@@ -97,15 +103,28 @@ class WandbLogger(TrainerCallback):
         if not id_file.is_file():
             id_file.write_text(secrets.token_hex(4))  # kept, so that resuming continues this W&B run
         self.run = wandb.init(
-            project=self.settings["project"], entity=self.settings.get("entity"), group=self.settings["group"],
-            name=self.run_dir.name, id=id_file.read_text().strip(), resume="allow", dir=str(self.run_dir),
-            mode=self.settings["mode"], tags=list(self.settings.get("tags") or []), config=self.config)
+            project=self.settings["project"],
+            entity=self.settings.get("entity"),
+            group=self.settings["group"],
+            name=self.run_dir.name,
+            id=id_file.read_text().strip(),
+            resume="allow",
+            dir=str(self.run_dir),
+            mode=self.settings["mode"],
+            tags=list(self.settings.get("tags") or []),
+            config=self.config,
+        )
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.run is not None and logs:
             values = {k: v for k, v in logs.items() if isinstance(_jsonable(v), (int, float))}
-            self.run.log({("val/" if k.startswith("eval_") else "train/") + k.removeprefix("eval_"): v
-                          for k, v in values.items()}, step=state.global_step)
+            self.run.log(
+                {
+                    ("val/" if k.startswith("eval_") else "train/") + k.removeprefix("eval_"): v
+                    for k, v in values.items()
+                },
+                step=state.global_step,
+            )
 
     def on_save(self, args, state, control, **kwargs):
         checkpoint = self.run_dir / f"checkpoint-{state.global_step}"
@@ -113,8 +132,11 @@ class WandbLogger(TrainerCallback):
             return
         import wandb
 
-        artifact = wandb.Artifact(f"{self.run_dir.name}-checkpoint", type="model",
-                                  metadata={"step": state.global_step, "best_metric": state.best_metric})
+        artifact = wandb.Artifact(
+            f"{self.run_dir.name}-checkpoint",
+            type="model",
+            metadata={"step": state.global_step, "best_metric": state.best_metric},
+        )
         artifact.add_reference(checkpoint.resolve().as_uri(), checksum=False)
         aliases = [f"step-{state.global_step}", "latest"]
         if state.best_model_checkpoint and Path(state.best_model_checkpoint).name == checkpoint.name:

@@ -28,10 +28,18 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback
 
 from ghostprobe.files import write_json_atomic, write_text_atomic
-from ghostprobe.models.video_llama.run_dir import (CHECKPOINT_INFO, COMPLETE_MARKER, TRAINABLES_FILE,
-                                                   IncompleteCheckpoint, checkpoint_step, complete_checkpoints,
-                                                   is_complete, list_checkpoints, mark_complete, verify_checkpoint)
-
+from ghostprobe.models.video_llama.run_dir import (
+    CHECKPOINT_INFO,
+    COMPLETE_MARKER,
+    TRAINABLES_FILE,
+    IncompleteCheckpoint,
+    checkpoint_step,
+    complete_checkpoints,
+    is_complete,
+    list_checkpoints,
+    mark_complete,
+    verify_checkpoint,
+)
 from train.callbacks import METRICS_FILE, VAL_SCORES_DIR
 from train.launch import refuse
 
@@ -57,8 +65,10 @@ def _save_trainables(checkpoint: Path, model, state_dict: dict | None) -> None:
     names = [n for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n]
     missing = [n for n in names if n not in state_dict]
     if missing:
-        raise RuntimeError(f"trained tensors {missing[:3]} are missing from the gathered state dict: "
-                           "is stage3_gather_16bit_weights_on_model_save on?")
+        raise RuntimeError(
+            f"trained tensors {missing[:3]} are missing from the gathered state dict: "
+            "is stage3_gather_16bit_weights_on_model_save on?"
+        )
     tensors = {n.removeprefix("base_model.model."): state_dict[n].detach().cpu().contiguous() for n in names}
     empty = [n for n, t in tensors.items() if t.numel() == 0]
     if empty:  # a ZeRO-3 placeholder instead of the weights (the LLaVA #1619 failure)
@@ -96,10 +106,13 @@ def rotate(run_dir: Path, keep_last: int | None, keep: Path | None = None) -> li
     complete = complete_checkpoints(run_dir)
     if not complete:
         return []
-    doomed = [p for p in list_checkpoints(run_dir)
-              if not is_complete(p) and checkpoint_step(p) < checkpoint_step(complete[-1])]
+    doomed = [
+        p
+        for p in list_checkpoints(run_dir)
+        if not is_complete(p) and checkpoint_step(p) < checkpoint_step(complete[-1])
+    ]
     if keep_last is not None:
-        survivors = set(complete[-max(keep_last, 1):])
+        survivors = set(complete[-max(keep_last, 1) :])
         doomed += [p for p in complete if p not in survivors and (keep is None or p.name != keep.name)]
     for path in doomed:
         shutil.rmtree(path, ignore_errors=True)
@@ -116,8 +129,10 @@ def resume_point(cfg: DictConfig, run_dir: Path) -> Path | None:
     except FileNotFoundError as error:  # not complete, or lost files since
         refuse(f"train: {error}")
     if resume is None and cfg.resume is None and complete_checkpoints(run_dir):
-        refuse(f"train: {run_dir} already holds checkpoints of an earlier run: pass resume=auto to continue it, "
-               "or another output_dir to start afresh")
+        refuse(
+            f"train: {run_dir} already holds checkpoints of an earlier run: pass resume=auto to continue it, "
+            "or another output_dir to start afresh"
+        )
     if resume is not None:
         _check_unchanged_settings(cfg, resume)
     if dist.get_rank() == 0:
@@ -137,8 +152,11 @@ def find_resume_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
         return None
     if resume == "auto":
         complete = complete_checkpoints(run_dir)
-        skipped = [p.name for p in list_checkpoints(run_dir)
-                   if not is_complete(p) and (not complete or checkpoint_step(p) > checkpoint_step(complete[-1]))]
+        skipped = [
+            p.name
+            for p in list_checkpoints(run_dir)
+            if not is_complete(p) and (not complete or checkpoint_step(p) > checkpoint_step(complete[-1]))
+        ]
         if skipped:
             log.warning("resume=auto: skipping interrupted checkpoint(s) %s (no %s marker)", skipped, COMPLETE_MARKER)
         if not complete:
@@ -146,13 +164,18 @@ def find_resume_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
         try:
             return verify_checkpoint(complete[-1], "resume")
         except IncompleteCheckpoint as damaged:
-            earlier = (f"; or resume={complete[-2]} to continue from the one before (the newer checkpoints are then "
-                       "deleted)") if len(complete) > 1 else ""
+            earlier = (
+                (f"; or resume={complete[-2]} to continue from the one before (the newer checkpoints are then deleted)")
+                if len(complete) > 1
+                else ""
+            )
             raise IncompleteCheckpoint(f"resume=auto: {damaged}{earlier}") from None
     path = Path(resume)
     if not is_complete(path):
-        raise FileNotFoundError(f"resume={resume}: not a complete checkpoint (no {COMPLETE_MARKER} marker); use "
-                                "resume=auto to take the newest complete one")
+        raise FileNotFoundError(
+            f"resume={resume}: not a complete checkpoint (no {COMPLETE_MARKER} marker); use "
+            "resume=auto to take the newest complete one"
+        )
     try:
         return verify_checkpoint(path, "resume")
     except IncompleteCheckpoint as damaged:
@@ -164,16 +187,24 @@ def _check_unchanged_settings(cfg: DictConfig, resume: Path) -> None:
     `resume_may_change`) from those the run was trained with, as its config.yaml holds them."""
     saved = resume.parent / "config.yaml"
     if not saved.is_file():
-        log.warning("%s: no config.yaml beside %s: this run's settings cannot be compared with those it was trained "
-                    "with", resume.parent, resume.name)
+        log.warning(
+            "%s: no config.yaml beside %s: this run's settings cannot be compared with those it was trained with",
+            resume.parent,
+            resume.name,
+        )
         return
-    changes = changed_settings(OmegaConf.to_container(OmegaConf.load(saved)),
-                               OmegaConf.to_container(cfg, resolve=True), list(cfg.resume_may_change))
+    changes = changed_settings(
+        OmegaConf.to_container(OmegaConf.load(saved)),
+        OmegaConf.to_container(cfg, resolve=True),
+        list(cfg.resume_may_change),
+    )
     if changes:
-        refuse(f"train: cannot resume {resume.parent} with other settings than it was trained with "
-               f"({saved.name}): {', '.join(changes)}. These change the optimisation or the task mid-run. Resume "
-               "without these overrides, or train with them as a new run (another output_dir, no resume=). What a "
-               "resume may change is listed in resume_may_change (conf/train.yaml)")
+        refuse(
+            f"train: cannot resume {resume.parent} with other settings than it was trained with "
+            f"({saved.name}): {', '.join(changes)}. These change the optimisation or the task mid-run. Resume "
+            "without these overrides, or train with them as a new run (another output_dir, no resume=). What a "
+            "resume may change is listed in resume_may_change (conf/train.yaml)"
+        )
 
 
 def changed_settings(trained: dict, now: dict, may_change: list[str]) -> list[str]:
@@ -204,7 +235,7 @@ def _flatten(config: dict, prefix: str = "") -> dict:
 
 def _short(value, width: int = 40) -> str:
     text = repr(value)
-    return text if len(text) <= width else text[:width - 3] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def discard_after(run_dir: Path, resumed: Path | None) -> list[Path]:
@@ -241,6 +272,11 @@ def drop_metrics_after(run_dir: Path, step: int) -> int:
         # atomic: a kill now leaves the old file or the new one, never a mix
         write_text_atomic(path, "".join(line + "\n" for line in kept))
     if later or unreadable:
-        log.warning("%s: removed %d row(s) of steps after step %d, where training continues, and %d unreadable "
-                    "line(s)", path, later, step, unreadable)
+        log.warning(
+            "%s: removed %d row(s) of steps after step %d, where training continues, and %d unreadable line(s)",
+            path,
+            later,
+            step,
+            unreadable,
+        )
     return later + unreadable

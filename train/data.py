@@ -18,8 +18,8 @@ from torch.utils.data import Dataset, Sampler
 from ghostprobe.dataset import TRAIN_COLUMNS
 from ghostprobe.frames import frames_from_row
 from ghostprobe.models.base import ClipInput
-from ghostprobe.prompts import Prompt
 from ghostprobe.models.video_llama.processing import AnswerChoice, VideoLlamaProcessor
+from ghostprobe.prompts import Prompt
 
 
 class MissingSplit(KeyError):
@@ -43,8 +43,10 @@ class PreparedClips(Dataset):
         import datasets
 
         if not Path(path).is_dir():
-            raise FileNotFoundError(f"data.path={path}: no prepared dataset there; make one with "
-                                    "python data_prep/main.py labels=FILE out_dir=DIR (or source=synthetic)")
+            raise FileNotFoundError(
+                f"data.path={path}: no prepared dataset there; make one with "
+                "python data_prep/main.py labels=FILE out_dir=DIR (or source=synthetic)"
+            )
         splits = datasets.load_from_disk(str(path))
         if split not in splits:
             raise MissingSplit(Path(path), split, list(splits))
@@ -65,8 +67,9 @@ class PreparedClips(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         row = self.rows[int(index)]
-        clip = ClipInput(str(row["sample_id"]), frames_from_row(row["frames"]),
-                         tuple(float(t) for t in row["timestamps_s"]))
+        clip = ClipInput(
+            str(row["sample_id"]), frames_from_row(row["frames"]), tuple(float(t) for t in row["timestamps_s"])
+        )
         return {"clip": clip, "label": bool(row["is_ghost_probing"]), "index": int(index)}
 
 
@@ -80,9 +83,11 @@ def check_answers(processor: VideoLlamaProcessor, prompt: Prompt, yes_answer: st
     for answer, token in ((yes_answer, choice.yes_id), (no_answer, choice.no_id)):
         ids = processor.answer_ids(answer)
         expected = [*choice.prefix_ids, token]
-        if ids[:len(expected)] != expected:
-            raise ValueError(f"training answer {answer!r} does not start with the prompt's answer word "
-                             f"({prompt.yes_word!r}/{prompt.no_word!r}): set train.answers to start with it")
+        if ids[: len(expected)] != expected:
+            raise ValueError(
+                f"training answer {answer!r} does not start with the prompt's answer word "
+                f"({prompt.yes_word!r}/{prompt.no_word!r}): set train.answers to start with it"
+            )
     return choice
 
 

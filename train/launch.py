@@ -59,6 +59,7 @@ def drop_launcher_args(argv: list[str]) -> list[str]:
 # and is safe from pid reuse). The chain is the parent, plus every ancestor above it run as `deepspeed`; the user's
 # shell is never watched, so `nohup deepspeed ... &` survives the terminal being closed.
 
+
 def _is_deepspeed_command(process: psutil.Process) -> bool:
     try:
         return any(Path(arg).name == "deepspeed" for arg in process.cmdline()[:2])
@@ -113,8 +114,14 @@ def init_distributed() -> None:
         with socket.socket() as s:  # a free port for the one-process group
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
-                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        os.environ.update(
+            RANK="0",
+            LOCAL_RANK="0",
+            WORLD_SIZE="1",
+            LOCAL_WORLD_SIZE="1",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+        )
     import deepspeed
     import deepspeed.ops
 

@@ -15,16 +15,14 @@ import os
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # A stage script runs as `python train/main.py`: put the repository root on the path for `train.*` imports.
-sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from omegaconf import DictConfig  # noqa: E402
+from omegaconf import DictConfig
 
-from ghostprobe.cli import entry_point  # noqa: E402
-from ghostprobe.files import exit_when_disk_full  # noqa: E402
-from train.launch import (drop_launcher_args, exit_when_launcher_dies, init_distributed,  # noqa: E402
-                          lock_run_dir, shared_run_dir)
+from ghostprobe.cli import entry_point
+from ghostprobe.files import exit_when_disk_full
+from train.launch import drop_launcher_args, exit_when_launcher_dies, init_distributed, lock_run_dir, shared_run_dir
 
 
 @entry_point("train")
@@ -37,8 +35,10 @@ def main(cfg: DictConfig) -> None:
 
     run_dir = shared_run_dir(cfg)
     # A full disk shows up as torch's "inline_container.cc: unexpected pos" among others: say it in one line.
-    with lock_run_dir(run_dir), exit_when_disk_full(
-            run_dir, "train", "free space there (or move output_dir), then continue with resume=auto"):
+    with (
+        lock_run_dir(run_dir),
+        exit_when_disk_full(run_dir, "train", "free space there (or move output_dir), then continue with resume=auto"),
+    ):
         run(cfg, run_dir)
 
 

@@ -24,7 +24,8 @@ PRECISIONS = ("auto", *DTYPES)
 
 
 def choose_precision(name: str = "auto") -> str:
-    """"auto": bf16 where the GPU has it (A100, H100), fp16 (+ dynamic loss scaling) on older GPUs (V100), fp32 on CPU."""
+    """The training precision for `name`: "auto" is bf16 where the GPU has it (A100, H100), fp16 (+ dynamic loss
+    scaling) on older GPUs (V100), fp32 on CPU."""
     if name not in PRECISIONS:
         raise ValueError(f"train.precision must be one of {PRECISIONS}, got {name!r}")
     if name != "auto":
@@ -40,9 +41,13 @@ def load_base_model(path: str | Path, precision: str) -> tuple[VideoLlamaForCond
     that the TrainingArguments registered), so no rank ever holds the whole 7B/13B model."""
     model_dir = resolve_model_dir(path)
     if checkpoint_info(model_dir)["format"] != "full":
-        raise ValueError(f"{model_dir} is a LoRA checkpoint: merge it first (python scripts/export_model.py "
-                         f"run_dir={model_dir} out=DIR) and train from DIR")
-    model = VideoLlamaForConditionalGeneration.from_pretrained(model_dir, dtype=dtype_by_name(precision, "train.precision"))
+        raise ValueError(
+            f"{model_dir} is a LoRA checkpoint: merge it first (python scripts/export_model.py "
+            f"run_dir={model_dir} out=DIR) and train from DIR"
+        )
+    model = VideoLlamaForConditionalGeneration.from_pretrained(
+        model_dir, dtype=dtype_by_name(precision, "train.precision")
+    )
     return model, model_dir
 
 
@@ -53,24 +58,32 @@ def _lora_target_regex(target_modules: Sequence[str]) -> str:
     return rf"language_model\.model\.layers\.\d+\.(self_attn|mlp)\.({names})"
 
 
-def apply_training_policy(model: VideoLlamaForConditionalGeneration, llm: str, modules: Sequence[str],
-                          lora: Mapping | None = None) -> torch.nn.Module:
+def apply_training_policy(
+    model: VideoLlamaForConditionalGeneration, llm: str, modules: Sequence[str], lora: Mapping | None = None
+) -> torch.nn.Module:
     """Freeze everything, then unfreeze `modules` and the LLM per `llm`; returns the model (a peft model for LoRA)."""
     if llm not in LLM_MODES:
         raise ValueError(f"train.llm must be one of {LLM_MODES}, got {llm!r}")
     unknown = [name for name in modules if not hasattr(model, name)]
     if unknown:
-        raise ValueError(f"train.modules {unknown} are not parts of the model; choose among video_qformer, "
-                         "video_query_tokens, video_frame_position_embedding, llama_proj, qformer, query_tokens, "
-                         "visual_encoder")
+        raise ValueError(
+            f"train.modules {unknown} are not parts of the model; choose among video_qformer, "
+            "video_query_tokens, video_frame_position_embedding, llama_proj, qformer, query_tokens, "
+            "visual_encoder"
+        )
     model.requires_grad_(False)
     if llm == "lora":
         from peft import LoraConfig, get_peft_model
 
         if not lora:
             raise ValueError("train.llm=lora needs a train.lora section (r, alpha, dropout, target_modules)")
-        config = LoraConfig(r=int(lora["r"]), lora_alpha=int(lora["alpha"]), lora_dropout=float(lora["dropout"]),
-                            target_modules=_lora_target_regex(lora["target_modules"]), bias="none")
+        config = LoraConfig(
+            r=int(lora["r"]),
+            lora_alpha=int(lora["alpha"]),
+            lora_dropout=float(lora["dropout"]),
+            target_modules=_lora_target_regex(lora["target_modules"]),
+            bias="none",
+        )
         # Adapters in the model's own dtype: DeepSpeed keeps the fp32 master copy of every trained weight itself,
         # and ZeRO-3 flattens the trained parameters into one buffer of one dtype. peft's default would upcast the
         # adapters of a bf16/fp16 model to fp32 beside the bf16 video side: "assert len(set(t.dtype ...)) == 1" in
@@ -86,11 +99,12 @@ def apply_training_policy(model: VideoLlamaForConditionalGeneration, llm: str, m
 
 def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
     """Total, trainable and per-part parameter counts (ZeRO-3 partitioned parameters counted at full size)."""
+
     def numel(p):
         return int(getattr(p, "ds_numel", p.numel()))
 
     counts = {"total": 0, "trainable": 0}
-    for name, param in model.named_parameters():
+    for param in model.parameters():
         counts["total"] += numel(param)
         if param.requires_grad:
             counts["trainable"] += numel(param)

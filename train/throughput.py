@@ -17,8 +17,15 @@ import time
 import torch
 
 # Dense bf16/fp16 tensor-core peaks (datasheets); other devices are measured with a matmul.
-_GPU_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "A800": 312.0, "V100": 125.0, "L40S": 362.0,
-                    "A10": 125.0}
+_GPU_PEAK_TFLOPS = {
+    "H100": 989.0,
+    "H200": 989.0,
+    "A100": 312.0,
+    "A800": 312.0,
+    "V100": 125.0,
+    "L40S": 362.0,
+    "A10": 125.0,
+}
 
 
 def _numel(param) -> int:
@@ -69,8 +76,7 @@ def peak_tflops(configured: float | None = None) -> float:
         for key, value in _GPU_PEAK_TFLOPS.items():
             if key in name:
                 return value
-        return measure_matmul_tflops(4096, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16,
-                                     "cuda")
+        return measure_matmul_tflops(4096, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16, "cuda")
     return measure_matmul_tflops(1024, torch.float32, "cpu")
 
 
@@ -87,11 +93,11 @@ def measure_matmul_tflops(n: int, dtype: torch.dtype, device: str, repeats: int 
         if device == "cuda":
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - started)
-    return 2 * n ** 3 / best / 1e12
+    return 2 * n**3 / best / 1e12
 
 
 def peak_memory_gib() -> float:
     """Peak memory of this rank: allocated GPU memory on GPU, the process's max resident set on CPU."""
     if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2 ** 30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # Linux reports KiB
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB

@@ -21,7 +21,6 @@ from transformers import Trainer, TrainingArguments
 
 from ghostprobe.metrics import classification_metrics
 from ghostprobe.models.video_llama.processing import IGNORE_INDEX, AnswerChoice, yes_probability_from_logits
-
 from train.checkpoints import write_checkpoint_extras
 from train.throughput import peak_memory_gib
 
@@ -35,8 +34,10 @@ def training_arguments(cfg: DictConfig, run_dir: Path, precision: str, world_siz
     t, ev = cfg.train, cfg.eval
     per_step = t.micro_batch_size * world_size
     if t.global_batch_size % per_step:
-        raise ValueError(f"train.global_batch_size={t.global_batch_size} is not a multiple of micro_batch_size x "
-                         f"ranks = {t.micro_batch_size} x {world_size}")
+        raise ValueError(
+            f"train.global_batch_size={t.global_batch_size} is not a multiple of micro_batch_size x "
+            f"ranks = {t.micro_batch_size} x {world_size}"
+        )
     metric = ev.metric if ev.metric in ("loss", *VAL_METRICS) else None
     if ev.metric is not None and metric is None:
         raise ValueError(f"eval.metric={ev.metric!r}: choose loss or one of {VAL_METRICS}")
@@ -104,7 +105,7 @@ class ScoreMetrics:
         targets = np.asarray(prediction.label_ids).reshape(-1, 2)
         order = np.argsort(targets[:, 1], kind="stable")
         labels, indices, p_yes = targets[order, 0].astype(bool), targets[order, 1], p_yes[order]
-        self.last_scores = {self.sample_ids[i]: float(p) for i, p in zip(indices, p_yes)}
+        self.last_scores = {self.sample_ids[i]: float(p) for i, p in zip(indices, p_yes, strict=True)}
         metrics = classification_metrics(labels, p_yes, threshold=self.threshold)
         return {name: float(metrics[name]) for name in VAL_METRICS}
 
@@ -118,8 +119,16 @@ class VideoLlamaTrainer(Trainer):
     against the transformers versions pyproject.toml pins.
     """
 
-    def __init__(self, *args, choice: AnswerChoice, train_sampler=None, flops_per_sample: float = 0.0,
-                 peak_flops: float = 0.0, checkpoint_info: dict | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        choice: AnswerChoice,
+        train_sampler=None,
+        flops_per_sample: float = 0.0,
+        peak_flops: float = 0.0,
+        checkpoint_info: dict | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.choice, self.train_sampler = choice, train_sampler
         self.flops_per_sample, self.peak_flops = flops_per_sample, peak_flops
@@ -144,8 +153,7 @@ class VideoLlamaTrainer(Trainer):
         targets = inputs.pop("targets")
         with torch.no_grad(), self.compute_loss_context_manager():
             outputs = model(**inputs, use_cache=False)
-        p_yes = yes_probability_from_logits(decision_logits(outputs.logits, inputs["labels"], self.choice),
-                                            self.choice)
+        p_yes = yes_probability_from_logits(decision_logits(outputs.logits, inputs["labels"], self.choice), self.choice)
         return outputs.loss.detach(), p_yes, targets
 
     # ---- logging ------------------------------------------------------------------------------------------
@@ -173,8 +181,9 @@ class VideoLlamaTrainer(Trainer):
                     logs["samples_per_s"] = samples / seconds
                     logs["tokens_per_s"] = (tokens - self._window[2]) / seconds
                     if self.peak_flops:
-                        logs["mfu"] = samples * self.flops_per_sample / seconds / (
-                            self.peak_flops * self.args.world_size)
+                        logs["mfu"] = (
+                            samples * self.flops_per_sample / seconds / (self.peak_flops * self.args.world_size)
+                        )
             logs["peak_memory_gib"] = peak_memory_gib()
             self._window, self._paused_s = (now, seen, tokens), 0.0
         super().log(logs, start_time)
@@ -183,5 +192,9 @@ class VideoLlamaTrainer(Trainer):
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         super()._save(output_dir, state_dict)
         if self.args.should_save:
-            write_checkpoint_extras(Path(output_dir or self.args.output_dir), self.model, state_dict,
-                                    dict(self.checkpoint_info, step=self.state.global_step))
+            write_checkpoint_extras(
+                Path(output_dir or self.args.output_dir),
+                self.model,
+                state_dict,
+                dict(self.checkpoint_info, step=self.state.global_step),
+            )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ghostprobe.files import write_json_atomic
 from ghostprobe.importers.a3d import read_a3d
 from ghostprobe.importers.ccd import read_ccd
 from ghostprobe.importers.common import AnnotationFileError, ImporterConfigError, ImportResult, finish
@@ -18,30 +19,40 @@ from ghostprobe.importers.dota import read_dota
 from ghostprobe.importers.mmau import read_mmau
 from ghostprobe.importers.nexar import read_nexar
 from ghostprobe.importers.user_csv import read_user_csv
-from ghostprobe.files import write_json_atomic
 from ghostprobe.labels import SCHEMA_VERSION
 
 # The `reader:` of an importer's YAML -> the function that reads its annotation files.
-READERS = {"mmau": read_mmau, "dota": read_dota, "ccd": read_ccd, "a3d": read_a3d, "nexar": read_nexar,
-           "dad": read_dad, "csv": read_user_csv}
+READERS = {
+    "mmau": read_mmau,
+    "dota": read_dota,
+    "ccd": read_ccd,
+    "a3d": read_a3d,
+    "nexar": read_nexar,
+    "dad": read_dad,
+    "csv": read_user_csv,
+}
 
 __all__ = ["READERS", "AnnotationFileError", "ImporterConfigError", "ImportResult", "import_labels", "write_import"]
 
 
-def import_labels(dataset: str, cfg: dict, annotations: str | Path, root: str | Path,
-                  keep_missing: bool = False) -> ImportResult:
+def import_labels(
+    dataset: str, cfg: dict, annotations: str | Path, root: str | Path, keep_missing: bool = False
+) -> ImportResult:
     """Read `annotations` with the importer `cfg` (conf/importer/NAME.yaml, resolved to a dict) into labels whose
     `video` paths are relative to `root`. Raises AnnotationFileError / ImporterConfigError when nothing can be read;
     a bad row or a missing video never stops the others."""
     reader = READERS.get(cfg.get("reader"))
     if reader is None:
-        raise ImporterConfigError(f"importer {dataset}: reader {cfg.get('reader')!r} is not one of "
-                                  f"{', '.join(READERS)}")
+        raise ImporterConfigError(
+            f"importer {dataset}: reader {cfg.get('reader')!r} is not one of {', '.join(READERS)}"
+        )
     root = Path(root)
     result = finish(reader(Path(annotations), root, {**cfg, "dataset": dataset}), root, keep_missing)
     if not root.is_dir():
-        result.warnings.append(f"root={root} is not a folder: every video is missing"
-                               + ("" if keep_missing else " (keep_missing=true keeps the clips to plan with)"))
+        result.warnings.append(
+            f"root={root} is not a folder: every video is missing"
+            + ("" if keep_missing else " (keep_missing=true keeps the clips to plan with)")
+        )
     return result
 
 

@@ -27,9 +27,12 @@ def _allowed() -> dict[tuple[str, str], object]:
 
     reconstruct = multiarray._reconstruct
     # numpy 1.x pickles name numpy.core, numpy 2 names numpy._core: the same function either way.
-    return {("numpy.core.multiarray", "_reconstruct"): reconstruct,
-            ("numpy._core.multiarray", "_reconstruct"): reconstruct,
-            ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    return {
+        ("numpy.core.multiarray", "_reconstruct"): reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
 
 
 class NumpyOnlyUnpickler(pickle.Unpickler):
@@ -54,9 +57,11 @@ def load_numpy_pickle(path: Path):
     except FileNotFoundError:
         raise AnnotationFileError(f"{path}: annotation file not found") from None
     except UnsafePickleError as err:
-        raise UnsafePickleError(f"{path}: refused: the pickle names {err}, which is not numpy's array "
-                                "reconstruction; nothing in it was run. Only the A3D labels file as published "
-                                "(numpy arrays in dicts) is read") from None
+        raise UnsafePickleError(
+            f"{path}: refused: the pickle names {err}, which is not numpy's array "
+            "reconstruction; nothing in it was run. Only the A3D labels file as published "
+            "(numpy arrays in dicts) is read"
+        ) from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
         raise AnnotationFileError(f"{path}: not a readable pickle ({type(err).__name__}: {err})") from None
 
@@ -86,13 +91,21 @@ def _candidate(key: str, meta: dict, target: np.ndarray, where: str, cfg: dict) 
     moments = {"accident_start": None, "accident_end": None}
     if len(positive):
         # Frame numbers as the images (000001.jpg); the accident ends with its last positive frame's end.
-        moments = {"accident_start": int(positive[0]) + cfg["first_frame"],
-                   "accident_end": int(positive[-1]) + 1 + cfg["first_frame"]}
+        moments = {
+            "accident_start": int(positive[0]) + cfg["first_frame"],
+            "accident_end": int(positive[-1]) + 1 + cfg["first_frame"],
+        }
     event, _ = event_times(moments, cfg, len(target))
     fields = {"key": key, "video_name": meta["video_name"]}
     return Candidate(
-        clip_id=fill(cfg["clip_id"], fields), videos=[fill(p, fields) for p in cfg["videos"]],
-        label=cfg["accident_label"], where=where, category=category, event=event or None, fps=cfg["fps"],
+        clip_id=fill(cfg["clip_id"], fields),
+        videos=[fill(p, fields) for p in cfg["videos"]],
+        label=cfg["accident_label"],
+        where=where,
+        category=category,
+        event=event or None,
+        fps=cfg["fps"],
         group=fill(cfg["group"], fields),
         warning=None if len(positive) else "no positive frame in target: imported without event times",
-        source={"dataset": cfg["dataset"], "original_id": key, "category_name": category})
+        source={"dataset": cfg["dataset"], "original_id": key, "category_name": category},
+    )

@@ -27,18 +27,26 @@ def read_ccd(annotations: Path, root: Path, cfg: dict):
     for video in sorted(normal.glob(cfg["normal_glob"])) if normal.is_dir() else []:
         fields = {"name": video.stem}
         yield Candidate(
-            clip_id=fill(cfg["normal_clip_id"], fields), videos=[video.relative_to(root).as_posix()],
-            label=cfg["normal_label"], where=f"{cfg['normal_folder']}/{video.name}", category="Normal",
-            fps=cfg["fps"], source={"dataset": cfg["dataset"], "original_id": video.stem, "category_name": "Normal"})
+            clip_id=fill(cfg["normal_clip_id"], fields),
+            videos=[video.relative_to(root).as_posix()],
+            label=cfg["normal_label"],
+            where=f"{cfg['normal_folder']}/{video.name}",
+            category="Normal",
+            fps=cfg["fps"],
+            source={"dataset": cfg["dataset"], "original_id": video.stem, "category_name": "Normal"},
+        )
 
 
 def _crash(line: str, where: str, cfg: dict):
     # Brackets are decoration around the labels: without them the line is plain comma-separated values.
     cells = [cell.strip() for cell in line.replace("[", "").replace("]", "").split(",")]
     if len(cells) != 1 + NUM_LABELS + 5:
-        return RowProblem(where, f"{len(cells)} values, expected {1 + NUM_LABELS + 5} (vid, {NUM_LABELS} frame "
-                                 "labels, startframe, youtube_id, Day/Night, weather, ego-involved)")
-    vid, labels, (_start_frame, youtube_id, light, weather, ego) = cells[0], cells[1:1 + NUM_LABELS], cells[-5:]
+        return RowProblem(
+            where,
+            f"{len(cells)} values, expected {1 + NUM_LABELS + 5} (vid, {NUM_LABELS} frame "
+            "labels, startframe, youtube_id, Day/Night, weather, ego-involved)",
+        )
+    vid, labels, (_start_frame, youtube_id, light, weather, ego) = cells[0], cells[1 : 1 + NUM_LABELS], cells[-5:]
     if any(value not in ("0", "1") for value in labels):
         return RowProblem(where, f"frame labels must be 0 or 1, got {sorted(set(labels) - {'0', '1'})}")
     if "1" not in labels:
@@ -48,8 +56,21 @@ def _crash(line: str, where: str, cfg: dict):
     fields = {"vid": vid, "youtube_id": youtube_id}
     involved = {"yes": "ego-car involved", "no": "ego-car not involved"}.get(ego.lower(), f"ego-involved {ego!r}")
     return Candidate(
-        clip_id=fill(cfg["clip_id"], fields), videos=[fill(p, fields) for p in cfg["videos"]], label=cfg["crash_label"],
-        where=where, category=f"crash, {involved}", event=event, fps=cfg["fps"], group=fill(cfg["group"], fields),
-        context={k: v for k, v in {"light": (cfg.get("light_words") or {}).get(light),
-                                   "weather": (cfg.get("weather_words") or {}).get(weather)}.items() if v},
-        source={"dataset": cfg["dataset"], "original_id": vid, "category_name": f"crash, {involved}"})
+        clip_id=fill(cfg["clip_id"], fields),
+        videos=[fill(p, fields) for p in cfg["videos"]],
+        label=cfg["crash_label"],
+        where=where,
+        category=f"crash, {involved}",
+        event=event,
+        fps=cfg["fps"],
+        group=fill(cfg["group"], fields),
+        context={
+            k: v
+            for k, v in {
+                "light": (cfg.get("light_words") or {}).get(light),
+                "weather": (cfg.get("weather_words") or {}).get(weather),
+            }.items()
+            if v
+        },
+        source={"dataset": cfg["dataset"], "original_id": vid, "category_name": f"crash, {involved}"},
+    )

@@ -70,9 +70,11 @@ class ImportResult:
         """What the import did, for the terminal: per category how many clips became which label, then the missing
         videos and unreadable rows (count and the first `show`)."""
         quality = Counter(clip.quality for clip in self.clips)
-        lines = [f"imported {len(self.clips)} clips ({', '.join(f'{q} {n}' for q, n in sorted(quality.items()))}); "
-                 f"{len(self.problems)} rows unreadable; {len(self.missing)} videos missing under root"
-                 + (" (kept: keep_missing=true)" if self.kept_missing and self.missing else "")]
+        lines = [
+            f"imported {len(self.clips)} clips ({', '.join(f'{q} {n}' for q, n in sorted(quality.items()))}); "
+            f"{len(self.problems)} rows unreadable; {len(self.missing)} videos missing under root"
+            + (" (kept: keep_missing=true)" if self.kept_missing and self.missing else "")
+        ]
         width = max((len(c) for c in self.by_category), default=8)
         for category in sorted(self.by_category, key=_natural):
             counts = self.by_category[category]
@@ -84,10 +86,14 @@ class ImportResult:
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        return {"clips": len(self.clips), "missing": self.missing, "problems": [str(p) for p in self.problems],
-                "warnings": self.warnings, "kept_missing": self.kept_missing,
-                "by_category": {c: dict(n) for c, n in sorted(self.by_category.items(),
-                                                              key=lambda kv: _natural(kv[0]))}}
+        return {
+            "clips": len(self.clips),
+            "missing": self.missing,
+            "problems": [str(p) for p in self.problems],
+            "warnings": self.warnings,
+            "kept_missing": self.kept_missing,
+            "by_category": {c: dict(n) for c, n in sorted(self.by_category.items(), key=lambda kv: _natural(kv[0]))},
+        }
 
 
 def _listed(title: str, items: list[str], show: int) -> list[str]:
@@ -103,6 +109,7 @@ def _natural(text: str):
 
 # --- YAML-driven pieces -------------------------------------------------------------------------------------------
 
+
 def frames_to_seconds(frame: float, cfg: dict) -> float:
     """A frame number of the annotation file as seconds from the clip's first frame: (frame - first_frame) / fps."""
     return round((frame - cfg["first_frame"]) / cfg["fps"], 4)
@@ -117,8 +124,10 @@ def event_times(moments: dict[str, float | None], cfg: dict, num_frames: int | N
         if moment is None:
             continue
         if moment not in moments:
-            raise ImporterConfigError(f"times.{field_name}: {moment!r} is not a moment this dataset annotates; "
-                                      f"choose one of {', '.join(sorted(moments))}")
+            raise ImporterConfigError(
+                f"times.{field_name}: {moment!r} is not a moment this dataset annotates; "
+                f"choose one of {', '.join(sorted(moments))}"
+            )
         value = moments[moment]
         if value is None:
             continue
@@ -144,13 +153,14 @@ class CategoryMap:
             for member in members or []:
                 key = _key(member)
                 if key in self.labels and self.labels[key] != label:
-                    raise ImporterConfigError(f"{name}: {member!r} is listed under both {self.labels[key]} and "
-                                              f"{label}")
+                    raise ImporterConfigError(f"{name}: {member!r} is listed under both {self.labels[key]} and {label}")
                 self.labels[key] = label
         self.default = cfg.get("default_label")
         if self.default is not None and self.default not in LABEL_NAMES:
-            raise ImporterConfigError(f"default_label: {self.default!r} is not a label; use {', '.join(LABEL_NAMES)} "
-                                      "or null (unmapped categories are then listed as unreadable rows)")
+            raise ImporterConfigError(
+                f"default_label: {self.default!r} is not a label; use {', '.join(LABEL_NAMES)} "
+                "or null (unmapped categories are then listed as unreadable rows)"
+            )
 
     def label(self, category) -> str | None:
         """The label of `category` (None: unmapped and no default_label)."""
@@ -161,8 +171,9 @@ class ActorMap:
     """category -> the event's actor word, from `actors: {pedestrian: [...], ...}`."""
 
     def __init__(self, cfg: dict):
-        self.actor_of = {_key(member): actor for actor, members in (cfg.get("actors") or {}).items()
-                         for member in members or []}
+        self.actor_of = {
+            _key(member): actor for actor, members in (cfg.get("actors") or {}).items() for member in members or []
+        }
 
     def actor(self, category) -> str | None:
         return self.actor_of.get(_key(category))
@@ -205,18 +216,22 @@ def fill(template: str, fields: dict) -> str:
     try:
         return template.format(**fields)
     except KeyError as err:
-        raise ImporterConfigError(f"template {template!r} names {{{err.args[0]}}}, which this dataset does not have; "
-                                  f"fields: {', '.join(sorted(fields))}") from None
+        raise ImporterConfigError(
+            f"template {template!r} names {{{err.args[0]}}}, which this dataset does not have; "
+            f"fields: {', '.join(sorted(fields))}"
+        ) from None
 
 
 def ghost_probing_reason(category_label: str | None, cause_pattern: str | None) -> str | None:
     """Why a weak label is a ghost-probing candidate ("category", "cause text match", or both)."""
-    reasons = (["category"] if category_label == "ghost_probing" else []) + \
-        ([f"cause text match ({cause_pattern})"] if cause_pattern else [])
+    reasons = (["category"] if category_label == "ghost_probing" else []) + (
+        [f"cause text match ({cause_pattern})"] if cause_pattern else []
+    )
     return ", ".join(reasons) or None
 
 
 # --- from candidates to labels ------------------------------------------------------------------------------------
+
 
 def finish(rows, root: Path, keep_missing: bool) -> ImportResult:
     """Validate every candidate as a label, count its label under its category, find its video under `root`."""
@@ -250,10 +265,19 @@ def finish(rows, root: Path, keep_missing: bool) -> ImportResult:
 
 
 def _validated(row: Candidate, video: str, is_folder: bool, result: ImportResult) -> ClipLabel | None:
-    entry = {"clip_id": row.clip_id, "video": video, "label": row.label, "label_quality": row.quality,
-             "source": {k: v for k, v in row.source.items() if v not in (None, "")},
-             "context": row.context or None, "split": row.split, "group": row.group, "notes": row.notes,
-             "fps": row.fps if is_folder else None, "event": row.event or None}
+    entry = {
+        "clip_id": row.clip_id,
+        "video": video,
+        "label": row.label,
+        "label_quality": row.quality,
+        "source": {k: v for k, v in row.source.items() if v not in (None, "")},
+        "context": row.context or None,
+        "split": row.split,
+        "group": row.group,
+        "notes": row.notes,
+        "fps": row.fps if is_folder else None,
+        "event": row.event or None,
+    }
     try:
         clip = ClipLabel.model_validate({k: v for k, v in entry.items() if v is not None})
     except ValidationError as err:
@@ -264,8 +288,12 @@ def _validated(row: Candidate, video: str, is_folder: bool, result: ImportResult
         return None
     missing = clip.missing_for_label()
     if missing:
-        result.problems.append(RowProblem(row.where, f"clip {row.clip_id!r}: label {row.label} needs {missing}, "
-                                                     "which the annotation does not give"))
+        result.problems.append(
+            RowProblem(
+                row.where,
+                f"clip {row.clip_id!r}: label {row.label} needs {missing}, which the annotation does not give",
+            )
+        )
         return None
     return clip
 

@@ -10,8 +10,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ghostprobe.importers.common import (ActorMap, AnnotationFileError, Candidate, CategoryMap, RowProblem,
-                                         event_times, fill, ghost_probing_reason)
+from ghostprobe.importers.common import (
+    ActorMap,
+    AnnotationFileError,
+    Candidate,
+    CategoryMap,
+    RowProblem,
+    event_times,
+    fill,
+    ghost_probing_reason,
+)
 
 FIELDS = ("anomaly_start", "anomaly_end", "anomaly_class", "num_frames", "subset")
 
@@ -38,8 +46,9 @@ def _load(path: Path) -> dict:
     except FileNotFoundError:
         raise AnnotationFileError(f"{path}: annotation file not found") from None
     except json.JSONDecodeError as err:
-        raise AnnotationFileError(f"{path} line {err.lineno} column {err.colno}: JSON syntax error: {err.msg}") \
-            from None
+        raise AnnotationFileError(
+            f"{path} line {err.lineno} column {err.colno}: JSON syntax error: {err.msg}"
+        ) from None
     if not isinstance(doc, dict):
         raise AnnotationFileError(f"{path}: expected an object {{clip_id: {{...}}}}")
     return doc
@@ -49,19 +58,34 @@ def _candidate(clip_id: str, meta: dict, where: str, cfg: dict, categories: Cate
     anomaly = " ".join(str(meta["anomaly_class"]).split())
     label = categories.label(anomaly)
     if label is None:
-        return RowProblem(where, f"anomaly class {anomaly!r} is not mapped: list it under `categories:` in the "
-                                 "importer's YAML, or set default_label")
+        return RowProblem(
+            where,
+            f"anomaly class {anomaly!r} is not mapped: list it under `categories:` in the "
+            "importer's YAML, or set default_label",
+        )
     num_frames = int(meta["num_frames"])
-    event, clamped = event_times({"anomaly_start": meta["anomaly_start"], "anomaly_end": meta["anomaly_end"]}, cfg,
-                                 num_frames)
+    event, clamped = event_times(
+        {"anomaly_start": meta["anomaly_start"], "anomaly_end": meta["anomaly_end"]}, cfg, num_frames
+    )
     actor = actors.actor(anomaly)
     if actor:
         event["actor"] = actor
     fields = {"clip_id": clip_id, "video_id": clip_id.rsplit("_", 1)[0]}
     return Candidate(
-        clip_id=fill(cfg["clip_id"], fields), videos=[fill(p, fields) for p in cfg["videos"]], label=label,
-        where=where, category=anomaly, event=event if label != "normal" else None, fps=cfg["fps"],
-        split=(cfg.get("splits") or {}).get(meta["subset"]), group=fill(cfg["group"], fields),
+        clip_id=fill(cfg["clip_id"], fields),
+        videos=[fill(p, fields) for p in cfg["videos"]],
+        label=label,
+        where=where,
+        category=anomaly,
+        event=event if label != "normal" else None,
+        fps=cfg["fps"],
+        split=(cfg.get("splits") or {}).get(meta["subset"]),
+        group=fill(cfg["group"], fields),
         warning=f"clamped to the clip's end: {'; '.join(clamped)}" if clamped else None,
-        source={"dataset": cfg["dataset"], "original_id": clip_id, "category_name": anomaly,
-                "candidate_reason": ghost_probing_reason(label, None) if label == "ghost_probing" else None})
+        source={
+            "dataset": cfg["dataset"],
+            "original_id": clip_id,
+            "category_name": anomaly,
+            "candidate_reason": ghost_probing_reason(label, None) if label == "ghost_probing" else None,
+        },
+    )

@@ -11,9 +11,19 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ghostprobe.importers.common import (ActorMap, AnnotationFileError, Candidate, CategoryMap, ImporterConfigError,
-                                         RowProblem, cause_match, context_words, event_times, fill,
-                                         ghost_probing_reason)
+from ghostprobe.importers.common import (
+    ActorMap,
+    AnnotationFileError,
+    Candidate,
+    CategoryMap,
+    ImporterConfigError,
+    RowProblem,
+    cause_match,
+    context_words,
+    event_times,
+    fill,
+    ghost_probing_reason,
+)
 
 
 def read_mmau(annotations: Path, root: Path, cfg: dict):
@@ -38,8 +48,7 @@ class _BadCell(ValueError):
     pass
 
 
-def _candidate(field: dict, where: str, cfg: dict, names: dict, categories: CategoryMap,
-               actors: ActorMap) -> Candidate:
+def _candidate(field: dict, where: str, cfg: dict, names: dict, categories: CategoryMap, actors: ActorMap) -> Candidate:
     video = _video_id(field["video"], cfg["video_digits"])
     category_id = _integer(field, "type")
     accident = _integer(field, "accident") == 1
@@ -51,8 +60,10 @@ def _candidate(field: dict, where: str, cfg: dict, names: dict, categories: Cate
     if accident:
         category_label = categories.label(category_id)
         if category_label is None:
-            raise _BadCell(f"category {category} is not mapped: list it under `categories:` in the importer's YAML, "
-                           "or set default_label")
+            raise _BadCell(
+                f"category {category} is not mapped: list it under `categories:` in the importer's YAML, "
+                "or set default_label"
+            )
         pattern = cause_match(cause, cfg)
         label = "ghost_probing" if pattern else category_label
     else:  # the row says no accident happened; the YAML says what that is
@@ -67,14 +78,24 @@ def _candidate(field: dict, where: str, cfg: dict, names: dict, categories: Cate
         actor = actors.actor(category_id)
         event = event | ({"actor": actor} if actor else {})
     return Candidate(
-        clip_id=fill(cfg["clip_id"], fields), videos=[fill(p, fields) for p in cfg["videos"]], label=label,
-        where=where, category=category, event=event, fps=cfg["fps"],
+        clip_id=fill(cfg["clip_id"], fields),
+        videos=[fill(p, fields) for p in cfg["videos"]],
+        label=label,
+        where=where,
+        category=category,
+        event=event,
+        fps=cfg["fps"],
         context=context_words({k: field.get(k) for k in ("weather", "light", "scene")}, cfg),
         notes=_description(field.get("text")),
-        source={"dataset": cfg["dataset"], "original_id": fill(cfg["original_id"], fields), "category_id": category_id,
-                "category_name": name, "cause": cause,
-                "candidate_reason": (ghost_probing_reason(category_label, pattern)
-                                     if label == "ghost_probing" else None)})
+        source={
+            "dataset": cfg["dataset"],
+            "original_id": fill(cfg["original_id"], fields),
+            "category_id": category_id,
+            "category_name": name,
+            "cause": cause,
+            "candidate_reason": (ghost_probing_reason(category_label, pattern) if label == "ghost_probing" else None),
+        },
+    )
 
 
 def _video_id(value, digits: int) -> str:
@@ -120,6 +141,7 @@ def _description(value) -> str | None:
 
 
 # --- spreadsheets ---------------------------------------------------------------------------------------------------
+
 
 def read_sheet(path: Path, sheet: str) -> tuple[list[str], list[tuple[int, list]]]:
     """(header texts, [(row number as the spreadsheet shows it, cell values)]) of one sheet of an .xlsx or .xls."""
@@ -184,12 +206,15 @@ def find_columns(path: Path, sheet: str, header: list[str], wanted: dict) -> dic
         elif not matches:
             errors.append(f"no column headed {text!r} (for {field_name})")
         else:
-            errors.append(f"{len(matches)} columns headed {text!r} (for {field_name}): "
-                          f"{', '.join(header[k] for k in matches)}")
+            errors.append(
+                f"{len(matches)} columns headed {text!r} (for {field_name}): {', '.join(header[k] for k in matches)}"
+            )
     if errors:
-        raise AnnotationFileError(f"{path} sheet {sheet!r}: {'; '.join(errors)}. Headers found: "
-                                  f"{', '.join(repr(h) for h in header if h)}; set the header texts under "
-                                  "`columns:` in the importer's YAML")
+        raise AnnotationFileError(
+            f"{path} sheet {sheet!r}: {'; '.join(errors)}. Headers found: "
+            f"{', '.join(repr(h) for h in header if h)}; set the header texts under "
+            "`columns:` in the importer's YAML"
+        )
     return found
 
 
@@ -204,13 +229,14 @@ def category_names(path: Path, sheet: str | None) -> dict[int, str]:
         return {}
     names = {}
     for values in rows:
-        cells = [_text(v) if not isinstance(v, float) else str(int(v)) if v.is_integer() else str(v)
-                 for v in values]
+        cells = [_text(v) if not isinstance(v, float) else str(int(v)) if v.is_integer() else str(v) for v in values]
         line = " ".join(c for c in cells if c)
         match = re.match(r"^(\d{1,3})[\s.:)-]+(\D.*)$", line)
         if match:
             names[int(match[1])] = match[2].strip()
     if not names:
-        raise ImporterConfigError(f"{path} sheet {sheet!r}: no category names found (expected rows like "
-                                  "'001 ego-car hits a crossing pedestrian')")
+        raise ImporterConfigError(
+            f"{path} sheet {sheet!r}: no category names found (expected rows like "
+            "'001 ego-car hits a crossing pedestrian')"
+        )
     return names

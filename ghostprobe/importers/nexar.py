@@ -15,8 +15,10 @@ from pathlib import Path
 
 from ghostprobe.importers.common import AnnotationFileError, Candidate, RowProblem, event_times, fill
 
-LAYOUTS = {"train_csv": ("id", "time_of_event", "time_of_alert", "target"),
-           "metadata_csv": ("file_name", "time_of_event", "time_of_alert")}
+LAYOUTS = {
+    "train_csv": ("id", "time_of_event", "time_of_alert", "target"),
+    "metadata_csv": ("file_name", "time_of_event", "time_of_alert"),
+}
 
 
 def read_nexar(annotations: Path, root: Path, cfg: dict):
@@ -31,9 +33,11 @@ def read_nexar(annotations: Path, root: Path, cfg: dict):
     header = [h.strip().lower() for h in rows[0]]
     layout = next((name for name, needed in LAYOUTS.items() if set(needed) <= set(header)), None)
     if layout is None:
-        raise AnnotationFileError(f"{annotations}: headers {rows[0]} are neither the challenge's train.csv "
-                                  f"({','.join(LAYOUTS['train_csv'])}) nor the published metadata.csv "
-                                  f"({','.join(LAYOUTS['metadata_csv'])},...)")
+        raise AnnotationFileError(
+            f"{annotations}: headers {rows[0]} are neither the challenge's train.csv "
+            f"({','.join(LAYOUTS['train_csv'])}) nor the published metadata.csv "
+            f"({','.join(LAYOUTS['metadata_csv'])},...)"
+        )
     prefix = _relative_folder(annotations, root) if layout == "metadata_csv" else ""
     for line_number, cells in enumerate(rows[1:], start=2):
         if not any(c.strip() for c in cells):
@@ -52,8 +56,10 @@ def _relative_folder(annotations: Path, root: Path) -> str:
     try:
         relative = folder.relative_to(root.resolve()).as_posix()
     except ValueError:
-        raise AnnotationFileError(f"{annotations}: metadata.csv names videos relative to its own folder, which is "
-                                  f"not inside root={root}: set root to that folder or one above it") from None
+        raise AnnotationFileError(
+            f"{annotations}: metadata.csv names videos relative to its own folder, which is "
+            f"not inside root={root}: set root to that folder or one above it"
+        ) from None
     return "" if relative == "." else relative + "/"
 
 
@@ -82,14 +88,23 @@ def _candidate(row: dict, layout: str, prefix: str, where: str, cfg: dict) -> Ca
     label = cfg["positive_label"] if positive else cfg["negative_label"]
     event, _ = event_times({"time_of_event": event_s, "time_of_alert": alert_s}, cfg)
     category = "positive (collision or near-miss)" if positive else "negative"
-    context = {k: row[c].lower() for k, c in (("light", "light_conditions"), ("weather", "weather"),
-                                               ("scene", "scene")) if row.get(c)}
+    context = {
+        k: row[c].lower()
+        for k, c in (("light", "light_conditions"), ("weather", "weather"), ("scene", "scene"))
+        if row.get(c)
+    }
     if context.get("light") not in (None, "day", "night", "dusk"):
         context.pop("light")  # the schema's three words; anything else stays out rather than failing the clip
     return Candidate(
-        clip_id=fill(cfg["clip_id"], {"id": clip}), videos=videos, label=label, where=where, category=category,
-        event=event if positive else None, context=context,
-        source={"dataset": cfg["dataset"], "original_id": clip, "category_name": category})
+        clip_id=fill(cfg["clip_id"], {"id": clip}),
+        videos=videos,
+        label=label,
+        where=where,
+        category=category,
+        event=event if positive else None,
+        context=context,
+        source={"dataset": cfg["dataset"], "original_id": clip, "category_name": category},
+    )
 
 
 def _seconds(row: dict, name: str) -> float | None:

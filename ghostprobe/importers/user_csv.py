@@ -77,23 +77,34 @@ def _row(cells: list[str], where: str, words: dict, cfg: dict):
         time_text = cells[2]
     label = words.get(_squeeze(label_text))
     if label is None:
-        return RowProblem(where, f"label {label_text!r} is not a known word; known: "
-                                 f"{', '.join(sorted(set(words)))} (label_words in conf/importer/csv.yaml)")
+        return RowProblem(
+            where,
+            f"label {label_text!r} is not a known word; known: "
+            f"{', '.join(sorted(set(words)))} (label_words in conf/importer/csv.yaml)",
+        )
     seconds = None
     if time_text is not None:
         seconds = _seconds(time_text)
         if seconds is None:
             return RowProblem(where, f"time {time_text!r} is not seconds (5, 5s, 5.2 s) or minutes:seconds (1:05)")
     if label == "ghost_probing" and seconds is None:
-        return RowProblem(where, f"clip {clip!r}: a ghost probing needs its time (e.g. '5s: ghost probing', or a "
-                                 "time column)")
+        return RowProblem(
+            where, f"clip {clip!r}: a ghost probing needs its time (e.g. '5s: ghost probing', or a time column)"
+        )
     event = {name: seconds for name in cfg["time_fields"]} if seconds is not None and label != "normal" else None
     stem = clip.rsplit(".", 1)[0] if Path(clip).suffix else clip
     videos = [clip] if Path(clip).suffix else [fill(p, {"clip": clip}) for p in cfg["videos"]]
     return Candidate(
-        clip_id=stem, videos=videos, label=label, where=where, category=_squeeze(label_text), quality=cfg["quality"],
-        event=event, fps=cfg.get("fps"),
-        source={"dataset": cfg["dataset"], "original_id": clip, "category_name": label_text})
+        clip_id=stem,
+        videos=videos,
+        label=label,
+        where=where,
+        category=_squeeze(label_text),
+        quality=cfg["quality"],
+        event=event,
+        fps=cfg.get("fps"),
+        source={"dataset": cfg["dataset"], "original_id": clip, "category_name": label_text},
+    )
 
 
 def _seconds(text: str) -> float | None:

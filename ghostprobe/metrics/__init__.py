@@ -34,18 +34,45 @@ from ghostprobe.metrics.classification import (
 )
 from ghostprobe.metrics.common import to_jsonable
 from ghostprobe.metrics.decision import ACTIONS, Decision, DecisionRule, baseline_test, decide, rule_action
-from ghostprobe.metrics.intervals import clips_needed, poisson_rate_interval, proportion_interval
 from ghostprobe.metrics.earliness import clip_scores_from_windows, counted_windows, earliness_metrics
+from ghostprobe.metrics.intervals import clips_needed, poisson_rate_interval, proportion_interval
 from ghostprobe.metrics.localisation import localisation_metrics
 from ghostprobe.metrics.paired import align, compare_decisions, mcnemar_test, paired_bootstrap_auroc
 from ghostprobe.metrics.thresholds import OWN_ANSWER_THRESHOLD, tuned_threshold
 from ghostprobe.metrics.timing import timing_stats
 
 __all__ = [
-    "ACTIONS", "OWN_ANSWER_THRESHOLD", "SCALAR_METRICS", "THRESHOLD_CRITERIA", "Decision", "DecisionRule", "align",
-    "answers_to_scores", "baseline_test", "bootstrap_ci", "calibration_bins", "choose_threshold",
-    "classification_metrics", "classification_report", "clip_scores_from_windows", "clips_needed",
-    "compare_decisions", "counted_windows", "decide", "earliness_metrics", "format_table", "group_metrics",
-    "localisation_metrics", "mcnemar_test", "paired_bootstrap_auroc", "poisson_rate_interval", "prior_baseline",
-    "proportion_interval", "rule_action", "timing_stats", "to_jsonable", "trivial_baselines", "tuned_threshold",
+    "ACTIONS",
+    "OWN_ANSWER_THRESHOLD",
+    "SCALAR_METRICS",
+    "THRESHOLD_CRITERIA",
+    "Decision",
+    "DecisionRule",
+    "align",
+    "answers_to_scores",
+    "baseline_test",
+    "bootstrap_ci",
+    "calibration_bins",
+    "choose_threshold",
+    "classification_metrics",
+    "classification_report",
+    "clip_scores_from_windows",
+    "clips_needed",
+    "compare_decisions",
+    "counted_windows",
+    "decide",
+    "earliness_metrics",
+    "format_table",
+    "group_metrics",
+    "localisation_metrics",
+    "mcnemar_test",
+    "paired_bootstrap_auroc",
+    "poisson_rate_interval",
+    "prior_baseline",
+    "proportion_interval",
+    "rule_action",
+    "timing_stats",
+    "to_jsonable",
+    "trivial_baselines",
+    "tuned_threshold",
 ]

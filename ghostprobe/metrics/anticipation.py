@@ -56,8 +56,9 @@ def ustring_ap_mtta(all_pred, all_labels, time_of_accidents, fps: float = 20.0) 
         raise ValueError(f"all_pred must be [videos, frames], got shape {pred.shape}")
     n_videos, n_columns = pred.shape
     if labels.shape != (n_videos,) or toa.shape != (n_videos,):
-        raise ValueError(f"all_labels {labels.shape} and time_of_accidents {toa.shape} must have one value per video "
-                         f"({n_videos})")
+        raise ValueError(
+            f"all_labels {labels.shape} and time_of_accidents {toa.shape} must have one value per video ({n_videos})"
+        )
     if not np.isin(labels, (0, 1)).all():
         raise ValueError(f"all_labels must be 0/1, got {sorted(set(labels.tolist()))}")
     if np.isinf(pred).any():
@@ -67,7 +68,7 @@ def ustring_ap_mtta(all_pred, all_labels, time_of_accidents, fps: float = 20.0) 
         raise ValueError("no positive video: UString's evaluation cannot compute AP without one (it fails)")
     counted = []
     for i in range(n_videos):
-        frames = pred[i, :int(toa[i])] if labels[i] > 0 else pred[i]
+        frames = pred[i, : int(toa[i])] if labels[i] > 0 else pred[i]
         if len(frames) == 0:
             raise ValueError(f"video {i}: positive with time_of_accidents {toa[i]:g}: no frame before the accident")
         counted.append(frames)
@@ -96,8 +97,10 @@ def ustring_ap_mtta(all_pred, all_labels, time_of_accidents, fps: float = 20.0) 
         if flagged[k] == 0:
             continue
         if used == n_counted:
-            raise ValueError(f"more usable thresholds than the {n_counted} counted frames: UString's evaluation fails "
-                             "here (IndexError); it needs about 1000 counted frames or more")
+            raise ValueError(
+                f"more usable thresholds than the {n_counted} counted frames: UString's evaluation fails "
+                "here (IndexError); it needs about 1000 counted frames or more"
+            )
         precision[used] = hits[k] / flagged[k]
         recall[used] = hits[k] / n_pos
         if hits[k] == 0:
@@ -132,8 +135,14 @@ def _first_reaching(frames: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return np.searchsorted(running_max, thresholds, side="left")
 
 
-def corrected_ap_mtta(frame_scores: Sequence, labels: Sequence, event_frames: Sequence, fps,
-                      clip_ids: Sequence[str] | None = None, recall_target: float = 0.8) -> dict:
+def corrected_ap_mtta(
+    frame_scores: Sequence,
+    labels: Sequence,
+    event_frames: Sequence,
+    fps,
+    clip_ids: Sequence[str] | None = None,
+    recall_target: float = 0.8,
+) -> dict:
     """The project's own AP, mTTA and TTA at `recall_target`, on the frames UString's evaluation counts, reported
     beside `ustring_ap_mtta` (ghostprobe.metrics.earliness states the rules; this is them with one frame = one
     window ending when the frame is shown).
@@ -150,12 +159,12 @@ def corrected_ap_mtta(frame_scores: Sequence, labels: Sequence, event_frames: Se
     ids = _clip_ids(clip_ids, len(frame_scores))
     rates = _per_clip(fps, len(frame_scores), "fps")
     kept, excluded, is_positive, t_event = {}, {}, {}, {}
-    for clip_id, scores, label, event, rate in zip(ids, frame_scores, labels, event_frames, rates):
+    for clip_id, scores, label, event, rate in zip(ids, frame_scores, labels, event_frames, rates, strict=True):
         scores = np.asarray(scores, dtype=np.float64)
         is_positive[clip_id] = bool(label)
         frames = np.arange(len(scores))
         if label:
-            frames = frames[:max(int(event), 0)]
+            frames = frames[: max(int(event), 0)]
             t_event[clip_id] = int(event) / rate
         frames = frames[~np.isnan(scores[frames])]
         if not len(frames):
@@ -167,9 +176,15 @@ def corrected_ap_mtta(frame_scores: Sequence, labels: Sequence, event_frames: Se
     return result
 
 
-def far_gated_anticipation(frame_scores: Sequence, labels: Sequence, event_frames: Sequence,
-                           anomaly_start_frames: Sequence, fps, max_far: float = 0.1,
-                           clip_ids: Sequence[str] | None = None) -> dict:
+def far_gated_anticipation(
+    frame_scores: Sequence,
+    labels: Sequence,
+    event_frames: Sequence,
+    anomaly_start_frames: Sequence,
+    fps,
+    max_far: float = 0.1,
+    clip_ids: Sequence[str] | None = None,
+) -> dict:
     """AUC and mTTA over the thresholds that keep the frame-level false-alarm rate at or below `max_far`.
 
     From TOP (Zhao et al., "Accident Anticipation via Temporal Occurrence Prediction", NeurIPS 2025, arXiv
@@ -194,22 +209,33 @@ def far_gated_anticipation(frame_scores: Sequence, labels: Sequence, event_frame
     rates = _per_clip(fps, len(frame_scores), "fps")
     nan = float("nan")
     negatives, positives, excluded = [], [], {}
-    for clip_id, scores, label, event, start, rate in zip(ids, frame_scores, labels, event_frames,
-                                                          anomaly_start_frames, rates):
+    for clip_id, scores, label, event, start, rate in zip(
+        ids, frame_scores, labels, event_frames, anomaly_start_frames, rates, strict=True
+    ):
         scores = np.asarray(scores, dtype=np.float64)
         if not label:
             negatives.append(scores[~np.isnan(scores)])
             continue
         first = max(int(start or 0), 0)
-        window = scores[first:max(int(event), first)]
+        window = scores[first : max(int(event), first)]
         if np.isnan(window).all():
             excluded[clip_id] = "no scored frame between the anomaly start and the event"
             continue
         positives.append((window, first, int(event), rate))
-    result = {"max_far": max_far, "auc": nan, "mtta_s": nan, "n_thresholds": 0, "threshold": nan,
-              "recall_at_threshold": nan, "mean_tta_at_threshold_s": nan, "n_positive": len(positives),
-              "n_negative": len(negatives), "n_negative_frames": int(sum(len(n) for n in negatives)),
-              "excluded": excluded, "notes": []}
+    result = {
+        "max_far": max_far,
+        "auc": nan,
+        "mtta_s": nan,
+        "n_thresholds": 0,
+        "threshold": nan,
+        "recall_at_threshold": nan,
+        "mean_tta_at_threshold_s": nan,
+        "n_positive": len(positives),
+        "n_negative": len(negatives),
+        "n_negative_frames": int(sum(len(n) for n in negatives)),
+        "excluded": excluded,
+        "notes": [],
+    }
     if excluded:
         result["notes"].append(f"{len(excluded)} positive clips excluded (see `excluded`): {format_ids(excluded)}")
     negative_frames = np.sort(np.concatenate(negatives)) if negatives else np.zeros(0)
@@ -220,8 +246,10 @@ def far_gated_anticipation(frame_scores: Sequence, labels: Sequence, event_frame
     far = (len(negative_frames) - np.searchsorted(negative_frames, thresholds, side="left")) / len(negative_frames)
     thresholds = thresholds[far <= max_far]
     if not len(thresholds):
-        result["notes"].append(f"no threshold keeps the negative frames' false-alarm rate at or below {max_far:g} "
-                               "(too many negative frames share the top score): undefined")
+        result["notes"].append(
+            f"no threshold keeps the negative frames' false-alarm rate at or below {max_far:g} "
+            "(too many negative frames share the top score): undefined"
+        )
         return result
     recall = np.zeros(len(thresholds))
     tta_s = np.zeros(len(thresholds))
@@ -232,14 +260,20 @@ def far_gated_anticipation(frame_scores: Sequence, labels: Sequence, event_frame
         tta_s += np.where(anticipated, (event - first - alert) / rate, 0.0)
     recall /= len(positives)
     tta_s /= len(positives)
-    result.update(auc=float(recall.mean()), mtta_s=float(tta_s.mean()), n_thresholds=len(thresholds),
-                  threshold=float(thresholds[-1]), recall_at_threshold=float(recall[-1]),
-                  mean_tta_at_threshold_s=float(tta_s[-1]))
+    result.update(
+        auc=float(recall.mean()),
+        mtta_s=float(tta_s.mean()),
+        n_thresholds=len(thresholds),
+        threshold=float(thresholds[-1]),
+        recall_at_threshold=float(recall[-1]),
+        mean_tta_at_threshold_s=float(tta_s[-1]),
+    )
     return result
 
 
-def nexar_map(scores_by_horizon: Mapping[float, Sequence[float | None]], labels: Sequence,
-              clip_ids: Sequence[str] | None = None) -> dict:
+def nexar_map(
+    scores_by_horizon: Mapping[float, Sequence[float | None]], labels: Sequence, clip_ids: Sequence[str] | None = None
+) -> dict:
     """Mean average precision over the horizons before the event, as the Nexar Dashcam Collision Prediction
     Challenge scores entries (Moura et al., arXiv 2503.03848: AP at 500, 1000 and 1500 ms before the event, their
     mean). `scores_by_horizon`: horizon in seconds -> one score per clip, the score a causal system shows that long
@@ -262,15 +296,17 @@ def nexar_map(scores_by_horizon: Mapping[float, Sequence[float | None]], labels:
         has = ~np.isnan(scores)
         result["n_by_horizon"][key] = int(has.sum())
         if (~has).any():
-            result["excluded_by_horizon"][key] = [i for i, ok in zip(ids, has) if not ok]
+            result["excluded_by_horizon"][key] = [i for i, ok in zip(ids, has, strict=True) if not ok]
         if y[has].all() or not y[has].any():
             result["ap_by_horizon"][key] = float("nan")
             result["notes"].append(f"{key} s before the event: needs scored positive and negative clips")
             continue
         result["ap_by_horizon"][key] = float(average_precision_score(y[has], scores[has]))
     if result["excluded_by_horizon"]:
-        result["notes"].append("clips without a score at a horizon are left out of it: " + "; ".join(
-            f"{h} s: {format_ids(c)}" for h, c in result["excluded_by_horizon"].items()))
+        result["notes"].append(
+            "clips without a score at a horizon are left out of it: "
+            + "; ".join(f"{h} s: {format_ids(c)}" for h, c in result["excluded_by_horizon"].items())
+        )
     values = list(result["ap_by_horizon"].values())
     if values and not np.isnan(values).any():
         result["map"] = float(np.mean(values))

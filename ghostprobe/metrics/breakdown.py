@@ -22,8 +22,20 @@ _GROUP_KEYS = {
     "negatives_only": ("accuracy", "fpr", "specificity"),
     "positives_only": ("accuracy", "recall", "fnr"),
 }
-TABLE_COLUMNS = ("n", "coverage", "accuracy", "accuracy_nan_as_wrong", "fpr", "recall", "precision", "f1",
-                 "balanced_accuracy", "mcc", "auroc", "auprc")
+TABLE_COLUMNS = (
+    "n",
+    "coverage",
+    "accuracy",
+    "accuracy_nan_as_wrong",
+    "fpr",
+    "recall",
+    "precision",
+    "f1",
+    "balanced_accuracy",
+    "mcc",
+    "auroc",
+    "auprc",
+)
 
 
 def prior_baseline(y_true) -> dict:
@@ -44,16 +56,30 @@ def prior_baseline(y_true) -> dict:
     both = n_pos > 0 and n_neg > 0
     accuracy = pi**2 + (1 - pi) ** 2
     return {
-        "n": n, "n_scored": n, "n_missing": 0, "n_positive": n_pos, "n_negative": n_neg,
-        "coverage": 1.0, "accuracy": accuracy, "accuracy_nan_as_wrong": accuracy,
+        "n": n,
+        "n_scored": n,
+        "n_missing": 0,
+        "n_positive": n_pos,
+        "n_negative": n_neg,
+        "coverage": 1.0,
+        "accuracy": accuracy,
+        "accuracy_nan_as_wrong": accuracy,
         "balanced_accuracy": 0.5 if both else nan,
-        "precision": pi if n_pos else nan, "recall": pi if n_pos else nan,
-        "specificity": 1 - pi if n_neg else nan, "f1": pi if n_pos else nan,
-        "fpr": pi if n_neg else nan, "fnr": 1 - pi if n_pos else nan,
-        "mcc": 0.0 if both else nan, "auroc": 0.5 if both else nan, "auprc": pi if n_pos else nan, "ece": 0.0,
+        "precision": pi if n_pos else nan,
+        "recall": pi if n_pos else nan,
+        "specificity": 1 - pi if n_neg else nan,
+        "f1": pi if n_pos else nan,
+        "fpr": pi if n_neg else nan,
+        "fnr": 1 - pi if n_pos else nan,
+        "mcc": 0.0 if both else nan,
+        "auroc": 0.5 if both else nan,
+        "auprc": pi if n_pos else nan,
+        "ece": 0.0,
         "confusion": {"tn": (1 - pi) * n_neg, "fp": pi * n_neg, "fn": (1 - pi) * n_pos, "tp": pi * n_pos},
-        "notes": ["expected values of a random yes with probability pi = positive fraction; confusion holds "
-                  "expected (fractional) counts"],
+        "notes": [
+            "expected values of a random yes with probability pi = positive fraction; confusion holds "
+            "expected (fractional) counts"
+        ],
     }
 
 
@@ -68,8 +94,9 @@ def trivial_baselines(y_true, n_bins: int = 10) -> dict:
     }
 
 
-def group_metrics(y_true, p, groups: Sequence, threshold: float = 0.5, n_resamples: int = 0, seed: int = 0,
-                  confidence: float = 0.95) -> dict:
+def group_metrics(
+    y_true, p, groups: Sequence, threshold: float = 0.5, n_resamples: int = 0, seed: int = 0, confidence: float = 0.95
+) -> dict:
     """Metrics per value of one column (actor, occluder, light, weather, label class, ...), keyed by str(value).
 
     Each group reports the metrics its labels make meaningful: negative-only groups (hard negatives such as
@@ -90,8 +117,14 @@ def group_metrics(y_true, p, groups: Sequence, threshold: float = 0.5, n_resampl
         n_pos, n_neg = int(yg.sum()), int((~yg).sum())
         kind = "both" if n_pos and n_neg else ("positives_only" if n_pos else "negatives_only")
         full = classification_metrics(yg, pg, threshold)
-        entry = {"n": len(yg), "n_positive": n_pos, "n_negative": n_neg, "kind": kind,
-                 "coverage": full["coverage"], **{k: full[k] for k in _GROUP_KEYS[kind]}}
+        entry = {
+            "n": len(yg),
+            "n_positive": n_pos,
+            "n_negative": n_neg,
+            "kind": kind,
+            "coverage": full["coverage"],
+            **{k: full[k] for k in _GROUP_KEYS[kind]},
+        }
         if n_resamples:
             ci = bootstrap_ci(yg, pg, threshold, n_resamples, seed, confidence, metrics=_GROUP_KEYS[kind])
             entry["ci"] = {k: [v["low"], v["high"]] for k, v in ci["intervals"].items()}
@@ -99,9 +132,18 @@ def group_metrics(y_true, p, groups: Sequence, threshold: float = 0.5, n_resampl
     return out
 
 
-def classification_report(y_true, p, threshold: float = 0.5, *, clip_ids=None,
-                          groups: Mapping[str, Sequence] | None = None, n_bins: int = 10, n_resamples: int = 1000,
-                          seed: int = 0, confidence: float = 0.95) -> dict:
+def classification_report(
+    y_true,
+    p,
+    threshold: float = 0.5,
+    *,
+    clip_ids=None,
+    groups: Mapping[str, Sequence] | None = None,
+    n_bins: int = 10,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict:
     """Everything clip-level in one JSON-ready dict: {"model", "ci", "baselines", "by_group"}.
 
     `groups` maps a column name ("actor", "light", "label", ...) to one value per clip. `n_resamples=0` skips CIs.

@@ -22,8 +22,20 @@ from scipy.stats import rankdata
 from ghostprobe.metrics.common import as_labels, as_scores
 
 SCALAR_METRICS = (
-    "coverage", "accuracy", "accuracy_nan_as_wrong", "balanced_accuracy", "precision", "recall", "specificity",
-    "f1", "fpr", "fnr", "mcc", "auroc", "auprc", "ece",
+    "coverage",
+    "accuracy",
+    "accuracy_nan_as_wrong",
+    "balanced_accuracy",
+    "precision",
+    "recall",
+    "specificity",
+    "f1",
+    "fpr",
+    "fnr",
+    "mcc",
+    "auroc",
+    "auprc",
+    "ece",
 )
 THRESHOLD_CRITERIA = ("balanced_accuracy", "youden", "f1", "accuracy")
 
@@ -106,7 +118,11 @@ def _batch_metrics(y: np.ndarray, p: np.ndarray, threshold: float, n_bins: int, 
     tpf, tnf, fpf, fnf = (x.astype(np.float64) for x in (tp, tn, fp, fn))
     mcc_den = np.sqrt((tpf + fpf) * (tpf + fnf) * (tnf + fpf) * (tnf + fnf))
     return {
-        "tp": tp, "fp": fp, "fn": fn, "tn": tn, "n_scored": n_scored,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "n_scored": n_scored,
         "coverage": _ratio(n_scored, np.full(len(y), p.shape[1])),
         "accuracy": _ratio(tp + tn, n_scored),
         "accuracy_nan_as_wrong": _ratio(tp + tn, np.full(len(y), p.shape[1])),
@@ -131,8 +147,10 @@ def _notes(row: dict, n_pos: int, n_neg: int, ece_in_range: bool) -> list[str]:
     if n_pos == 0 or n_neg == 0:
         present, measure = ("positives", "recall") if n_neg == 0 else ("negatives", "FPR / specificity")
         undefined = "AUROC, balanced accuracy, MCC" + (", AUPRC, recall" if n_pos == 0 else ", FPR")
-        notes.append(f"only {present} among the scored clips ({n_pos} positive, {n_neg} negative): {undefined} are "
-                     f"undefined (NaN); {measure} is what this set measures")
+        notes.append(
+            f"only {present} among the scored clips ({n_pos} positive, {n_neg} negative): {undefined} are "
+            f"undefined (NaN); {measure} is what this set measures"
+        )
     if row["tp"] + row["fp"] == 0:
         notes.append("no scored clip is predicted positive at this threshold: precision is undefined (NaN)")
     elif n_pos and n_neg and np.isnan(row["mcc"]):
@@ -161,8 +179,12 @@ def classification_metrics(y_true, p, threshold: float = 0.5, n_bins: int = 10, 
     row = {k: v[0].item() for k, v in batch.items()}
     n_pos, n_neg = int((y & scored).sum()), int((~y & scored).sum())
     result = {
-        "n": len(y), "n_scored": int(scored.sum()), "n_missing": int((~scored).sum()),
-        "n_positive": n_pos, "n_negative": n_neg, "threshold": float(threshold),
+        "n": len(y),
+        "n_scored": int(scored.sum()),
+        "n_missing": int((~scored).sum()),
+        "n_positive": n_pos,
+        "n_negative": n_neg,
+        "threshold": float(threshold),
         **{k: row[k] for k in SCALAR_METRICS},
         "confusion": {k: int(row[k]) for k in ("tn", "fp", "fn", "tp")},
         "calibration_bins": calibration_bins(y[scored], scores[scored], n_bins) if in_range else [],
@@ -183,8 +205,15 @@ def calibration_bins(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> list[dic
     rows = []
     for b in np.unique(bins):
         inside = bins == b
-        rows.append({"low": b / n_bins, "high": (b + 1) / n_bins, "n": int(inside.sum()),
-                     "mean_score": float(p[inside].mean()), "fraction_positive": float(y[inside].mean())})
+        rows.append(
+            {
+                "low": b / n_bins,
+                "high": (b + 1) / n_bins,
+                "n": int(inside.sum()),
+                "mean_score": float(p[inside].mean()),
+                "fraction_positive": float(y[inside].mean()),
+            }
+        )
     return rows
 
 
@@ -196,8 +225,16 @@ def answers_to_scores(answers) -> np.ndarray:
     return np.array([np.nan if a is None else float(bool(a)) for a in answers], dtype=np.float64)
 
 
-def bootstrap_ci(y_true, p, threshold: float = 0.5, n_resamples: int = 1000, seed: int = 0,
-                 confidence: float = 0.95, n_bins: int = 10, metrics=SCALAR_METRICS) -> dict:
+def bootstrap_ci(
+    y_true,
+    p,
+    threshold: float = 0.5,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    n_bins: int = 10,
+    metrics=SCALAR_METRICS,
+) -> dict:
     """Percentile bootstrap CIs of clip-level metrics: clips (scored or not) are resampled with replacement.
 
     Unscored clips are resampled too, so coverage and accuracy_nan_as_wrong get intervals and every other metric
@@ -231,11 +268,20 @@ def bootstrap_ci(y_true, p, threshold: float = 0.5, n_resamples: int = 1000, see
     for m in metrics:
         values = np.concatenate(samples[m]) if samples[m] else np.empty(0)
         defined = values[~np.isnan(values)]
-        low, high = (np.quantile(defined, [alpha, 1 - alpha]) if len(defined) else (np.nan, np.nan))
-        intervals[m] = {"estimate": point[m][0].item(), "low": float(low), "high": float(high),
-                        "n_undefined": int(len(values) - len(defined))}
-    return {"method": "percentile", "n_resamples": n_resamples, "seed": seed, "confidence": confidence,
-            "intervals": intervals}
+        low, high = np.quantile(defined, [alpha, 1 - alpha]) if len(defined) else (np.nan, np.nan)
+        intervals[m] = {
+            "estimate": point[m][0].item(),
+            "low": float(low),
+            "high": float(high),
+            "n_undefined": int(len(values) - len(defined)),
+        }
+    return {
+        "method": "percentile",
+        "n_resamples": n_resamples,
+        "seed": seed,
+        "confidence": confidence,
+        "intervals": intervals,
+    }
 
 
 def choose_threshold(y_val, p_val, criterion: str = "balanced_accuracy", default: float = 0.5) -> dict:
@@ -257,9 +303,15 @@ def choose_threshold(y_val, p_val, criterion: str = "balanced_accuracy", default
     y, scores = y[scored], scores[scored]
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
-        return {"threshold": float(default), "criterion": criterion, "value": float("nan"), "source": "default",
-                "n_val": len(y), "note": f"val set has {n_pos} scored positives and {n_neg} scored negatives: "
-                                         f"kept the default threshold {default}"}
+        return {
+            "threshold": float(default),
+            "criterion": criterion,
+            "value": float("nan"),
+            "source": "default",
+            "n_val": len(y),
+            "note": f"val set has {n_pos} scored positives and {n_neg} scored negatives: "
+            f"kept the default threshold {default}",
+        }
     candidates = np.unique(scores)[::-1]  # descending
     # Counts of predicted positives among positives / negatives when the threshold is each candidate.
     tp = (n_pos - np.searchsorted(np.sort(scores[y]), candidates, side="left")).astype(np.float64)
@@ -275,5 +327,11 @@ def choose_threshold(y_val, p_val, criterion: str = "balanced_accuracy", default
     thresholds = np.where(np.arange(len(candidates)) < len(candidates) - 1, (candidates + lower) / 2, candidates)
     best = np.flatnonzero(np.isclose(value, value.max(), rtol=0, atol=1e-12))
     pick = best[np.argmin(np.abs(thresholds[best] - 0.5))]
-    return {"threshold": float(thresholds[pick]), "criterion": criterion, "value": float(value[pick]),
-            "source": "val", "n_val": len(y), "note": ""}
+    return {
+        "threshold": float(thresholds[pick]),
+        "criterion": criterion,
+        "value": float(value[pick]),
+        "source": "val",
+        "n_val": len(y),
+        "note": "",
+    }

@@ -37,8 +37,10 @@ def as_scores(p, n: int, name: str = "p") -> np.ndarray:
     if arr.shape != (n,):
         raise ValueError(f"{name} has shape {arr.shape}, expected ({n},) to match the labels")
     if np.isinf(arr).any():
-        raise ValueError(f"{name} has infinite scores at positions {np.flatnonzero(np.isinf(arr))[:5].tolist()}; "
-                         "pass probabilities (or NaN for clips without an answer)")
+        raise ValueError(
+            f"{name} has infinite scores at positions {np.flatnonzero(np.isinf(arr))[:5].tolist()}; "
+            "pass probabilities (or NaN for clips without an answer)"
+        )
     return arr
 
 

@@ -36,20 +36,22 @@ NEXT_STEPS = {
     "zero-shot": {
         "deploy": "deploy zero-shot; no training needed",
         "optimise": "try 13B-Finetuned (if A100s are available), prompt work (Chinese ghost-probing prompt, frame "
-                    "rate, resolution, a clear event definition), few-shot fine-tuning",
+        "rate, resolution, a clear event definition), few-shot fine-tuning",
         "fine-tune": "task-specific fine-tuning from 7B-Pretrained on 8xA100 (2-3 days, full)",
     },
     "fine-tuned": {
         "deploy": "deploy this fine-tuned checkpoint; no further training needed",
         "optimise": "improve this fine-tune: more labelled clips (hard negatives above all), prompt and frame-rate "
-                    "work, LoRA on 13B (+exp=lora_13b) or full fine-tuning (+exp=full_ft)",
+        "work, LoRA on 13B (+exp=lora_13b) or full fine-tuning (+exp=full_ft)",
         "fine-tune": "this fine-tune did not learn the task: check its training clips, labels and validation curve "
-                     "(RUN/metrics.jsonl), then full task-specific fine-tuning from 7B-Pretrained on 8xA100 "
-                     "(+exp=full_ft, 2-3 days)",
+        "(RUN/metrics.jsonl), then full task-specific fine-tuning from 7B-Pretrained on 8xA100 "
+        "(+exp=full_ft, 2-3 days)",
     },
 }
-NO_DECISION_NEXT_STEPS = ("find out why the clips failed (metrics.json `errors`), fix it and run the same command "
-                          "again: failed clips are asked again, answered ones are kept")
+NO_DECISION_NEXT_STEPS = (
+    "find out why the clips failed (metrics.json `errors`), fix it and run the same command "
+    "again: failed clips are asked again, answered ones are kept"
+)
 _EPS = 1e-9
 
 
@@ -144,20 +146,39 @@ def baseline_test(y_true, predicted, alpha: float = 0.05) -> dict:
     model_right = ~np.isnan(answered) & ((answered > 0.5) == y)
     results = []
     for name, baseline_right in (("always_yes", y), ("always_no", ~y)):
-        only_model, only_baseline = int((model_right & ~baseline_right).sum()), int((~model_right & baseline_right).sum())
+        only_model, only_baseline = (
+            int((model_right & ~baseline_right).sum()),
+            int((~model_right & baseline_right).sum()),
+        )
         test = mcnemar_test(only_model, only_baseline)
-        results.append({"baseline": name, "baseline_accuracy": float(baseline_right.mean()) if len(y) else math.nan,
-                        "only_model_right": only_model, "only_baseline_right": only_baseline,
-                        "p_value": test["p_exact"], "method": "exact McNemar (two-sided)", "alpha": alpha,
-                        "beats": only_model > only_baseline and test["p_exact"] < alpha})
+        results.append(
+            {
+                "baseline": name,
+                "baseline_accuracy": float(baseline_right.mean()) if len(y) else math.nan,
+                "only_model_right": only_model,
+                "only_baseline_right": only_baseline,
+                "p_value": test["p_exact"],
+                "method": "exact McNemar (two-sided)",
+                "alpha": alpha,
+                "beats": only_model > only_baseline and test["p_exact"] < alpha,
+            }
+        )
     yes, no = results
     if yes["baseline_accuracy"] != no["baseline_accuracy"]:
         return yes if yes["baseline_accuracy"] > no["baseline_accuracy"] else no
     return max(results, key=lambda r: (not r["beats"], r["p_value"]))
 
 
-def decide(y_true, p, threshold: float = 0.5, timing: dict | None = None, *, rule: DecisionRule = DecisionRule(),
-           model_stage: str = "zero-shot", failure_causes: dict[str, int] | None = None) -> Decision:
+def decide(
+    y_true,
+    p,
+    threshold: float = 0.5,
+    timing: dict | None = None,
+    *,
+    rule: DecisionRule = DecisionRule(),
+    model_stage: str = "zero-shot",
+    failure_causes: dict[str, int] | None = None,
+) -> Decision:
     """Apply the gated rule to one evaluation: labels `y_true`, scores `p` (NaN = no answer) read as yes when
     `p >= threshold` (0.5: the model's own answer), `timing` from `timing_stats` (optional).
 
@@ -203,18 +224,26 @@ def decide(y_true, p, threshold: float = 0.5, timing: dict | None = None, *, rul
     elif action == "inconclusive":
         parts[0] += f" spans {_join(spans)} -> inconclusive."
         if needed and needed["n"]:
-            parts.append(f"About {needed['n']} clips at this accuracy would settle it (the interval clearing the "
-                         f"{needed['line']:.0%} line).")
+            parts.append(
+                f"About {needed['n']} clips at this accuracy would settle it (the interval clearing the "
+                f"{needed['line']:.0%} line)."
+            )
     else:
         parts[0] += f" is {_where(action, rule)} -> {action}: {steps}."
     if metrics["n_missing"]:
-        parts.append(f"{metrics['n_missing']} clips had no usable answer and count as wrong (coverage "
-                     f"{metrics['coverage']:.3f}; accuracy on answered clips {metrics['accuracy']:.3f}).")
-    parts.append(f"Against {versus['baseline'].replace('_', ' ')} ({versus['baseline_accuracy']:.3f} on the same "
-                 f"clips): {versus['only_model_right']} clips only the model gets right, "
-                 f"{versus['only_baseline_right']} only the baseline; exact McNemar p = {versus['p_value']:.3g}.")
-    parts.append(f"FPR {_fmt(fpr['estimate'])} ({fpr['successes']}/{fpr['n']} negatives, CI {_fmt(fpr['low'])}-"
-                 f"{_fmt(fpr['high'])})" + (f", max {rule.max_fpr:g}." if rule.max_fpr is not None else "."))
+        parts.append(
+            f"{metrics['n_missing']} clips had no usable answer and count as wrong (coverage "
+            f"{metrics['coverage']:.3f}; accuracy on answered clips {metrics['accuracy']:.3f})."
+        )
+    parts.append(
+        f"Against {versus['baseline'].replace('_', ' ')} ({versus['baseline_accuracy']:.3f} on the same "
+        f"clips): {versus['only_model_right']} clips only the model gets right, "
+        f"{versus['only_baseline_right']} only the baseline; exact McNemar p = {versus['p_value']:.3g}."
+    )
+    parts.append(
+        f"FPR {_fmt(fpr['estimate'])} ({fpr['successes']}/{fpr['n']} negatives, CI {_fmt(fpr['low'])}-"
+        f"{_fmt(fpr['high'])})" + (f", max {rule.max_fpr:g}." if rule.max_fpr is not None else ".")
+    )
     parts.append(_target_sentence(target))
     meets_time = None
     value = math.nan if timing is None else timing.get(rule.time_statistic, math.nan)
@@ -222,13 +251,29 @@ def decide(y_true, p, threshold: float = 0.5, timing: dict | None = None, *, rul
         parts.append(f"Target < {rule.target_seconds_per_video:g} s per video: response time not measured.")
     else:
         meets_time = value < rule.target_seconds_per_video
-        parts.append(f"Target < {rule.target_seconds_per_video:g} s per video: {'met' if meets_time else 'not met'} "
-                     f"({rule.time_statistic} {value:.1f} s, max {timing.get('latency_max_s', math.nan):.1f} s).")
-    return Decision(action=action, reason=" ".join(parts), next_steps=steps, accuracy=accuracy["estimate"], n=n,
-                    n_correct=n_correct, accuracy_interval=accuracy, spans=spans, baseline_test=versus,
-                    fpr_check=fpr_check, recall=recall, clips_needed=needed, accuracy_target=target,
-                    meets_time_target=meets_time, warnings=_baseline_warnings(metrics, trivial_baselines(y)),
-                    rule=rule_dict, model_stage=model_stage)
+        parts.append(
+            f"Target < {rule.target_seconds_per_video:g} s per video: {'met' if meets_time else 'not met'} "
+            f"({rule.time_statistic} {value:.1f} s, max {timing.get('latency_max_s', math.nan):.1f} s)."
+        )
+    return Decision(
+        action=action,
+        reason=" ".join(parts),
+        next_steps=steps,
+        accuracy=accuracy["estimate"],
+        n=n,
+        n_correct=n_correct,
+        accuracy_interval=accuracy,
+        spans=spans,
+        baseline_test=versus,
+        fpr_check=fpr_check,
+        recall=recall,
+        clips_needed=needed,
+        accuracy_target=target,
+        meets_time_target=meets_time,
+        warnings=_baseline_warnings(metrics, trivial_baselines(y)),
+        rule=rule_dict,
+        model_stage=model_stage,
+    )
 
 
 def _clips_to_settle(observed: float, rule: DecisionRule) -> dict:
@@ -257,8 +302,9 @@ def _target_check(accuracy: dict, rule: DecisionRule) -> dict:
         status = "not met"
     else:
         status = "uncertain"
-    needed = None if status != "uncertain" else clips_needed(accuracy["estimate"], target, rule.confidence,
-                                                             rule.interval)
+    needed = (
+        None if status != "uncertain" else clips_needed(accuracy["estimate"], target, rule.confidence, rule.interval)
+    )
     return {"line": target, "status": status, "clips_needed": needed, "observed": accuracy["estimate"]}
 
 
@@ -266,9 +312,12 @@ def _target_sentence(target: dict) -> str:
     text = f"Target accuracy > {target['line']:.0%}: {target['status']}"
     if target["status"] == "uncertain":
         side = "met" if target["observed"] > target["line"] else "not met"
-        text += (f" (the interval spans {target['line']:.0%}; about {target['clips_needed']} clips at this accuracy "
-                 f"would show it {side})" if target["clips_needed"] else
-                 " (the observed accuracy sits on the target: no number of clips separates them)")
+        text += (
+            f" (the interval spans {target['line']:.0%}; about {target['clips_needed']} clips at this accuracy "
+            f"would show it {side})"
+            if target["clips_needed"]
+            else " (the observed accuracy sits on the target: no number of clips separates them)"
+        )
     return text + "."
 
 
@@ -276,7 +325,9 @@ def _baseline_sentence(versus: dict) -> str:
     name = versus["baseline"].replace("_", " ")
     if versus["only_model_right"] <= versus["only_baseline_right"]:
         return f"the model is no better than {name} on these clips"
-    return f"the model is not shown better than {name} (exact McNemar p = {versus['p_value']:.3g} >= {versus['alpha']:g})"
+    return (
+        f"the model is not shown better than {name} (exact McNemar p = {versus['p_value']:.3g} >= {versus['alpha']:g})"
+    )
 
 
 def _fpr_sentence(fpr: dict) -> str:
@@ -289,17 +340,24 @@ def _next_steps(action: str, model_stage: str, spans: list[str], needed: dict | 
     if action != "inconclusive":
         return NEXT_STEPS[model_stage][action]
     if failed:
-        return ("do not deploy yet: " + "; ".join(failed) + ". Work on false positives and the hard negatives "
-                "(prompt, threshold, few-shot fine-tuning), or label more clips if the test was close, then evaluate "
-                "again")
+        return (
+            "do not deploy yet: " + "; ".join(failed) + ". Work on false positives and the hard negatives "
+            "(prompt, threshold, few-shot fine-tuning), or label more clips if the test was close, then evaluate "
+            "again"
+        )
     how_many = f" (about {needed['n']} clips at this accuracy would settle it)" if needed and needed["n"] else ""
-    return (f"label more clips and evaluate again{how_many}; the result lies between {_join(spans)}, so do not act "
-            "on it yet")
+    return (
+        f"label more clips and evaluate again{how_many}; the result lies between {_join(spans)}, so do not act "
+        "on it yet"
+    )
 
 
 def _where(action: str, rule: DecisionRule) -> str:
-    return {"deploy": f"wholly above {rule.deploy_above:.0%}", "fine-tune": f"wholly below {rule.fine_tune_below:.0%}",
-            "optimise": f"within {rule.fine_tune_below:.0%}-{rule.deploy_above:.0%}"}[action]
+    return {
+        "deploy": f"wholly above {rule.deploy_above:.0%}",
+        "fine-tune": f"wholly below {rule.fine_tune_below:.0%}",
+        "optimise": f"within {rule.fine_tune_below:.0%}-{rule.deploy_above:.0%}",
+    }[action]
 
 
 def _join(items: list[str]) -> str:
@@ -337,14 +395,31 @@ def _no_decision(metrics: dict, model_stage: str, rule: DecisionRule, failure_ca
     why = "; ".join(f"{count} x {cause}" if len(causes) > 1 else cause for cause, count in causes[:3])
     if len(causes) > 3:
         why += f"; {len(causes) - 3} other causes"
-    reason = (f"no decision: {n_failed} of {n} clips failed" + (f" ({why})" if why else "")
-              + f"; the rule needs at least {rule.min_answered_fraction:.0%} of the clips answered "
-              f"(decision.min_answered_fraction={rule.min_answered_fraction:g}).")
+    reason = (
+        f"no decision: {n_failed} of {n} clips failed"
+        + (f" ({why})" if why else "")
+        + f"; the rule needs at least {rule.min_answered_fraction:.0%} of the clips answered "
+        f"(decision.min_answered_fraction={rule.min_answered_fraction:g})."
+    )
     if not n:
         reason = "no decision: no labelled clips to evaluate."
     correct = metrics["confusion"]["tp"] + metrics["confusion"]["tn"]
-    return Decision(action=None, reason=reason, next_steps=NO_DECISION_NEXT_STEPS,
-                    accuracy=float(metrics["accuracy_nan_as_wrong"]), n=n, n_correct=correct,
-                    accuracy_interval=proportion_interval(correct, n, rule.confidence, rule.interval), spans=[],
-                    baseline_test=None, fpr_check=None, recall=None, clips_needed=None, accuracy_target=None,
-                    meets_time_target=None, warnings=[], rule=dataclasses.asdict(rule), model_stage=model_stage)
+    return Decision(
+        action=None,
+        reason=reason,
+        next_steps=NO_DECISION_NEXT_STEPS,
+        accuracy=float(metrics["accuracy_nan_as_wrong"]),
+        n=n,
+        n_correct=correct,
+        accuracy_interval=proportion_interval(correct, n, rule.confidence, rule.interval),
+        spans=[],
+        baseline_test=None,
+        fpr_check=None,
+        recall=None,
+        clips_needed=None,
+        accuracy_target=None,
+        meets_time_target=None,
+        warnings=[],
+        rule=dataclasses.asdict(rule),
+        model_stage=model_stage,
+    )

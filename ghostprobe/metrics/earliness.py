@@ -92,8 +92,9 @@ def _thresholds(kept: Mapping, max_thresholds: int | None) -> np.ndarray:
     return np.unique(np.concatenate([window_scores, clip_max]))[::-1]
 
 
-def earliness_metrics(windows: Iterable, clips: Mapping, recall_target: float = 0.8,
-                      max_thresholds: int | None = 2000) -> dict:
+def earliness_metrics(
+    windows: Iterable, clips: Mapping, recall_target: float = 0.8, max_thresholds: int | None = 2000
+) -> dict:
     """AP, mTTA (two averagings) and TTA at `recall_target` from window scores; see the module doc for the rules.
 
     `windows`: rows (clip_id, window_end_s, p) as tuples or dicts with those keys; `clips`: clip_id ->
@@ -106,8 +107,14 @@ def earliness_metrics(windows: Iterable, clips: Mapping, recall_target: float = 
     return earliness_from_alert_times(kept, labels, t_event, excluded, recall_target, max_thresholds)
 
 
-def earliness_from_alert_times(kept: Mapping, labels: Mapping, t_event: Mapping, excluded: Mapping | None = None,
-                               recall_target: float = 0.8, max_thresholds: int | None = 2000) -> dict:
+def earliness_from_alert_times(
+    kept: Mapping,
+    labels: Mapping,
+    t_event: Mapping,
+    excluded: Mapping | None = None,
+    recall_target: float = 0.8,
+    max_thresholds: int | None = 2000,
+) -> dict:
     """The metrics of `earliness_metrics` from counted scores already grouped per clip.
 
     `kept`: clip_id -> (alert times in seconds, ascending; scores) of the counted, scored windows or frames (each
@@ -118,10 +125,21 @@ def earliness_from_alert_times(kept: Mapping, labels: Mapping, t_event: Mapping,
     n_pos = sum(bool(labels[c]) for c in kept)
     n_neg = len(kept) - n_pos
     nan = float("nan")
-    result = {"n_clips": len(kept), "n_positive": n_pos, "n_negative": n_neg, "excluded": excluded,
-              "recall_target": recall_target, "ap": nan, "mtta_s": nan, "mtta_max_per_recall_s": nan,
-              "tta_at_recall_target_s": nan, "threshold_at_recall_target": nan,
-              "precision_at_recall_target": nan, "notes": [], "curve": []}
+    result = {
+        "n_clips": len(kept),
+        "n_positive": n_pos,
+        "n_negative": n_neg,
+        "excluded": excluded,
+        "recall_target": recall_target,
+        "ap": nan,
+        "mtta_s": nan,
+        "mtta_max_per_recall_s": nan,
+        "tta_at_recall_target_s": nan,
+        "threshold_at_recall_target": nan,
+        "precision_at_recall_target": nan,
+        "notes": [],
+        "curve": [],
+    }
     if n_pos == 0:
         result["notes"].append("no scorable positive clip: earliness is undefined")
         return result
@@ -151,13 +169,23 @@ def earliness_from_alert_times(kept: Mapping, labels: Mapping, t_event: Mapping,
     reached = np.flatnonzero(recall >= recall_target)
     if len(reached):
         k = reached[0]
-        result.update(tta_at_recall_target_s=float(mean_tta[k]), threshold_at_recall_target=float(thresholds[k]),
-                      precision_at_recall_target=float(precision[k]))
+        result.update(
+            tta_at_recall_target_s=float(mean_tta[k]),
+            threshold_at_recall_target=float(thresholds[k]),
+            precision_at_recall_target=float(precision[k]),
+        )
     else:
         result["notes"].append(f"recall never reaches {recall_target}: TTA at that recall is undefined")
     if excluded:
         result["notes"].append(f"{len(excluded)} clips excluded (see `excluded`): {format_ids(excluded)}")
-    result["curve"] = [{"threshold": float(t), "precision": float(pr), "recall": float(r), "mean_tta_s": float(m),
-                        "n_flagged": int(a + b)}
-                       for t, pr, r, m, a, b in zip(thresholds, precision, recall, mean_tta, tp, fp)]
+    result["curve"] = [
+        {
+            "threshold": float(t),
+            "precision": float(pr),
+            "recall": float(r),
+            "mean_tta_s": float(m),
+            "n_flagged": int(a + b),
+        }
+        for t, pr, r, m, a, b in zip(thresholds, precision, recall, mean_tta, tp, fp, strict=True)
+    ]
     return result

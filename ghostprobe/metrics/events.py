@@ -66,12 +66,17 @@ def match_video(alerts: list[dict], events: list, margin_s: float, duration_s: f
     negatives = [e for e in events if e.label != "ghost_probing"]
     windows = [hit_window(e, margin_s) for e in positives]
     hits = []
-    for event, (lo, hi) in zip(positives, windows):
+    for event, (lo, hi) in zip(positives, windows, strict=True):
         found = [a for a in alerts if _overlaps(a["start_s"], a["end_s"], lo, hi)]
         first = min(found, key=lambda a: a["start_s"]) if found else None
-        hits.append({"t_event_s": event.t_event_s, "hit": first is not None,
-                     "lead_time_s": None if first is None else first["start_s"] - event.t_event_s,
-                     "actor": event.actor})
+        hits.append(
+            {
+                "t_event_s": event.t_event_s,
+                "hit": first is not None,
+                "lead_time_s": None if first is None else first["start_s"] - event.t_event_s,
+                "actor": event.actor,
+            }
+        )
     false_alerts = []
     for event in negatives:  # a look-alike alerted on is a false alert of its class, whatever else the alert hit
         start, end = event.span_s
@@ -79,19 +84,27 @@ def match_video(alerts: list[dict], events: list, margin_s: float, duration_s: f
         found = [a for a in alerts if _overlaps(a["start_s"], a["end_s"], start, end)]
         if found:
             first = min(found, key=lambda a: a["start_s"])
-            false_alerts.append({"start_s": first["start_s"], "end_s": first["end_s"],
-                                 "blamed_on": negative_class(event)})
+            false_alerts.append(
+                {"start_s": first["start_s"], "end_s": first["end_s"], "blamed_on": negative_class(event)}
+            )
     for alert in alerts:
         near_event = any(_overlaps(alert["start_s"], alert["end_s"], lo, hi) for lo, hi in windows) or any(
-            _overlaps(alert["start_s"], alert["end_s"], e.span_s[0],
-                      e.span_s[1] if e.span_s[1] is not None else e.span_s[0]) for e in negatives)
+            _overlaps(
+                alert["start_s"], alert["end_s"], e.span_s[0], e.span_s[1] if e.span_s[1] is not None else e.span_s[0]
+            )
+            for e in negatives
+        )
         if not near_event:
             false_alerts.append({"start_s": alert["start_s"], "end_s": alert["end_s"], "blamed_on": NO_EVENT})
     limit = duration_s if duration_s is not None else float("inf")
     spans = _union([(max(0.0, a["start_s"]), min(limit, a["end_s"])) for a in alerts if a["end_s"] >= 0])
-    return {"events": hits, "false_alerts": sorted(false_alerts, key=lambda a: a["start_s"]),
-            "negatives": Counter(negative_class(e) for e in negatives),
-            "alert_s": sum(hi - lo for lo, hi in spans), "alert_outside_hits_s": _length_outside(spans, windows)}
+    return {
+        "events": hits,
+        "false_alerts": sorted(false_alerts, key=lambda a: a["start_s"]),
+        "negatives": Counter(negative_class(e) for e in negatives),
+        "alert_s": sum(hi - lo for lo, hi in spans),
+        "alert_outside_hits_s": _length_outside(spans, windows),
+    }
 
 
 def _distribution(values: list[float]) -> dict:
@@ -99,8 +112,16 @@ def _distribution(values: list[float]) -> dict:
         return {"n": 0, "mean": None, "p10": None, "p50": None, "p90": None, "min": None, "max": None, "values": []}
     arr = np.asarray(values, float)
     p10, p50, p90 = (float(v) for v in np.percentile(arr, [10, 50, 90]))
-    return {"n": len(values), "mean": float(arr.mean()), "p10": p10, "p50": p50, "p90": p90,
-            "min": float(arr.min()), "max": float(arr.max()), "values": [round(v, 4) for v in values]}
+    return {
+        "n": len(values),
+        "mean": float(arr.mean()),
+        "p10": p10,
+        "p50": p50,
+        "p90": p90,
+        "min": float(arr.min()),
+        "max": float(arr.max()),
+        "values": [round(v, 4) for v in values],
+    }
 
 
 def event_metrics(videos: list[dict], margin_s: float, confidence: float = 0.95) -> dict:
@@ -129,39 +150,85 @@ def event_metrics(videos: list[dict], margin_s: float, confidence: float = 0.95)
         alert_s += matched["alert_s"]
         outside_s += matched["alert_outside_hits_s"]
         scanned_s = video.get("scanned_s", video["duration_s"])
-        per_video.append({"video_id": video["video_id"], "events": len(matched["events"]), "hits": len(hit),
-                          "false_alerts": len(matched["false_alerts"]), "alerts": len(video["alerts"]),
-                          "duration_s": video["duration_s"], "alert_time_fraction":
-                              matched["alert_s"] / scanned_s if scanned_s else None,
-                          "event_details": matched["events"], "false_alert_details": matched["false_alerts"]})
+        per_video.append(
+            {
+                "video_id": video["video_id"],
+                "events": len(matched["events"]),
+                "hits": len(hit),
+                "false_alerts": len(matched["false_alerts"]),
+                "alerts": len(video["alerts"]),
+                "duration_s": video["duration_s"],
+                "alert_time_fraction": matched["alert_s"] / scanned_s if scanned_s else None,
+                "event_details": matched["events"],
+                "false_alert_details": matched["false_alerts"],
+            }
+        )
     n_false = sum(blamed.values())
-    per_class = {name: {"events": negatives.get(name, 0), "false_alerts": blamed.get(name, 0),
-                        "false_alerts_per_hour": blamed.get(name, 0) / hours if hours else None}
-                 for name in sorted(set(negatives) | set(blamed))}
+    per_class = {
+        name: {
+            "events": negatives.get(name, 0),
+            "false_alerts": blamed.get(name, 0),
+            "false_alerts_per_hour": blamed.get(name, 0) / hours if hours else None,
+        }
+        for name in sorted(set(negatives) | set(blamed))
+    }
     rate = poisson_rate_interval(n_false, hours, confidence)
-    return {"margin_s": margin_s, "hours": hours, "events": n_events, "hits": n_hits,
-            "recall": n_hits / n_events if n_events else None, "false_alerts": n_false,
-            "false_alerts_per_hour": n_false / hours if hours else None,
-            "false_alerts_per_hour_interval": {"low": rate["low"], "high": rate["high"], "confidence": confidence,
-                                               "method": "exact Poisson"} if hours else None,
-            "rate_note": (f"from {hours * 60:.1f} minutes of video: a rate per hour from less than an hour is mostly "
-                          "interval") if 0 < hours < 1 else None,
-            "alert_time_fraction": alert_s / duration_s if duration_s else None,
-            "alert_time_outside_hits_s": outside_s,
-            "alert_minutes_outside_hits_per_hour": outside_s / 60 / hours if hours else None,
-            "lead_time_s": _distribution(leads), "per_negative_class": per_class, "per_video": per_video}
+    return {
+        "margin_s": margin_s,
+        "hours": hours,
+        "events": n_events,
+        "hits": n_hits,
+        "recall": n_hits / n_events if n_events else None,
+        "false_alerts": n_false,
+        "false_alerts_per_hour": n_false / hours if hours else None,
+        "false_alerts_per_hour_interval": {
+            "low": rate["low"],
+            "high": rate["high"],
+            "confidence": confidence,
+            "method": "exact Poisson",
+        }
+        if hours
+        else None,
+        "rate_note": (
+            f"from {hours * 60:.1f} minutes of video: a rate per hour from less than an hour is mostly interval"
+        )
+        if 0 < hours < 1
+        else None,
+        "alert_time_fraction": alert_s / duration_s if duration_s else None,
+        "alert_time_outside_hits_s": outside_s,
+        "alert_minutes_outside_hits_per_hour": outside_s / 60 / hours if hours else None,
+        "lead_time_s": _distribution(leads),
+        "per_negative_class": per_class,
+        "per_video": per_video,
+    }
 
 
-def recall_false_alert_curve(videos: list[dict], thresholds, hysteresis: float, min_gap_s: float,
-                             margin_s: float) -> list[dict]:
+def recall_false_alert_curve(
+    videos: list[dict], thresholds, hysteresis: float, min_gap_s: float, margin_s: float
+) -> list[dict]:
     """Recall and false alerts per hour at each on-threshold (off = `off_threshold(on, hysteresis)`), alerts
     recomputed from each video's `timeline` rows with the same hysteresis and gap."""
     points = []
     for threshold in sorted(set(float(t) for t in thresholds)):
-        runs = [{**v, "alerts": [a.to_json() for a in alerts_from_timeline(
-            v["timeline"], threshold, off_threshold(threshold, hysteresis), min_gap_s)]} for v in videos]
+        runs = [
+            {
+                **v,
+                "alerts": [
+                    a.to_json()
+                    for a in alerts_from_timeline(
+                        v["timeline"], threshold, off_threshold(threshold, hysteresis), min_gap_s
+                    )
+                ],
+            }
+            for v in videos
+        ]
         m = event_metrics(runs, margin_s)
-        points.append({"threshold": threshold, "recall": m["recall"],
-                       "false_alerts_per_hour": m["false_alerts_per_hour"],
-                       "alert_time_fraction": m["alert_time_fraction"]})
+        points.append(
+            {
+                "threshold": threshold,
+                "recall": m["recall"],
+                "false_alerts_per_hour": m["false_alerts_per_hour"],
+                "alert_time_fraction": m["alert_time_fraction"],
+            }
+        )
     return points

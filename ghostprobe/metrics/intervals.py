@@ -37,8 +37,15 @@ def proportion_interval(successes: int, n: int, confidence: float = 0.95, method
     else:
         ci = binomtest(successes, n).proportion_ci(confidence_level=confidence, method=method)
         low, high, estimate = float(ci.low), float(ci.high), successes / n
-    return {"estimate": estimate, "low": low, "high": high, "successes": successes, "n": n, "method": method,
-            "confidence": confidence}
+    return {
+        "estimate": estimate,
+        "low": low,
+        "high": high,
+        "successes": successes,
+        "n": n,
+        "method": method,
+        "confidence": confidence,
+    }
 
 
 def _bounds(successes: np.ndarray, n: np.ndarray, confidence: float, method: str) -> tuple[np.ndarray, np.ndarray]:
@@ -58,8 +65,9 @@ def _bounds(successes: np.ndarray, n: np.ndarray, confidence: float, method: str
     return centre - half, centre + half
 
 
-def clips_needed(observed: float, line: float, confidence: float = 0.95, method: str = "exact",
-                 max_n: int = MAX_CLIPS_NEEDED) -> int | None:
+def clips_needed(
+    observed: float, line: float, confidence: float = 0.95, method: str = "exact", max_n: int = MAX_CLIPS_NEEDED
+) -> int | None:
     """The smallest number of clips n at which the interval around `observed` accuracy (round(observed * n) clips
     right) lies wholly on one side of `line`: above it when observed > line, below it when observed < line.
 
@@ -98,10 +106,22 @@ def poisson_rate_interval(count: int, exposure: float, confidence: float = 0.95)
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
     if exposure <= 0:
-        return {"estimate": math.nan, "low": math.nan, "high": math.nan, "count": count, "exposure": exposure,
-                "confidence": confidence}
+        return {
+            "estimate": math.nan,
+            "low": math.nan,
+            "high": math.nan,
+            "count": count,
+            "exposure": exposure,
+            "confidence": confidence,
+        }
     alpha = 1 - confidence
     low = chi2.ppf(alpha / 2, 2 * count) / 2 if count else 0.0
     high = chi2.ppf(1 - alpha / 2, 2 * count + 2) / 2
-    return {"estimate": count / exposure, "low": float(low) / exposure, "high": float(high) / exposure,
-            "count": count, "exposure": exposure, "confidence": confidence}
+    return {
+        "estimate": count / exposure,
+        "low": float(low) / exposure,
+        "high": float(high) / exposure,
+        "count": count,
+        "exposure": exposure,
+        "confidence": confidence,
+    }

@@ -24,7 +24,9 @@ def localisation_metrics(t_pred_s, t_event_s, tolerances_s=(1.0, 2.0), clip_ids=
     n_labelled, n_pred = int(labelled.sum()), int(predicted.sum())
     nan = float("nan")
     result = {
-        "n_labelled": n_labelled, "n_unlabelled": int((~labelled).sum()), "n_predicted": n_pred,
+        "n_labelled": n_labelled,
+        "n_unlabelled": int((~labelled).sum()),
+        "n_predicted": n_pred,
         "n_missing_pred": n_labelled - n_pred,
         "mae_s": float(error.mean()) if n_pred else nan,
         "median_abs_error_s": float(np.median(error)) if n_pred else nan,

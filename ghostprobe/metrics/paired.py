@@ -28,16 +28,18 @@ def align(labels: Mapping, a: Mapping, b: Mapping, names: tuple[str, str] = ("a"
     """Clip ids (sorted), labels, and the two models' values in that order; ValueError naming any mismatch."""
     label_ids = set(map(str, labels))
     problems = []
-    for name, values in zip(names, (a, b)):
+    for name, values in zip(names, (a, b), strict=True):
         ids = set(map(str, values))
         if len(ids) != len(values):
             problems.append(f"model {name!r} has clip ids that collide once turned into strings")
         if label_ids - ids:
-            problems.append(f"model {name!r} has no entry for {len(label_ids - ids)} labelled clips: "
-                            f"{format_ids(label_ids - ids)}")
+            problems.append(
+                f"model {name!r} has no entry for {len(label_ids - ids)} labelled clips: {format_ids(label_ids - ids)}"
+            )
         if ids - label_ids:
-            problems.append(f"model {name!r} has {len(ids - label_ids)} clips that are not labelled: "
-                            f"{format_ids(ids - label_ids)}")
+            problems.append(
+                f"model {name!r} has {len(ids - label_ids)} clips that are not labelled: {format_ids(ids - label_ids)}"
+            )
     if problems:
         raise ValueError("paired comparison needs the same clips on both sides; " + "; ".join(problems))
     ids = sorted(label_ids)
@@ -61,9 +63,16 @@ def mcnemar_test(b: int, c: int) -> dict:
     stat = (abs(b - c) - 1) ** 2 / n if n else math.nan
     p_chi2 = float(chi2.sf(stat, 1)) if n else math.nan
     recommended = "exact" if n < EXACT_BELOW else "chi2_cc"
-    return {"b": int(b), "c": int(c), "n_discordant": int(n), "p_exact": p_exact, "chi2_cc": stat,
-            "p_chi2_cc": p_chi2, "recommended": recommended,
-            "p_value": p_exact if recommended == "exact" else p_chi2}
+    return {
+        "b": int(b),
+        "c": int(c),
+        "n_discordant": int(n),
+        "p_exact": p_exact,
+        "chi2_cc": stat,
+        "p_chi2_cc": p_chi2,
+        "recommended": recommended,
+        "p_value": p_exact if recommended == "exact" else p_chi2,
+    }
 
 
 def compare_decisions(labels: Mapping, pred_a: Mapping, pred_b: Mapping, names: tuple[str, str] = ("a", "b")) -> dict:
@@ -78,17 +87,28 @@ def compare_decisions(labels: Mapping, pred_a: Mapping, pred_b: Mapping, names: 
     n = int(both.sum())
     only_a, only_b = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
     return {
-        "names": list(names), "n": n, "excluded_clip_ids": [ids[i] for i in np.flatnonzero(~both)],
+        "names": list(names),
+        "n": n,
+        "excluded_clip_ids": [ids[i] for i in np.flatnonzero(~both)],
         f"accuracy_{names[0]}": float(right_a.mean()) if n else math.nan,
         f"accuracy_{names[1]}": float(right_b.mean()) if n else math.nan,
-        "both_right": int((right_a & right_b).sum()), f"only_{names[0]}_right": only_a,
-        f"only_{names[1]}_right": only_b, "both_wrong": int((~right_a & ~right_b).sum()),
+        "both_right": int((right_a & right_b).sum()),
+        f"only_{names[0]}_right": only_a,
+        f"only_{names[1]}_right": only_b,
+        "both_wrong": int((~right_a & ~right_b).sum()),
         "mcnemar": mcnemar_test(only_a, only_b),
     }
 
 
-def paired_bootstrap_auroc(labels: Mapping, scores_a: Mapping, scores_b: Mapping, n_resamples: int = 2000,
-                           seed: int = 0, confidence: float = 0.95, names: tuple[str, str] = ("a", "b")) -> dict:
+def paired_bootstrap_auroc(
+    labels: Mapping,
+    scores_a: Mapping,
+    scores_b: Mapping,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    names: tuple[str, str] = ("a", "b"),
+) -> dict:
     """AUROC(A) - AUROC(B) with a paired percentile bootstrap CI and a two-sided bootstrap p-value.
 
     Each resample draws clips with replacement and scores both models on the same draw. The p-value is
@@ -99,14 +119,26 @@ def paired_bootstrap_auroc(labels: Mapping, scores_a: Mapping, scores_b: Mapping
     ids, y, a, b = align(labels, scores_a, scores_b, names)
     both = ~np.isnan(a) & ~np.isnan(b)
     y, a, b = y[both], a[both], b[both]
-    result = {"names": list(names), "n": int(both.sum()),
-              "excluded_clip_ids": [ids[i] for i in np.flatnonzero(~both)],
-              f"auroc_{names[0]}": math.nan, f"auroc_{names[1]}": math.nan, "difference": math.nan,
-              "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan, "n_resamples": n_resamples,
-              "n_undefined": 0, "seed": seed, "confidence": confidence, "notes": []}
+    result = {
+        "names": list(names),
+        "n": int(both.sum()),
+        "excluded_clip_ids": [ids[i] for i in np.flatnonzero(~both)],
+        f"auroc_{names[0]}": math.nan,
+        f"auroc_{names[1]}": math.nan,
+        "difference": math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "p_value": math.nan,
+        "n_resamples": n_resamples,
+        "n_undefined": 0,
+        "seed": seed,
+        "confidence": confidence,
+        "notes": [],
+    }
     if y.all() or not y.any():
-        result["notes"].append(f"{int(y.sum())} positives and {int((~y).sum())} negatives among compared clips: "
-                               "AUROC is undefined")
+        result["notes"].append(
+            f"{int(y.sum())} positives and {int((~y).sum())} negatives among compared clips: AUROC is undefined"
+        )
         return result
     ones = np.ones((1, len(y)), dtype=bool)
     auc_a, auc_b = auroc_rows(y[None], a[None], ones)[0], auroc_rows(y[None], b[None], ones)[0]
@@ -118,8 +150,15 @@ def paired_bootstrap_auroc(labels: Mapping, scores_a: Mapping, scores_b: Mapping
     alpha = (1 - confidence) / 2
     low, high = np.quantile(diff, [alpha, 1 - alpha])
     tail = min((diff <= 0).sum(), (diff >= 0).sum())
-    result.update({f"auroc_{names[0]}": float(auc_a), f"auroc_{names[1]}": float(auc_b),
-                   "difference": float(auc_a - auc_b), "ci_low": float(low), "ci_high": float(high),
-                   "p_value": min(1.0, 2 * (tail + 1) / (len(diff) + 1)),
-                   "n_undefined": int(n_resamples - len(diff))})
+    result.update(
+        {
+            f"auroc_{names[0]}": float(auc_a),
+            f"auroc_{names[1]}": float(auc_b),
+            "difference": float(auc_a - auc_b),
+            "ci_low": float(low),
+            "ci_high": float(high),
+            "p_value": min(1.0, 2 * (tail + 1) / (len(diff) + 1)),
+            "n_undefined": int(n_resamples - len(diff)),
+        }
+    )
     return result

@@ -40,15 +40,17 @@ def enough_clips(y, p, min_clips: int, min_per_class: int) -> str | None:
     n_pos, n_neg = class_counts(y, p)
     if n_pos + n_neg >= min_clips and min(n_pos, n_neg) >= min_per_class:
         return None
-    return (f"{n_pos + n_neg} scored clips ({n_pos} ghost probing, {n_neg} not); a threshold needs at least "
-            f"metrics.min_val_clips={min_clips} with metrics.min_val_per_class={min_per_class} of each class")
+    return (
+        f"{n_pos + n_neg} scored clips ({n_pos} ghost probing, {n_neg} not); a threshold needs at least "
+        f"metrics.min_val_clips={min_clips} with metrics.min_val_per_class={min_per_class} of each class"
+    )
 
 
 def fold_of(clip_ids, y, folds: int, seed: int = 0) -> np.ndarray:
     """Fold index per sample: clips of one clip_id share a fold, each class dealt round-robin in a seeded order."""
     y = as_labels(y)
     label_of = {}
-    for clip_id, label in zip(map(str, clip_ids), y):
+    for clip_id, label in zip(map(str, clip_ids), y, strict=True):
         label_of[clip_id] = label_of.get(clip_id, False) or bool(label)  # a clip with a positive window is positive
     by_class = defaultdict(list)
     for clip_id, label in label_of.items():
@@ -67,8 +69,12 @@ def metrics_with_intervals(y, predicted, confidence: float, method: str) -> dict
     """The threshold-dependent metrics of yes/no answers (1/0, NaN = no answer) with their proportion intervals."""
     m = classification_metrics(y, predicted, 0.5)
     c = m["confusion"]
-    counts = {"accuracy_nan_as_wrong": (c["tp"] + c["tn"], m["n"]), "recall": (c["tp"], c["tp"] + c["fn"]),
-              "fpr": (c["fp"], c["fp"] + c["tn"]), "precision": (c["tp"], c["tp"] + c["fp"])}
+    counts = {
+        "accuracy_nan_as_wrong": (c["tp"] + c["tn"], m["n"]),
+        "recall": (c["tp"], c["tp"] + c["fn"]),
+        "fpr": (c["fp"], c["fp"] + c["tn"]),
+        "precision": (c["tp"], c["tp"] + c["fp"]),
+    }
     out = {k: m[k] for k in REPORTED}
     out["intervals"] = {k: proportion_interval(s, n, confidence, method) for k, (s, n) in counts.items()}
     out["confusion"] = c
@@ -76,8 +82,7 @@ def metrics_with_intervals(y, predicted, confidence: float, method: str) -> dict
     return out
 
 
-def crossfit(y, p, clip_ids, folds: int, criterion: str, min_clips: int, min_per_class: int,
-             seed: int = 0) -> dict:
+def crossfit(y, p, clip_ids, folds: int, criterion: str, min_clips: int, min_per_class: int, seed: int = 0) -> dict:
     """Cross-fitted yes/no answers over the test clips; {"available": False, "reason"} when a fold's other folds
     are too few to choose a threshold on.
 
@@ -95,21 +100,45 @@ def crossfit(y, p, clip_ids, folds: int, criterion: str, min_clips: int, min_per
         inside, others = fold == f, fold != f
         short = enough_clips(y[others], scores[others], min_clips, min_per_class)
         if short:
-            return {"available": False, "reason": f"cross-fitting over the test clips ({folds} folds): fold {f}'s "
-                                                  f"other folds have {short}"}
+            return {
+                "available": False,
+                "reason": f"cross-fitting over the test clips ({folds} folds): fold {f}'s other folds have {short}",
+            }
         chosen = choose_threshold(y[others], scores[others], criterion)
         scored = inside & ~np.isnan(scores)
         predicted[scored] = (scores[scored] >= chosen["threshold"]).astype(np.float64)
-        summary.append({"fold": f, "threshold": chosen["threshold"], "n_chosen_on": int(others.sum()),
-                        "n_applied_to": int(inside.sum())})
-    return {"available": True, "predicted": predicted, "folds": summary,
-            "clip_folds": {str(c): int(k) for c, k in zip(clip_ids, fold)}}
+        summary.append(
+            {
+                "fold": f,
+                "threshold": chosen["threshold"],
+                "n_chosen_on": int(others.sum()),
+                "n_applied_to": int(inside.sum()),
+            }
+        )
+    return {
+        "available": True,
+        "predicted": predicted,
+        "folds": summary,
+        "clip_folds": {str(c): int(k) for c, k in zip(clip_ids, fold, strict=True)},
+    }
 
 
-def tuned_threshold(y_test, p_test, test_clip_ids, y_val, p_val, *, policy: str = "auto",
-                    criterion: str = "balanced_accuracy", min_val_clips: int = 30, min_val_per_class: int = 5,
-                    crossfit_folds: int = 5, seed: int = 0, confidence: float = 0.95,
-                    interval: str = "exact") -> dict:
+def tuned_threshold(
+    y_test,
+    p_test,
+    test_clip_ids,
+    y_val,
+    p_val,
+    *,
+    policy: str = "auto",
+    criterion: str = "balanced_accuracy",
+    min_val_clips: int = 30,
+    min_val_per_class: int = 5,
+    crossfit_folds: int = 5,
+    seed: int = 0,
+    confidence: float = 0.95,
+    interval: str = "exact",
+) -> dict:
     """The second, labelled result: test metrics at a threshold tuned on val (or cross-fitted), or why there is none.
 
     `policy`: "auto" (val when it qualifies, else cross-fitting), "val", "crossfit" or "none". Returns
@@ -132,20 +161,32 @@ def tuned_threshold(y_test, p_test, test_clip_ids, y_val, p_val, *, policy: str 
             if short is None:
                 chosen = choose_threshold(y_val, p_val, criterion)
                 predicted = np.where(np.isnan(scores), np.nan, (scores >= chosen["threshold"]).astype(np.float64))
-                return {"available": True, "source": "val", "criterion": criterion,
-                        "threshold": chosen["threshold"], "n_val": chosen["n_val"], "refused": refused,
-                        "metrics": metrics_with_intervals(y, predicted, confidence, interval),
-                        "note": f"chosen on the val split ({chosen['n_val']} scored clips, {criterion})"}
+                return {
+                    "available": True,
+                    "source": "val",
+                    "criterion": criterion,
+                    "threshold": chosen["threshold"],
+                    "n_val": chosen["n_val"],
+                    "refused": refused,
+                    "metrics": metrics_with_intervals(y, predicted, confidence, interval),
+                    "note": f"chosen on the val split ({chosen['n_val']} scored clips, {criterion})",
+                }
             refused.append(f"the val split has {short}")
     if policy in ("auto", "crossfit"):
         result = crossfit(y, scores, test_clip_ids, crossfit_folds, criterion, min_val_clips, min_val_per_class, seed)
         if result["available"]:
             thresholds = [f["threshold"] for f in result["folds"]]
-            return {"available": True, "source": "crossfit", "criterion": criterion, "folds": result["folds"],
-                    "clip_folds": result["clip_folds"], "refused": refused,
-                    "metrics": metrics_with_intervals(y, result["predicted"], confidence, interval),
-                    "note": f"cross-fitted over the test clips: {crossfit_folds} folds, each scored at the threshold "
-                            f"chosen ({criterion}) on the other folds; thresholds {min(thresholds):.3g}-"
-                            f"{max(thresholds):.3g}"}
+            return {
+                "available": True,
+                "source": "crossfit",
+                "criterion": criterion,
+                "folds": result["folds"],
+                "clip_folds": result["clip_folds"],
+                "refused": refused,
+                "metrics": metrics_with_intervals(y, result["predicted"], confidence, interval),
+                "note": f"cross-fitted over the test clips: {crossfit_folds} folds, each scored at the threshold "
+                f"chosen ({criterion}) on the other folds; thresholds {min(thresholds):.3g}-"
+                f"{max(thresholds):.3g}",
+            }
         refused.append(result["reason"])
     return {"available": False, "reason": "; ".join(refused), "refused": refused}

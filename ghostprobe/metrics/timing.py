@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def timing_stats(latency_s, wall_s: float | None = None, n_gpus: int = 1,
-                 price_per_gpu_hour: float | None = None, api_cost_usd=None) -> dict:
+def timing_stats(
+    latency_s, wall_s: float | None = None, n_gpus: int = 1, price_per_gpu_hour: float | None = None, api_cost_usd=None
+) -> dict:
     """Per-clip response time percentiles, throughput and GPU cost.
 
     `latency_s`: seconds per clip (NaN/None for a clip that failed before answering: counted in `n_failed`, left out
@@ -23,14 +24,17 @@ def timing_stats(latency_s, wall_s: float | None = None, n_gpus: int = 1,
     gpu_seconds = wall * n_gpus
     nan = float("nan")
     stats = {
-        "n": len(lat), "n_failed": int(np.isnan(lat).sum()),
+        "n": len(lat),
+        "n_failed": int(np.isnan(lat).sum()),
         "latency_p50_s": float(np.percentile(ok, 50)) if len(ok) else nan,
         "latency_p95_s": float(np.percentile(ok, 95)) if len(ok) else nan,
         "latency_max_s": float(ok.max()) if len(ok) else nan,
         "latency_mean_s": float(ok.mean()) if len(ok) else nan,
-        "wall_s": wall, "wall_source": "measured" if wall_s is not None else "sum of latencies",
+        "wall_s": wall,
+        "wall_source": "measured" if wall_s is not None else "sum of latencies",
         "clips_per_s": len(lat) / wall if wall > 0 else nan,
-        "n_gpus": n_gpus, "gpu_seconds": gpu_seconds,
+        "n_gpus": n_gpus,
+        "gpu_seconds": gpu_seconds,
         "price_per_gpu_hour": price_per_gpu_hour,
         "gpu_cost_usd": gpu_seconds / 3600 * price_per_gpu_hour if price_per_gpu_hour is not None else nan,
     }

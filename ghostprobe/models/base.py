@@ -112,8 +112,9 @@ def register(kind: str, *, hardware_keys=frozenset(), pacing_keys=PLACEMENT_KEYS
     def wrap(factory):
         if kind in _REGISTRY:
             raise ValueError(f"model kind {kind!r} registered twice")
-        _REGISTRY[kind] = ModelKind(factory, None if hardware_keys is None else frozenset(hardware_keys),
-                                    frozenset(pacing_keys), api, weights)
+        _REGISTRY[kind] = ModelKind(
+            factory, None if hardware_keys is None else frozenset(hardware_keys), frozenset(pacing_keys), api, weights
+        )
         return factory
 
     return wrap
@@ -156,13 +157,18 @@ def resolve_model_config(model: dict, hardware: dict, batch_size: int | None = N
     model_cfg.update({k: v for k, v in hardware.items() if k in accepted})
     path = model_cfg.get("path")
     if not kind.api and path and not Path(path).exists():
-        how = ("convert the original checkpoints with scripts/convert_video_llama.py (README), or point "
-               "model.path= at a converted folder, a training run or one of its checkpoints"
-               if model_cfg["kind"] == "video_llama" else "download the model's HF folder on a machine with internet "
-               "(huggingface-cli download ...) and set model.path=")
+        how = (
+            "convert the original checkpoints with scripts/convert_video_llama.py (README), or point "
+            "model.path= at a converted folder, a training run or one of its checkpoints"
+            if model_cfg["kind"] == "video_llama"
+            else "download the model's HF folder on a machine with internet "
+            "(huggingface-cli download ...) and set model.path="
+        )
         if model_cfg.get("name") == TINY_MODEL_NAME:
-            how = (f"build the random-init tiny model there with `python -m ghostprobe.models.video_llama.tiny "
-                   f"{path}` (a second), or point model.path= at a training run of it or one of its checkpoints")
+            how = (
+                f"build the random-init tiny model there with `python -m ghostprobe.models.video_llama.tiny "
+                f"{path}` (a second), or point model.path= at a training run of it or one of its checkpoints"
+            )
         raise ModelPathError(f"model path {path} does not exist: {how}")
     if batch_size:
         model_cfg["batch_size"] = int(batch_size)

@@ -63,8 +63,12 @@ def video_metadata(clip: ClipInput) -> dict:
     times = np.asarray(clip.timestamps_s, dtype=float)
     step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
     fps = 1.0 / step if step > 0 else 1.0
-    return {"fps": fps, "total_num_frames": len(times), "duration": len(times) / fps,
-            "frames_indices": [t * fps for t in times]}
+    return {
+        "fps": fps,
+        "total_num_frames": len(times),
+        "duration": len(times) / fps,
+        "frames_indices": [t * fps for t in times],
+    }
 
 
 def _load_processor(folder: Path):
@@ -73,10 +77,13 @@ def _load_processor(folder: Path):
     except Exception as error:
         try:
             import torchvision  # noqa: F401
+
             hint = ""
         except Exception:  # absent, or built for another torch (a CUDA wheel next to a CPU torch fails to load)
-            hint = (f" transformers' video processors need torchvision: install the build matching torch "
-                    f"{torch.__version__}.")
+            hint = (
+                f" transformers' video processors need torchvision: install the build matching torch "
+                f"{torch.__version__}."
+            )
         raise RuntimeError(f"cannot load the processor of {folder}: {error}.{hint}") from error
     if getattr(processor, "video_processor", None) is None:
         raise ValueError(f"{folder}: its processor ({type(processor).__name__}) has no video processor")
@@ -92,8 +99,11 @@ def _local_weights(model_cfg: dict) -> dict | None:
     return weight_files_signature(path) if path and Path(path).is_dir() else None
 
 
-@register("hf_native", weights=_local_weights, hardware_keys={"dtype", "device", "device_map", "max_memory", "attn_implementation",
-                                      "nan_guard"})
+@register(
+    "hf_native",
+    weights=_local_weights,
+    hardware_keys={"dtype", "device", "device_map", "max_memory", "attn_implementation", "nan_guard"},
+)
 class HfNativeVideoLLM:
     """A transformers video LLM from a local folder; conf/model/qwen2_5_vl_7b.yaml documents every argument.
 
@@ -101,11 +111,24 @@ class HfNativeVideoLLM:
     true: a clip with non-finite logits gets NaN / no answer, extra["error"] and a warning; false: FloatingPointError.
     """
 
-    def __init__(self, *, path: str, batch_size: int, max_new_tokens: int, dtype: str = "auto", device: str = "auto",
-                 device_map: str | Mapping | None = None, max_memory: Mapping | None = None,
-                 attn_implementation: str | None = None, nan_guard: bool = True, num_frames: int | None = None,
-                 fps: float | None = None, frames_message: bool = True, video_kwargs: Mapping | None = None,
-                 name: str | None = None):
+    def __init__(
+        self,
+        *,
+        path: str,
+        batch_size: int,
+        max_new_tokens: int,
+        dtype: str = "auto",
+        device: str = "auto",
+        device_map: str | Mapping | None = None,
+        max_memory: Mapping | None = None,
+        attn_implementation: str | None = None,
+        nan_guard: bool = True,
+        num_frames: int | None = None,
+        fps: float | None = None,
+        frames_message: bool = True,
+        video_kwargs: Mapping | None = None,
+        name: str | None = None,
+    ):
         folder = Path(path).expanduser()
         self.name = name or folder.name
         if not (folder / "config.json").is_file():
@@ -113,7 +136,8 @@ class HfNativeVideoLLM:
             raise FileNotFoundError(
                 f"model {self.name!r}: the folder {folder} {problem}. Download the checkpoint on a machine with "
                 f"internet (huggingface-cli download REPO --local-dir {folder}; conf/model/*.yaml name the repos), "
-                "copy it here, or point model.path= at it")
+                "copy it here, or point model.path= at it"
+            )
         self.batch_size, self.max_new_tokens, self.nan_guard = int(batch_size), int(max_new_tokens), nan_guard
         self.num_frames, self.fps, self.frames_message = num_frames, fps, frames_message
         self.video_kwargs = dict(video_kwargs or {})
@@ -123,8 +147,10 @@ class HfNativeVideoLLM:
         # a misspelt setting would otherwise fail every clip, one warning at a time
         known = set(getattr(self.processor.video_processor.valid_kwargs, "__annotations__", {}))
         if set(self.video_kwargs) - known:
-            raise ValueError(f"video_kwargs {sorted(set(self.video_kwargs) - known)} are not settings of "
-                             f"{type(self.processor.video_processor).__name__}; it takes {sorted(known)}")
+            raise ValueError(
+                f"video_kwargs {sorted(set(self.video_kwargs) - known)} are not settings of "
+                f"{type(self.processor.video_processor).__name__}; it takes {sorted(known)}"
+            )
         loading = {"dtype": self.dtype, "attn_implementation": attn_implementation}
         if device_map is not None:
             loading.update(device_map=device_map, max_memory=accelerate_max_memory(max_memory) or None)
@@ -145,17 +171,28 @@ class HfNativeVideoLLM:
             text = question
             if self.frames_message:
                 text = after_frames_message(question, clip.timestamps_s, prompt.language)
-            conversation = [{"role": "system", "content": [{"type": "text", "text": prompt.system}]},
-                            {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
+            conversation = [
+                {"role": "system", "content": [{"type": "text", "text": prompt.system}]},
+                {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]},
+            ]
             texts.append(self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False))
         bos = self.tokenizer.bos_token
         inputs = self.processor(
-            text=texts, videos=[clip.frames for clip in clips], return_tensors="pt",
-            videos_kwargs={**self.video_kwargs, "do_sample_frames": False,
-                           "video_metadata": [video_metadata(clip) for clip in clips]},
+            text=texts,
+            videos=[clip.frames for clip in clips],
+            return_tensors="pt",
+            videos_kwargs={
+                **self.video_kwargs,
+                "do_sample_frames": False,
+                "video_metadata": [video_metadata(clip) for clip in clips],
+            },
             # a template that already writes the bos token must not get a second one
-            text_kwargs={"padding": True, "padding_side": "left",
-                         "add_special_tokens": not (bos and texts[0].startswith(bos))})
+            text_kwargs={
+                "padding": True,
+                "padding_side": "left",
+                "add_special_tokens": not (bos and texts[0].startswith(bos)),
+            },
+        )
         inputs = inputs.to(self.model.device)
         for key in [k for k in inputs if k.startswith("pixel_values")]:
             inputs[key] = inputs[key].to(self.dtype)
@@ -170,8 +207,10 @@ class HfNativeVideoLLM:
         yes_ids = answer_token_ids(self.tokenizer, prompt.yes_word)
         no_ids = answer_token_ids(self.tokenizer, prompt.no_word)
         if set(yes_ids) & set(no_ids):
-            raise ValueError(f"prompt {prompt.name!r}: {prompt.yes_word!r} and {prompt.no_word!r} start with the same "
-                             f"token in {self.name}'s tokenizer, so score() cannot tell them apart")
+            raise ValueError(
+                f"prompt {prompt.name!r}: {prompt.yes_word!r} and {prompt.no_word!r} start with the same "
+                f"token in {self.name}'s tokenizer, so score() cannot tell them apart"
+            )
 
         def run(batch: list[ClipInput]) -> list[ModelOutput]:
             started = time.perf_counter()
@@ -186,8 +225,12 @@ class HfNativeVideoLLM:
             latency_s = (time.perf_counter() - started) / len(batch)
             outputs = []
             for row, clip in enumerate(batch):
-                output = ModelOutput(clip.clip_id, latency_s=latency_s, extra={"answer_token_mass": mass[row]},
-                                     tokens_in=int(inputs["attention_mask"][row].sum()))
+                output = ModelOutput(
+                    clip.clip_id,
+                    latency_s=latency_s,
+                    extra={"answer_token_mass": mass[row]},
+                    tokens_in=int(inputs["attention_mask"][row].sum()),
+                )
                 if math.isfinite(p_yes[row]):
                     output.p_ghost_probing = p_yes[row]
                 else:
@@ -210,17 +253,27 @@ class HfNativeVideoLLM:
             with torch.inference_mode():
                 # temperature/top_p/top_k unset: a checkpoint's sampling defaults must not reach greedy decoding
                 sequences = self.model.generate(
-                    **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, temperature=None, top_p=None,
-                    top_k=None, pad_token_id=self.tokenizer.pad_token_id,
-                    logits_processor=LogitsProcessorList([non_finite]))
-            new_tokens = sequences[:, inputs["input_ids"].shape[1]:].tolist()
+                    **inputs,
+                    max_new_tokens=self.max_new_tokens,
+                    do_sample=False,
+                    temperature=None,
+                    top_p=None,
+                    top_k=None,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    logits_processor=LogitsProcessorList([non_finite]),
+                )
+            new_tokens = sequences[:, inputs["input_ids"].shape[1] :].tolist()
             latency_s = (time.perf_counter() - started) / len(batch)
             outputs = []
-            for row, (clip, tokens) in enumerate(zip(batch, new_tokens)):
+            for row, (clip, tokens) in enumerate(zip(batch, new_tokens, strict=True)):
                 # the answer ends at its first stop token; after it comes padding up to the batch's longest answer
                 tokens_out = next((i + 1 for i, t in enumerate(tokens) if t in self._stop_ids), len(tokens))
-                output = ModelOutput(clip.clip_id, latency_s=latency_s, tokens_out=tokens_out,
-                                     tokens_in=int(inputs["attention_mask"][row].sum()))
+                output = ModelOutput(
+                    clip.clip_id,
+                    latency_s=latency_s,
+                    tokens_out=tokens_out,
+                    tokens_in=int(inputs["attention_mask"][row].sum()),
+                )
                 outputs.append(output)
                 if non_finite.row_is_bad(row):
                     flag_non_finite(output, self.nan_guard)
@@ -247,7 +300,7 @@ class HfNativeVideoLLM:
         for _, same_shape in itertools.groupby(order, key=shape):
             same_shape = list(same_shape)
             for first in range(0, len(same_shape), self.batch_size):
-                indices = same_shape[first:first + self.batch_size]
+                indices = same_shape[first : first + self.batch_size]
                 try:
                     results = run([selected[i] for i in indices])
                 except FloatingPointError:
@@ -259,6 +312,6 @@ class HfNativeVideoLLM:
                         message = f"{self.name}: clip {clips[indices[0]].clip_id!r} failed: {error!r}"
                         warnings.warn(message)
                         results = [ModelOutput(clips[indices[0]].clip_id, extra={"error": message})]
-                for i, result in zip(indices, results):
+                for i, result in zip(indices, results, strict=True):
                     outputs[i] = result
         return outputs

@@ -40,8 +40,7 @@ class NonFiniteRows(LogitsProcessor):
 
 def flag_non_finite(output: ModelOutput, nan_guard: bool) -> None:
     """Record that `output`'s clip had non-finite logits (extra["error"] and a warning), or raise when not guarded."""
-    message = (f"clip {output.clip_id!r}: non-finite logits (fp16 overflow? try dtype=bf16 or fp32); "
-               "no score/answer")
+    message = f"clip {output.clip_id!r}: non-finite logits (fp16 overflow? try dtype=bf16 or fp32); no score/answer"
     if not nan_guard:
         raise FloatingPointError(message)
     output.extra["error"] = message

@@ -89,6 +89,7 @@ def interval(ci, digits: int = 2) -> str:
 
 # --- Markdown -------------------------------------------------------------------------------------------------
 
+
 def _md_text(text: str) -> str:
     """Text with `&` and `<` escaped: Markdown renders raw HTML, and clip ids, file names and model answers are not
     ours (`<img onerror=...>` in a clip id must stay text, as in the HTML report)."""
@@ -158,8 +159,10 @@ _NUMBER = re.compile(r"[-+]?[\d.]+( ?(%|s|\[[-\d., ]+\]))?|-|")
 
 def _numeric_columns(table: Table) -> list[bool]:
     """Columns whose every cell is a number (or "-"): right-aligned so that digits line up; text stays left."""
-    return [all(isinstance(row[i], Estimate) or _NUMBER.fullmatch(str(row[i])) for row in table.rows)
-            for i in range(len(table.header))]
+    return [
+        all(isinstance(row[i], Estimate) or _NUMBER.fullmatch(str(row[i])) for row in table.rows)
+        for i in range(len(table.header))
+    ]
 
 
 def _html_cell(cell) -> str:
@@ -183,11 +186,14 @@ def _html_image(image: Image) -> str:
 
 def to_html(title: str, blocks: list) -> str:
     """The blocks as one self-contained HTML page (inline CSS, data: URIs, no script)."""
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           '<link rel="icon" href="data:,">',  # else browsers fetch /favicon.ico from wherever the file is served
-           f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
-           f"<h1>{html.escape(title)}</h1>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        '<link rel="icon" href="data:,">',  # else browsers fetch /favicon.ico from wherever the file is served
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
     for block in blocks:
         if isinstance(block, Heading):
             out.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
@@ -201,11 +207,14 @@ def to_html(title: str, blocks: list) -> str:
         elif isinstance(block, Table):
             css = f' class="{block.css}"' if block.css else ""
             align = [' class="num"' if numeric else "" for numeric in _numeric_columns(block)]
-            out.append(f"<table{css}><thead><tr>" + "".join(
-                f"<th{a}>{html.escape(h)}</th>" for h, a in zip(block.header, align)) + "</tr></thead><tbody>")
+            out.append(
+                f"<table{css}><thead><tr>"
+                + "".join(f"<th{a}>{html.escape(h)}</th>" for h, a in zip(block.header, align, strict=True))
+                + "</tr></thead><tbody>"
+            )
             for k, row in enumerate(block.rows):
                 first = ' class="first"' if block.emphasise_first_row and k == 0 else ""
-                cells = "".join(f"<td{a}>{_html_cell(c)}</td>" for c, a in zip(row, align))
+                cells = "".join(f"<td{a}>{_html_cell(c)}</td>" for c, a in zip(row, align, strict=True))
                 out.append(f"<tr{first}>{cells}</tr>")
             out.append("</tbody></table>")
     out.append("</body></html>")

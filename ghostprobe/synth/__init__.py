@@ -6,5 +6,14 @@ from ghostprobe.synth.scenarios import DEFAULT_SCENARIO_WEIGHTS, SCENARIO_LABELS
 from ghostprobe.synth.scene import ClipRenderer, RenderedClip, clip_label, render_clip
 from ghostprobe.synth.world import ClipSpec
 
-__all__ = ["generate", "sample_specs", "render_clip", "ClipRenderer", "clip_label", "RenderedClip", "ClipSpec",
-           "SCENARIO_LABELS", "DEFAULT_SCENARIO_WEIGHTS"]
+__all__ = [
+    "generate",
+    "sample_specs",
+    "render_clip",
+    "ClipRenderer",
+    "clip_label",
+    "RenderedClip",
+    "ClipSpec",
+    "SCENARIO_LABELS",
+    "DEFAULT_SCENARIO_WEIGHTS",
+]

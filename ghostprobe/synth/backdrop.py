@@ -12,11 +12,14 @@ import numpy as np
 from ghostprobe.synth.draw import FAR_M, NEAR_M, Camera, Lighting, pack_array
 from ghostprobe.synth.world import CAMERA_HEIGHT_M, Route
 
-SKY = {"day": ((95, 145, 215), (190, 210, 230)), "dusk": ((60, 55, 110), (235, 140, 85)),
-       "night": ((6, 8, 18), (24, 28, 44))}
+SKY = {
+    "day": ((95, 145, 215), (190, 210, 230)),
+    "dusk": ((60, 55, 110), (235, 140, 85)),
+    "night": ((6, 8, 18), (24, 28, 44)),
+}
 FACADES = [(200, 190, 170), (170, 165, 160), (150, 90, 70), (215, 215, 210), (110, 130, 150), (185, 160, 120)]
 TREES = [(40, 80, 40), (55, 95, 45), (35, 70, 45), (70, 90, 40)]
-_TABLE = 1024   # building and tree segments repeat after this many: far longer than any clip drives
+_TABLE = 1024  # building and tree segments repeat after this many: far longer than any clip drives
 
 
 class Backdrop:
@@ -36,7 +39,7 @@ class Backdrop:
         self._ground(rng)
         self._markings(rng)
         self._facades(rng)
-        self.image = pack_array(self.rgb)   # what every frame starts from
+        self.image = pack_array(self.rgb)  # what every frame starts from
 
     def _sky(self, rng):
         cam, light = self.cam, self.light
@@ -52,12 +55,13 @@ class Backdrop:
         while x < cam.width:
             span = int(rng.integers(max(2, cam.width // 40), max(3, cam.width // 12)))
             top_frac = rng.uniform(0.02, 0.14) if self.route.scene == "urban" else rng.uniform(0.01, 0.05)
-            heights[x:x + span] = top_frac * cam.height
+            heights[x : x + span] = top_frac * cam.height
             x += span
         rows_i = np.arange(cam.height)[:, None]
         skyline = (rows_i >= cam.horizon - heights[None, :]) & (rows_i < cam.horizon + 1)
-        tone = (np.array([120, 125, 135] if self.route.scene == "urban" else [90, 110, 95], np.float32)
-                * (1.0 if self.route.light == "day" else 0.4 if self.route.light == "dusk" else 0.15))
+        tone = np.array([120, 125, 135] if self.route.scene == "urban" else [90, 110, 95], np.float32) * (
+            1.0 if self.route.light == "day" else 0.4 if self.route.light == "dusk" else 0.15
+        )
         sky[skyline] = sky[skyline] * 0.45 + tone * 0.55
         if self.light.fog_m:
             sky = sky * 0.25 + np.array(light.fog_colour, np.float32) * 0.75
@@ -84,21 +88,21 @@ class Backdrop:
         colour[kerb] = (185, 185, 180) if urban else (95, 125, 60)
         colour[pavement] = (150, 145, 138) if urban else (90, 128, 62)
         colour[beyond] = (125, 122, 118) if urban else (115, 135, 70)
-        colour[(ax >= lanes - 0.15) & (ax < lanes)] = (220, 220, 215)   # solid edge line
-        if self.route.weather == "rain":   # wet asphalt is darker and glossier
+        colour[(ax >= lanes - 0.15) & (ax < lanes)] = (220, 220, 215)  # solid edge line
+        if self.route.weather == "rain":  # wet asphalt is darker and glossier
             colour *= 0.8
         ground = light.shade_array(colour, np.broadcast_to(z, x.shape), x)
         # Atmospheric haze near the horizon hides the aliasing of far-away road detail.
         haze = np.clip((self.z_row - 60.0) / 300.0, 0, 0.85)[:, None, None]
         horizon_colour = self.rgb[self.row0 - 1, :, :].astype(np.float32)[None]
         ground = ground * (1 - haze) + horizon_colour * haze
-        self.rgb[self.row0:] = np.clip(ground + 0.5, 0, 255).astype(np.uint8)
-        self.asphalt_mask = (ax < lanes)
+        self.rgb[self.row0 :] = np.clip(ground + 0.5, 0, 255).astype(np.uint8)
+        self.asphalt_mask = ax < lanes
 
     def _markings(self, rng):
         """Pixel lists of the moving ground textures: patched asphalt, lane dashes, parking bay lines."""
         cam, road, x = self.cam, self.route.road, self.x_ground
-        self.layers = []   # (flat pixel index, ground row, packed colour, period_m, mark_len_m, phase_m)
+        self.layers = []  # (flat pixel index, ground row, packed colour, period_m, mark_len_m, phase_m)
         # Patches first: dashes are painted over them.
         rows, cols = np.nonzero(self.asphalt_mask & (self.z_row[:, None] < 50.0))
         dark = pack_array(self.rgb[rows + self.row0, cols].astype(np.float32) * 0.82)
@@ -109,8 +113,7 @@ class Backdrop:
                 continue
             cols_mask = np.abs(x - sign * road.lane_w_m / 2) < np.maximum(0.07, 0.55 * self.z_row[:, None] / cam.f)
             paint = (235, 200, 60) if lane == "oncoming" else (230, 230, 225)
-            self._add_layer(cols_mask, paint, 9.0 if self.route.scene == "urban" else 12.0, 3.0, rng.uniform(0, 9),
-                            1e9)
+            self._add_layer(cols_mask, paint, 9.0 if self.route.scene == "urban" else 12.0, 3.0, rng.uniform(0, 9), 1e9)
         if self.route.scene == "urban":
             for side, sign in (("left", -1), ("right", 1)):
                 ax = sign * x
@@ -119,10 +122,12 @@ class Backdrop:
 
     def _add_layer(self, mask, paint, period, length, phase, max_z):
         rows, cols = np.nonzero(mask & (self.z_row[:, None] < max_z))
-        shaded = self.light.shade_array(np.tile(np.array(paint, np.float32), (len(rows), 1)), self.z_row[rows],
-                                        self.x_ground[rows, cols])
-        self.layers.append(((rows + self.row0) * self.cam.width + cols, rows, pack_array(shaded), period, length,
-                            phase))
+        shaded = self.light.shade_array(
+            np.tile(np.array(paint, np.float32), (len(rows), 1)), self.z_row[rows], self.x_ground[rows, cols]
+        )
+        self.layers.append(
+            ((rows + self.row0) * self.cam.width + cols, rows, pack_array(shaded), period, length, phase)
+        )
 
     def _facades(self, rng):
         """Building fronts (urban) or a tree line (rural) along both sides, as vertical planes."""
@@ -153,8 +158,11 @@ class Backdrop:
             rows = np.arange(cam.height, dtype=np.float32)[:, None] + 0.5
             y_world = CAMERA_HEIGHT_M - (rows - cam.horizon) * z[None, :] / cam.f
             # No windows beyond 60 m: there they would only alias into stripes.
-            windows = (((y_world % 3.3) > 1.1) & ((y_world % 3.3) < 2.4) & (y_world > 0.8) & (z[None, :] < 60.0)
-                       if urban else None)
+            windows = (
+                ((y_world % 3.3) > 1.1) & ((y_world % 3.3) < 2.4) & (y_world > 0.8) & (z[None, :] < 60.0)
+                if urban
+                else None
+            )
             floor = np.floor(y_world / 3.3).astype(np.int32)
             self.sides.append((c0, c1, z, (gain, haze, 1 - fog), y_world, y_world >= 0, windows, floor))
         self.window_phase = rng.uniform(0, 3.0)
@@ -190,7 +198,7 @@ class Backdrop:
             np.copyto(sub, np.broadcast_to(glass_colour[None, :], sub.shape), where=glass)
             if night:
                 idx = np.floor((zw + self.window_phase) / 3.0).astype(np.int64)
-                lit_windows = glass & (((floor * 7 + idx[None, :] * 13) % 11) < 3)   # a fixed pattern of lit rooms
+                lit_windows = glass & (((floor * 7 + idx[None, :] * 13) % 11) < 3)  # a fixed pattern of lit rooms
                 lamp = pack_array(np.clip(np.array([230, 190, 110], np.float32) * clear + haze + 0.5, 0, 255))
                 np.copyto(sub, np.broadcast_to(lamp[None, :], sub.shape), where=lit_windows)
 
@@ -200,7 +208,7 @@ class Bonnet:
 
     def __init__(self, cam: Camera, route: Route, light: Lighting):
         cols = (np.arange(cam.width, dtype=np.float32) + 0.5 - cam.cx) / (0.8 * cam.width)
-        top = cam.height * (1 - 0.075 * np.clip(1 - cols ** 2, 0, 1))
+        top = cam.height * (1 - 0.075 * np.clip(1 - cols**2, 0, 1))
         rows = np.arange(cam.height, dtype=np.float32)[:, None] + 0.5
         self.mask = rows >= top[None, :]
         k = {"day": 0.85, "dusk": 0.5, "night": 0.18}[route.light]

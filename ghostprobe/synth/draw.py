@@ -13,8 +13,8 @@ import numpy as np
 
 from ghostprobe.synth.world import CAMERA_HEIGHT_M, Route
 
-NEAR_M = 0.5     # nothing nearer than this is drawn
-FAR_M = 90.0     # objects further than this (a car: < 4 px high at 320 wide) are left to the backdrop
+NEAR_M = 0.5  # nothing nearer than this is drawn
+FAR_M = 90.0  # objects further than this (a car: < 4 px high at 320 wide) are left to the backdrop
 
 
 class Camera:
@@ -22,9 +22,9 @@ class Camera:
 
     def __init__(self, width: int, height: int):
         self.width, self.height = width, height
-        self.f = 0.75 * width          # ~67 degrees horizontal field of view, like a dashcam
+        self.f = 0.75 * width  # ~67 degrees horizontal field of view, like a dashcam
         self.cx = width / 2
-        self.horizon = 0.45 * height   # dashcams tilt slightly down: more road than sky
+        self.horizon = 0.45 * height  # dashcams tilt slightly down: more road than sky
 
     def x(self, x_m: float, z_m: float) -> float:
         return self.cx + self.f * x_m / z_m
@@ -44,7 +44,7 @@ class Lighting:
         self.fog_m = route.fog_m
         fog = {"fog": (196, 199, 204), "rain": (150, 156, 164), "clear": (0, 0, 0)}[route.weather]
         self.fog_colour = tuple(c * min(1.0, self.ambient * (1.0 if route.light == "day" else 1.4)) for c in fog)
-        self.emissive_ok = route.light != "day"   # lamps, tail lights and windows glow only when it is dark
+        self.emissive_ok = route.light != "day"  # lamps, tail lights and windows glow only when it is dark
 
     def factor(self, z_m, x_m):
         """Light multiplier at distance z and lateral x (arrays or floats)."""
@@ -69,7 +69,7 @@ class Lighting:
             if self.headlights:
                 z = z_m if z_m > 0.5 else 0.5
                 reach = min(1.0, 9.0 / z)
-                light += self.headlights * math.exp(-(x_m / (1.0 + 0.22 * z)) ** 2) * reach * reach
+                light += self.headlights * math.exp(-((x_m / (1.0 + 0.22 * z)) ** 2)) * reach * reach
             light *= dim
             kr, kg, kb = light * self.tint[0], light * self.tint[1], light * self.tint[2]
         if self.fog_m:

@@ -16,8 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from ghostprobe.labels import ClipLabel, Context, RecordingEvent, write_labels
-from ghostprobe.synth.scenarios import (DEFAULT_WEATHER_WEIGHTS, SCENARIO_LABELS, UnusableSpec, _check_weights,
-                                        _sample_clip, _sample_route, _scenario_plan, _shares)
+from ghostprobe.synth.scenarios import (
+    DEFAULT_WEATHER_WEIGHTS,
+    SCENARIO_LABELS,
+    UnusableSpec,
+    _check_weights,
+    _sample_clip,
+    _sample_route,
+    _scenario_plan,
+    _shares,
+)
 from ghostprobe.synth.scene import ClipRenderer
 from ghostprobe.synth.world import ClipSpec
 from ghostprobe.video import write_video
@@ -25,9 +33,18 @@ from ghostprobe.video import write_video
 LIGHTS = ("day", "dusk", "night")
 
 
-def drive_specs(drive_id: str, seed: int, num_segments: int, segment_s: float, width: int, height: int, fps: float,
-                light: str, scenario_weights: dict[str, float] | None = None,
-                weather_weights: dict[str, float] | None = None) -> list[ClipSpec]:
+def drive_specs(
+    drive_id: str,
+    seed: int,
+    num_segments: int,
+    segment_s: float,
+    width: int,
+    height: int,
+    fps: float,
+    light: str,
+    scenario_weights: dict[str, float] | None = None,
+    weather_weights: dict[str, float] | None = None,
+) -> list[ClipSpec]:
     """The segments of one drive: scenarios in proportion to `scenario_weights` (shuffled), all on one route."""
     if light not in LIGHTS:
         raise ValueError(f"light must be one of {', '.join(LIGHTS)}, got {light!r}")
@@ -36,23 +53,42 @@ def drive_specs(drive_id: str, seed: int, num_segments: int, segment_s: float, w
     plan = _scenario_plan(num_segments, _check_weights(scenario_weights), np.random.default_rng([seed, 10]))
     light_p = [1.0 if name == light else 0.0 for name in LIGHTS]
     weather_p = _shares(weather_weights, DEFAULT_WEATHER_WEIGHTS, "weather_weights")
-    route = _sample_route(np.random.default_rng([seed, 11]), f"{drive_id}_route", "cut_in" in plan, light_p,
-                          weather_p)
+    route = _sample_route(np.random.default_rng([seed, 11]), f"{drive_id}_route", "cut_in" in plan, light_p, weather_p)
     specs = []
     for index, scenario in enumerate(plan):
-        spec = _sample_clip(np.random.default_rng([seed, 12, index]), index, scenario, route, width, height,
-                            float(fps), float(segment_s))
+        spec = _sample_clip(
+            np.random.default_rng([seed, 12, index]),
+            index,
+            scenario,
+            route,
+            width,
+            height,
+            float(fps),
+            float(segment_s),
+        )
         specs.append(replace(spec, clip_id=f"{drive_id}_seg{index:03d}"))
     return specs
 
 
-def generate_drive(out_dir: str | Path, drive_id: str, seed: int, num_segments: int = 24, segment_s: float = 5.0,
-                   width: int = 320, height: int = 180, fps: float = 15, light: str = "day",
-                   scenario_weights: dict[str, float] | None = None, weather_weights: dict[str, float] | None = None,
-                   crf: int = 23, preset: str = "veryfast") -> ClipLabel:
+def generate_drive(
+    out_dir: str | Path,
+    drive_id: str,
+    seed: int,
+    num_segments: int = 24,
+    segment_s: float = 5.0,
+    width: int = 320,
+    height: int = 180,
+    fps: float = 15,
+    light: str = "day",
+    scenario_weights: dict[str, float] | None = None,
+    weather_weights: dict[str, float] | None = None,
+    crf: int = 23,
+    preset: str = "veryfast",
+) -> ClipLabel:
     """Render and encode one drive to `out_dir`/videos/`drive_id`.mp4; returns its label (with `events`)."""
-    specs = drive_specs(drive_id, seed, num_segments, segment_s, width, height, fps, light, scenario_weights,
-                        weather_weights)
+    specs = drive_specs(
+        drive_id, seed, num_segments, segment_s, width, height, fps, light, scenario_weights, weather_weights
+    )
     renderers = [ClipRenderer(spec) for spec in specs]
 
     def frames():
@@ -62,7 +98,7 @@ def generate_drive(out_dir: str | Path, drive_id: str, seed: int, num_segments: 
     path = Path(out_dir) / "videos" / f"{drive_id}.mp4"
     write_video(path, frames(), fps, options={"crf": crf, "preset": preset})
     events, offset_s = [], 0.0
-    for renderer, spec in zip(renderers, specs):
+    for renderer, spec in zip(renderers, specs, strict=True):
         try:
             segment = renderer.label()
         except UnusableSpec as err:
@@ -72,10 +108,15 @@ def generate_drive(out_dir: str | Path, drive_id: str, seed: int, num_segments: 
         offset_s += spec.num_frames / fps
     route = specs[0].route
     label = "ghost_probing" if any(e.label == "ghost_probing" for e in events) else "normal"
-    return ClipLabel(clip_id=drive_id, video=f"videos/{drive_id}.mp4", label=label, events=events,
-                     context=Context(light=route.light, weather=route.weather, scene=route.scene,
-                                     road=route.road.kind),
-                     group=drive_id, notes=f"synthetic drive: {len(specs)} segments of {segment_s:g} s")
+    return ClipLabel(
+        clip_id=drive_id,
+        video=f"videos/{drive_id}.mp4",
+        label=label,
+        events=events,
+        context=Context(light=route.light, weather=route.weather, scene=route.scene, road=route.road.kind),
+        group=drive_id,
+        notes=f"synthetic drive: {len(specs)} segments of {segment_s:g} s",
+    )
 
 
 def _shifted(segment: ClipLabel, spec: ClipSpec, offset_s: float) -> RecordingEvent:
@@ -87,16 +128,20 @@ def _shifted(segment: ClipLabel, spec: ClipSpec, offset_s: float) -> RecordingEv
     end_s = round(offset_s + spec.num_frames / spec.fps, 6)
     if spec.scenario != "ghost_probing" or "t_end_s" not in fields:
         fields["t_end_s"] = max(end_s, fields.get("t_event_s", 0.0))
-    return RecordingEvent(label=SCENARIO_LABELS[spec.scenario], kind=spec.scenario, t_start_s=round(offset_s, 6),
-                          **fields)
+    return RecordingEvent(
+        label=SCENARIO_LABELS[spec.scenario], kind=spec.scenario, t_start_s=round(offset_s, 6), **fields
+    )
 
 
-def generate_drives(out_dir: str | Path, num_drives: int, seed: int, lights: list[str] | None = None,
-                    **options) -> list[ClipLabel]:
+def generate_drives(
+    out_dir: str | Path, num_drives: int, seed: int, lights: list[str] | None = None, **options
+) -> list[ClipLabel]:
     """`num_drives` drives (lights taken in turn from `lights`, default day, dusk, night) and `out_dir`/labels.json
     (written last: its presence means the set is complete)."""
     lights = list(lights or LIGHTS)
-    labels = [generate_drive(out_dir, f"drive_{k:03d}", seed * 1000 + k, light=lights[k % len(lights)], **options)
-              for k in range(num_drives)]
+    labels = [
+        generate_drive(out_dir, f"drive_{k:03d}", seed * 1000 + k, light=lights[k % len(lights)], **options)
+        for k in range(num_drives)
+    ]
     write_labels(Path(out_dir) / "labels.json", labels)
     return labels

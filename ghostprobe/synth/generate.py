@@ -18,10 +18,21 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 4
 
 
-def generate(out_dir: str | Path, num_clips: int, seed: int, width: int = 320, height: int = 180, fps: float = 15,
-             duration_s: float = 5.0, scenario_weights: dict[str, float] | None = None, crf: int = 23,
-             preset: str = "veryfast", workers: int = 1, light_weights: dict[str, float] | None = None,
-             weather_weights: dict[str, float] | None = None) -> list[ClipLabel]:
+def generate(
+    out_dir: str | Path,
+    num_clips: int,
+    seed: int,
+    width: int = 320,
+    height: int = 180,
+    fps: float = 15,
+    duration_s: float = 5.0,
+    scenario_weights: dict[str, float] | None = None,
+    crf: int = 23,
+    preset: str = "veryfast",
+    workers: int = 1,
+    light_weights: dict[str, float] | None = None,
+    weather_weights: dict[str, float] | None = None,
+) -> list[ClipLabel]:
     """Render and encode `num_clips` clips into `out_dir`/videos/ (H.264 mp4) and write `out_dir`/labels.json.
 
     Deterministic: the same arguments give byte-identical labels.json and identical decoded frames, whatever
@@ -31,8 +42,9 @@ def generate(out_dir: str | Path, num_clips: int, seed: int, width: int = 320, h
     """
     out_dir = Path(out_dir)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
-    specs = sample_specs(num_clips, seed, width, height, fps, duration_s, scenario_weights, light_weights,
-                         weather_weights)
+    specs = sample_specs(
+        num_clips, seed, width, height, fps, duration_s, scenario_weights, light_weights, weather_weights
+    )
     make = partial(_make_clip, out_dir=out_dir, seed=seed, options={"crf": crf, "preset": preset})
     if workers <= 1 or len(specs) <= 1:
         labels = [make(spec) for spec in specs]

@@ -7,11 +7,31 @@ import numpy as np
 
 from ghostprobe.synth.world import CAMERA_HEIGHT_M, Box, Mover, Prop, Route
 
-VEHICLE_COLOURS = [(235, 235, 232), (180, 182, 186), (40, 42, 46), (150, 28, 30), (30, 60, 140), (25, 70, 45),
-                   (110, 112, 118), (230, 190, 40), (120, 80, 50), (200, 90, 30)]
+VEHICLE_COLOURS = [
+    (235, 235, 232),
+    (180, 182, 186),
+    (40, 42, 46),
+    (150, 28, 30),
+    (30, 60, 140),
+    (25, 70, 45),
+    (110, 112, 118),
+    (230, 190, 40),
+    (120, 80, 50),
+    (200, 90, 30),
+]
 # Clothing is saturated on purpose: actors have to stand out from grey streets at 224x224.
-CLOTHES = [(220, 40, 40), (240, 200, 30), (30, 110, 220), (250, 130, 20), (40, 180, 90), (200, 60, 190),
-           (240, 240, 240), (30, 200, 210), (120, 60, 200), (250, 90, 130)]
+CLOTHES = [
+    (220, 40, 40),
+    (240, 200, 30),
+    (30, 110, 220),
+    (250, 130, 20),
+    (40, 180, 90),
+    (200, 60, 190),
+    (240, 240, 240),
+    (30, 200, 210),
+    (120, 60, 200),
+    (250, 90, 130),
+]
 SKIN = [(235, 195, 160), (205, 160, 120), (160, 110, 75), (110, 75, 50)]
 WALL_COLOURS = [(170, 166, 156), (150, 82, 62), (205, 195, 165), (120, 118, 112)]
 HEDGE_COLOURS = [(52, 110, 48), (70, 125, 55), (40, 90, 45), (85, 110, 50)]
@@ -34,10 +54,14 @@ BOXES = {
     "wall": ((0.25, 0.4), (8.0, 25.0), (1.9, 2.6)),
     "vegetation": ((0.8, 1.6), (6.0, 20.0), (1.8, 2.6)),
 }
-KEY_OCCLUDERS = {"urban": {"parked_car": 0.32, "van": 0.24, "bus": 0.1, "truck": 0.12, "wall": 0.12, "vegetation": 0.1},
-                 "rural": {"parked_car": 0.15, "van": 0.15, "truck": 0.15, "wall": 0.2, "vegetation": 0.35}}
-PARKED = {"urban": {"parked_car": 0.74, "van": 0.15, "truck": 0.07, "bus": 0.04},
-          "rural": {"parked_car": 0.5, "van": 0.25, "truck": 0.25}}
+KEY_OCCLUDERS = {
+    "urban": {"parked_car": 0.32, "van": 0.24, "bus": 0.1, "truck": 0.12, "wall": 0.12, "vegetation": 0.1},
+    "rural": {"parked_car": 0.15, "van": 0.15, "truck": 0.15, "wall": 0.2, "vegetation": 0.35},
+}
+PARKED = {
+    "urban": {"parked_car": 0.74, "van": 0.15, "truck": 0.07, "bus": 0.04},
+    "rural": {"parked_car": 0.5, "van": 0.25, "truck": 0.25},
+}
 
 
 def _pick(rng: np.random.Generator, table: dict[str, float]) -> str:
@@ -183,13 +207,27 @@ def props(rng: np.random.Generator, route: Route, z_from: float, z_to: float) ->
                 out.append(Prop("pole", sign * (x_kerb + 0.4), float(z), rng.uniform(6.0, 8.0), (95, 98, 104)))
             if rng.random() < 0.6:
                 for z in np.arange(z_from + rng.uniform(0, 10), z_to, rng.uniform(8, 15)):
-                    out.append(Prop("tree", sign * (x_kerb + rng.uniform(1.0, road.sidewalk_m)), float(z),
-                                    rng.uniform(4.5, 7.0), _colour(rng, HEDGE_COLOURS)))
+                    out.append(
+                        Prop(
+                            "tree",
+                            sign * (x_kerb + rng.uniform(1.0, road.sidewalk_m)),
+                            float(z),
+                            rng.uniform(4.5, 7.0),
+                            _colour(rng, HEDGE_COLOURS),
+                        )
+                    )
         else:
             z = z_from + rng.uniform(0, 10)
             while z < z_to:
-                out.append(Prop("tree", sign * (x_kerb + rng.uniform(1.5, 6.0)), z, rng.uniform(5.0, 10.0),
-                                _colour(rng, HEDGE_COLOURS)))
+                out.append(
+                    Prop(
+                        "tree",
+                        sign * (x_kerb + rng.uniform(1.5, 6.0)),
+                        z,
+                        rng.uniform(5.0, 10.0),
+                        _colour(rng, HEDGE_COLOURS),
+                    )
+                )
                 z += rng.uniform(4.0, 30.0)
             for z in np.arange(z_from + rng.uniform(0, 40), z_to, 40.0):
                 out.append(Prop("pole", sign * (x_kerb + 1.0), float(z), 7.5, (110, 90, 70)))
@@ -206,9 +244,21 @@ def walkers(rng: np.random.Generator, route: Route, duration_s: float, v0: float
         w, dep, heights, _ = ACTORS[kind]
         top, bottom = rng.choice(len(CLOTHES), size=2, replace=False)
         x = sign * (road.edge_m(side) + rng.uniform(0.5, max(0.6, road.sidewalk_m - 0.4)))
-        out.append(Mover(kind, w, dep, rng.uniform(*heights), x, x, 1.0, 0.0, rng.uniform(8.0, v0 * duration_s + 60),
-                         rng.choice([-1.0, 1.0]) * rng.uniform(0.8, 1.6),
-                         (CLOTHES[top], CLOTHES[bottom], _colour(rng, SKIN), (0, 0, 0))))
+        out.append(
+            Mover(
+                kind,
+                w,
+                dep,
+                rng.uniform(*heights),
+                x,
+                x,
+                1.0,
+                0.0,
+                rng.uniform(8.0, v0 * duration_s + 60),
+                rng.choice([-1.0, 1.0]) * rng.uniform(0.8, 1.6),
+                (CLOTHES[top], CLOTHES[bottom], _colour(rng, SKIN), (0, 0, 0)),
+            )
+        )
     return out
 
 

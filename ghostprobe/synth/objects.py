@@ -15,11 +15,24 @@ TYRE = (22, 22, 24)
 # plate from FULL_DETAIL_PX. Far vehicles are most of the boxes and only a few pixels tall.
 DETAIL_PX = 7
 FULL_DETAIL_PX = 16
-PROP_FAR_M = 55.0   # poles and trees further away are a few pixels: the backdrop stands in for them
+PROP_FAR_M = 55.0  # poles and trees further away are a few pixels: the backdrop stands in for them
 
 
-def draw_box(cv: Canvas, cam: Camera, light: Lighting, kind: str, x0: float, x1: float, z0r: float, z1r: float,
-             height: float, colour, facing: str = "away", owner: bool = False, world_z0: float = 0.0) -> None:
+def draw_box(
+    cv: Canvas,
+    cam: Camera,
+    light: Lighting,
+    kind: str,
+    x0: float,
+    x1: float,
+    z0r: float,
+    z1r: float,
+    height: float,
+    colour,
+    facing: str = "away",
+    owner: bool = False,
+    world_z0: float = 0.0,
+) -> None:
     """A box from x0..x1 (lateral), z0r..z1r (depth from the camera), 0..height; `kind` picks the decoration."""
     if z1r <= NEAR_M or z0r >= FAR_M:
         return
@@ -27,7 +40,7 @@ def draw_box(cv: Canvas, cam: Camera, light: Lighting, kind: str, x0: float, x1:
     if side_x is not None:
         edge = cam.x(side_x, z1r)
         if edge < -1 or edge > cam.width + 1:
-            return   # the whole box is outside the field of view
+            return  # the whole box is outside the field of view
     z_near = max(z0r, NEAR_M)
     x_mid = 0.5 * (x0 + x1)
     base = light.shade(colour, z_near, x_mid)
@@ -56,8 +69,15 @@ def _vehicle_back(cv, cam, light, kind, x0, x1, z, h, facing, owner, full):
     d = z - 0.01
     glass = light.shade(GLASS, z, 0.5 * (x0 + x1))
     if kind == "truck":
-        cv.rect(cam.x(0.5 * (x0 + x1) - 0.02, z), cam.x(0.5 * (x0 + x1) + 0.02, z), cam.y(h - 0.1, z),
-                cam.y(0.5, z), d, light.shade((60, 60, 60), z), owner)
+        cv.rect(
+            cam.x(0.5 * (x0 + x1) - 0.02, z),
+            cam.x(0.5 * (x0 + x1) + 0.02, z),
+            cam.y(h - 0.1, z),
+            cam.y(0.5, z),
+            d,
+            light.shade((60, 60, 60), z),
+            owner,
+        )
     else:
         low = {"parked_car": 0.62, "car": 0.62, "van": 0.6, "bus": 0.55}.get(kind, 0.6)
         cv.rect(cam.x(x0 + 0.18, z), cam.x(x1 - 0.18, z), cam.y(h * 0.94, z), cam.y(h * low, z), d, glass, owner)
@@ -69,11 +89,25 @@ def _vehicle_back(cv, cam, light, kind, x0, x1, z, h, facing, owner, full):
     else:
         lamp = light.shade((255, 40, 30), z, emissive=True) if lit else light.shade((190, 25, 25), z)
     for xa in (x0 + 0.08, x1 - 0.38):
-        cv.rect(cam.x(xa, z), cam.x(xa + 0.3, z), cam.y(min(1.05, 0.6 * h), z), cam.y(min(0.85, 0.48 * h), z), d,
-                lamp, owner)
+        cv.rect(
+            cam.x(xa, z),
+            cam.x(xa + 0.3, z),
+            cam.y(min(1.05, 0.6 * h), z),
+            cam.y(min(0.85, 0.48 * h), z),
+            d,
+            lamp,
+            owner,
+        )
     mid = 0.5 * (x0 + x1)
-    cv.rect(cam.x(mid - 0.25, z), cam.x(mid + 0.25, z), cam.y(0.55, z), cam.y(0.42, z), d,
-            light.shade((225, 225, 215), z), owner)
+    cv.rect(
+        cam.x(mid - 0.25, z),
+        cam.x(mid + 0.25, z),
+        cam.y(0.55, z),
+        cam.y(0.42, z),
+        d,
+        light.shade((225, 225, 215), z),
+        owner,
+    )
 
 
 def _side_face(cv, cam, light, kind, c0, depth, h, colour, detailed, owner, z_offset):
@@ -90,8 +124,13 @@ def _side_face(cv, cam, light, kind, c0, depth, h, colour, detailed, owner, z_of
             return
         pillar = ((depth + z_offset) % 3.0) < 0.3
         body = np.where(pillar[:, None], 0.7, 1.0) * np.asarray(colour, np.float32)[None, :]
-        cv.bands(c0, [cam.y(h, depth), cam.y(h - 0.15, depth), ground], depth,
-                 [pack_array(np.clip(body * 1.15, 0, 255)), pack_array(body)], owner)
+        cv.bands(
+            c0,
+            [cam.y(h, depth), cam.y(h - 0.15, depth), ground],
+            depth,
+            [pack_array(np.clip(body * 1.15, 0, 255)), pack_array(body)],
+            owner,
+        )
     elif not detailed:
         cv.bands(c0, [cam.y(h, depth), ground], depth, [colour], owner)
     else:
@@ -102,12 +141,16 @@ def _side_face(cv, cam, light, kind, c0, depth, h, colour, detailed, owner, z_of
             cv.bands(c0, [cam.y(h, depth), sill, ground], depth, [colour, tyre], owner)
         else:
             glass = light.shade(GLASS, float(depth[0]))
-            cv.bands(c0, [cam.y(h, depth), cam.y(h * hi, depth), cam.y(h * lo, depth), sill, ground], depth,
-                     [colour, glass, colour, tyre], owner)
+            cv.bands(
+                c0,
+                [cam.y(h, depth), cam.y(h * hi, depth), cam.y(h * lo, depth), sill, ground],
+                depth,
+                [colour, glass, colour, tyre],
+                owner,
+            )
 
 
-def draw_prop(cv: Canvas, cam: Camera, light: Lighting, kind: str, x: float, zr: float, height: float,
-              colour) -> None:
+def draw_prop(cv: Canvas, cam: Camera, light: Lighting, kind: str, x: float, zr: float, height: float, colour) -> None:
     """A lamp post (with a lamp that glows after dark) or a tree (trunk and canopy)."""
     if zr <= NEAR_M or zr >= PROP_FAR_M:
         return
@@ -115,14 +158,27 @@ def draw_prop(cv: Canvas, cam: Camera, light: Lighting, kind: str, x: float, zr:
     if xs < -cam.width * 0.3 or xs > cam.width * 1.3:
         return
     if kind == "pole":
-        cv.rect(cam.x(x - 0.08, zr), cam.x(x + 0.08, zr), cam.y(height, zr), cam.y(0, zr), zr,
-                light.shade(colour, zr, x))
+        cv.rect(
+            cam.x(x - 0.08, zr), cam.x(x + 0.08, zr), cam.y(height, zr), cam.y(0, zr), zr, light.shade(colour, zr, x)
+        )
         arm = -1.4 if x > 0 else 1.4
-        cv.rect(cam.x(x, zr), cam.x(x + arm, zr), cam.y(height, zr), cam.y(height - 0.12, zr), zr,
-                light.shade(colour, zr, x))
+        cv.rect(
+            cam.x(x, zr),
+            cam.x(x + arm, zr),
+            cam.y(height, zr),
+            cam.y(height - 0.12, zr),
+            zr,
+            light.shade(colour, zr, x),
+        )
         lamp = (255, 230, 170) if light.emissive_ok else (200, 200, 190)
-        cv.rect(cam.x(x + arm * 0.8, zr), cam.x(x + arm * 1.05, zr), cam.y(height - 0.1, zr),
-                cam.y(height - 0.25, zr), zr - 0.01, light.shade(lamp, zr, x, emissive=light.emissive_ok))
+        cv.rect(
+            cam.x(x + arm * 0.8, zr),
+            cam.x(x + arm * 1.05, zr),
+            cam.y(height - 0.1, zr),
+            cam.y(height - 0.25, zr),
+            zr - 0.01,
+            light.shade(lamp, zr, x, emissive=light.emissive_ok),
+        )
     else:
         trunk = light.shade((85, 65, 45), zr, x)
         cv.rect(cam.x(x - 0.13, zr), cam.x(x + 0.13, zr), cam.y(height * 0.55, zr), cam.y(0, zr), zr, trunk)

@@ -16,8 +16,20 @@ def draw_mover(cv: Canvas, cam: Camera, light: Lighting, m: Mover, t: float, ego
     x, z = m.x_at(t), m.z_at(t)
     zr = z - m.depth_m / 2 - ego_z
     if m.kind in ("car", "van", "truck"):
-        draw_box(cv, cam, light, m.kind, x - m.width_m / 2, x + m.width_m / 2, zr, zr + m.depth_m, m.height_m,
-                 m.colours[0], facing=m.facing, owner=owner)
+        draw_box(
+            cv,
+            cam,
+            light,
+            m.kind,
+            x - m.width_m / 2,
+            x + m.width_m / 2,
+            zr,
+            zr + m.depth_m,
+            m.height_m,
+            m.colours[0],
+            facing=m.facing,
+            owner=owner,
+        )
         return
     if zr <= NEAR_M or zr >= FAR_M:
         return
@@ -49,13 +61,26 @@ class _Parts:
 
     def rect(self, dx0, dx1, y0, y1, colour, bias=0.0):
         c, z = self.cam, self.zr
-        self.cv.rect(c.x(self.x + dx0, z), c.x(self.x + dx1, z), c.y(y1, z), c.y(y0, z), z - bias,
-                     self.light.shade(colour, z, self.x), self.owner)
+        self.cv.rect(
+            c.x(self.x + dx0, z),
+            c.x(self.x + dx1, z),
+            c.y(y1, z),
+            c.y(y0, z),
+            z - bias,
+            self.light.shade(colour, z, self.x),
+            self.owner,
+        )
 
     def disc(self, dx, y, r, colour, bias=0.0, emissive=False):
         c, z = self.cam, self.zr
-        self.cv.disc(c.x(self.x + dx, z), c.y(y, z), c.f * r / z, z - bias,
-                     self.light.shade(colour, z, self.x, emissive=emissive), self.owner)
+        self.cv.disc(
+            c.x(self.x + dx, z),
+            c.y(y, z),
+            c.f * r / z,
+            z - bias,
+            self.light.shade(colour, z, self.x, emissive=emissive),
+            self.owner,
+        )
 
 
 def _person(p: _Parts, h: float, top, bottom, skin, swing: float, child: bool, dx: float = 0.0, y0: float = 0.0):
@@ -66,8 +91,14 @@ def _person(p: _Parts, h: float, top, bottom, skin, swing: float, child: bool, d
     for sign in (-1.0, 1.0):
         centre = dx + sign * (0.07 * s + 0.13 * s * swing)
         p.rect(centre - 0.065 * s, centre + 0.065 * s, y0, hip + 0.02, bottom)
-        p.rect(dx + sign * 0.19 * s - 0.045 * s, dx + sign * 0.19 * s + 0.045 * s, shoulder - 0.3 * s, shoulder,
-               tuple(int(c * 0.8) for c in top), bias=0.01)
+        p.rect(
+            dx + sign * 0.19 * s - 0.045 * s,
+            dx + sign * 0.19 * s + 0.045 * s,
+            shoulder - 0.3 * s,
+            shoulder,
+            tuple(int(c * 0.8) for c in top),
+            bias=0.01,
+        )
     p.rect(dx - 0.17 * s, dx + 0.17 * s, hip - 0.02, shoulder + 0.02, top, bias=0.02)
     p.disc(dx, y0 + h - head_r, head_r, skin, bias=0.02)
     p.rect(dx - 0.8 * head_r, dx + 0.8 * head_r, y0 + h - 0.6 * head_r, y0 + h, HAIR, bias=0.03)
@@ -85,13 +116,13 @@ def _cyclist(p: _Parts, h, top, bottom, skin, bike, d, pedal):
     p.rect(min(-0.5 * d, 0.45 * d), max(-0.5 * d, 0.45 * d), 0.55, 0.63, bike, bias=0.02)
     p.rect(-0.16 * d - 0.03, -0.16 * d + 0.03, 0.4, 0.92, bike, bias=0.02)
     p.rect(0.42 * d - 0.03, 0.42 * d + 0.03, 0.55, 1.05, bike, bias=0.02)
-    for k in (-1.0, 1.0):   # pedalling legs
+    for k in (-1.0, 1.0):  # pedalling legs
         knee = -0.05 * d + 0.12 * d * k * pedal
         p.rect(knee - 0.07, knee + 0.07, 0.3 + 0.12 * k * pedal, 0.95 * s, bottom, bias=0.03)
     p.rect(-0.18 * d - 0.18 * s, -0.18 * d + 0.18 * s + 0.1 * d, 0.92 * s, 1.45 * s, top, bias=0.04)
     p.rect(min(0.05 * d, 0.42 * d), max(0.05 * d, 0.42 * d), 1.2 * s, 1.3 * s, top, bias=0.05)
     p.disc(0.02 * d, h - 0.13 * s, 0.13 * s, skin, bias=0.05)
-    p.rect(0.02 * d - 0.13 * s, 0.02 * d + 0.13 * s, h - 0.1 * s, h, bottom, bias=0.06)   # helmet
+    p.rect(0.02 * d - 0.13 * s, 0.02 * d + 0.13 * s, h - 0.1 * s, h, bottom, bias=0.06)  # helmet
 
 
 def _scooter(p: _Parts, h, top, bottom, skin, d):

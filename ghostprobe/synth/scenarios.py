@@ -11,8 +11,17 @@ from dataclasses import replace
 import numpy as np
 
 from ghostprobe.synth import layout
-from ghostprobe.synth.world import (CAMERA_HEIGHT_M, EGO_HALF_WIDTH_M, EGO_NOSE_M, PATH_HALF_WIDTH_M, ClipSpec,
-                                    EgoMotion, Mover, Road, Route)
+from ghostprobe.synth.world import (
+    CAMERA_HEIGHT_M,
+    EGO_HALF_WIDTH_M,
+    EGO_NOSE_M,
+    PATH_HALF_WIDTH_M,
+    ClipSpec,
+    EgoMotion,
+    Mover,
+    Road,
+    Route,
+)
 
 SCENARIO_LABELS = {
     "ghost_probing": "ghost_probing",
@@ -23,8 +32,14 @@ SCENARIO_LABELS = {
     "cut_in": "cut_in",
 }
 # Library default; conf/synth.yaml carries the same numbers for the command line.
-DEFAULT_SCENARIO_WEIGHTS = {"ghost_probing": 0.4, "visible_crossing": 0.12, "emerge_no_path": 0.12,
-                            "occluder_only": 0.12, "empty_road": 0.12, "cut_in": 0.12}
+DEFAULT_SCENARIO_WEIGHTS = {
+    "ghost_probing": 0.4,
+    "visible_crossing": 0.12,
+    "emerge_no_path": 0.12,
+    "occluder_only": 0.12,
+    "empty_road": 0.12,
+    "cut_in": 0.12,
+}
 # Shares of routes by light and weather (conf/synth.yaml carries the same numbers).
 DEFAULT_LIGHT_WEIGHTS = {"day": 0.6, "dusk": 0.2, "night": 0.2}
 DEFAULT_WEATHER_WEIGHTS = {"clear": 0.7, "rain": 0.15, "fog": 0.15}
@@ -39,10 +54,17 @@ class UnusableSpec(RuntimeError):
     """A sampled clip whose render does not show what its scenario needs (e.g. the actor never gets into view)."""
 
 
-def sample_specs(num_clips: int, seed: int, width: int = 320, height: int = 180, fps: float = 15,
-                 duration_s: float = 5.0, scenario_weights: dict[str, float] | None = None,
-                 light_weights: dict[str, float] | None = None,
-                 weather_weights: dict[str, float] | None = None) -> list[ClipSpec]:
+def sample_specs(
+    num_clips: int,
+    seed: int,
+    width: int = 320,
+    height: int = 180,
+    fps: float = 15,
+    duration_s: float = 5.0,
+    scenario_weights: dict[str, float] | None = None,
+    light_weights: dict[str, float] | None = None,
+    weather_weights: dict[str, float] | None = None,
+) -> list[ClipSpec]:
     """Sample `num_clips` clip specs (clip ids synth_00000, ...) for `seed`.
 
     Scenarios are allotted in proportion to `scenario_weights` (largest remainder, then shuffled), so a run of 40
@@ -67,8 +89,13 @@ def sample_specs(num_clips: int, seed: int, width: int = 320, height: int = 180,
         need_lane = scenario == "cut_in"
         if left_in_route == 0 or (need_lane and not _same_lane_sides(route.road)):
             route_idx += 1
-            route = _sample_route(np.random.default_rng([seed, 2, route_idx]), f"synth_s{seed}_r{route_idx:05d}",
-                                  need_lane, light_p, weather_p)
+            route = _sample_route(
+                np.random.default_rng([seed, 2, route_idx]),
+                f"synth_s{seed}_r{route_idx:05d}",
+                need_lane,
+                light_p,
+                weather_p,
+            )
             left_in_route = int(route_lengths.integers(1, 4))
         left_in_route -= 1
         rng = np.random.default_rng([seed, 3, index])
@@ -80,8 +107,7 @@ def resample_spec(spec: ClipSpec, seed: int, attempt: int) -> ClipSpec:
     """Another draw of the same clip (index, scenario, route, size), for when `spec` turned out unusable;
     deterministic in (seed, index, attempt)."""
     rng = np.random.default_rng([seed, 3, spec.index, attempt])
-    return _sample_clip(rng, spec.index, spec.scenario, spec.route, spec.width, spec.height, spec.fps,
-                        spec.duration_s)
+    return _sample_clip(rng, spec.index, spec.scenario, spec.route, spec.width, spec.height, spec.fps, spec.duration_s)
 
 
 def _check_weights(weights: dict[str, float] | None) -> dict[str, float]:
@@ -101,7 +127,7 @@ def _scenario_plan(num_clips: int, weights: dict[str, float], rng: np.random.Gen
     # Stable sort keeps ties in declaration order: the plan is reproducible across numpy versions.
     for i in np.argsort(-(share - counts), kind="stable")[: num_clips - counts.sum()]:
         counts[i] += 1
-    plan = [name for name, count in zip(names, counts) for _ in range(count)]
+    plan = [name for name, count in zip(names, counts, strict=True) for _ in range(count)]
     return [plan[i] for i in rng.permutation(len(plan))]
 
 
@@ -121,20 +147,37 @@ def _shares(weights: dict[str, float] | None, default: dict[str, float], name: s
     return list(values / values.sum())
 
 
-def _sample_route(rng: np.random.Generator, route_id: str, need_same_lane: bool, light_p: list[float],
-                  weather_p: list[float]) -> Route:
+def _sample_route(
+    rng: np.random.Generator, route_id: str, need_same_lane: bool, light_p: list[float], weather_p: list[float]
+) -> Route:
     scene = "urban" if rng.random() < 0.7 else "rural"
     u = rng.uniform
     if scene == "urban":
         kind = "urban_two_lane" if need_same_lane or rng.random() < 0.45 else "residential"
         lane = "same" if kind == "urban_two_lane" else None
         on_left = rng.random() < 0.7
-        road = Road(kind, u(3.2, 3.6), lane if on_left else None, None if on_left else lane,
-                    u(2.2, 2.6), u(2.2, 2.6), u(2.0, 4.0), u(0.5, 3.0))
+        road = Road(
+            kind,
+            u(3.2, 3.6),
+            lane if on_left else None,
+            None if on_left else lane,
+            u(2.2, 2.6),
+            u(2.2, 2.6),
+            u(2.0, 4.0),
+            u(0.5, 3.0),
+        )
     else:
         kind = "rural_dual_lane" if need_same_lane or rng.random() < 0.3 else "rural_two_way"
-        road = Road(kind, u(3.2, 3.6), "same" if kind == "rural_dual_lane" else "oncoming", None,
-                    u(0.5, 1.2), u(0.5, 1.2), u(2.0, 5.0), u(3.0, 15.0))
+        road = Road(
+            kind,
+            u(3.2, 3.6),
+            "same" if kind == "rural_dual_lane" else "oncoming",
+            None,
+            u(0.5, 1.2),
+            u(0.5, 1.2),
+            u(2.0, 5.0),
+            u(3.0, 15.0),
+        )
     light = str(rng.choice(list(DEFAULT_LIGHT_WEIGHTS), p=light_p))
     weather = str(rng.choice(list(DEFAULT_WEATHER_WEIGHTS), p=weather_p))
     fog_m = u(35, 70) if weather == "fog" else (u(110, 180) if weather == "rain" else None)
@@ -142,15 +185,24 @@ def _sample_route(rng: np.random.Generator, route_id: str, need_same_lane: bool,
     return Route(route_id, int(rng.integers(2**31)), light, weather, scene, road, fog_m, hood)
 
 
-def _sample_clip(rng: np.random.Generator, index: int, scenario: str, route: Route, width: int, height: int,
-                 fps: float, duration_s: float) -> ClipSpec:
+def _sample_clip(
+    rng: np.random.Generator,
+    index: int,
+    scenario: str,
+    route: Route,
+    width: int,
+    height: int,
+    fps: float,
+    duration_s: float,
+) -> ClipSpec:
     v0 = rng.uniform(6.0, 12.0) if route.scene == "urban" else rng.uniform(9.0, 15.0)
     z_to = v0 * duration_s + 110.0
     boxes = [] if scenario == "empty_road" else layout.parked_rows(rng, route, -8.0, z_to)
     props = layout.props(rng, route, -8.0, z_to)
     walkers = layout.walkers(rng, route, duration_s, v0)
-    traffic = layout.traffic(rng, route, v0, duration_s, skip_sides=_same_lane_sides(route.road)
-                             if scenario == "cut_in" else [])
+    traffic = layout.traffic(
+        rng, route, v0, duration_s, skip_sides=_same_lane_sides(route.road) if scenario == "cut_in" else []
+    )
     ego = EgoMotion(v0)
     actor, key_box, side, outcome = None, None, None, None
     if scenario in ("ghost_probing", "emerge_no_path", "occluder_only"):
@@ -184,8 +236,25 @@ def _sample_clip(rng: np.random.Generator, index: int, scenario: str, route: Rou
     key_box = None
     if scenario in ("ghost_probing", "emerge_no_path", "occluder_only"):
         key_box = boxes.index(key)
-    return ClipSpec(f"synth_{index:05d}", index, scenario, route, width, height, fps, duration_s, ego, tuple(boxes),
-                    tuple(props), tuple(walkers), tuple(traffic), actor, key_box, side, outcome)
+    return ClipSpec(
+        f"synth_{index:05d}",
+        index,
+        scenario,
+        route,
+        width,
+        height,
+        fps,
+        duration_s,
+        ego,
+        tuple(boxes),
+        tuple(props),
+        tuple(walkers),
+        tuple(traffic),
+        actor,
+        key_box,
+        side,
+        outcome,
+    )
 
 
 def _hidden_actor(rng, route: Route, v0: float, duration_s: float, stops: bool):
@@ -284,8 +353,9 @@ def _cut_in(rng, route: Route, v0: float, duration_s: float):
         gap_event = rng.uniform(7.0, 18.0)
         z0 = v0 * t_event + gap_event + dep / 2 - v_other * t_event
         vehicle = Mover(kind, w, dep, h, sign * road.lane_w_m, 0.0, speed_x, t_go, z0, v_other, colours)
-        ego = EgoMotion(v0, t_event + rng.uniform(0.3, 0.8), rng.uniform(1.5, 3.5),
-                        min(v0, v_other) * rng.uniform(0.6, 0.9))
+        ego = EgoMotion(
+            v0, t_event + rng.uniform(0.3, 0.8), rng.uniform(1.5, 3.5), min(v0, v_other) * rng.uniform(0.6, 0.9)
+        )
         gaps = [vehicle.z_at(t) - dep / 2 - ego.position_m(t) for t in np.linspace(0, duration_s, 50)]
         if min(gaps) >= 4.0:
             return ego, vehicle, side, "near_miss" if gap_event < 10.0 else "none"

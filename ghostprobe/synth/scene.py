@@ -23,10 +23,10 @@ from ghostprobe.synth.world import ClipSpec
 class RenderedClip:
     """Frames before encoding and the per-frame truth about the key actor."""
 
-    frames: np.ndarray            # uint8 [T, H, W, 3] RGB, a view into 4-byte pixels (np.ascontiguousarray to pack)
+    frames: np.ndarray  # uint8 [T, H, W, 3] RGB, a view into 4-byte pixels (np.ascontiguousarray to pack)
     actor_visible_px: np.ndarray  # int [T]: key-actor pixels the camera sees (0: hidden or absent)
-    actor_in_path: np.ndarray     # bool [T]: key actor's footprint overlaps the ego path corridor
-    label: ClipLabel | None       # None when rendered without the actor a scenario needs
+    actor_in_path: np.ndarray  # bool [T]: key actor's footprint overlaps the ego path corridor
+    label: ClipLabel | None  # None when rendered without the actor a scenario needs
     spec: ClipSpec
 
 
@@ -52,8 +52,11 @@ class ClipRenderer:
         self.light = Lighting(route, background_rng)
         self.backdrop = Backdrop(route, self.cam, self.light, background_rng)
         self.bonnet = Bonnet(self.cam, route, self.light)
-        self.rain = (Rain(self.cam, np.random.default_rng([route.background_seed, spec.index]))
-                     if route.weather == "rain" else None)
+        self.rain = (
+            Rain(self.cam, np.random.default_rng([route.background_seed, spec.index]))
+            if route.weather == "rain"
+            else None
+        )
         self.actor = spec.actor if with_actor else None
         self.visible_px = np.zeros(spec.num_frames, np.int64)
         self.in_path = np.zeros(spec.num_frames, bool)
@@ -72,8 +75,19 @@ class ClipRenderer:
             canvas.reset(self.backdrop.image)
             self.backdrop.paint_moving(canvas.frame, ego_z)
             for box in spec.boxes:
-                draw_box(canvas, cam, light, box.kind, box.x0, box.x1, box.z0 - ego_z, box.z1 - ego_z,
-                         box.height_m, box.colour, world_z0=box.z0)
+                draw_box(
+                    canvas,
+                    cam,
+                    light,
+                    box.kind,
+                    box.x0,
+                    box.x1,
+                    box.z0 - ego_z,
+                    box.z1 - ego_z,
+                    box.height_m,
+                    box.colour,
+                    world_z0=box.z0,
+                )
             for prop in spec.props:
                 draw_prop(canvas, cam, light, prop.kind, prop.x, prop.z - ego_z, prop.height_m, prop.colour)
             for mover in spec.walkers + spec.traffic:
@@ -99,10 +113,17 @@ class ClipRenderer:
 
 def clip_label(spec: ClipSpec, visible_px: np.ndarray, in_path: np.ndarray) -> ClipLabel:
     """The ClipLabel of a rendered clip, its event times taken from the per-frame truth."""
-    context = Context(light=spec.route.light, weather=spec.route.weather, scene=spec.route.scene,
-                      road=spec.route.road.kind)
-    common = dict(clip_id=spec.clip_id, video=f"videos/{spec.clip_id}.mp4", label=SCENARIO_LABELS[spec.scenario],
-                  context=context, group=spec.route.route_id, notes=spec.scenario)
+    context = Context(
+        light=spec.route.light, weather=spec.route.weather, scene=spec.route.scene, road=spec.route.road.kind
+    )
+    common = dict(
+        clip_id=spec.clip_id,
+        video=f"videos/{spec.clip_id}.mp4",
+        label=SCENARIO_LABELS[spec.scenario],
+        context=context,
+        group=spec.route.route_id,
+        notes=spec.scenario,
+    )
     if spec.actor is None:
         return ClipLabel(**common)
     fps, a = spec.fps, spec.actor
@@ -126,7 +147,13 @@ def clip_label(spec: ClipSpec, visible_px: np.ndarray, in_path: np.ndarray) -> C
     else:
         left = np.flatnonzero(~in_path[first:])
         end = (first + int(left[0])) / fps if len(left) else spec.duration_s
-    event = Event(t_first_visible_s=t_visible, t_event_s=first / fps, t_end_s=end, actor=actor,
-                  occluder=occluder if spec.scenario == "ghost_probing" else None, side=spec.side,
-                  outcome=spec.outcome)
+    event = Event(
+        t_first_visible_s=t_visible,
+        t_event_s=first / fps,
+        t_end_s=end,
+        actor=actor,
+        occluder=occluder if spec.scenario == "ghost_probing" else None,
+        side=spec.side,
+        outcome=spec.outcome,
+    )
     return ClipLabel(**common, event=event)

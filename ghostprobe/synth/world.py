@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CAMERA_HEIGHT_M = 1.3
-EGO_NOSE_M = 1.8        # camera to front bumper: where a collision happens
+EGO_NOSE_M = 1.8  # camera to front bumper: where a collision happens
 EGO_HALF_WIDTH_M = 0.9
 PATH_HALF_WIDTH_M = 1.5  # the ego path corridor: an actor is "in the path" when its footprint overlaps |X| < this
 
@@ -19,14 +19,14 @@ PATH_HALF_WIDTH_M = 1.5  # the ego path corridor: an actor is "in the path" when
 class Road:
     """Cross-section of a straight road; every width in metres."""
 
-    kind: str                   # context.road: residential | urban_two_lane | rural_two_way
+    kind: str  # context.road: residential | urban_two_lane | rural_two_way
     lane_w_m: float
-    left_lane: str | None       # None, "same" (same direction, cut-ins come from here) or "oncoming"
+    left_lane: str | None  # None, "same" (same direction, cut-ins come from here) or "oncoming"
     right_lane: str | None
-    left_strip_m: float         # parking strip (urban) or shoulder (rural) outside the driven lanes
+    left_strip_m: float  # parking strip (urban) or shoulder (rural) outside the driven lanes
     right_strip_m: float
-    sidewalk_m: float           # beyond the strip; rural roads have a grass verge instead
-    facade_gap_m: float         # from the end of the sidewalk to building fronts / the tree line
+    sidewalk_m: float  # beyond the strip; rural roads have a grass verge instead
+    facade_gap_m: float  # from the end of the sidewalk to building fronts / the tree line
 
     def lanes_edge_m(self, side: str) -> float:
         """|X| of the outer edge of the driven lanes on `side`."""
@@ -45,7 +45,7 @@ class Road:
 class Box:
     """A static roadside solid: parked vehicle, wall or hedge. x0 < x1, z0 < z1 (world)."""
 
-    kind: str          # parked_car | van | bus | truck | wall | vegetation
+    kind: str  # parked_car | van | bus | truck | wall | vegetation
     x0: float
     x1: float
     z0: float
@@ -58,7 +58,7 @@ class Box:
 class Prop:
     """A thin roadside thing that shows ego motion: lamp post or tree."""
 
-    kind: str   # pole | tree
+    kind: str  # pole | tree
     x: float
     z: float
     height_m: float
@@ -71,9 +71,9 @@ class Mover:
     starting at t_go_s (which may be negative: already moving when the clip starts); forward motion is constant
     speed_z_mps. After t_freeze_s (a collision) it stays where it is."""
 
-    kind: str          # pedestrian | child | cyclist | scooter | motorcycle | car | van | truck
-    width_m: float     # footprint along X
-    depth_m: float     # footprint along Z
+    kind: str  # pedestrian | child | cyclist | scooter | motorcycle | car | van | truck
+    width_m: float  # footprint along X
+    depth_m: float  # footprint along Z
     height_m: float
     x_wait: float
     x_stop: float
@@ -82,7 +82,7 @@ class Mover:
     z0: float
     speed_z_mps: float
     colours: tuple[tuple[int, int, int], ...]
-    facing: str = "away"   # vehicles: "away" shows tail lights, "towards" (oncoming) shows headlights
+    facing: str = "away"  # vehicles: "away" shows tail lights, "towards" (oncoming) shows headlights
     t_freeze_s: float | None = None
 
     def _t(self, t: float) -> float:
@@ -139,11 +139,11 @@ class Route:
 
     route_id: str
     background_seed: int
-    light: str      # day | dusk | night
-    weather: str    # clear | rain | fog
-    scene: str      # urban | rural
+    light: str  # day | dusk | night
+    weather: str  # clear | rain | fog
+    scene: str  # urban | rural
     road: Road
-    fog_m: float | None       # visibility scale of the fog (rain adds a light haze too)
+    fog_m: float | None  # visibility scale of the fog (rain adds a light haze too)
     hood_colour: tuple[int, int, int]
 
 
@@ -163,12 +163,12 @@ class ClipSpec:
     ego: EgoMotion
     boxes: tuple[Box, ...]
     props: tuple[Prop, ...]
-    walkers: tuple[Mover, ...]   # people on the pavement, never the key actor
-    traffic: tuple[Mover, ...]   # vehicles in the other lanes, never the key actor
+    walkers: tuple[Mover, ...]  # people on the pavement, never the key actor
+    traffic: tuple[Mover, ...]  # vehicles in the other lanes, never the key actor
     actor: Mover | None
-    key_box: int | None          # index in boxes of the occluder the key actor starts behind
-    side: str | None             # where the key actor comes from
-    outcome: str | None          # collision | near_miss | none, from the same motion the renderer draws
+    key_box: int | None  # index in boxes of the occluder the key actor starts behind
+    side: str | None  # where the key actor comes from
+    outcome: str | None  # collision | near_miss | none, from the same motion the renderer draws
 
     @property
     def num_frames(self) -> int:

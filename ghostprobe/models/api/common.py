@@ -25,9 +25,21 @@ from ghostprobe.models.base import ClipInput, ModelOutput
 from ghostprobe.prompts import Prompt, after_frames_message
 
 # What an API model's config says about pacing, retries, the key's variable and prices: none of it changes an answer.
-API_PACING_KEYS = frozenset({"batch_size", "max_concurrency", "requests_per_minute", "timeout_s", "max_retries",
-                             "backoff_initial_s", "backoff_max_s", "abort_after_failed_clips", "api_key_env",
-                             "price_per_1m_input_usd", "price_per_1m_output_usd"})
+API_PACING_KEYS = frozenset(
+    {
+        "batch_size",
+        "max_concurrency",
+        "requests_per_minute",
+        "timeout_s",
+        "max_retries",
+        "backoff_initial_s",
+        "backoff_max_s",
+        "abort_after_failed_clips",
+        "api_key_env",
+        "price_per_1m_input_usd",
+        "price_per_1m_output_usd",
+    }
+)
 
 
 @dataclass(kw_only=True)

@@ -73,8 +73,12 @@ class GeminiModel(ApiModel):
         except Exception as exc:
             if not (want_logprobs and self._refuses_logprobs(exc)):
                 raise
-            log.warning("%s: %s does not serve logprobs (%s); score() falls back to parsed answers",
-                        self.name, self.config.model, self._describe(exc))
+            log.warning(
+                "%s: %s does not serve logprobs (%s); score() falls back to parsed answers",
+                self.name,
+                self.config.model,
+                self._describe(exc),
+            )
             self._logprobs_refused = True
             config.response_logprobs, config.logprobs = None, None
             response = self._client.models.generate_content(model=self.config.model, contents=contents, config=config)
@@ -98,15 +102,19 @@ class GeminiModel(ApiModel):
         if result is not None and result.top_candidates:
             steps = []
             for index, position in enumerate(result.top_candidates):
-                alternatives = {alt.token: alt.log_probability for alt in position.candidates or []
-                                if alt.token is not None and alt.log_probability is not None}
+                alternatives = {
+                    alt.token: alt.log_probability
+                    for alt in position.candidates or []
+                    if alt.token is not None and alt.log_probability is not None
+                }
                 chosen = result.chosen_candidates[index] if index < len(result.chosen_candidates or []) else None
                 if chosen is not None and chosen.token is not None and chosen.log_probability is not None:
                     alternatives[chosen.token] = chosen.log_probability
                 steps.append(alternatives)
         finish_reason = getattr(candidate.finish_reason, "value", candidate.finish_reason)  # an enum, or a new str
-        return Reply(text=text, top_logprobs=steps, tokens_in=tokens_in, tokens_out=tokens_out,
-                     finish_reason=finish_reason)
+        return Reply(
+            text=text, top_logprobs=steps, tokens_in=tokens_in, tokens_out=tokens_out, finish_reason=finish_reason
+        )
 
     @staticmethod
     def _refuses_logprobs(exc: Exception) -> bool:

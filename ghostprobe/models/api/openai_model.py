@@ -10,8 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ghostprobe.models.api.common import (API_PACING_KEYS, ApiConfig, ApiModel, Reply, import_client, jpeg_data_url,
-                                          request_content)
+from ghostprobe.models.api.common import (
+    API_PACING_KEYS,
+    ApiConfig,
+    ApiModel,
+    Reply,
+    import_client,
+    jpeg_data_url,
+    request_content,
+)
 from ghostprobe.models.api.retry import ErrorKind, retry_after_s
 from ghostprobe.models.base import ClipInput, register
 from ghostprobe.prompts import Prompt

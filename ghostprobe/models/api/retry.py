@@ -112,8 +112,12 @@ class ClipRunner:
         self._failed_in_a_row = 0
         self._abort_reason: str | None = None
 
-    def run(self, clips: list[ClipInput], send: Callable[[ClipInput], Reply],
-            to_output: Callable[[ClipInput, Reply], ModelOutput]) -> list[ModelOutput]:
+    def run(
+        self,
+        clips: list[ClipInput],
+        send: Callable[[ClipInput], Reply],
+        to_output: Callable[[ClipInput, Reply], ModelOutput],
+    ) -> list[ModelOutput]:
         """`send` each clip (with retries) and turn its reply into a ModelOutput; outputs in input order."""
         # The failed-in-a-row count carries over from the previous call; an earlier fatal error does not.
         self._abort_reason = None
@@ -138,14 +142,18 @@ class ClipRunner:
             self._count(failed=True, clip_id=clip.clip_id, message=str(failure))
             if self._abort_reason:
                 raise ApiModelError(self._abort_reason) from None
-            return ModelOutput(clip_id=clip.clip_id, extra={"error": str(failure), "attempts": failure.attempts,
-                                                             "model": self.config.model})
+            return ModelOutput(
+                clip_id=clip.clip_id,
+                extra={"error": str(failure), "attempts": failure.attempts, "model": self.config.model},
+            )
         self._count(failed=False)
         out = to_output(clip, reply)
         out.latency_s = latency_s
         out.tokens_in, out.tokens_out = reply.tokens_in, reply.tokens_out
-        out.cost_usd = (reply.tokens_in * self.config.price_per_1m_input_usd
-                        + reply.tokens_out * self.config.price_per_1m_output_usd) / 1e6
+        out.cost_usd = (
+            reply.tokens_in * self.config.price_per_1m_input_usd
+            + reply.tokens_out * self.config.price_per_1m_output_usd
+        ) / 1e6
         out.extra.update(model=self.config.model, attempts=attempts, wall_s=time.monotonic() - start)
         return out
 
@@ -172,14 +180,22 @@ class ClipRunner:
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.config.max_retries + 1),
             retry=tenacity.retry_if_exception(
-                lambda exc: not isinstance(exc, ApiModelError) and self.backend._classify(exc) is ErrorKind.TRANSIENT),
-            wait=lambda state: self._backoff_s(state.attempt_number - 1,
-                                               self.backend._retry_after(state.outcome.exception())),
+                lambda exc: not isinstance(exc, ApiModelError) and self.backend._classify(exc) is ErrorKind.TRANSIENT
+            ),
+            wait=lambda state: self._backoff_s(
+                state.attempt_number - 1, self.backend._retry_after(state.outcome.exception())
+            ),
             before_sleep=lambda state: log.warning(
-                "%s: clip %s: %s; retry %d/%d in %.2f s", self.config.name, clip.clip_id,
-                self.backend._describe(state.outcome.exception()), state.attempt_number, self.config.max_retries,
-                state.next_action.sleep),
-            reraise=True)
+                "%s: clip %s: %s; retry %d/%d in %.2f s",
+                self.config.name,
+                clip.clip_id,
+                self.backend._describe(state.outcome.exception()),
+                state.attempt_number,
+                self.config.max_retries,
+                state.next_action.sleep,
+            ),
+            reraise=True,
+        )
         try:
             return retrying(attempt), latency_s, attempts
         except ApiModelError:
@@ -188,8 +204,10 @@ class ClipRunner:
             kind, message = self.backend._classify(exc), self.backend._describe(exc)
         # Outside the except block, so that no traceback chains the client's exception (and its request).
         if kind is ErrorKind.FATAL:
-            raise ApiModelError(f"model {self.config.name!r} ({self.config.model}), clip {clip.clip_id}: "
-                                f"{message}; check the key in ${self.config.api_key_env}, `model` and `base_url`")
+            raise ApiModelError(
+                f"model {self.config.name!r} ({self.config.model}), clip {clip.clip_id}: "
+                f"{message}; check the key in ${self.config.api_key_env}, `model` and `base_url`"
+            )
         raise ClipFailed(f"{message} (after {attempts} attempt(s))", attempts)
 
     def _backoff_s(self, attempt: int, server_asks_s: float | None) -> float:

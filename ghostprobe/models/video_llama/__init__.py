@@ -3,8 +3,8 @@
 from transformers import AutoConfig
 
 from .configuration import VideoLlamaConfig
-from .modeling import VideoLlamaForConditionalGeneration, VideoLlamaPreTrainedModel
 from .convert import VIDEO_PLACEHOLDER_TOKEN
+from .modeling import VideoLlamaForConditionalGeneration, VideoLlamaPreTrainedModel
 from .presets import PRESETS, video_llama_config
 
 __all__ = [

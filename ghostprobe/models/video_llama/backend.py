@@ -32,16 +32,26 @@ from .modeling import VideoLlamaForConditionalGeneration
 from .precision import PrecisionPolicy, apply_precision
 from .processing import AnswerChoice, VideoLlamaProcessor, yes_probability_from_logits
 from .run_dir import load_video_llama, resolve_model_dir, weights_signature
-SDPA_BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
-                 "math": SDPBackend.MATH, "cudnn": SDPBackend.CUDNN_ATTENTION}
+
+SDPA_BACKENDS = {
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "math": SDPBackend.MATH,
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+}
 GENERATION_DEFAULTS = {"do_sample": False, "max_new_tokens": 300, "top_p": 0.9, "temperature": 1.0, "seed": 0}
 # 8/4-bit loading quantizes the LLM only: the vision side is small and the Q-Formers are kept in fp32 anyway.
 _NOT_QUANTIZED = ["visual_encoder", "qformer", "video_qformer", "llama_proj", "language_model.lm_head"]
 
 
-def from_pretrained_kwargs(dtype: str = "fp32", device_map=None, max_memory: Mapping | None = None,
-                           attn_implementation: str = "sdpa", load_in_8bit: bool = False,
-                           load_in_4bit: bool = False) -> dict:
+def from_pretrained_kwargs(
+    dtype: str = "fp32",
+    device_map=None,
+    max_memory: Mapping | None = None,
+    attn_implementation: str = "sdpa",
+    load_in_8bit: bool = False,
+    load_in_4bit: bool = False,
+) -> dict:
     """The `from_pretrained` arguments for conf/hardware/ settings (quantization, placement...).
 
     Weights load in the dtypes the folder stores (the converter's fp16, Q-Former side and ln_vision fp32, like the
@@ -56,13 +66,18 @@ def from_pretrained_kwargs(dtype: str = "fp32", device_map=None, max_memory: Map
         kwargs["max_memory"] = accelerate_max_memory(max_memory)
     if load_in_8bit or load_in_4bit:
         if importlib.util.find_spec("bitsandbytes") is None:
-            raise ImportError("load_in_8bit/load_in_4bit need the bitsandbytes package (CUDA only): "
-                              "pip install bitsandbytes, or set load_in_8bit=false and load_in_4bit=false")
+            raise ImportError(
+                "load_in_8bit/load_in_4bit need the bitsandbytes package (CUDA only): "
+                "pip install bitsandbytes, or set load_in_8bit=false and load_in_4bit=false"
+            )
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit, llm_int8_skip_modules=_NOT_QUANTIZED,
-            bnb_4bit_compute_dtype=llm_dtype)
+            load_in_8bit=load_in_8bit,
+            load_in_4bit=load_in_4bit,
+            llm_int8_skip_modules=_NOT_QUANTIZED,
+            bnb_4bit_compute_dtype=llm_dtype,
+        )
         device_map = device_map or "auto"  # bitsandbytes places weights while loading
     if device_map is not None:
         kwargs["device_map"] = dict(device_map) if isinstance(device_map, Mapping) else device_map
@@ -73,21 +88,29 @@ def answer_logits(model: VideoLlamaForConditionalGeneration, batch: Mapping[str,
     """Next-token logits [B, vocab] (float32) after the last position of a left-padded processor batch."""
     text_device = model.get_input_embeddings().weight.device
     vision_device = model.visual_encoder.embeddings.patch_embedding.weight.device
-    out = model(input_ids=batch["input_ids"].to(text_device), attention_mask=batch["attention_mask"].to(text_device),
-                position_ids=batch["position_ids"].to(text_device),
-                pixel_values=batch["pixel_values"].to(vision_device), logits_to_keep=1, use_cache=False)
+    out = model(
+        input_ids=batch["input_ids"].to(text_device),
+        attention_mask=batch["attention_mask"].to(text_device),
+        position_ids=batch["position_ids"].to(text_device),
+        pixel_values=batch["pixel_values"].to(vision_device),
+        logits_to_keep=1,
+        use_cache=False,
+    )
     return out.logits[:, -1].float()
 
 
-def yes_probability(model: VideoLlamaForConditionalGeneration, batch: Mapping[str, torch.Tensor],
-                    choice: AnswerChoice) -> torch.Tensor:
+def yes_probability(
+    model: VideoLlamaForConditionalGeneration, batch: Mapping[str, torch.Tensor], choice: AnswerChoice
+) -> torch.Tensor:
     """P(ghost probing) [B] for a processor batch built with `suffix_ids=choice.prefix_ids` (also the trainer's
     validation score: `choice = processor.answer_choice(prompt.yes_word, prompt.no_word)`, no `answers=`).
     Runs under the caller's grad mode."""
     prefix = torch.tensor(choice.prefix_ids, dtype=torch.long)
-    if len(prefix) and not (batch["input_ids"][:, -len(prefix):].cpu() == prefix).all():
-        raise ValueError("the batch does not end with the answers' shared prefix tokens: build it with "
-                         "processor(clips, prompt, suffix_ids=choice.prefix_ids)")
+    if len(prefix) and not (batch["input_ids"][:, -len(prefix) :].cpu() == prefix).all():
+        raise ValueError(
+            "the batch does not end with the answers' shared prefix tokens: build it with "
+            "processor(clips, prompt, suffix_ids=choice.prefix_ids)"
+        )
     return yes_probability_from_logits(answer_logits(model, batch), choice)
 
 
@@ -118,12 +141,26 @@ class VideoLlamaBackend:
             the folder's processor_config.json (converted folders and fine-tunes say "original").
     """
 
-    def __init__(self, path: str | Path, name: str | None = None, batch_size: int = 1, dtype: str = "fp32",
-                 vision_dtype: str | None = None, video_autocast: str | None = None, device: str = "auto",
-                 device_map=None, max_memory: Mapping | None = None,
-                 attn_implementation: str = "sdpa", sdpa_backends: Sequence[str] | None = None,
-                 load_in_8bit: bool = False, load_in_4bit: bool = False, nan_guard: bool = True,
-                 generation: Mapping | None = None, resize: str = "straight", prompt_format: str | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        name: str | None = None,
+        batch_size: int = 1,
+        dtype: str = "fp32",
+        vision_dtype: str | None = None,
+        video_autocast: str | None = None,
+        device: str = "auto",
+        device_map=None,
+        max_memory: Mapping | None = None,
+        attn_implementation: str = "sdpa",
+        sdpa_backends: Sequence[str] | None = None,
+        load_in_8bit: bool = False,
+        load_in_4bit: bool = False,
+        nan_guard: bool = True,
+        generation: Mapping | None = None,
+        resize: str = "straight",
+        prompt_format: str | None = None,
+    ):
         requested = Path(path)
         # A converted folder as is; a training checkpoint or run directory (train/) -> its best complete checkpoint.
         path = resolve_model_dir(requested)
@@ -142,17 +179,22 @@ class VideoLlamaBackend:
         self.model = load_video_llama(path, **kwargs).eval()  # LoRA checkpoints come back merged
         apply_precision(self.model, self.precision, quantized=load_in_8bit or load_in_4bit)
         if "device_map" not in kwargs:
-            self.model.to("cuda" if device == "auto" and torch.cuda.is_available() else
-                          "cpu" if device == "auto" else device)
+            self.model.to(
+                "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
+            )
         self.processor = VideoLlamaProcessor.from_pretrained(path, resize=resize, prompt_format=prompt_format)
         self.prompt_format = self.processor.prompt_format  # recorded in metrics.json and the report
         self.max_frames = self.processor.max_frames  # a clip with more is refused: eval checks its data at start-up
         config = self.model.config
         if (self.processor.video_token_id, self.processor.num_video_query_tokens) != (
-                config.video_token_index, config.num_video_query_tokens):
-            raise ValueError(f"{path}: the tokenizer/processor ({self.processor.video_token_id}, "
-                             f"{self.processor.num_video_query_tokens} placeholders) disagree with config.json "
-                             f"(video_token_index {config.video_token_index}, {config.num_video_query_tokens})")
+            config.video_token_index,
+            config.num_video_query_tokens,
+        ):
+            raise ValueError(
+                f"{path}: the tokenizer/processor ({self.processor.video_token_id}, "
+                f"{self.processor.num_video_query_tokens} placeholders) disagree with config.json "
+                f"(video_token_index {config.video_token_index}, {config.num_video_query_tokens})"
+            )
 
     def _inference(self):
         stack = contextlib.ExitStack()
@@ -161,8 +203,14 @@ class VideoLlamaBackend:
             stack.enter_context(sdpa_kernel(self._sdpa_backends))
         return stack
 
-    def _batches(self, clips: Sequence[ClipInput], prompt: Prompt, question: str, outputs: list[ModelOutput],
-                 suffix_ids: Sequence[int] = ()):
+    def _batches(
+        self,
+        clips: Sequence[ClipInput],
+        prompt: Prompt,
+        question: str,
+        outputs: list[ModelOutput],
+        suffix_ids: Sequence[int] = (),
+    ):
         """(clip indices, processor batch) per batch_size chunk and frame count; bad clips get extra["error"]."""
         for start in range(0, len(clips), self.batch_size):
             by_frames: dict[int, list[int]] = {}
@@ -199,8 +247,12 @@ class VideoLlamaBackend:
 
     def _generate_kwargs(self) -> dict:
         settings = self.generation
-        kwargs = {"max_new_tokens": int(settings["max_new_tokens"]), "do_sample": bool(settings["do_sample"]),
-                  "eos_token_id": self.processor.eos_id, "pad_token_id": self.processor.pad_id}
+        kwargs = {
+            "max_new_tokens": int(settings["max_new_tokens"]),
+            "do_sample": bool(settings["do_sample"]),
+            "eos_token_id": self.processor.eos_id,
+            "pad_token_id": self.processor.pad_id,
+        }
         if kwargs["do_sample"]:  # greedy decoding ignores them, and transformers warns when they are set
             kwargs.update(top_p=float(settings["top_p"]), temperature=float(settings["temperature"]))
         return kwargs
@@ -220,13 +272,15 @@ class VideoLlamaBackend:
                     input_ids=batch["input_ids"].to(text_device),
                     attention_mask=batch["attention_mask"].to(text_device),
                     pixel_values=batch["pixel_values"].to(self.model.visual_encoder.device),
-                    logits_processor=LogitsProcessorList([non_finite]), **self._generate_kwargs())
+                    logits_processor=LogitsProcessorList([non_finite]),
+                    **self._generate_kwargs(),
+                )
             latency_s = (time.perf_counter() - started) / len(indices)
-            new_tokens = sequences[:, batch["input_ids"].shape[1]:].tolist()
+            new_tokens = sequences[:, batch["input_ids"].shape[1] :].tolist()
             for row, i in enumerate(indices):
                 output, ids = outputs[i], new_tokens[row]
                 if self.processor.eos_id in ids:
-                    ids = ids[:ids.index(self.processor.eos_id) + 1]
+                    ids = ids[: ids.index(self.processor.eos_id) + 1]
                 output.latency_s, output.tokens_out = latency_s, len(ids)
                 output.tokens_in = int(batch["attention_mask"][row].sum())
                 if non_finite.row_is_bad(row):

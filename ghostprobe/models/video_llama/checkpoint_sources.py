@@ -22,9 +22,18 @@ class ConversionError(RuntimeError):
     """The sources do not fit the model: the message names the files or keys and what to do."""
 
 
-_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-                       "U8": torch.uint8, "BOOL": torch.bool}
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
 
 
 def load_torch_checkpoint(path: str | Path, allow_pickle: bool = False, mmap: bool = False):
@@ -122,14 +131,14 @@ class _PrefixedTensors:
 
     def meta(self, key: str) -> tuple[tuple[int, ...], torch.dtype]:
         """(shape, dtype) of `key` without reading its data."""
-        key = key[len(self._prefix):]
+        key = key[len(self._prefix) :]
         if isinstance(self._tensors, _SafetensorsReader):
             return self._tensors.meta(key)
         tensor = self._tensors[key]  # mapped, not read: shape and dtype come from the pickle
         return tuple(tensor.shape), tensor.dtype
 
     def tensor(self, key: str) -> torch.Tensor:
-        return self._tensors[key[len(self._prefix):]]
+        return self._tensors[key[len(self._prefix) :]]
 
 
 @dataclass(frozen=True)
@@ -158,8 +167,10 @@ def llama_weight_files(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ConversionError(f"{folder}: not a folder (expected the llama-2-*-chat-hf folder)")
-    for index_name, single_name in (("model.safetensors.index.json", "model.safetensors"),
-                                    ("pytorch_model.bin.index.json", "pytorch_model.bin")):
+    for index_name, single_name in (
+        ("model.safetensors.index.json", "model.safetensors"),
+        ("pytorch_model.bin.index.json", "pytorch_model.bin"),
+    ):
         index = folder / index_name
         if index.exists():
             names = sorted(set(json.loads(index.read_text())["weight_map"].values()))

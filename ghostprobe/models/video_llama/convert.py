@@ -57,12 +57,18 @@ def _qformer_rules(src: str, dst: str) -> list[tuple[str, str]]:
     layer = rf"{src}\.bert\.encoder\.layer\.(\d+)"
     return [
         (rf"{src}\.bert\.embeddings\.LayerNorm\.(weight|bias)", rf"{dst}.layernorm.\1"),
-        (rf"{layer}\.(attention|crossattention)\.self\.(query|key|value)\.(weight|bias)",
-         rf"{dst}.encoder.layer.\1.\2.attention.\3.\4"),
-        (rf"{layer}\.(attention|crossattention)\.output\.(dense|LayerNorm)\.(weight|bias)",
-         rf"{dst}.encoder.layer.\1.\2.output.\3.\4"),
-        (rf"{layer}\.(intermediate_query|output_query)\.(dense|LayerNorm)\.(weight|bias)",
-         rf"{dst}.encoder.layer.\1.\2.\3.\4"),
+        (
+            rf"{layer}\.(attention|crossattention)\.self\.(query|key|value)\.(weight|bias)",
+            rf"{dst}.encoder.layer.\1.\2.attention.\3.\4",
+        ),
+        (
+            rf"{layer}\.(attention|crossattention)\.output\.(dense|LayerNorm)\.(weight|bias)",
+            rf"{dst}.encoder.layer.\1.\2.output.\3.\4",
+        ),
+        (
+            rf"{layer}\.(intermediate_query|output_query)\.(dense|LayerNorm)\.(weight|bias)",
+            rf"{dst}.encoder.layer.\1.\2.\3.\4",
+        ),
     ]
 
 
@@ -131,8 +137,10 @@ class SourceReport:
     unknown: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        lines = [f"{self.name}: {self.mapped} mapped, {sum(self.dropped.values())} dropped"
-                 + (f", {len(self.overridden)} overriding earlier sources" if self.overridden else "")]
+        lines = [
+            f"{self.name}: {self.mapped} mapped, {sum(self.dropped.values())} dropped"
+            + (f", {len(self.overridden)} overriding earlier sources" if self.overridden else "")
+        ]
         for reason, count in self.dropped.most_common():
             lines.append(f"    dropped {count:5d} x {reason} (e.g. {self.dropped_examples[reason]})")
         return "\n".join(lines)
@@ -172,8 +180,9 @@ def _fuse_qkv_biases(entries: dict, origin: dict) -> None:
         origin[prefix + "qkv.bias"] = origin.pop(q_key)
 
 
-def plan_conversion(sources: list[Source], expected: dict[str, torch.Size], num_vision_layers: int,
-                    dtype: torch.dtype) -> tuple[dict[str, PlannedTensor], list[SourceReport]]:
+def plan_conversion(
+    sources: list[Source], expected: dict[str, torch.Size], num_vision_layers: int, dtype: torch.dtype
+) -> tuple[dict[str, PlannedTensor], list[SourceReport]]:
     """Rename every source key (in override order) from names, shapes and dtypes only, and check the result.
 
     Returns the model's tensors in the order the write pass produces them, and one report per source. Raises
@@ -208,22 +217,32 @@ def plan_conversion(sources: list[Source], expected: dict[str, torch.Size], num_
     problems = []
     unknown = [f"{r.name}: {key}" for r in reports for key in r.unknown]
     if unknown:
-        problems.append(f"{len(unknown)} unexpected source keys (no rename rule or no such model key):"
-                        + _shorten(unknown))
+        problems.append(
+            f"{len(unknown)} unexpected source keys (no rename rule or no such model key):" + _shorten(unknown)
+        )
     missing = [key for key in expected if key not in entries]
     if missing:
         problems.append(f"{len(missing)} model keys missing from every source:" + _shorten(missing))
-    misshaped = [f"{key}: model {tuple(expected[key])} vs {origin[key]} {tuple(shape)}"
-                 for key, (_, shape, _) in entries.items() if key in expected and tuple(shape) != tuple(expected[key])]
+    misshaped = [
+        f"{key}: model {tuple(expected[key])} vs {origin[key]} {tuple(shape)}"
+        for key, (_, shape, _) in entries.items()
+        if key in expected and tuple(shape) != tuple(expected[key])
+    ]
     if misshaped:
         problems.append(f"{len(misshaped)} keys with a shape the model does not have:" + _shorten(misshaped))
     if problems:
-        raise ConversionError("conversion failed:\n" + "\n".join(problems)
-                              + "\nCheck the source files and the --preset (architecture of the non-LLM parts).")
+        raise ConversionError(
+            "conversion failed:\n"
+            + "\n".join(problems)
+            + "\nCheck the source files and the --preset (architecture of the non-LLM parts)."
+        )
 
-    planned = {key: PlannedTensor(parts, tuple(shape), _target_dtype(key, source_dtype, dtype),
-                                  max(read_position[part] for part in parts))
-               for key, (parts, shape, source_dtype) in entries.items()}
+    planned = {
+        key: PlannedTensor(
+            parts, tuple(shape), _target_dtype(key, source_dtype, dtype), max(read_position[part] for part in parts)
+        )
+        for key, (parts, shape, source_dtype) in entries.items()
+    }
     return dict(sorted(planned.items(), key=lambda item: item[1].arrival)), reports
 
 
@@ -232,8 +251,9 @@ def _cast_copy(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(tensor.shape, dtype=dtype).copy_(tensor)
 
 
-def produce_tensors(sources: list[Source], planned: dict[str, PlannedTensor],
-                    sink: Callable[[str, torch.Tensor], None]) -> None:
+def produce_tensors(
+    sources: list[Source], planned: dict[str, PlannedTensor], sink: Callable[[str, torch.Tensor], None]
+) -> None:
     """Read, cast (and fuse) every planned tensor, one source file open at a time; `sink(key, tensor)` for each, in
     the planned order."""
     files = [file for source in sources for file in source.files]
@@ -293,7 +313,9 @@ def _save_processor(out_dir: str | Path, tokenizer, config: VideoLlamaConfig, ll
 
     sentencepiece_model = llama / SENTENCEPIECE_MODEL_NAME
     VideoLlamaProcessor(
-        tokenizer, image_size=config.vision_config.image_size, num_video_query_tokens=config.num_video_query_tokens,
+        tokenizer,
+        image_size=config.vision_config.image_size,
+        num_video_query_tokens=config.num_video_query_tokens,
         max_frames=config.max_frames,
         sentencepiece_model=sentencepiece_model if sentencepiece_model.is_file() else None,
     ).save_pretrained(out_dir)
@@ -325,17 +347,27 @@ def _process_alive(pid: int) -> bool:
 
 def _check_out_dir(out_dir: Path) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise ConversionError(f"{out_dir} already exists and is not an empty folder: delete it or choose another "
-                              "--out (a conversion never writes into an existing one)")
+        raise ConversionError(
+            f"{out_dir} already exists and is not an empty folder: delete it or choose another "
+            "--out (a conversion never writes into an existing one)"
+        )
 
 
-def _write_model_files(folder: Path, sources: list[Source], planned: dict[str, PlannedTensor],
-                       model: VideoLlamaForConditionalGeneration, dtype: str, max_shard_size: str, log) -> None:
+def _write_model_files(
+    folder: Path,
+    sources: list[Source],
+    planned: dict[str, PlannedTensor],
+    model: VideoLlamaForConditionalGeneration,
+    dtype: str,
+    max_shard_size: str,
+    log,
+) -> None:
     """The weights (shards + index), config.json and generation_config.json, as save_pretrained lays them out."""
-    writer = ShardedSafetensorsWriter(folder, {key: (p.shape, p.dtype) for key, p in planned.items()},
-                                      max_shard_size)
-    log(f"writing {writer.total_size / 1e9:.2f} GB in {len(writer.split.filename_to_tensors)} shard(s) of at most "
-        f"{max_shard_size}")
+    writer = ShardedSafetensorsWriter(folder, {key: (p.shape, p.dtype) for key, p in planned.items()}, max_shard_size)
+    log(
+        f"writing {writer.total_size / 1e9:.2f} GB in {len(writer.split.filename_to_tensors)} shard(s) of at most "
+        f"{max_shard_size}"
+    )
     try:
         produce_tensors(sources, planned, writer.write)
     except BaseException:
@@ -431,6 +463,8 @@ def convert_checkpoints(
         shutil.rmtree(partial, ignore_errors=True)
         raise
     num_parameters = sum(torch.Size(plan.shape).numel() for plan in planned.values())
-    log(f"wrote {out_dir}: {num_parameters / 1e6:.1f}M parameters, "
-        f"video_token_index={config.video_token_index} ({VIDEO_PLACEHOLDER_TOKEN})")
+    log(
+        f"wrote {out_dir}: {num_parameters / 1e6:.1f}M parameters, "
+        f"video_token_index={config.video_token_index} ({VIDEO_PLACEHOLDER_TOKEN})"
+    )
     return reports

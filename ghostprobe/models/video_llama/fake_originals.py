@@ -32,8 +32,9 @@ def _rand(*shape, generator, dtype=torch.float32):
     return (torch.randn(*shape, generator=generator) * 0.1).to(dtype)
 
 
-def fake_eva_vit_state_dict(config: VideoLlamaConfig, extra_blocks: int = 1, seed: int = 1,
-                            dtype: torch.dtype = torch.float32) -> dict:
+def fake_eva_vit_state_dict(
+    config: VideoLlamaConfig, extra_blocks: int = 1, seed: int = 1, dtype: torch.dtype = torch.float32
+) -> dict:
     """eva_vit_g.pth layout (no prefix), with `extra_blocks` more blocks than the model uses (EVA-CLIP-g's 40th)."""
     g, vc = torch.Generator().manual_seed(seed), config.vision_config
     d, inner, p = vc.hidden_size, vc.intermediate_size, vc.patch_size
@@ -64,17 +65,22 @@ def fake_eva_vit_state_dict(config: VideoLlamaConfig, extra_blocks: int = 1, see
 def _fake_qformer(prefix: str, qc, generator, with_text_parts: bool) -> dict:
     """LAVIS BERT Q-Former keys under `prefix` (e.g. "Qformer.bert."), cross-attention every `frequency` layers."""
     h, inner, enc = qc.hidden_size, qc.intermediate_size, qc.encoder_hidden_size
-    state = {prefix + "embeddings.LayerNorm.weight": 1 + _rand(h, generator=generator),
-             prefix + "embeddings.LayerNorm.bias": _rand(h, generator=generator),
-             prefix + "embeddings.position_ids": torch.arange(qc.max_position_embeddings)[None]}
+    state = {
+        prefix + "embeddings.LayerNorm.weight": 1 + _rand(h, generator=generator),
+        prefix + "embeddings.LayerNorm.bias": _rand(h, generator=generator),
+        prefix + "embeddings.position_ids": torch.arange(qc.max_position_embeddings)[None],
+    }
     if with_text_parts:
         state[prefix + "embeddings.word_embeddings.weight"] = _rand(qc.vocab_size, h, generator=generator)
-        state[prefix + "embeddings.position_embeddings.weight"] = _rand(qc.max_position_embeddings, h,
-                                                                        generator=generator)
+        state[prefix + "embeddings.position_embeddings.weight"] = _rand(
+            qc.max_position_embeddings, h, generator=generator
+        )
 
     def linear(name, out_dim, in_dim):
-        state[name + ".weight"], state[name + ".bias"] = (_rand(out_dim, in_dim, generator=generator),
-                                                          _rand(out_dim, generator=generator))
+        state[name + ".weight"], state[name + ".bias"] = (
+            _rand(out_dim, in_dim, generator=generator),
+            _rand(out_dim, generator=generator),
+        )
 
     def norm(name):
         state[name + ".weight"] = 1 + _rand(h, generator=generator)
@@ -102,11 +108,14 @@ def fake_blip2_checkpoint(config: VideoLlamaConfig, seed: int = 2, t5_width: int
     `t5_width`: t5_proj's output width (FlanT5-XXL's 4096 in the released file)."""
     g, qc = torch.Generator().manual_seed(seed), config.qformer_config
     d = config.vision_config.hidden_size
-    state = {"ln_vision.weight": 1 + _rand(d, generator=g), "ln_vision.bias": _rand(d, generator=g),
-             "query_tokens": _rand(1, config.num_query_tokens, qc.hidden_size, generator=g),
-             "t5_proj.weight": _rand(t5_width, qc.hidden_size, generator=g),
-             "t5_proj.bias": _rand(t5_width, generator=g),
-             "Qformer.cls.predictions.bias": _rand(qc.vocab_size, generator=g)}
+    state = {
+        "ln_vision.weight": 1 + _rand(d, generator=g),
+        "ln_vision.bias": _rand(d, generator=g),
+        "query_tokens": _rand(1, config.num_query_tokens, qc.hidden_size, generator=g),
+        "t5_proj.weight": _rand(t5_width, qc.hidden_size, generator=g),
+        "t5_proj.bias": _rand(t5_width, generator=g),
+        "Qformer.cls.predictions.bias": _rand(qc.vocab_size, generator=g),
+    }
     state.update(_fake_qformer("Qformer.bert.", qc, g, with_text_parts=True))
     return {"model": state}
 
@@ -116,20 +125,33 @@ def fake_vl_checkpoint(config: VideoLlamaConfig, seed: int = 3) -> dict:
     g, qc = torch.Generator().manual_seed(seed), config.video_qformer_config
     h, llm = qc.hidden_size, config.text_config.hidden_size
     head_dim = llm // config.text_config.num_attention_heads
-    state = {"video_query_tokens": _rand(1, config.num_video_query_tokens, h, generator=g),
-             "video_frame_position_embedding.weight": _rand(config.max_frames, h, generator=g),
-             "llama_proj.weight": _rand(llm, h, generator=g), "llama_proj.bias": _rand(llm, generator=g),
-             "Qformer.bert.embeddings.position_ids": torch.arange(512)[None]}
+    state = {
+        "video_query_tokens": _rand(1, config.num_video_query_tokens, h, generator=g),
+        "video_frame_position_embedding.weight": _rand(config.max_frames, h, generator=g),
+        "llama_proj.weight": _rand(llm, h, generator=g),
+        "llama_proj.bias": _rand(llm, generator=g),
+        "Qformer.bert.embeddings.position_ids": torch.arange(512)[None],
+    }
     for i in range(config.text_config.num_hidden_layers):
         state[f"llama_model.model.layers.{i}.self_attn.rotary_emb.inv_freq"] = torch.rand(head_dim // 2)
     state.update(_fake_qformer("video_Qformer.bert.", qc, g, with_text_parts=False))
-    return {"model": state, "optimizer": {"state": {0: {"step": torch.tensor(3.0)}}, "param_groups": [{"lr": 3e-5}]},
-            "config": {"model": {"arch": "video_llama", "max_frame_pos": config.max_frames}},
-            "scaler": {"scale": 65536.0}, "epoch": 2}
+    return {
+        "model": state,
+        "optimizer": {"state": {0: {"step": torch.tensor(3.0)}}, "param_groups": [{"lr": 3e-5}]},
+        "config": {"model": {"arch": "video_llama", "max_frame_pos": config.max_frames}},
+        "scaler": {"scale": 65536.0},
+        "epoch": 2,
+    }
 
 
-def write_llama_folder(path: Path, text_config: LlamaConfig, seed: int = 4, dtype: torch.dtype = torch.float32,
-                       safe: bool = True, shard_size: str | None = None) -> Path:
+def write_llama_folder(
+    path: Path,
+    text_config: LlamaConfig,
+    seed: int = 4,
+    dtype: torch.dtype = torch.float32,
+    safe: bool = True,
+    shard_size: str | None = None,
+) -> Path:
     """An HF LLaMA folder (weights, config.json, generation_config.json, a tokenizer of exactly
     `text_config.vocab_size` tokens, no placeholder), as `llama-2-*-chat-hf/`.
 
@@ -155,8 +177,9 @@ def write_llama_folder(path: Path, text_config: LlamaConfig, seed: int = 4, dtyp
     if not safe:
         torch.save({key: fake(key) for key in shapes}, path / "pytorch_model.bin")
     else:
-        split = split_torch_state_dict_into_shards({k: v.to(dtype) for k, v in shapes.items()},
-                                                   max_shard_size=shard_size or "1TB")
+        split = split_torch_state_dict_into_shards(
+            {k: v.to(dtype) for k, v in shapes.items()}, max_shard_size=shard_size or "1TB"
+        )
         for filename, keys in split.filename_to_tensors.items():
             save_file({key: fake(key) for key in keys}, str(path / filename), metadata={"format": "pt"})
         if split.is_sharded:
@@ -168,8 +191,13 @@ def write_llama_folder(path: Path, text_config: LlamaConfig, seed: int = 4, dtyp
     return path
 
 
-def write_fake_originals(root: Path, config: VideoLlamaConfig | None = None, safe: bool = True,
-                         real_dtypes: bool = False, llama_shard_size: str | None = None) -> dict:
+def write_fake_originals(
+    root: Path,
+    config: VideoLlamaConfig | None = None,
+    safe: bool = True,
+    real_dtypes: bool = False,
+    llama_shard_size: str | None = None,
+) -> dict:
     """All four original sources under `root` (see the module docstring); returns the convert_checkpoints keyword
     arguments for them."""
     config = config or video_llama_config("tiny")
@@ -180,7 +208,12 @@ def write_fake_originals(root: Path, config: VideoLlamaConfig | None = None, saf
     t5_width = 4096 if real_dtypes else 16
     torch.save(fake_blip2_checkpoint(config, t5_width=t5_width), root / "blip2_pretrained_flant5xxl.pth")
     torch.save(fake_vl_checkpoint(config), root / "VL_LLaMA_2_7B_Finetuned.pth")
-    llama = write_llama_folder(root / LLAMA_FOLDER, config.text_config, dtype=half, safe=safe,
-                               shard_size=llama_shard_size)
-    return {"eva_vit": root / "eva_vit_g.pth", "blip2": root / "blip2_pretrained_flant5xxl.pth",
-            "vl": root / "VL_LLaMA_2_7B_Finetuned.pth", "llama": llama}
+    llama = write_llama_folder(
+        root / LLAMA_FOLDER, config.text_config, dtype=half, safe=safe, shard_size=llama_shard_size
+    )
+    return {
+        "eva_vit": root / "eva_vit_g.pth",
+        "blip2": root / "blip2_pretrained_flant5xxl.pth",
+        "vl": root / "VL_LLaMA_2_7B_Finetuned.pth",
+        "llama": llama,
+    }

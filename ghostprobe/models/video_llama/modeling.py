@@ -45,7 +45,11 @@ class VideoLlamaPreTrainedModel(PreTrainedModel):
     # As transformers' BLIP-2 and the original (Q-Formers in fp32 under autocast): an fp16 load keeps the Q-Former
     # side in fp32, where the small trained part of the model lives and where fp16 overflow would hurt most.
     _keep_in_fp32_modules = [
-        "query_tokens", "qformer", "video_frame_position_embedding", "video_query_tokens", "video_qformer",
+        "query_tokens",
+        "qformer",
+        "video_frame_position_embedding",
+        "video_query_tokens",
+        "video_qformer",
         "post_layernorm",
     ]
     _no_split_modules = ["Blip2EncoderLayer", "Blip2QFormerLayer", "LlamaDecoderLayer"]

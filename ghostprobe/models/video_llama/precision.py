@@ -33,8 +33,9 @@ class PrecisionPolicy:
     video_autocast: torch.dtype | None
 
     @classmethod
-    def from_names(cls, dtype: str, vision_dtype: str | None = None,
-                   video_autocast: str | None = None) -> PrecisionPolicy:
+    def from_names(
+        cls, dtype: str, vision_dtype: str | None = None, video_autocast: str | None = None
+    ) -> PrecisionPolicy:
         """From conf/hardware/ names: `dtype` (the LLM), `vision_dtype` (None: as `dtype`), `video_autocast`."""
         autocast = dtype_by_name(video_autocast, "video_autocast") if video_autocast else None
         if autocast is torch.float32:

@@ -11,11 +11,26 @@ the converter always takes the value from the LLaMA folder's own config.json, i.
 from .configuration import VideoLlamaConfig
 
 # EVA ViT-g/14 as BLIP-2 uses it: EVA-CLIP-g's 40 blocks minus the last, MLP ratio 4.3637 -> 6144.
-_EVA_VIT_G = dict(hidden_size=1408, intermediate_size=6144, num_hidden_layers=39, num_attention_heads=16,
-                  image_size=224, patch_size=14, hidden_act="gelu", layer_norm_eps=1e-6, qkv_bias=True)
+_EVA_VIT_G = dict(
+    hidden_size=1408,
+    intermediate_size=6144,
+    num_hidden_layers=39,
+    num_attention_heads=16,
+    image_size=224,
+    patch_size=14,
+    hidden_act="gelu",
+    layer_norm_eps=1e-6,
+    qkv_bias=True,
+)
 # BERT-base Q-Former of BLIP-2; only the query path exists here (use_qformer_text_input=False).
-_IMAGE_QFORMER = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-                      cross_attention_frequency=2, layer_norm_eps=1e-12)
+_IMAGE_QFORMER = dict(
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    cross_attention_frequency=2,
+    layer_norm_eps=1e-12,
+)
 _VIDEO_QFORMER = dict(_IMAGE_QFORMER, num_hidden_layers=2, cross_attention_frequency=1)
 
 _LLAMA_2 = {
@@ -45,17 +60,32 @@ def _tiny() -> VideoLlamaConfig:
     qformer = dict(hidden_size=32, num_attention_heads=4, intermediate_size=64, layer_norm_eps=1e-12)
     return VideoLlamaConfig(
         vision_config=dict(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-            image_size=28, patch_size=14, layer_norm_eps=1e-6, qkv_bias=True,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=28,
+            patch_size=14,
+            layer_norm_eps=1e-6,
+            qkv_bias=True,
             # Blip2VisionConfig's default 1e-10 would make a random ViT blind to the pixels.
             initializer_range=0.02,
         ),
         qformer_config=dict(qformer, num_hidden_layers=2, cross_attention_frequency=2),
         video_qformer_config=dict(qformer, num_hidden_layers=2, cross_attention_frequency=1),
         text_config=dict(
-            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-            vocab_size=1024, max_position_embeddings=512, rms_norm_eps=1e-5, tie_word_embeddings=False,
-            bos_token_id=1, eos_token_id=2, pad_token_id=0,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            vocab_size=1024,
+            max_position_embeddings=512,
+            rms_norm_eps=1e-5,
+            tie_word_embeddings=False,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=0,
         ),
         num_query_tokens=4,
         num_video_query_tokens=4,

@@ -77,13 +77,23 @@ class VideoLlamaProcessor:
         sentencepiece_model: the LLaMA `tokenizer.model` to tokenize text with (as the original); None: `tokenizer`.
     """
 
-    def __init__(self, tokenizer, image_size: int = 224, num_video_query_tokens: int = 32, max_frames: int = 32,
-                 resize: str = "straight", image_mean: Sequence[float] = CLIP_MEAN,
-                 image_std: Sequence[float] = CLIP_STD, prompt_format: str = "original",
-                 sentencepiece_model: str | Path | None = None):
+    def __init__(
+        self,
+        tokenizer,
+        image_size: int = 224,
+        num_video_query_tokens: int = 32,
+        max_frames: int = 32,
+        resize: str = "straight",
+        image_mean: Sequence[float] = CLIP_MEAN,
+        image_std: Sequence[float] = CLIP_STD,
+        prompt_format: str = "original",
+        sentencepiece_model: str | Path | None = None,
+    ):
         if VIDEO_PLACEHOLDER not in tokenizer.get_vocab():
-            raise ValueError(f"the tokenizer has no {VIDEO_PLACEHOLDER} token: use the tokenizer of a folder "
-                             "written by scripts/convert_video_llama.py (or ghostprobe.models.video_llama.tiny)")
+            raise ValueError(
+                f"the tokenizer has no {VIDEO_PLACEHOLDER} token: use the tokenizer of a folder "
+                "written by scripts/convert_video_llama.py (or ghostprobe.models.video_llama.tiny)"
+            )
         if resize not in RESIZE_MODES:
             raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
         if prompt_format not in PROMPT_FORMATS:
@@ -107,12 +117,16 @@ class VideoLlamaProcessor:
         """Raise ValueError naming the clip when its frames cannot go into the model."""
         shape = getattr(frames, "shape", None)
         if shape is None or len(shape) != 4 or shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"clip {clip_id!r}: frames must be uint8 RGB [T, H, W, 3], got "
-                             f"{getattr(frames, 'dtype', type(frames))} {shape}")
+            raise ValueError(
+                f"clip {clip_id!r}: frames must be uint8 RGB [T, H, W, 3], got "
+                f"{getattr(frames, 'dtype', type(frames))} {shape}"
+            )
         if not 1 <= shape[0] <= self.max_frames:
-            raise ValueError(f"clip {clip_id!r}: {shape[0]} frames, but Video-LLaMA takes 1 to max_frames="
-                             f"{self.max_frames} (its frame position embedding has that many rows); sample fewer "
-                             "frames (conf/sampling)")
+            raise ValueError(
+                f"clip {clip_id!r}: {shape[0]} frames, but Video-LLaMA takes 1 to max_frames="
+                f"{self.max_frames} (its frame position embedding has that many rows); sample fewer "
+                "frames (conf/sampling)"
+            )
         if num_timestamps is not None and num_timestamps != shape[0]:
             raise ValueError(f"clip {clip_id!r}: {shape[0]} frames but {num_timestamps} timestamps")
 
@@ -133,8 +147,9 @@ class VideoLlamaProcessor:
             return self.sentencepiece.encode(text)
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
-    def prompt_segments(self, prompt: Prompt, timestamps_s: Sequence[float],
-                        question: str = "detect") -> tuple[str, str]:
+    def prompt_segments(
+        self, prompt: Prompt, timestamps_s: Sequence[float], question: str = "detect"
+    ) -> tuple[str, str]:
         """The prompt's text before and after the video, in this processor's `prompt_format`."""
         if question not in QUESTIONS:
             raise ValueError(f"question must be one of {QUESTIONS}, got {question!r}")
@@ -148,16 +163,20 @@ class VideoLlamaProcessor:
     def prompt_ids(self, prompt: Prompt, timestamps_s: Sequence[float], question: str = "detect") -> list[int]:
         """BOS + the text before the video + one placeholder id per video token + the text after it."""
         before, after = self.prompt_segments(prompt, timestamps_s, question)
-        return [self.bos_id, *self.encode_text(before), *[self.video_token_id] * self.num_video_query_tokens,
-                *self.encode_text(after)]
+        return [
+            self.bos_id,
+            *self.encode_text(before),
+            *[self.video_token_id] * self.num_video_query_tokens,
+            *self.encode_text(after),
+        ]
 
     def answer_ids(self, answer: str) -> list[int]:
         """Token ids of `answer` as it follows a prompt (after "[/INST] "), without bos/eos."""
         context = self.encode_text(PROMPT_END)
         full = self.encode_text(f"{PROMPT_END} {answer.strip()}")
-        if full[:len(context)] != context:
+        if full[: len(context)] != context:
             raise ValueError(f"the tokenizer merges {PROMPT_END!r} with the answer {answer!r}: cannot split them")
-        return full[len(context):]
+        return full[len(context) :]
 
     def answer_choice(self, yes_word: str, no_word: str) -> AnswerChoice:
         """The tokens scoring compares for a prompt's yes/no words, read from this tokenizer (never hard-coded).
@@ -171,12 +190,16 @@ class VideoLlamaProcessor:
             shared += 1
         if shared == len(yes) or shared == len(no):
             pieces = (self.tokenizer.convert_ids_to_tokens(yes), self.tokenizer.convert_ids_to_tokens(no))
-            raise ValueError(f"answer words {yes_word!r} and {no_word!r} tokenize to {pieces[0]} and {pieces[1]}: "
-                             "no single token tells them apart; choose other yes_word/no_word in the prompt")
+            raise ValueError(
+                f"answer words {yes_word!r} and {no_word!r} tokenize to {pieces[0]} and {pieces[1]}: "
+                "no single token tells them apart; choose other yes_word/no_word in the prompt"
+            )
         for word, ids in ((yes_word, yes), (no_word, no)):
             if len(ids) > shared + 1:
-                warnings.warn(f"answer word {word!r} is {len(ids) - shared} tokens "
-                              f"{self.tokenizer.convert_ids_to_tokens(ids[shared:])}: scoring uses the first")
+                warnings.warn(
+                    f"answer word {word!r} is {len(ids) - shared} tokens "
+                    f"{self.tokenizer.convert_ids_to_tokens(ids[shared:])}: scoring uses the first"
+                )
         return AnswerChoice(tuple(yes[:shared]), yes[shared], no[shared])
 
     def decode(self, ids: Sequence[int]) -> str:
@@ -184,8 +207,14 @@ class VideoLlamaProcessor:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
 
     # ---- batches ----------------------------------------------------------------------------------------------
-    def __call__(self, clips: Sequence[ClipInput], prompt: Prompt, question: str = "detect",
-                 answers: Sequence[str] | None = None, suffix_ids: Sequence[int] = ()) -> dict[str, torch.Tensor]:
+    def __call__(
+        self,
+        clips: Sequence[ClipInput],
+        prompt: Prompt,
+        question: str = "detect",
+        answers: Sequence[str] | None = None,
+        suffix_ids: Sequence[int] = (),
+    ) -> dict[str, torch.Tensor]:
         """A left-padded model batch; with `answers`, also `labels` (-100 except each answer's tokens and `</s>`).
 
         All clips of a batch need the same number of frames (the model stacks them). `suffix_ids` are appended to
@@ -202,8 +231,10 @@ class VideoLlamaProcessor:
             pixel_values.append(self.pixel_values(clip.frames, clip.clip_id))
             ids = [*self.prompt_ids(prompt, clip.timestamps_s, question), *suffix_ids]
             if ids.count(self.video_token_id) != self.num_video_query_tokens:  # a tokenizer mapping text to it
-                raise ValueError(f"clip {clip.clip_id!r}: the prompt holds {ids.count(self.video_token_id)} "
-                                 f"{VIDEO_PLACEHOLDER} tokens, expected {self.num_video_query_tokens}")
+                raise ValueError(
+                    f"clip {clip.clip_id!r}: the prompt holds {ids.count(self.video_token_id)} "
+                    f"{VIDEO_PLACEHOLDER} tokens, expected {self.num_video_query_tokens}"
+                )
             labels = [IGNORE_INDEX] * len(ids)
             if answers is not None:
                 answer = [*self.answer_ids(answers[i]), self.eos_id]
@@ -215,10 +246,10 @@ class VideoLlamaProcessor:
         input_ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
         labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
-        for i, (ids, row_labels) in enumerate(zip(rows, label_rows)):
-            input_ids[i, length - len(ids):] = torch.tensor(ids)
-            attention_mask[i, length - len(ids):] = 1
-            labels[i, length - len(ids):] = torch.tensor(row_labels)
+        for i, (ids, row_labels) in enumerate(zip(rows, label_rows, strict=True)):
+            input_ids[i, length - len(ids) :] = torch.tensor(ids)
+            attention_mask[i, length - len(ids) :] = 1
+            labels[i, length - len(ids) :] = torch.tensor(row_labels)
         batch = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
@@ -232,9 +263,15 @@ class VideoLlamaProcessor:
 
     # ---- files ------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {"image_size": self.image_size, "num_video_query_tokens": self.num_video_query_tokens,
-                "max_frames": self.max_frames, "resize": self.resize, "image_mean": list(self.image_mean),
-                "image_std": list(self.image_std), "prompt_format": self.prompt_format}
+        return {
+            "image_size": self.image_size,
+            "num_video_query_tokens": self.num_video_query_tokens,
+            "max_frames": self.max_frames,
+            "resize": self.resize,
+            "image_mean": list(self.image_mean),
+            "image_std": list(self.image_std),
+            "prompt_format": self.prompt_format,
+        }
 
     def save_pretrained(self, out_dir: str | Path) -> None:
         """Write the tokenizer (+ tokenizer.model) and processor_config.json into `out_dir` (the model folder)."""
@@ -259,12 +296,18 @@ class VideoLlamaProcessor:
             kwargs = json.loads(config_file.read_text())
         else:
             config = VideoLlamaConfig.from_pretrained(path)
-            kwargs = {"image_size": config.vision_config.image_size, "max_frames": config.max_frames,
-                      "num_video_query_tokens": config.num_video_query_tokens}
+            kwargs = {
+                "image_size": config.vision_config.image_size,
+                "max_frames": config.max_frames,
+                "num_video_query_tokens": config.num_video_query_tokens,
+            }
         if not sentencepiece_model.is_file() and getattr(tokenizer, "vocab_size", 0) == 32000:
-            warnings.warn(f"{path}: no {SENTENCEPIECE_MODEL_NAME}, so LLaMA-2 prompts are tokenized by transformers, "
-                          "which differs from the original on double spaces; convert the checkpoint again "
-                          "(scripts/convert_video_llama.py copies tokenizer.model)")
+            warnings.warn(
+                f"{path}: no {SENTENCEPIECE_MODEL_NAME}, so LLaMA-2 prompts are tokenized by transformers, "
+                "which differs from the original on double spaces; convert the checkpoint again "
+                "(scripts/convert_video_llama.py copies tokenizer.model)"
+            )
         kwargs.update({key: value for key, value in overrides.items() if value is not None})
-        return cls(tokenizer, sentencepiece_model=sentencepiece_model if sentencepiece_model.is_file() else None,
-                   **kwargs)
+        return cls(
+            tokenizer, sentencepiece_model=sentencepiece_model if sentencepiece_model.is_file() else None, **kwargs
+        )

@@ -27,15 +27,18 @@ VIDEO_PLACEHOLDER = "<ImageHere>"  # the original's DEFAULT_IMAGE_PATCH_TOKEN
 PROMPT_END = "[/INST]"  # every prompt ends so; answers are tokenized as its continuation
 
 
-def prompt_segments(prompt_format: str, prompt: Prompt, timestamps_s: Sequence[float],
-                    question_text: str) -> tuple[str, str]:
+def prompt_segments(
+    prompt_format: str, prompt: Prompt, timestamps_s: Sequence[float], question_text: str
+) -> tuple[str, str]:
     """The prompt's text before and after the video embeddings, as `Chat.get_context_emb` splits it."""
     if prompt_format not in PROMPT_FORMATS:
         raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
     for field, text in (("system", prompt.system), ("question", question_text)):
         if VIDEO_PLACEHOLDER in text:
-            raise ValueError(f"prompt {prompt.name!r}: the {field} contains {VIDEO_PLACEHOLDER}, which marks where "
-                             "the video goes; remove it")
+            raise ValueError(
+                f"prompt {prompt.name!r}: the {field} contains {VIDEO_PLACEHOLDER}, which marks where "
+                "the video goes; remove it"
+            )
     language = "en" if prompt_format == "original" else prompt.language
     # Two spaces before the question: load_video's message ends in one and Chat.ask joins with another.
     user_turn = f"<Video>{VIDEO_PLACEHOLDER}</Video> {frames_message(timestamps_s, language)}  {question_text}"

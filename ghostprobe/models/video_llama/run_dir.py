@@ -35,11 +35,15 @@ TRAINABLES_FILE = "trainables.safetensors"
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 # What a checkpoint needs only to continue training (DeepSpeed's shards, RNG and scheduler states), not to be loaded
 # as a model: eval and export accept a checkpoint whose optimizer state was deleted to save space.
-_RESUME_STATE = re.compile(r"^(global_step\d+/.*|latest|rng_state.*\.pth|scheduler\.pt|optimizer\.pt|"
-                           r"training_args\.bin|trainer_state\.json|zero_to_.*\.py)$")
+_RESUME_STATE = re.compile(
+    r"^(global_step\d+/.*|latest|rng_state.*\.pth|scheduler\.pt|optimizer\.pt|"
+    r"training_args\.bin|trainer_state\.json|zero_to_.*\.py)$"
+)
 # The model files of each format, checked also where a marker predates the manifest.
-_FORMAT_FILES = {"lora": (("adapter_config.json",), ("adapter_model.safetensors",), (TRAINABLES_FILE,)),
-                 "full": (("config.json",), ("model.safetensors", "model.safetensors.index.json"))}
+_FORMAT_FILES = {
+    "lora": (("adapter_config.json",), ("adapter_model.safetensors",), (TRAINABLES_FILE,)),
+    "full": (("config.json",), ("model.safetensors", "model.safetensors.index.json")),
+}
 
 
 class IncompleteCheckpoint(FileNotFoundError):
@@ -62,10 +66,15 @@ def mark_complete(checkpoint: str | Path) -> None:
     """Write the completion marker, listing every file of the checkpoint with its size (the manifest), after every
     rank has written its files. Written atomically: the marker is either absent or whole."""
     checkpoint = Path(checkpoint)
-    files = {p.relative_to(checkpoint).as_posix(): p.stat().st_size
-             for p in sorted(checkpoint.rglob("*")) if p.is_file() and p.name != COMPLETE_MARKER}
-    write_json_atomic(checkpoint / COMPLETE_MARKER, {"step": checkpoint_step(checkpoint),
-                                                     "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": files})
+    files = {
+        p.relative_to(checkpoint).as_posix(): p.stat().st_size
+        for p in sorted(checkpoint.rglob("*"))
+        if p.is_file() and p.name != COMPLETE_MARKER
+    }
+    write_json_atomic(
+        checkpoint / COMPLETE_MARKER,
+        {"step": checkpoint_step(checkpoint), "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": files},
+    )
 
 
 def _manifest(checkpoint: Path) -> dict[str, int] | None:
@@ -106,7 +115,8 @@ def verify_checkpoint(checkpoint: str | Path, purpose: str = "load") -> Path:
     if problems:
         raise IncompleteCheckpoint(
             f"{checkpoint} is incomplete and cannot be {'loaded' if purpose == 'load' else 'resumed from'}: "
-            f"{'; '.join(problems)}. Restore the files from a copy, or use another checkpoint-<step>/ of the run")
+            f"{'; '.join(problems)}. Restore the files from a copy, or use another checkpoint-<step>/ of the run"
+        )
     return Path(checkpoint)
 
 
@@ -144,8 +154,10 @@ def resolve_model_dir(path: str | Path) -> Path:
     `best_checkpoint`. Raises FileNotFoundError saying what was found instead."""
     path = Path(path)
     if checkpoint_step(path) is not None and path.is_dir() and not is_complete(path):
-        raise FileNotFoundError(f"{path}: checkpoint was interrupted while being written (no {COMPLETE_MARKER} "
-                                "marker); use an earlier checkpoint or the run directory")
+        raise FileNotFoundError(
+            f"{path}: checkpoint was interrupted while being written (no {COMPLETE_MARKER} "
+            "marker); use an earlier checkpoint or the run directory"
+        )
     if (path / CHECKPOINT_INFO).is_file() or is_complete(path):  # written by the trainer: whole or refused
         return verify_checkpoint(path)
     if (path / "config.json").is_file():
@@ -157,7 +169,8 @@ def resolve_model_dir(path: str | Path) -> Path:
         f"{path}: not a converted Video-LLaMA folder (no config.json), nor a training checkpoint or run directory "
         f"with a complete checkpoint-<step>/. Convert the original checkpoints with scripts/convert_video_llama.py, "
         f"build the tiny test model (python -m ghostprobe.models.video_llama.tiny {path}), or train one "
-        "(deepspeed train/main.py ...)")
+        "(deepspeed train/main.py ...)"
+    )
 
 
 def weights_signature(path: str | Path) -> dict:
@@ -173,8 +186,9 @@ def checkpoint_info(model_dir: str | Path) -> dict:
     return json.loads(info_file.read_text()) if info_file.is_file() else {"format": "full"}
 
 
-def load_video_llama(path: str | Path, base_model: str | Path | None = None,
-                     **from_pretrained_kwargs) -> VideoLlamaForConditionalGeneration:
+def load_video_llama(
+    path: str | Path, base_model: str | Path | None = None, **from_pretrained_kwargs
+) -> VideoLlamaForConditionalGeneration:
     """Load a model folder, a training checkpoint or a run directory (see `resolve_model_dir`) as a plain model.
 
     A LoRA checkpoint is rebuilt as base + trained tensors + adapter and merged; `base_model` overrides the base
@@ -192,8 +206,10 @@ def load_video_llama(path: str | Path, base_model: str | Path | None = None,
 
     base_dir = Path(base_model or info["base_model"])
     if not (base_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir}: LoRA checkpoint of base model {base_dir}, which is not there; pass "
-                                "base_model=PATH (eval: model.base_model=PATH) to say where it is now")
+        raise FileNotFoundError(
+            f"{model_dir}: LoRA checkpoint of base model {base_dir}, which is not there; pass "
+            "base_model=PATH (eval: model.base_model=PATH) to say where it is now"
+        )
     model = VideoLlamaForConditionalGeneration.from_pretrained(base_dir, **from_pretrained_kwargs)
     trainables_file = model_dir / TRAINABLES_FILE  # always there: resolve_model_dir verified the checkpoint
     tensors = load_file(trainables_file)

@@ -20,9 +20,18 @@ from pathlib import Path
 import torch
 from huggingface_hub import split_torch_state_dict_into_shards
 
-_DTYPE_NAMES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-                torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-                torch.bool: "BOOL"}
+_DTYPE_NAMES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
 INDEX_NAME = "model.safetensors.index.json"
 
 
@@ -33,8 +42,9 @@ class ShardedSafetensorsWriter:
     writes the index. Memory: nothing beyond the tensor being written.
     """
 
-    def __init__(self, folder: str | Path, planned: dict[str, tuple[tuple[int, ...], torch.dtype]],
-                 max_shard_size: int | str):
+    def __init__(
+        self, folder: str | Path, planned: dict[str, tuple[tuple[int, ...], torch.dtype]], max_shard_size: int | str
+    ):
         self.folder = Path(folder)
         with torch.device("meta"):
             placeholders = {key: torch.empty(shape, dtype=dtype) for key, (shape, dtype) in planned.items()}
@@ -58,8 +68,11 @@ class ShardedSafetensorsWriter:
         header, offset = {}, 0
         for key in order:
             length = tensors[key].numel() * tensors[key].element_size()
-            header[key] = {"dtype": _DTYPE_NAMES[tensors[key].dtype], "shape": list(tensors[key].shape),
-                           "data_offsets": [offset, offset + length]}
+            header[key] = {
+                "dtype": _DTYPE_NAMES[tensors[key].dtype],
+                "shape": list(tensors[key].shape),
+                "data_offsets": [offset, offset + length],
+            }
             offset += length
         header["__metadata__"] = {"format": "pt"}  # transformers refuses files without it
         encoded = json.dumps(header, separators=(",", ":")).encode()
@@ -90,11 +103,14 @@ class ShardedSafetensorsWriter:
         for handle in self._files:
             handle.close()
         if self._unwritten:
-            raise RuntimeError(f"{len(self._unwritten)} planned tensors were never written, e.g. "
-                               f"{sorted(self._unwritten)[:3]}")
+            raise RuntimeError(
+                f"{len(self._unwritten)} planned tensors were never written, e.g. {sorted(self._unwritten)[:3]}"
+            )
         if self.split.is_sharded:
-            index = {"metadata": {"total_parameters": self.total_parameters, "total_size": self.total_size},
-                     "weight_map": dict(sorted(self.split.tensor_to_filename.items()))}
+            index = {
+                "metadata": {"total_parameters": self.total_parameters, "total_size": self.total_size},
+                "weight_map": dict(sorted(self.split.tensor_to_filename.items())),
+            }
             (self.folder / INDEX_NAME).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
     def abort(self) -> None:

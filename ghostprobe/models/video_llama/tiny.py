@@ -40,9 +40,18 @@ _SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]  # ids 0, 1, 2 as LLaMA-2
 # piece is learned (see the module docstring).
 _EXTRA_TEXTS = [
     "[INST] <<SYS>>\n\n<</SYS>>\n\n<Video></Video> [/INST]",
-    "Yes", "No", "Yes.", "No.", "Yes, a pedestrian suddenly emerges from behind a parked car.",
-    "No, there is no ghost probing in this video.", "The cyclist appears at 3.5 seconds.", "none",
-    "答：是，出现了鬼探头。", "答：否，没有鬼探头。", "答：约在第3秒。", "答：无",
+    "Yes",
+    "No",
+    "Yes.",
+    "No.",
+    "Yes, a pedestrian suddenly emerges from behind a parked car.",
+    "No, there is no ghost probing in this video.",
+    "The cyclist appears at 3.5 seconds.",
+    "none",
+    "答：是，出现了鬼探头。",
+    "答：否，没有鬼探头。",
+    "答：约在第3秒。",
+    "答：无",
     "0 1 2 3 4 5 6 7 8 9 0.5 1.5 2.5 3.5 4.5 seconds 秒",
 ]
 
@@ -134,9 +143,18 @@ def build_tiny_checkpoint(out_dir: str | Path, seed: int = 0, image_size: int = 
         num_video_query_tokens=config.num_video_query_tokens,
         max_frames=config.max_frames,
     ).save_pretrained(out_dir)
-    (out_dir / RANDOM_INIT_MARKER).write_text(json.dumps(
-        {"built_by": "ghostprobe.models.video_llama.tiny", "seed": seed, "trained": False,
-         "note": "random weights: a stand-in that exercises the code paths, not a detector"}, indent=2) + "\n")
+    (out_dir / RANDOM_INIT_MARKER).write_text(
+        json.dumps(
+            {
+                "built_by": "ghostprobe.models.video_llama.tiny",
+                "seed": seed,
+                "trained": False,
+                "note": "random weights: a stand-in that exercises the code paths, not a detector",
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return out_dir
 
 
