@@ -149,7 +149,8 @@ def synthetic_dataset(folder: Path, num_clips: int, num_frames: int, frame_size:
     # conf/data_prep.yaml's defaults, read as files (Hydra is already running this script), uniform sampling.
     settings = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "data_prep.yaml").prep)
     sampling = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "sampling" / "uniform.yaml"))
-    settings.update(frame_size=frame_size, sampling={**sampling, "num_frames": num_frames})
+    split = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "split" / "random.yaml"))  # the split group's default
+    settings.update(frame_size=frame_size, sampling={**sampling, "num_frames": num_frames}, split=split)
     report = prepare_dataset(folder / "clips" / "labels.json", folder / "prepared", settings)
     if report["rejected"]:
         raise SystemExit(f"dry_run: data prep rejected synthetic clips: {report['rejected']}")
