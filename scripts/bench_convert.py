@@ -123,6 +123,7 @@ def _largest_file(paths) -> int:
 
 def find_originals(folder: Path) -> dict:
     """The original files of a fixture folder: eva_vit*.pth (optional), blip2*.pth, VL_*.pth, the LLaMA folder."""
+    from ghostprobe.models.video_llama.checkpoint_sources import has_llama_weights
 
     def one(pattern: str, required: bool = True):
         found = sorted(folder.glob(pattern))
@@ -130,20 +131,7 @@ def find_originals(folder: Path) -> dict:
             raise SystemExit(f"expected one {pattern} in {folder}, found {[p.name for p in found]}")
         return found[0] if found else None
 
-    llama = [
-        p
-        for p in sorted(folder.iterdir())
-        if p.is_dir()
-        and any(
-            (p / name).exists()
-            for name in (
-                "pytorch_model.bin",
-                "model.safetensors",
-                "pytorch_model.bin.index.json",
-                "model.safetensors.index.json",
-            )
-        )
-    ]
+    llama = [p for p in sorted(folder.iterdir()) if has_llama_weights(p)]
     if len(llama) != 1:
         raise SystemExit(f"expected one LLaMA folder with weights in {folder}, found {[p.name for p in llama]}")
     sources = {

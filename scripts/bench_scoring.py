@@ -25,26 +25,11 @@ from ghostprobe.dtypes import DTYPES
 
 
 def build(preset: str, device: str, dtype: torch.dtype):
-    """A random-init model of `preset` on `device`, and a processor whose tokenizer fits its vocabulary."""
-    from ghostprobe.models.video_llama import VideoLlamaForConditionalGeneration
-    from ghostprobe.models.video_llama.convert import VIDEO_PLACEHOLDER_TOKEN
-    from ghostprobe.models.video_llama.presets import video_llama_config
-    from ghostprobe.models.video_llama.processing import VideoLlamaProcessor
-    from ghostprobe.models.video_llama.tiny import tiny_video_tokenizer
+    """A random-init model of `preset` on `device` in `dtype`, and a processor whose tokenizer fits its vocabulary."""
+    from ghostprobe.models.video_llama.tiny import random_model_of_preset
 
-    config = video_llama_config(preset)
-    tokenizer = tiny_video_tokenizer(1024)  # ids < 1025 exist in every preset's vocabulary; the text is the same
-    config.video_token_index = tokenizer.convert_tokens_to_ids(VIDEO_PLACEHOLDER_TOKEN)
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = VideoLlamaForConditionalGeneration(config).to(dtype).eval()
-    processor = VideoLlamaProcessor(
-        tokenizer,
-        image_size=config.vision_config.image_size,
-        num_video_query_tokens=config.num_video_query_tokens,
-        max_frames=config.max_frames,
-    )
-    return model, processor
+    model, processor = random_model_of_preset(preset, device, dtype)
+    return model.eval(), processor
 
 
 def clips(n: int, num_frames: int = 8):

@@ -169,29 +169,15 @@ def measure_gpu(cfg, preset: str, llm_layers: int, num_frames: int, steps: int, 
     """One model of `preset`'s shapes with the LLM cut to `llm_layers` layers, trained per `cfg.train` for `steps` timed
     forward+backward+AdamW steps at `cfg.train.micro_batch_size`: step seconds, FLOPs per sample, peak GiB."""
     from ghostprobe.models.base import ClipInput
-    from ghostprobe.models.video_llama import VideoLlamaForConditionalGeneration
-    from ghostprobe.models.video_llama.convert import VIDEO_PLACEHOLDER_TOKEN
-    from ghostprobe.models.video_llama.presets import video_llama_config
-    from ghostprobe.models.video_llama.processing import VideoLlamaProcessor
-    from ghostprobe.models.video_llama.tiny import tiny_video_tokenizer
+    from ghostprobe.models.video_llama.tiny import random_model_of_preset
     from ghostprobe.prompts import load_prompt
     from train.data import AnswerCollator
     from train.model_setup import trained_set_for_timing
     from train.throughput import flops_per_sample
 
-    config = video_llama_config(preset)
-    config.text_config.num_hidden_layers = llm_layers
-    tokenizer = tiny_video_tokenizer(1024)  # ids < 1025 exist in LLaMA-2's vocabulary; the prompt's length is close
-    config.video_token_index = tokenizer.convert_tokens_to_ids(VIDEO_PLACEHOLDER_TOKEN)
-    torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = VideoLlamaForConditionalGeneration(config).to(torch.bfloat16)
+    model, processor = random_model_of_preset(preset, "cuda", torch.bfloat16, llm_layers)
     model, optimizer = trained_set_for_timing(model, cfg.train, fused=True)
-
-    size = config.vision_config.image_size
-    processor = VideoLlamaProcessor(
-        tokenizer, image_size=size, num_video_query_tokens=config.num_video_query_tokens, max_frames=config.max_frames
-    )
+    size = model.config.vision_config.image_size
     collator = AnswerCollator(
         processor, load_prompt(cfg.prompt), cfg.train.answers.positive, cfg.train.answers.negative
     )

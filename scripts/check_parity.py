@@ -35,6 +35,7 @@ from ghostprobe.frames import frames_from_row
 from ghostprobe.models.base import ClipInput, build_model
 from ghostprobe.models.video_llama import video_llama_config
 from ghostprobe.models.video_llama.backend import answer_logits
+from ghostprobe.models.video_llama.checkpoint_sources import has_llama_weights
 from ghostprobe.models.video_llama.convert import (
     VIDEO_PLACEHOLDER_TOKEN,
     convert_checkpoints,
@@ -92,19 +93,7 @@ def _short(value) -> str:
 def llama_folders(checkpoints: Path) -> tuple[Path, list[Path]]:
     """(the LLaMA folder with weights, every LLaMA folder that ships a tokenizer) of a fixture."""
     folders = sorted(p for p in checkpoints.iterdir() if (p / "config.json").is_file())
-    weighted = [
-        p
-        for p in folders
-        if any(
-            (p / name).exists()
-            for name in (
-                "pytorch_model.bin",
-                "model.safetensors",
-                "pytorch_model.bin.index.json",
-                "model.safetensors.index.json",
-            )
-        )
-    ]
+    weighted = [p for p in folders if has_llama_weights(p)]
     if len(weighted) != 1:
         raise SystemExit(
             f"check_parity: expected one LLaMA folder with weights in {checkpoints}, found {[p.name for p in weighted]}"

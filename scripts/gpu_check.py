@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from ghostprobe.files import write_json_atomic
+from ghostprobe.models.video_llama.tiny import random_model_of_preset
 
 FP16_MAX = float(torch.finfo(torch.float16).max)
 
@@ -90,36 +91,6 @@ def environment(device: str) -> dict:
 
 
 # ---- inputs -----------------------------------------------------------------------------------------------------
-def random_model(preset: str, device: str, llm_layers: int | None = None, dtype: torch.dtype = torch.bfloat16):
-    """A random-init model of `preset` built on `device` in `dtype` (the Q-Former side too; precision policies cast
-    it back), and a processor whose tokenizer fits every preset's vocabulary."""
-    from ghostprobe.models.video_llama import VideoLlamaForConditionalGeneration, video_llama_config
-    from ghostprobe.models.video_llama.convert import VIDEO_PLACEHOLDER_TOKEN
-    from ghostprobe.models.video_llama.processing import VideoLlamaProcessor
-    from ghostprobe.models.video_llama.tiny import tiny_video_tokenizer
-
-    config = video_llama_config(preset)
-    if llm_layers is not None:
-        config.text_config.num_hidden_layers = llm_layers
-    tokenizer = tiny_video_tokenizer(1024)
-    config.video_token_index = tokenizer.convert_tokens_to_ids(VIDEO_PLACEHOLDER_TOKEN)
-    torch.manual_seed(0)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)  # built in the dtype it runs in: a 13B fp32 copy would need 52 GB first
-    try:
-        with torch.device(device):
-            model = VideoLlamaForConditionalGeneration(config)
-    finally:
-        torch.set_default_dtype(default)
-    processor = VideoLlamaProcessor(
-        tokenizer,
-        image_size=config.vision_config.image_size,
-        num_video_query_tokens=config.num_video_query_tokens,
-        max_frames=config.max_frames,
-    )
-    return model, processor
-
-
 def random_clips(count: int, num_frames: int, size: int, seed: int = 0) -> list:
     from ghostprobe.models.base import ClipInput
 
@@ -151,7 +122,7 @@ def scoring(
     from ghostprobe.models.video_llama.precision import PrecisionPolicy, apply_precision
 
     prompt = _prompt("eval", ["output_dir=x", "data.path=x"])
-    model, processor = random_model(preset, device, dtype=DTYPES[dtypes[0]])
+    model, processor = random_model_of_preset(preset, device, DTYPES[dtypes[0]])
     model.eval()
     choice = processor.answer_choice(prompt.yes_word, prompt.no_word)
     size = model.config.vision_config.image_size
@@ -209,7 +180,7 @@ def training_step(
 
     cfg = compose("train", [f"+exp={exp}"])
     on_gpu = device == "cuda"
-    model, processor = random_model(preset, device, llm_layers, torch.bfloat16 if on_gpu else torch.float32)
+    model, processor = random_model_of_preset(preset, device, torch.bfloat16 if on_gpu else torch.float32, llm_layers)
     model, optimizer = trained_set_for_timing(model, cfg.train, fused=on_gpu)
 
     prompt = _prompt("train", [f"+exp={exp}"])
@@ -312,7 +283,7 @@ def nan_guard(preset: str, batch_size: int, num_frames: int, device: str) -> dic
     from ghostprobe.models.video_llama.precision import PrecisionPolicy, apply_precision
 
     prompt = _prompt("eval", ["output_dir=x", "data.path=x"])
-    model, processor = random_model(preset, device, dtype=torch.float16)
+    model, processor = random_model_of_preset(preset, device, torch.float16)
     model.eval()
     apply_precision(model, PrecisionPolicy.from_names("fp16", "fp16", "fp16"))  # conf/hardware/v100x4.yaml
     choice = processor.answer_choice(prompt.yes_word, prompt.no_word)

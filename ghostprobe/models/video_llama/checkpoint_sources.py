@@ -162,15 +162,25 @@ def memory_source(name: str, state: Mapping[str, torch.Tensor]) -> Source:
     return Source(name, (TensorFile(None, state=state),))
 
 
+# (index, single file) of an HF LLaMA folder's weights, in the order they are looked for
+LLAMA_WEIGHT_FILES = (
+    ("model.safetensors.index.json", "model.safetensors"),
+    ("pytorch_model.bin.index.json", "pytorch_model.bin"),
+)
+
+
+def has_llama_weights(folder: str | Path) -> bool:
+    """Whether `folder` holds an HF LLaMA's weights in a form `llama_weight_files` reads."""
+    folder = Path(folder)
+    return folder.is_dir() and any((folder / name).exists() for pair in LLAMA_WEIGHT_FILES for name in pair)
+
+
 def llama_weight_files(folder: str | Path) -> list[Path]:
     """The weight files of an HF LLaMA folder: model.safetensors(.index.json) or pytorch_model.bin(.index.json)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ConversionError(f"{folder}: not a folder (expected the llama-2-*-chat-hf folder)")
-    for index_name, single_name in (
-        ("model.safetensors.index.json", "model.safetensors"),
-        ("pytorch_model.bin.index.json", "pytorch_model.bin"),
-    ):
+    for index_name, single_name in LLAMA_WEIGHT_FILES:
         index = folder / index_name
         if index.exists():
             names = sorted(set(json.loads(index.read_text())["weight_map"].values()))

@@ -114,6 +114,36 @@ def _widen_init(model: VideoLlamaForConditionalGeneration) -> None:
             param.normal_(std=0.3)
 
 
+def random_model_of_preset(
+    preset: str, device: str = "cpu", dtype: torch.dtype = torch.float32, llm_layers: int | None = None
+) -> tuple[VideoLlamaForConditionalGeneration, VideoLlamaProcessor]:
+    """A random-init model at `preset`'s shapes (LLaMA cut to `llm_layers` when given), built on `device` in `dtype`
+    (a 13B fp32 copy would need 52 GB before a cast), and a processor with the tiny tokenizer: its ids (< 1025) exist
+    in every preset's vocabulary and its prompts are about the real length. For benchmarks and checks at real shapes
+    (scripts/bench_scoring.py, bench_train.py, gpu_check.py); the Q-Former side is in `dtype` too, precision policies
+    cast it back."""
+    config = video_llama_config(preset)
+    if llm_layers is not None:
+        config.text_config.num_hidden_layers = llm_layers
+    tokenizer = tiny_video_tokenizer(1024)
+    config.video_token_index = tokenizer.convert_tokens_to_ids(VIDEO_PLACEHOLDER_TOKEN)
+    torch.manual_seed(0)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = VideoLlamaForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(default)
+    processor = VideoLlamaProcessor(
+        tokenizer,
+        image_size=config.vision_config.image_size,
+        num_video_query_tokens=config.num_video_query_tokens,
+        max_frames=config.max_frames,
+    )
+    return model, processor
+
+
 def build_tiny_checkpoint(out_dir: str | Path, seed: int = 0, image_size: int = 28, patch_size: int = 14) -> Path:
     """Write a random-init tiny-preset Video-LLaMA folder (model, tokenizer, processor) to `out_dir`; return it.
 
