@@ -143,6 +143,26 @@ def read_jsonl(paths) -> list[dict]:
     return rows
 
 
+def _drop_partial_last_line(path: Path, chunk_bytes: int = 1 << 16) -> None:
+    """Cut a file back to its last newline, reading only its end (a long timeline is not read whole to check it)."""
+    with open(path, "r+b") as f:
+        end = f.seek(0, os.SEEK_END)
+        position = end
+        while position > 0:
+            start = max(0, position - chunk_bytes)
+            f.seek(start)
+            block = f.read(position - start)
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                cut = start + newline + 1
+                break
+            position = start
+        else:
+            cut = 0
+        if cut != end:
+            f.truncate(cut)
+
+
 class JsonlAppender:
     """Appends rows to a JSONL file with one flush + fsync per batch, so a kill loses at most the batch in flight.
 
@@ -154,9 +174,7 @@ class JsonlAppender:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists() and self.path.stat().st_size:
-            data = self.path.read_bytes()
-            if not data.endswith(b"\n"):
-                self.path.write_bytes(data[: data.rfind(b"\n") + 1])
+            _drop_partial_last_line(self.path)
         self._file = open(self.path, "a", encoding="utf-8")
 
     def write(self, rows: list[dict]) -> None:

@@ -112,3 +112,21 @@ def test_a_really_full_disk(tmp_path, writer):
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"train: disk full: no space left to write in {folder} (")
     assert line.endswith(f" free of 64.0 KiB); {ADVICE}")
+
+
+@pytest.mark.parametrize(
+    ("content", "kept"),
+    [
+        (b'{"a": 1}\n{"a": 2}\n', b'{"a": 1}\n{"a": 2}\n'),  # whole: untouched
+        (b'{"a": 1}\n{"a": 2}\n{"a"', b'{"a": 1}\n{"a": 2}\n'),  # a row cut short by a kill
+        (b'{"a"', b""),  # nothing whole at all
+        (b'{"a": 1}\n' + b"x" * 200_000, b'{"a": 1}\n'),  # a cut row longer than one block read from the end
+    ],
+)
+def test_an_appender_drops_a_row_cut_short_and_appends_after_the_last_whole_one(tmp_path, content, kept):
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(content)
+    with files.JsonlAppender(path) as appender:
+        appender.write([{"b": 3}])
+    assert path.read_bytes() == kept + b'{"b": 3}\n'
+    assert files.read_jsonl([path])[-1] == {"b": 3}
