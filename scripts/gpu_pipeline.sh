@@ -13,6 +13,7 @@
 # TINY_MODEL: python -m ghostprobe.models.video_llama.tiny DIR --image-size 56 --patch-size 8.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ $# -eq 3 ] || { echo "usage: bash scripts/gpu_pipeline.sh DATASET TINY_MODEL OUT_DIR" >&2; exit 2; }
 data="$1" model="$2" out="$3"
 python="${PYTHON:-python}"
 "$python" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu_pipeline: torch sees no GPU')"
